@@ -1,0 +1,3 @@
+from cnnrun.cli import main
+
+main()

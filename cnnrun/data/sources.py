@@ -1,0 +1,214 @@
+"""Where the arrays come from: the built-in `shapes` set, Keras' datasets (downloaded or a local copy), npz.
+
+Each loader returns a `RawData`: uint8 (or float) images in NHWC layout, integer labels, class names.
+"""
+
+import gzip
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnrun.config import DatasetConfig
+from cnnrun.data.shapes import SHAPE_NAMES, make_shapes
+from cnnrun.errors import UserError
+
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "cifar100": [f"class_{i}" for i in range(100)],
+}
+INPUT_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3)}
+
+# the files Keras keeps in ~/.keras/datasets/, per dataset
+CACHE_FILES = {
+    "fashion_mnist": ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+    "mnist": ["mnist.npz"],
+    "cifar10": ["cifar-10-batches-py/data_batch_1 … data_batch_5, test_batch"],
+    "cifar100": ["cifar-100-python/train, test"],
+}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+
+@dataclass
+class RawData:
+    """A dataset's arrays before splitting and normalisation."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: list[str]
+
+
+def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
+    """The input shape and class names of a dataset, without loading its images (npz reads its labels)."""
+    if config.name == "shapes":
+        size = config.image_size
+        return (size, size, config.channels), list(SHAPE_NAMES[: config.num_classes])
+    if config.name == "npz":
+        with _open_npz(Path(config.path)) as arrays:
+            shape = _image_shape(arrays["x_train"].shape, config.path)
+            return shape, _label_names(arrays["y_train"])
+    return INPUT_SHAPES[config.name], CLASS_NAMES[config.name]
+
+
+def load_raw(config: DatasetConfig, seed: int) -> RawData:
+    """Load a dataset's train and test arrays as the config says."""
+    if config.name == "shapes":
+        args = dict(image_size=config.image_size, channels=config.channels, num_classes=config.num_classes)
+        x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
+        x_test, y_test, _ = make_shapes(config.test_samples, seed=seed + 1, **args) if config.test_samples \
+            else (None, None, None)
+        return RawData(x_train, y_train, x_test, y_test, names)
+    if config.name == "npz":
+        return _load_npz(Path(config.path))
+    if config.data_dir:
+        return _load_local_copy(config.name, Path(config.data_dir))
+    return _download(config.name)
+
+
+def _open_npz(path: Path):
+    if not path.is_file():
+        raise UserError(f"dataset.path: {path} not found (an .npz file with x_train and y_train)")
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"dataset.path: {path} is not a readable .npz file ({e})") from e
+    missing = {"x_train", "y_train"} - set(arrays.files)
+    if missing:
+        raise UserError(f"dataset.path: {path} lacks {', '.join(sorted(missing))}; it has {', '.join(arrays.files)}")
+    return arrays
+
+
+def _image_shape(shape: tuple[int, ...], source: str) -> tuple[int, ...]:
+    if len(shape) == 3:
+        return (*shape[1:], 1)
+    if len(shape) == 4 and shape[-1] in (1, 3, 4):
+        return tuple(shape[1:])
+    raise UserError(f"{source}: images must be (N, height, width) or (N, height, width, channels), got {shape}")
+
+
+def _label_names(labels: np.ndarray) -> list[str]:
+    labels = np.asarray(labels).reshape(-1)
+    return [str(i) for i in range(int(labels.max()) + 1)]
+
+
+def _as_nhwc(x: np.ndarray) -> np.ndarray:
+    return x[..., np.newaxis] if x.ndim == 3 else x
+
+
+def _load_npz(path: Path) -> RawData:
+    with _open_npz(path) as arrays:
+        x_train, y_train = arrays["x_train"], arrays["y_train"].reshape(-1)
+        _image_shape(x_train.shape, str(path))
+        has_test = "x_test" in arrays.files and "y_test" in arrays.files
+        x_test = _as_nhwc(arrays["x_test"]) if has_test else None
+        y_test = arrays["y_test"].reshape(-1) if has_test else None
+    if len(x_train) != len(y_train):
+        raise UserError(f"dataset.path: {path}: x_train has {len(x_train)} images but y_train {len(y_train)} labels")
+    if not np.issubdtype(y_train.dtype, np.integer) or y_train.min() < 0:
+        raise UserError(f"dataset.path: {path}: y_train must hold class numbers 0, 1, 2, …")
+    return RawData(_as_nhwc(x_train), y_train.astype(np.int64), x_test,
+                   None if y_test is None else y_test.astype(np.int64), _label_names(y_train))
+
+
+def _read_idx(path: Path, offset: int) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+
+def _missing_files_error(name: str, folder: Path) -> UserError:
+    files = ", ".join(CACHE_FILES[name])
+    return UserError(f"dataset.data_dir: {folder} has no local copy of {name}; put {files} there "
+                     f"(the layout of ~/.keras/datasets)")
+
+
+def _load_local_copy(name: str, folder: Path) -> RawData:
+    """Read a dataset from a folder in Keras' cache layout (or, for CIFAR, a train/test tree of JPEGs)."""
+    if not folder.is_dir():
+        raise UserError(f"dataset.data_dir: {folder} is not a folder")
+    if name == "fashion_mnist":
+        paths = [folder / f for f in CACHE_FILES[name]]
+        if not all(p.is_file() for p in paths):
+            raise _missing_files_error(name, folder)
+        x_train, y_train, x_test, y_test = (
+            _read_idx(paths[0], 16).reshape(-1, 28, 28, 1), _read_idx(paths[1], 8),
+            _read_idx(paths[2], 16).reshape(-1, 28, 28, 1), _read_idx(paths[3], 8),
+        )
+    elif name == "mnist":
+        if not (folder / "mnist.npz").is_file():
+            raise _missing_files_error(name, folder)
+        with np.load(folder / "mnist.npz", allow_pickle=False) as f:
+            x_train, y_train, x_test, y_test = (
+                _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
+    elif (folder / "train").is_dir() and (folder / "test").is_dir():
+        x_train, y_train, names = _read_image_tree(folder / "train", CLASS_NAMES[name])
+        x_test, y_test, _ = _read_image_tree(folder / "test", names)
+        return RawData(x_train, y_train, x_test, y_test, names)
+    else:
+        x_train, y_train, x_test, y_test = _read_cifar_batches(name, folder)
+    return RawData(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), CLASS_NAMES[name])
+
+
+def _read_cifar_batches(name: str, folder: Path):
+    """CIFAR's python batches, as Keras caches them (Keras reads the same pickles)."""
+    sub = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    root = folder / sub if (folder / sub).is_dir() else folder
+    if name == "cifar10":
+        train_files, test_files, key = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
+    else:
+        train_files, test_files, key = ["train"], ["test"], b"fine_labels"
+    if not all((root / f).is_file() for f in train_files + test_files):
+        raise _missing_files_error(name, folder)
+
+    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for f in files:
+            with open(root / f, "rb") as fh:
+                batch = pickle.load(fh, encoding="bytes")
+            xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(np.asarray(batch[key]))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    return (*read(train_files), *read(test_files))
+
+
+def _read_image_tree(folder: Path, expected: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode a folder of class folders of small images into arrays (class order: sorted folder names)."""
+    from PIL import Image
+
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if names != sorted(expected):
+        raise UserError(f"dataset.data_dir: {folder} should hold the class folders {', '.join(sorted(expected))}; "
+                        f"found {', '.join(names) or 'none'}")
+    images, labels = [], []
+    for label, name in enumerate(names):
+        for path in sorted((folder / name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                with Image.open(path) as image:
+                    images.append(np.asarray(image.convert("RGB")))
+                labels.append(label)
+    return np.stack(images), np.asarray(labels, np.int64), names
+
+
+def _download(name: str) -> RawData:
+    """Let Keras download (or reuse its cache in ~/.keras/datasets); offline, say which files go where."""
+    import keras
+
+    loader = getattr(keras.datasets, name)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as e:  # keras.utils.get_file raises a bare Exception when the URL cannot be fetched
+        if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
+            raise
+        raise UserError(
+            f"could not download {name} ({str(e).splitlines()[0][:120]}); without network, put "
+            f"{', '.join(CACHE_FILES[name])} in a folder and set dataset.data_dir to it"
+        ) from e
+    return RawData(_as_nhwc(x_train), y_train.reshape(-1).astype(np.int64), _as_nhwc(x_test),
+                   y_test.reshape(-1).astype(np.int64), CLASS_NAMES[name])

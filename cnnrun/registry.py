@@ -1,0 +1,138 @@
+"""The one table from the names a config uses to Keras classes.
+
+Config names are Keras' own class names (layers) or Keras' string identifiers (optimizers, losses), so a user
+can paste from the Keras documentation. Adding a layer is one line in `LAYERS`.
+
+Only strings live here, so the table can be read (for validation and suggestions) without importing Keras.
+"""
+
+import inspect
+from typing import Any
+
+from cnnrun.errors import UserError, did_you_mean
+
+# config name -> class name in `keras.layers`
+LAYERS: dict[str, str] = {
+    "Conv2D": "Conv2D",
+    "Convolution2D": "Conv2D",
+    "SeparableConv2D": "SeparableConv2D",
+    "DepthwiseConv2D": "DepthwiseConv2D",
+    "Conv2DTranspose": "Conv2DTranspose",
+    "MaxPooling2D": "MaxPooling2D",
+    "MaxPool2D": "MaxPooling2D",
+    "AveragePooling2D": "AveragePooling2D",
+    "AvgPool2D": "AveragePooling2D",
+    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
+    "GlobalAvgPool2D": "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D": "GlobalMaxPooling2D",
+    "GlobalMaxPool2D": "GlobalMaxPooling2D",
+    "ZeroPadding2D": "ZeroPadding2D",
+    "Cropping2D": "Cropping2D",
+    "Dropout": "Dropout",
+    "SpatialDropout2D": "SpatialDropout2D",
+    "GaussianNoise": "GaussianNoise",
+    "Flatten": "Flatten",
+    "Reshape": "Reshape",
+    "Dense": "Dense",
+    "Activation": "Activation",
+    "ReLU": "ReLU",
+    "LeakyReLU": "LeakyReLU",
+    "ELU": "ELU",
+    "Softmax": "Softmax",
+    "BatchNormalization": "BatchNormalization",
+    "LayerNormalization": "LayerNormalization",
+    "Rescaling": "Rescaling",
+    "Resizing": "Resizing",
+}
+
+# config name -> class name in `keras.optimizers`
+OPTIMIZERS: dict[str, str] = {
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+    "sgd": "SGD",
+    "nadam": "Nadam",
+    "adamax": "Adamax",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "lion": "Lion",
+}
+
+# config name -> class name in `keras.losses`
+LOSSES: dict[str, str] = {
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+    "categorical_focal_crossentropy": "CategoricalFocalCrossentropy",
+    "binary_focal_crossentropy": "BinaryFocalCrossentropy",
+    "categorical_hinge": "CategoricalHinge",
+    "hinge": "Hinge",
+    "kl_divergence": "KLDivergence",
+    "mean_squared_error": "MeanSquaredError",
+    "mse": "MeanSquaredError",
+}
+
+# config name -> class name in `keras.regularizers`
+REGULARIZERS: dict[str, str] = {"l1": "L1", "l2": "L2", "l1_l2": "L1L2"}
+
+# arguments every Keras layer takes besides its own
+COMMON_LAYER_ARGS = {"name", "dtype", "trainable"}
+
+# Metric names the course writes; Keras 3 logs them under the long name.
+METRIC_ALIASES: dict[str, str] = {"acc": "accuracy"}
+
+
+def canonical_metric(name: str) -> str:
+    """Map a metric or monitor name to the key Keras logs (`val_acc` -> `val_accuracy`).
+
+    Example:
+    >>> canonical_metric("val_acc")
+    'val_accuracy'
+    """
+    prefix = "val_" if name.startswith("val_") else ""
+    bare = name[len(prefix):]
+    return prefix + METRIC_ALIASES.get(bare, bare)
+
+
+def check_layer_name(name: str, where: str) -> str:
+    """Return the Keras class name for a config layer name, or raise a UserError with suggestions."""
+    if name not in LAYERS:
+        raise UserError(
+            f"{where}: unknown layer '{name}'{did_you_mean(name, LAYERS)}; "
+            f"known layers: {', '.join(sorted(LAYERS))}"
+        )
+    return LAYERS[name]
+
+
+def check_name(name: str, table: dict[str, str], what: str, where: str) -> str:
+    """Return the Keras class name for `name` in `table` (optimizers, losses), or raise a UserError."""
+    key = name.lower()
+    if key not in table:
+        raise UserError(
+            f"{where}: unknown {what} '{name}'{did_you_mean(key, table)}; known: {', '.join(sorted(table))}"
+        )
+    return table[key]
+
+
+def accepted_arguments(cls: type) -> list[str]:
+    """The keyword arguments a Keras class accepts: its own signature plus what every layer takes."""
+    params = inspect.signature(cls.__init__).parameters
+    own = [p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+    return own + sorted(COMMON_LAYER_ARGS - set(own))
+
+
+def check_arguments(cls: type, kwargs: dict[str, Any], where: str) -> None:
+    """Raise a UserError naming the first argument `cls` does not accept, with suggestions.
+
+    Args:
+        cls: a Keras class (layer, optimizer or loss).
+        kwargs: the arguments from the config.
+        where: the config path shown to the user, e.g. `model.layers[3] (Conv2D)`.
+    """
+    accepted = accepted_arguments(cls)
+    for key in kwargs:
+        if key not in accepted:
+            raise UserError(
+                f"{where}: {cls.__name__} has no argument '{key}'{did_you_mean(key, accepted)}; "
+                f"it takes: {', '.join(accepted)}"
+            )

@@ -1,0 +1,72 @@
+"""What a person sees: the history plot, the header panel before training and the results table after."""
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+console = Console()
+error_console = Console(stderr=True)
+
+
+def main_metric(history: list[dict[str, Any]]) -> str | None:
+    """The first logged metric that is not the loss or the learning rate (e.g. `accuracy`)."""
+    for key in history[0] if history else []:
+        if key not in ("epoch", "loss", "learning_rate") and not key.startswith("val_"):
+            return key
+    return None
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Write loss and the main metric per epoch, training against validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnrun.runs import atomic_write_bytes
+
+    metric = main_metric(history)
+    keys = ["loss"] + ([metric] if metric else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    epochs = [row["epoch"] for row in history]
+    for ax, key in zip(axes[0], keys, strict=True):
+        ax.plot(epochs, [row.get(key) for row in history], "o-", label="training")
+        if any(f"val_{key}" in row for row in history):
+            ax.plot(epochs, [row.get(f"val_{key}") for row in history], "o--", label="validation")
+        ax.set(xlabel="epoch", ylabel=key, title=key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def header_panel(rows: dict[str, str], title: str) -> None:
+    """Print a panel of `label: value` lines before training."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for label, value in rows.items():
+        table.add_row(label, value)
+    console.print(Panel(table, title=title, expand=False))
+
+
+def results_table(title: str, rows: list[tuple[str, str]]) -> None:
+    """Print a two-column table of results after training or evaluation."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

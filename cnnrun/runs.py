@@ -1,0 +1,123 @@
+"""The run folder: create it, find it again, and write its files whole or not at all.
+
+A run folder is `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/` and is the single source of truth for a run (see the
+README's "Run folder" section for its files). Every write goes to a file beside the target, then `os.replace`,
+so a run killed at any moment leaves only complete files.
+"""
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cnnrun.errors import UserError
+
+STATUSES = ("running", "completed", "stopped_early", "interrupted", "failed")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_model(model, path: Path) -> None:
+    """Save a Keras model (`.keras` format) beside `path`, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Run:
+    """One run folder and its files."""
+
+    path: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise UserError(f"{path}: missing; is {self.path} a cnnrun run folder?") from e
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: damaged JSON ({e})") from e
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.file(name), obj)
+
+    def update_state(self, **changes: Any) -> dict[str, Any]:
+        """Merge `changes` into state.json and write it back whole."""
+        path = self.file("state.json")
+        state = self.read_json("state.json") if path.exists() else {}
+        state.update(changes)
+        self.write_json("state.json", state)
+        return state
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Write history.csv: one row per completed epoch, `epoch` first, then Keras' log keys."""
+        keys: list[str] = ["epoch"]
+        for row in rows:
+            keys += [k for k in row if k not in keys]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.file("history.csv"), out.getvalue())
+
+    def read_history(self) -> list[dict[str, Any]]:
+        path = self.file("history.csv")
+        if not path.exists():
+            return []
+        with path.open(newline="", encoding="utf-8") as f:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+                    for row in csv.DictReader(f)]
+
+
+def create_run(output_dir: str | Path, name: str) -> Run:
+    """Make a new run folder `<output_dir>/<name>/<YYYYMMDD-HHMMSS>[-N]/` and return it."""
+    parent = Path(output_dir) / name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output.dir: cannot create {parent} ({e.strerror})") from e
+    for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
+        path = parent / f"{stamp}{suffix}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "checkpoints").mkdir()
+        return Run(path)
+    raise UserError(f"{parent}: too many runs started in the same second")

@@ -1,0 +1,253 @@
+"""Train an experiment into a run folder: compile, callbacks, fit, test scores.
+
+Example:
+>>> run = train_experiment(load_experiment("configs/quickstart.yaml"))
+>>> sorted(p.name for p in run.path.iterdir())
+['checkpoints', 'config.yaml', 'dataset.json', 'history.csv', 'history.png', 'meta.json', 'scores.json', ...]
+"""
+
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from cnnrun import __version__
+from cnnrun.config import Experiment, experiment_to_yaml
+from cnnrun.errors import UserError
+from cnnrun.report import console, format_metrics, header_panel, plot_history, results_table
+from cnnrun.runs import Run, atomic_save_model, atomic_write_text, create_run
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """`min` or `max` for a monitored value; `auto` decides as Keras does (accuracy-like is max)."""
+    if mode != "auto":
+        return mode
+    return "max" if any(word in monitor for word in ("acc", "auc", "precision", "recall", "f1")) else "min"
+
+
+def resolve_monitor(monitor: str, experiment: Experiment, where: str) -> str:
+    """Check that `monitor` will be logged; without validation data, `val_x` falls back to `x`."""
+    if monitor.startswith("val_") and not experiment.has_validation:
+        monitor = monitor.removeprefix("val_")
+    logged = ["loss", *experiment.compile.metrics]
+    if experiment.has_validation:
+        logged += [f"val_{k}" for k in logged]
+    if monitor not in logged:
+        raise UserError(f"{where}: '{monitor}' is not logged; choose one of {', '.join(logged)}")
+    return monitor
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _environment() -> dict[str, Any]:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {
+        "versions": {"cnnrun": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__},
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "platform": platform.platform(),
+    }
+
+
+class RunRecorder:
+    """Builds the Keras callback that keeps the run folder current after every epoch.
+
+    After each epoch it writes, in this order: `checkpoints/last.keras`, `checkpoints/best.keras` when the
+    monitored value improved, `history.csv`, `state.json` and `history.png`. Each file is replaced whole.
+    """
+
+    def __init__(self, run: Run, experiment: Experiment, monitor: str, history: list[dict[str, Any]],
+                 best: dict[str, Any] | None):
+        import keras
+
+        checkpoint = experiment.callbacks.checkpoint
+        recorder = self
+        self.run, self.history, self.plots = run, history, experiment.output.plots
+        self.monitor = monitor
+        self.mode = monitor_mode(monitor, checkpoint.mode)
+        self.save_best_only, self.verbose = checkpoint.save_best_only, checkpoint.verbose
+        self.best = best or {"monitor": monitor, "value": checkpoint.initial_value_threshold, "epoch": None}
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                recorder.epoch_done(self.model, epoch + 1, dict(logs or {}))
+
+        self.callback = _Callback()
+
+    def improved(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if self.best["value"] is None:
+            return True
+        return value < self.best["value"] if self.mode == "min" else value > self.best["value"]
+
+    def epoch_done(self, model, epoch: int, logs: dict[str, Any]) -> None:
+        row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
+        row["learning_rate"] = float(model.optimizer.learning_rate)
+        value = row.get(self.monitor)
+        atomic_save_model(model, self.run.checkpoints / "last.keras")
+        if self.improved(value) or not self.save_best_only:
+            if self.verbose:
+                console.print(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
+            atomic_save_model(model, self.run.checkpoints / "best.keras")
+            self.best = {"monitor": self.monitor, "value": value, "epoch": epoch}
+        self.history.append(row)
+        self.run.write_history(self.history)
+        self.run.update_state(epochs_completed=epoch, best=self.best)
+        if self.plots:
+            plot_history(self.history, self.run.file("history.png"))
+
+
+def make_callbacks(experiment: Experiment, run: Run) -> list:
+    """The Keras callbacks the experiment asks for, besides the run recorder."""
+    import keras
+
+    config = experiment.callbacks
+    callbacks = []
+    if config.early_stopping:
+        args = config.early_stopping.model_dump()
+        args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.early_stopping.monitor")
+        callbacks.append(keras.callbacks.EarlyStopping(**args))
+    if config.reduce_lr_on_plateau:
+        args = config.reduce_lr_on_plateau.model_dump()
+        args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.reduce_lr_on_plateau.monitor")
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(**args))
+    if config.terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if config.tensorboard:
+        args = config.tensorboard.model_dump()
+        args["log_dir"] = args["log_dir"] or str(run.file("tensorboard"))
+        callbacks.append(keras.callbacks.TensorBoard(**args))
+    return callbacks
+
+
+def evaluate_checkpoints(run: Run, test_data) -> dict[str, dict[str, float]]:
+    """Test-split metrics of `best.keras` and `last.keras`, loaded from the run folder in safe mode."""
+    import keras
+
+    scores = {}
+    for which in ("best", "last"):
+        path = run.checkpoints / f"{which}.keras"
+        if path.exists():
+            model = keras.saving.load_model(path, safe_mode=True)
+            scores[which] = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
+    return scores
+
+
+def _verbosity(setting: str | int) -> int:
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
+
+
+def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> Run:
+    """Train `experiment` from scratch into a new run folder and return it.
+
+    Args:
+        experiment: the validated experiment.
+        output_dir: where run folders go (default: the experiment's `output.dir`).
+        name: the run's name (default: the experiment's name).
+    """
+    import keras
+    import tensorflow as tf
+
+    from cnnrun.data import load_splits
+    from cnnrun.model import build_model, compile_model
+
+    keras.utils.set_random_seed(experiment.seed)
+    if experiment.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
+
+    splits = load_splits(experiment)
+    info = splits.info
+    model = build_model(experiment, tuple(info.input_shape), info.num_classes)
+    compile_model(model, experiment)
+    run = create_run(output_dir or experiment.output.dir, name or experiment.name)
+    callbacks = make_callbacks(experiment, run)
+
+    atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
+    run.write_json("dataset.json", info.to_dict())
+    summary: list[str] = []
+    model.summary(print_fn=lambda line, **_: summary.append(line))
+    atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
+    meta = {"command": sys.argv, "seed": experiment.seed, "git_commit": _git_commit(), **_environment(),
+            "started": _now(), "ended": None}
+    run.write_json("meta.json", meta)
+    run.update_state(status="running", epochs_completed=0, epochs_planned=experiment.train.epochs,
+                     best={"monitor": monitor, "value": None, "epoch": None})
+
+    sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
+    header_panel({
+        "experiment": experiment.name + (f" — {experiment.description}" if experiment.description else ""),
+        "dataset": f"{experiment.dataset.name}: {sizes}",
+        "classes": f"{info.num_classes}: {', '.join(info.class_names[:10])}" + (" …" if info.num_classes > 10 else ""),
+        "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input {tuple(info.input_shape)}",
+        "training": f"{experiment.train.epochs} epochs, batch {experiment.train.batch_size}, "
+                    f"best by {monitor}",
+        "devices": ", ".join(meta["devices"]),
+        "run folder": str(run.path),
+    }, title="cnnrun train")
+
+    recorder = RunRecorder(run, experiment, monitor, history=[], best=None)
+    status = _fit(model, experiment, splits, run, [recorder.callback, *callbacks])
+    return finish(run, experiment, splits, recorder, status, meta)
+
+
+def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initial_epoch: int = 0) -> str:
+    """Run Keras' fit; return the status it ended with. Ctrl-C marks the run interrupted and exits 130."""
+    started = time.perf_counter()
+    try:
+        model.fit(splits.train, validation_data=splits.validation, epochs=experiment.train.epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                  verbose=_verbosity(experiment.train.verbose))
+    except KeyboardInterrupt:
+        run.update_state(status="interrupted", ended=_now())
+        console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}")
+        raise SystemExit(130) from None
+    except BaseException:
+        run.update_state(status="failed", ended=_now())
+        raise
+    run.update_state(fit_seconds=round(time.perf_counter() - started, 2))
+    stopped = any(getattr(c, "stopped_epoch", 0) for c in callbacks) or model.stop_training
+    return "stopped_early" if stopped else "completed"
+
+
+def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, status: str,
+           meta: dict[str, Any]) -> Run:
+    """Score the checkpoints on the test split, close the run's files and print the results."""
+    scores = evaluate_checkpoints(run, splits.test) if splits.test is not None else {}
+    if scores:
+        run.write_json("scores.json", scores)
+    state = run.update_state(status=status, ended=_now())
+    meta["ended"] = state["ended"]
+    run.write_json("meta.json", meta)
+
+    best = recorder.best
+    rows = [("status", status), ("epochs", f"{state['epochs_completed']} of {state['epochs_planned']}")]
+    if best["epoch"] is not None:
+        rows.append(("best epoch", f"{best['epoch']} ({best['monitor']} {best['value']:.4f})"))
+    for which, metrics in scores.items():
+        rows.append((f"test, {which}.keras", format_metrics(metrics)))
+    if not scores:
+        rows.append(("test", "no test split"))
+    rows.append(("training time", f"{state.get('fit_seconds', 0):.1f} s"))
+    rows.append(("run folder", str(run.path)))
+    results_table(f"{experiment.name}: results", rows)
+    return run
+
