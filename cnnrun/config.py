@@ -349,7 +349,7 @@ def apply_override(doc: dict[str, Any], assignment: str) -> None:
             index: Any = int(part)
         elif isinstance(node, dict):
             index = part
-            if not last and not isinstance(node.get(part), dict | list):
+            if not last and node.get(part) is None:
                 node[part] = {}
         else:
             raise UserError(f"--set {key}: '{'.'.join(parts[:i])}' is a value, not a section")

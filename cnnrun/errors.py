@@ -20,4 +20,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    # abbreviations by initials: lr -> learning_rate
+    close = close or [c for c in lowered if "_" in c and "".join(p[:1] for p in c.split("_")) == word.lower()]
     return f" (did you mean '{lowered[close[0]]}'?)" if close else ""

@@ -115,10 +115,13 @@ def check_name(name: str, table: dict[str, str], what: str, where: str) -> str:
 
 
 def accepted_arguments(cls: type) -> list[str]:
-    """The keyword arguments a Keras class accepts: its own signature plus what every layer takes."""
+    """The keyword arguments a Keras class accepts: its own signature, plus what every layer takes."""
+    import keras
+
     params = inspect.signature(cls.__init__).parameters
     own = [p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
-    return own + sorted(COMMON_LAYER_ARGS - set(own))
+    common = COMMON_LAYER_ARGS if issubclass(cls, keras.layers.Layer) else set()
+    return own + sorted(common - set(own))
 
 
 def check_arguments(cls: type, kwargs: dict[str, Any], where: str) -> None:

@@ -1,0 +1,56 @@
+"""Shared test helpers: tiny experiments written to tmp_path, the CLI run as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT.parent / "shared" / "data"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_LAYERS = [
+    {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+    {"MaxPooling2D": {"pool_size": 2}},
+    {"Flatten": {}},
+    {"Dense": {"units": "${num_classes}", "activation": "softmax"}},
+]
+
+
+def tiny_config(**sections) -> dict:
+    """A small shapes experiment that trains in a few seconds; keyword arguments replace whole sections."""
+    config = {
+        "name": "tiny",
+        "seed": 3,
+        "dataset": {"name": "shapes", "image_size": 16, "num_samples": 120, "test_samples": 40,
+                    "validation_split": 0.25},
+        "model": {"layers": TINY_LAYERS},
+        "compile": {"optimizer": "adam"},
+        "train": {"epochs": 2, "batch_size": 16},
+        "output": {"plots": True},
+    }
+    config.update(sections)
+    return config
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a config dict (or raw YAML text) to tmp_path and return its path."""
+
+    def write(config: dict | str, name: str = "experiment.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m cnnrun ARGS` as a user would and capture its output."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "cnnrun", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or PROJECT, env=env, timeout=600)

@@ -1,0 +1,78 @@
+"""Datasets: shapes, splits, normalisation statistics, npz arrays and the real Fashion-MNIST copy."""
+
+import numpy as np
+import pytest
+
+from cnnrun.config import validate_experiment
+from cnnrun.data import load_splits
+from cnnrun.data.shapes import make_shapes
+from cnnrun.data.sources import load_raw
+from cnnrun.errors import UserError
+from tests.conftest import SHARED_DATA, tiny_config
+
+
+def test_shapes_are_seeded_and_balanced():
+    x1, y1, names = make_shapes(40, image_size=20, channels=3, num_classes=4, seed=5)
+    x2, y2, _ = make_shapes(40, image_size=20, channels=3, num_classes=4, seed=5)
+    assert x1.shape == (40, 20, 20, 3) and x1.dtype == np.uint8
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert names == ["circle", "square", "triangle", "cross"]
+    assert np.bincount(y1).tolist() == [10, 10, 10, 10]
+
+
+def _splits(**dataset):
+    experiment = validate_experiment(tiny_config(dataset={"name": "shapes", "image_size": 16, "num_samples": 100,
+                                                          "test_samples": 20, **dataset}), "test")
+    return load_splits(experiment)
+
+
+def test_validation_split_takes_the_last_part_as_keras_fit():
+    splits = _splits(validation_split=0.2)
+    assert splits.info.sizes == {"train": 80, "validation": 20, "test": 20}
+
+
+def test_holdout_first_and_standardize_use_training_split_only():
+    splits = _splits(holdout_first=30, normalize="standardize")
+    raw = load_raw(validate_experiment(tiny_config(dataset={"name": "shapes", "image_size": 16, "num_samples": 100,
+                                                            "test_samples": 20}), "test").dataset, seed=3)
+    train_part = raw.x_train[30:].astype(np.float64)
+    assert splits.info.sizes["train"] == 70
+    assert splits.info.mean == pytest.approx(train_part.mean())
+    assert splits.info.std == pytest.approx(train_part.std())
+    images, labels = next(iter(splits.validation))
+    expected = (raw.x_train[:16].astype(np.float32) - splits.info.mean) / (splits.info.std + 1e-7)
+    np.testing.assert_allclose(images.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert labels.shape == (16, 3)  # one-hot
+
+
+def test_both_validation_settings_is_an_error():
+    with pytest.raises(UserError, match="either validation_split or holdout_first"):
+        _splits(validation_split=0.2, holdout_first=10)
+
+
+def test_npz_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_train=rng.integers(0, 255, (30, 12, 12), dtype=np.uint8), y_train=np.arange(30) % 3,
+             x_test=rng.integers(0, 255, (9, 12, 12), dtype=np.uint8), y_test=np.arange(9) % 3)
+    experiment = validate_experiment(tiny_config(dataset={"name": "npz", "path": str(path),
+                                                          "label_mode": "sparse"}), "test")
+    splits = load_splits(experiment)
+    assert splits.info.input_shape == [12, 12, 1]
+    assert splits.info.class_names == ["0", "1", "2"]
+    images, labels = next(iter(splits.test))
+    assert images.shape == (9, 12, 12, 1) and float(images.numpy().max()) <= 1.0
+    assert labels.numpy().tolist() == [0, 1, 2] * 3
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="../shared/data/fashion-mnist is absent")
+def test_fashion_mnist_from_a_local_copy():
+    experiment = validate_experiment(tiny_config(dataset={"name": "fashion_mnist", "validation_split": 0.3,
+                                                          "data_dir": str(SHARED_DATA / "fashion-mnist")}), "test")
+    raw = load_raw(experiment.dataset, seed=0)
+    assert raw.x_train.shape == (60000, 28, 28, 1) and raw.x_test.shape == (10000, 28, 28, 1)
+    assert np.bincount(raw.y_train).tolist() == [6000] * 10
+    assert raw.class_names[9] == "Ankle boot"
+    splits = load_splits(experiment)
+    assert splits.info.sizes == {"train": 42000, "validation": 18000, "test": 10000}

@@ -1,0 +1,103 @@
+"""The layer registry and model building: the course's parameter counts, regularizers, repeat blocks."""
+
+import keras
+import pytest
+
+from cnnrun.config import load_experiment, validate_experiment
+from cnnrun.data import describe
+from cnnrun.errors import UserError
+from cnnrun.model import build_model, compile_model
+from cnnrun.registry import LAYERS
+from tests.conftest import PROJECT, tiny_config
+
+COURSE_PARAMS = {
+    "fashion_mnist.yaml": 412_778,
+    "fashion_mnist_sparse.yaml": 412_778,
+    "fashion_mnist_early_stopping.yaml": 412_778,
+    "fashion_mnist_checkpoint.yaml": 412_778,
+    "cifar10.yaml": 307_498,
+    "cifar10_bn.yaml": 309_290,
+}
+
+
+@pytest.mark.parametrize("name, params", COURSE_PARAMS.items())
+def test_course_parameter_counts(name, params):
+    experiment = load_experiment(PROJECT / "configs" / name)
+    shape, classes = describe(experiment.dataset)
+    model = build_model(experiment, shape, len(classes))
+    assert model.count_params() == params
+
+
+def test_inspect_prints_total(tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli("inspect", PROJECT / "configs" / "cifar10.yaml", "--set", "model.vars.base_filters=64")
+    assert result.returncode == 0, result.stderr
+    assert "Total params:" in result.stdout
+    assert "307,498" not in result.stdout  # the wider network has more
+
+
+def test_every_seed_layer_and_alias_is_registered():
+    for name in ["Conv2D", "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "Dropout", "Flatten", "Dense",
+                 "Activation", "BatchNormalization", "GlobalAveragePooling2D", "SeparableConv2D",
+                 "SpatialDropout2D"]:
+        assert hasattr(keras.layers, LAYERS[name]), name
+
+
+def _build(layers, **sections):
+    experiment = validate_experiment(tiny_config(model={"layers": layers}, **sections), "test")
+    return build_model(experiment, (16, 16, 3), 3)
+
+
+def test_regularizers_on_kernel_and_bias():
+    model = _build([
+        {"Conv2D": {"filters": 2, "kernel_size": 3, "kernel_regularizer": {"l2": 0.01},
+                    "bias_regularizer": {"l1": 0.02}}},
+        {"SeparableConv2D": {"filters": 2, "kernel_size": 3, "depthwise_regularizer": {"l1_l2": {"l1": 0.1,
+                                                                                                 "l2": 0.2}}}},
+        {"GlobalAveragePooling2D": {}},
+        {"Dense": {"units": 3, "kernel_regularizer": {"l1": 0.1, "l2": 0.3}}},
+    ])
+    conv, sep, _, dense = model.layers
+    assert isinstance(conv.kernel_regularizer, keras.regularizers.L2)
+    assert conv.kernel_regularizer.l2 == pytest.approx(0.01)
+    assert isinstance(conv.bias_regularizer, keras.regularizers.L1)
+    assert sep.depthwise_regularizer.get_config() == pytest.approx({"l1": 0.1, "l2": 0.2})
+    assert dense.kernel_regularizer.get_config() == pytest.approx({"l1": 0.1, "l2": 0.3})
+
+
+def test_repeat_and_short_forms():
+    model = _build([
+        {"repeat": {"times": 3, "layers": [{"Conv2D": {"filters": 2, "kernel_size": 3, "padding": "same"}},
+                                           {"SpatialDropout2D": 0.1}]}},
+        {"Activation": "relu"},
+        "Flatten",
+        {"Dense": {"units": "${num_classes}"}},
+    ])
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "SpatialDropout2D"] * 3 + ["Activation", "Flatten", "Dense"]
+    assert model.layers[1].rate == pytest.approx(0.1)
+    assert model.output_shape == (None, 3)
+
+
+def test_bad_regularizer_and_shape_mismatch_are_user_errors():
+    with pytest.raises(UserError, match="regularizer"):
+        _build([{"Dense": {"units": 3, "kernel_regularizer": {"l3": 1}}}])
+    with pytest.raises(UserError, match=r"model.layers\[1\]"):
+        _build([{"Flatten": {}}, {"Conv2D": {"filters": 2, "kernel_size": 3}}])
+
+
+def test_loss_must_fit_label_mode():
+    experiment = validate_experiment(
+        tiny_config(dataset={"name": "shapes", "label_mode": "sparse"},
+                    compile={"loss": "categorical_crossentropy"}), "test")
+    model = build_model(experiment, (16, 16, 1), 3)
+    with pytest.raises(UserError, match="sparse_categorical_crossentropy"):
+        compile_model(model, experiment)
+
+
+def test_optimizer_arguments_are_checked():
+    experiment = validate_experiment(tiny_config(compile={"optimizer": {"name": "adam", "lr": 0.1}}), "test")
+    model = build_model(experiment, (16, 16, 1), 3)
+    with pytest.raises(UserError, match="did you mean 'learning_rate'"):
+        compile_model(model, experiment)
