@@ -121,3 +121,28 @@ def create_run(output_dir: str | Path, name: str) -> Run:
         (path / "checkpoints").mkdir()
         return Run(path)
     raise UserError(f"{parent}: too many runs started in the same second")
+
+
+def find_latest_run(output_dir: str | Path = "outputs") -> Run:
+    """The run under `output_dir` whose meta.json records the latest start time (not the folder's mtime)."""
+    runs = []
+    for meta in Path(output_dir).glob("*/*/meta.json"):
+        try:
+            started = json.loads(meta.read_text(encoding="utf-8")).get("started") or ""
+        except (OSError, json.JSONDecodeError):
+            continue
+        runs.append((datetime.fromisoformat(started).timestamp() if started else 0.0, meta.parent))
+    if not runs:
+        raise UserError(f"no runs under {output_dir}/; give a run folder, e.g. {output_dir}/<name>/<time>")
+    return Run(max(runs)[1])
+
+
+def open_run(path: str | Path | None, output_dir: str | Path = "outputs") -> Run:
+    """The run folder at `path` (or the latest under `output_dir`), checked to hold a config and a state."""
+    run = find_latest_run(output_dir) if path is None else Run(Path(path))
+    if not run.path.is_dir():
+        raise UserError(f"{run.path}: no such run folder")
+    for name in ("config.yaml", "state.json"):
+        if not run.file(name).is_file():
+            raise UserError(f"{run.file(name)}: missing; {run.path} is not a complete cnnrun run folder")
+    return run

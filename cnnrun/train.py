@@ -11,13 +11,14 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cnnrun import __version__
-from cnnrun.config import Experiment, experiment_to_yaml
+from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
 from cnnrun.errors import UserError
 from cnnrun.report import console, format_metrics, header_panel, plot_history, results_table
-from cnnrun.runs import Run, atomic_save_model, atomic_write_text, create_run
+from cnnrun.runs import Run, atomic_save_model, atomic_write_text, create_run, open_run
 
 
 def monitor_mode(monitor: str, mode: str) -> str:
@@ -64,15 +65,38 @@ def _environment() -> dict[str, Any]:
     }
 
 
+# What each stateful Keras callback must carry across a resume (its on_train_begin resets these).
+CALLBACK_STATE = {
+    "early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),
+    "reduce_lr_on_plateau": ("wait", "best", "cooldown_counter"),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A callback attribute as JSON can hold it (numpy scalars become floats)."""
+    return None if value is None else float(value) if not isinstance(value, int) else value
+
+
 class RunRecorder:
     """Builds the Keras callback that keeps the run folder current after every epoch.
 
-    After each epoch it writes, in this order: `checkpoints/last.keras`, `checkpoints/best.keras` when the
-    monitored value improved, `history.csv`, `state.json` and `history.png`. Each file is replaced whole.
+    After each epoch it writes, in this order: `checkpoints/best.keras` when the monitored value improved,
+    `history.csv`, `state.json` (epoch count, best value, the other callbacks' state), `checkpoints/last.keras`
+    and `history.png`, each replaced whole. `last.keras` is the truth about how far training got: its optimizer's
+    iteration count says how many epochs it holds, and resume trims the history to match.
+
+    Args:
+        run: the run folder.
+        experiment: the experiment being trained.
+        monitor: the logged value that decides `best.keras`.
+        history: rows of the epochs already done (resume), appended to.
+        best: `{"monitor", "value", "epoch"}` carried over from before (resume), or None.
+        stateful: the Keras callbacks whose state is saved every epoch and restored at the start, by name.
+        restored: their saved state (resume), or None.
     """
 
     def __init__(self, run: Run, experiment: Experiment, monitor: str, history: list[dict[str, Any]],
-                 best: dict[str, Any] | None):
+                 best: dict[str, Any] | None, stateful: dict[str, Any], restored: dict[str, Any] | None = None):
         import keras
 
         checkpoint = experiment.callbacks.checkpoint
@@ -82,12 +106,23 @@ class RunRecorder:
         self.mode = monitor_mode(monitor, checkpoint.mode)
         self.save_best_only, self.verbose = checkpoint.save_best_only, checkpoint.verbose
         self.best = best or {"monitor": monitor, "value": checkpoint.initial_value_threshold, "epoch": None}
+        self.stateful, self.restored = stateful, restored or {}
 
         class _Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+                recorder.restore_callbacks()
+
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 recorder.epoch_done(self.model, epoch + 1, dict(logs or {}))
 
         self.callback = _Callback()
+
+    def restore_callbacks(self) -> None:
+        """Put the saved wait counts and best values back (runs after the callbacks' own reset)."""
+        for name, values in self.restored.items():
+            if name in self.stateful:
+                for attr, value in values.items():
+                    setattr(self.stateful[name], attr, value)
 
     def improved(self, value: float | None) -> bool:
         if value is None:
@@ -100,7 +135,6 @@ class RunRecorder:
         row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
         row["learning_rate"] = float(model.optimizer.learning_rate)
         value = row.get(self.monitor)
-        atomic_save_model(model, self.run.checkpoints / "last.keras")
         if self.improved(value) or not self.save_best_only:
             if self.verbose:
                 console.print(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
@@ -108,51 +142,95 @@ class RunRecorder:
             self.best = {"monitor": self.monitor, "value": value, "epoch": epoch}
         self.history.append(row)
         self.run.write_history(self.history)
-        self.run.update_state(epochs_completed=epoch, best=self.best)
+        callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
+                     for name, cb in self.stateful.items()}
+        self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks)
+        atomic_save_model(model, self.run.checkpoints / "last.keras")
         if self.plots:
             plot_history(self.history, self.run.file("history.png"))
 
 
-def make_callbacks(experiment: Experiment, run: Run) -> list:
-    """The Keras callbacks the experiment asks for, besides the run recorder."""
+def make_callbacks(experiment: Experiment, run: Run) -> tuple[list, dict[str, Any]]:
+    """The Keras callbacks the experiment asks for, besides the run recorder.
+
+    Returns the list and, by config name, those whose state must survive a resume.
+    """
     import keras
 
     config = experiment.callbacks
-    callbacks = []
+    callbacks, stateful = [], {}
     if config.early_stopping:
         args = config.early_stopping.model_dump()
         args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.early_stopping.monitor")
-        callbacks.append(keras.callbacks.EarlyStopping(**args))
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(**args)
     if config.reduce_lr_on_plateau:
         args = config.reduce_lr_on_plateau.model_dump()
         args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.reduce_lr_on_plateau.monitor")
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(**args))
+        stateful["reduce_lr_on_plateau"] = keras.callbacks.ReduceLROnPlateau(**args)
+    callbacks += stateful.values()
     if config.terminate_on_nan:
         callbacks.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard:
         args = config.tensorboard.model_dump()
         args["log_dir"] = args["log_dir"] or str(run.file("tensorboard"))
         callbacks.append(keras.callbacks.TensorBoard(**args))
-    return callbacks
+    return callbacks, stateful
 
 
 def evaluate_checkpoints(run: Run, test_data) -> dict[str, dict[str, float]]:
     """Test-split metrics of `best.keras` and `last.keras`, loaded from the run folder in safe mode."""
-    import keras
-
     scores = {}
     for which in ("best", "last"):
         path = run.checkpoints / f"{which}.keras"
         if path.exists():
-            model = keras.saving.load_model(path, safe_mode=True)
+            model = load_checkpoint(path)
             scores[which] = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
     return scores
+
+
+def load_checkpoint(path: Path):
+    """Load a `.keras` checkpoint in Keras' safe mode; a missing or damaged file is a UserError."""
+    import keras
+
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint missing")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # a damaged zip or model file raises many kinds of errors
+        raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from e
 
 
 def _verbosity(setting: str | int) -> int:
     if setting == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(setting)
+
+
+def _seed_everything(experiment: Experiment) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(experiment.seed)
+    if experiment.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _header(experiment: Experiment, splits, model, monitor: str, run: Run, devices: list[str],
+            title: str, first_epoch: int = 1) -> None:
+    info = splits.info
+    sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
+    classes = ", ".join(info.class_names[:10]) + (" …" if info.num_classes > 10 else "")
+    epochs = experiment.train.epochs
+    header_panel({
+        "experiment": experiment.name + (f" — {experiment.description}" if experiment.description else ""),
+        "dataset": f"{experiment.dataset.name}: {sizes}",
+        "classes": f"{info.num_classes}: {classes}",
+        "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input {tuple(info.input_shape)}",
+        "training": (f"epochs {first_epoch}–{epochs}" if first_epoch > 1 else f"{epochs} epochs")
+        + f", batch {experiment.train.batch_size}, best by {monitor}",
+        "devices": ", ".join(devices),
+        "run folder": str(run.path),
+    }, title=title)
 
 
 def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> Run:
@@ -163,23 +241,17 @@ def train_experiment(experiment: Experiment, output_dir: str | None = None, name
         output_dir: where run folders go (default: the experiment's `output.dir`).
         name: the run's name (default: the experiment's name).
     """
-    import keras
-    import tensorflow as tf
-
     from cnnrun.data import load_splits
     from cnnrun.model import build_model, compile_model
 
-    keras.utils.set_random_seed(experiment.seed)
-    if experiment.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
-
     splits = load_splits(experiment)
     info = splits.info
     model = build_model(experiment, tuple(info.input_shape), info.num_classes)
     compile_model(model, experiment)
     run = create_run(output_dir or experiment.output.dir, name or experiment.name)
-    callbacks = make_callbacks(experiment, run)
+    callbacks, stateful = make_callbacks(experiment, run)
 
     atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
     run.write_json("dataset.json", info.to_dict())
@@ -187,25 +259,14 @@ def train_experiment(experiment: Experiment, output_dir: str | None = None, name
     model.summary(print_fn=lambda line, **_: summary.append(line))
     atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
     meta = {"command": sys.argv, "seed": experiment.seed, "git_commit": _git_commit(), **_environment(),
-            "started": _now(), "ended": None}
+            "started": _now(), "ended": None, "resumed": []}
     run.write_json("meta.json", meta)
     run.update_state(status="running", epochs_completed=0, epochs_planned=experiment.train.epochs,
-                     best={"monitor": monitor, "value": None, "epoch": None})
+                     best={"monitor": monitor, "value": None, "epoch": None}, callbacks={})
 
-    sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
-    header_panel({
-        "experiment": experiment.name + (f" — {experiment.description}" if experiment.description else ""),
-        "dataset": f"{experiment.dataset.name}: {sizes}",
-        "classes": f"{info.num_classes}: {', '.join(info.class_names[:10])}" + (" …" if info.num_classes > 10 else ""),
-        "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input {tuple(info.input_shape)}",
-        "training": f"{experiment.train.epochs} epochs, batch {experiment.train.batch_size}, "
-                    f"best by {monitor}",
-        "devices": ", ".join(meta["devices"]),
-        "run folder": str(run.path),
-    }, title="cnnrun train")
-
-    recorder = RunRecorder(run, experiment, monitor, history=[], best=None)
-    status = _fit(model, experiment, splits, run, [recorder.callback, *callbacks])
+    _header(experiment, splits, model, monitor, run, meta["devices"], "cnnrun train")
+    recorder = RunRecorder(run, experiment, monitor, history=[], best=None, stateful=stateful)
+    status = _fit(model, experiment, splits, run, [*callbacks, recorder.callback])
     return finish(run, experiment, splits, recorder, status, meta)
 
 
@@ -214,19 +275,21 @@ def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initi
     started = time.perf_counter()
     try:
         model.fit(splits.train, validation_data=splits.validation, epochs=experiment.train.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                  initial_epoch=initial_epoch, steps_per_epoch=splits.steps_per_epoch, callbacks=callbacks,
+                  shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
                   verbose=_verbosity(experiment.train.verbose))
     except KeyboardInterrupt:
         run.update_state(status="interrupted", ended=_now())
-        console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}")
+        console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}\n"
+                      f"Continue with: cnnrun resume {run.path}")
         raise SystemExit(130) from None
     except BaseException:
         run.update_state(status="failed", ended=_now())
         raise
-    run.update_state(fit_seconds=round(time.perf_counter() - started, 2))
+    state = run.read_json("state.json")
+    run.update_state(fit_seconds=round(state.get("fit_seconds", 0) + time.perf_counter() - started, 2))
     stopped = any(getattr(c, "stopped_epoch", 0) for c in callbacks) or model.stop_training
     return "stopped_early" if stopped else "completed"
-
 
 def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, status: str,
            meta: dict[str, Any]) -> Run:
@@ -251,3 +314,56 @@ def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, stat
     results_table(f"{experiment.name}: results", rows)
     return run
 
+
+
+def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | None:
+    """Continue a run where it stopped, with everything a straight run would have had.
+
+    Weights, optimizer state and its iteration count come from `checkpoints/last.keras`; the history, the best
+    value behind `best.keras` and the early-stopping and learning-rate callbacks' state from the run folder.
+    Everything is read and checked before anything is written, so a damaged run folder is left as it was.
+
+    Args:
+        run_path: the run folder; None means the most recently started run under `outputs/`.
+        epochs: the new total number of epochs; None keeps the planned total.
+
+    Returns:
+        The run, or None when there was nothing left to train.
+    """
+    run = open_run(run_path)
+    experiment = load_experiment(run.file("config.yaml"))
+    state = run.read_json("state.json")
+    meta = run.read_json("meta.json")
+    if epochs is not None:
+        experiment.train.epochs = epochs
+    finished = state.get("status") in ("completed", "stopped_early")
+    if finished and epochs is None:
+        console.print(f"{run.path} is {state['status']} after {state.get('epochs_completed', 0)} epochs; "
+                      f"nothing to resume. Give --epochs N to train on to N epochs.")
+        return None
+    model = load_checkpoint(run.checkpoints / "last.keras")
+
+    from cnnrun.data import load_splits
+
+    _seed_everything(experiment)
+    monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
+    splits = load_splits(experiment)
+    done = int(model.optimizer.iterations.numpy()) // splits.steps_per_epoch
+    if done >= experiment.train.epochs:
+        console.print(f"{run.path} already has {done} epochs; give --epochs N with N > {done} to train on.")
+        return None
+    splits = load_splits(experiment, initial_epoch=done)
+    history = run.read_history()[:done]
+    best = state.get("best")
+    callbacks, stateful = make_callbacks(experiment, run)
+
+    atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
+    meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": _now(), "command": sys.argv}]
+    meta["ended"] = None
+    run.write_json("meta.json", meta)
+    run.update_state(status="running", epochs_completed=done, epochs_planned=experiment.train.epochs)
+    _header(experiment, splits, model, monitor, run, meta["devices"], "cnnrun resume", first_epoch=done + 1)
+    recorder = RunRecorder(run, experiment, monitor, history=history, best=best, stateful=stateful,
+                           restored=state.get("callbacks"))
+    status = _fit(model, experiment, splits, run, [*callbacks, recorder.callback], initial_epoch=done)
+    return finish(run, experiment, splits, recorder, status, meta)

@@ -46,6 +46,15 @@ class Splits:
     validation: Any | None
     test: Any | None
     info: DatasetInfo
+    steps_per_epoch: int
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def split(self, name: str):
+        """The pipeline of split `name` (train, validation or test), or a UserError when there is none."""
+        data = {"train": self.train, "validation": self.validation, "test": self.test}[name]
+        if data is None:
+            raise UserError(f"this experiment's dataset has no {name} split")
+        return data
 
 
 def preprocess(images, info: DatasetInfo):
@@ -107,16 +116,16 @@ def build_augmenter(config: AugmentationConfig, seed: int):
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
-def _pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, *, shuffle: bool = False,
-              seed: int = 0, augmenter=None):
-    """Batch, (augment,) normalise and prefetch; shuffling is seeded and differs every epoch."""
+def _pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, augmenter=None):
+    """Batch, (augment,) normalise and prefetch one pass over `x, y` in order."""
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return _prepared(ds, info, augmenter)
+
+
+def _prepared(ds, info: DatasetInfo, augmenter=None):
+    import tensorflow as tf
 
     def prepare(images, labels):
         images = tf.cast(images, tf.float32)
@@ -124,7 +133,29 @@ def _pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, 
             images = augmenter(images, training=True)
         return preprocess(images, info), _encode_labels(labels, info)
 
-    return ds.map(prepare, num_parallel_calls=autotune).prefetch(autotune)
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _training_pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, experiment: Experiment,
+                       initial_epoch: int, augmenter=None):
+    """Every remaining epoch's batches in one stream, each epoch shuffled with its own seed.
+
+    Epoch e is shuffled with seed `(seed, e)`, whatever epoch the process started at, so a resumed run sees
+    the same order as a straight one. Keras' fit reads it with `steps_per_epoch`.
+    """
+    import tensorflow as tf
+
+    train = experiment.train
+    examples = tf.data.Dataset.from_tensor_slices((x, y))
+
+    def one_epoch(epoch):
+        data = examples
+        if train.shuffle:
+            data = data.shuffle(len(x), seed=experiment.seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        return data.batch(train.batch_size)
+
+    epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
+    return _prepared(epochs.flat_map(one_epoch), info, augmenter)
 
 
 def _split_validation(config: DatasetConfig, x: np.ndarray, y: np.ndarray):
@@ -140,10 +171,15 @@ def _split_validation(config: DatasetConfig, x: np.ndarray, y: np.ndarray):
     return x, y, None, None
 
 
-def load_splits(experiment: Experiment) -> Splits:
+def load_splits(experiment: Experiment, initial_epoch: int = 0, stored: DatasetInfo | None = None) -> Splits:
     """Load the experiment's dataset and make train, validation and test pipelines.
 
     Normalisation statistics come from the training split only and are applied to every split.
+
+    Args:
+        experiment: the validated experiment.
+        initial_epoch: the number of epochs already trained (resume); the training stream starts there.
+        stored: the run's own dataset.json; its normalisation statistics are used instead of new ones.
     """
     config = experiment.dataset
     raw = load_raw(config, experiment.seed)
@@ -152,7 +188,9 @@ def load_splits(experiment: Experiment) -> Splits:
     x_train, y_train, x_val, y_val = _split_validation(config, raw.x_train, raw.y_train)
     info = DatasetInfo(class_names=raw.class_names, input_shape=list(x_train.shape[1:]),
                        label_mode=config.label_mode, normalize=config.normalize)
-    if config.normalize == "standardize":
+    if stored is not None:
+        info.mean, info.std = stored.mean, stored.std
+    elif config.normalize == "standardize":
         info.mean, info.std = float(x_train.mean(dtype=np.float64)), float(x_train.std(dtype=np.float64))
     info.sizes = {"train": len(x_train)}
     if x_val is not None:
@@ -160,10 +198,11 @@ def load_splits(experiment: Experiment) -> Splits:
     if raw.x_test is not None:
         info.sizes["test"] = len(raw.x_test)
 
-    batch, seed = experiment.train.batch_size, experiment.seed
-    augmenter = build_augmenter(experiment.augmentation, seed) if experiment.augmentation else None
-    train = _pipeline(x_train, y_train, info, batch, shuffle=experiment.train.shuffle, seed=seed,
-                      augmenter=augmenter)
+    batch = experiment.train.batch_size
+    augmenter = build_augmenter(experiment.augmentation, experiment.seed) if experiment.augmentation else None
+    train = _training_pipeline(x_train, y_train, info, experiment, initial_epoch, augmenter)
     validation = _pipeline(x_val, y_val, info, batch) if x_val is not None else None
     test = _pipeline(raw.x_test, raw.y_test, info, batch) if raw.x_test is not None else None
-    return Splits(train, validation, test, info)
+    arrays = {"train": (x_train, y_train), "validation": (x_val, y_val), "test": (raw.x_test, raw.y_test)}
+    return Splits(train, validation, test, info, steps_per_epoch=-(-len(x_train) // batch),
+                  arrays={k: v for k, v in arrays.items() if v[0] is not None})

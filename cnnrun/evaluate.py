@@ -1,0 +1,159 @@
+"""`cnnrun evaluate`: judge a run's checkpoint on a split, with the run's own preprocessing.
+
+Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON), a confusion matrix
+(PNG), a per-class precision / recall / F1 table (CSV) and a grid of misclassified examples (PNG).
+"""
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from cnnrun.report import console, format_metrics, results_table
+from cnnrun.runs import Run, atomic_write_bytes, atomic_write_text, open_run
+
+
+def run_model(run: Run, checkpoint: str):
+    """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode."""
+    from cnnrun.config import load_experiment
+    from cnnrun.data import DatasetInfo
+    from cnnrun.train import load_checkpoint
+
+    experiment = load_experiment(run.file("config.yaml"))
+    info = DatasetInfo(**run.read_json("dataset.json"))
+    model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
+    return experiment, info, model
+
+
+def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
+    """Class probabilities from model outputs: logits go through softmax (or sigmoid), a sigmoid unit becomes
+    two columns (class 0, class 1)."""
+    loss = experiment.compile.loss
+    from_logits = isinstance(loss, dict) and loss.get("from_logits", False)
+    if outputs.shape[-1] == 1:
+        p = 1 / (1 + np.exp(-outputs)) if from_logits else outputs
+        return np.concatenate([1 - p, p], axis=-1)
+    if from_logits:
+        shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+    return outputs
+
+
+def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
+    """The confusion matrix (rows: true class) and precision, recall, F1 and support per class."""
+    n = len(names)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    rows = []
+    for i, name in enumerate(names):
+        tp, predicted_i, actual_i = matrix[i, i], matrix[:, i].sum(), matrix[i].sum()
+        precision = tp / predicted_i if predicted_i else 0.0
+        recall = tp / actual_i if actual_i else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                     "f1": round(float(f1), 4), "support": int(actual_i)})
+    return matrix, rows
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def confusion_png(matrix: np.ndarray, names: list[str], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.5, 0.55 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
+    if len(names) <= 20:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > matrix.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def misclassified_png(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> bytes:
+    """A grid of up to 25 misclassified images titled `true → predicted`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = np.flatnonzero(truth != predicted)[:25]
+    cols = 5
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong, strict=False):
+        image = images[i]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image.astype(np.uint8), cmap="gray")
+        ax.set_title(f"{names[truth[i]]} → {names[predicted[i]]}", fontsize=8, color="firebrick")
+    if not len(wrong):
+        axes[0, 0].set_title("no misclassified examples")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test") -> dict[str, Any]:
+    """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
+
+    Args:
+        run_path: the run folder; None means the most recently started run under `outputs/`.
+        checkpoint: `best` or `last`.
+        split: `test` or `validation`.
+
+    Returns:
+        The headline metrics, as Keras' `evaluate` computes them.
+    """
+    from cnnrun.data import load_splits
+
+    run = open_run(run_path)
+    experiment, info, model = run_model(run, checkpoint)
+    splits = load_splits(experiment, stored=info)
+    data = splits.split(split)
+    images, truth = splits.arrays[split]
+    metrics = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+    predicted = probabilities(model.predict(data, verbose=0), experiment).argmax(axis=-1)
+    matrix, rows = per_class_table(truth, predicted, info.class_names)
+
+    out, prefix = run.file("eval"), f"{checkpoint}_{split}"
+    report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), **metrics}
+    from cnnrun.runs import atomic_write_json
+
+    atomic_write_json(out / f"{prefix}_metrics.json", report)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / f"{prefix}_per_class.csv", text.getvalue())
+    atomic_write_bytes(out / f"{prefix}_confusion.png",
+                       confusion_png(matrix, info.class_names, f"{experiment.name}: {checkpoint}.keras on {split}"))
+    atomic_write_bytes(out / f"{prefix}_misclassified.png",
+                       misclassified_png(images, truth, predicted, info.class_names))
+
+    table = Table(title=f"per class ({split})", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    results_table(f"{experiment.name}: {checkpoint}.keras on {split}",
+                  [("metrics", format_metrics(metrics)), ("examples", f"{len(truth):,}"),
+                   ("wrote", f"{out}/{prefix}_*")])
+    return metrics

@@ -1,0 +1,113 @@
+"""`cnnrun predict`: class probabilities for image files, with the run's own preprocessing."""
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from cnnrun.errors import UserError
+from cnnrun.report import console
+from cnnrun.runs import atomic_write_text, open_run
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """The files named, and the image files inside the folders named (recursively, sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not files:
+        raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+    return files
+
+
+def read_image(path: Path, input_shape: list[int]) -> np.ndarray:
+    """Read one image as the model's input expects: colour mode and size (first frame of a GIF)."""
+    from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = input_shape
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            image = image.convert({1: "L", 3: "RGB", 4: "RGBA"}[channels])
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable image ({type(e).__name__})") from e
+    return array.reshape(height, width, channels)
+
+
+def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3, checkpoint: str = "best",
+                  output: Path | None = None) -> list[dict]:
+    """Predict the class of each image with a run's checkpoint and print the top-k classes.
+
+    A file that is not a readable image gets a line saying so; the others are still predicted.
+
+    Args:
+        run_path: the run folder; None means the most recently started run under `outputs/`.
+        paths: image files or folders of images.
+        top_k: how many classes to show per image.
+        checkpoint: `best` or `last`.
+        output: a CSV file to write the predictions to.
+    """
+    from cnnrun.data import preprocess
+    from cnnrun.evaluate import probabilities, run_model
+
+    files = collect_images(paths)
+    run = open_run(run_path)
+    experiment, info, model = run_model(run, checkpoint)
+    images, readable, results = [], [], []
+    for path in files:
+        try:
+            images.append(read_image(path, info.input_shape))
+            readable.append(path)
+        except UserError as e:
+            results.append({"file": str(path), "error": str(e).split(": ", 1)[1]})
+    if images:
+        batch = preprocess(np.stack(images), info).numpy()
+        probs = probabilities(model.predict(batch, verbose=0), experiment)
+        k = min(top_k, len(info.class_names))
+        for path, p in zip(readable, probs, strict=True):
+            order = np.argsort(-p)[:k]
+            results.append({"file": str(path),
+                            "top": [(info.class_names[i], float(p[i])) for i in order]})
+    results.sort(key=lambda r: files.index(Path(r["file"])))
+
+    table = Table(title=f"predictions ({checkpoint}.keras of {run.path})", title_justify="left")
+    table.add_column("file")
+    table.add_column("class", style="bold")
+    table.add_column("probability", justify="right")
+    table.add_column("others")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["file"], "[red]—[/]", "", f"[red]{r['error']}[/]")
+        else:
+            (name, p), rest = r["top"][0], r["top"][1:]
+            table.add_row(r["file"], name, f"{p:.3f}", ", ".join(f"{n} {q:.3f}" for n, q in rest))
+    console.print(table)
+    if output:
+        _write_csv(results, output, top_k)
+        console.print(f"wrote {output}")
+    return results
+
+
+def _write_csv(results: list[dict], output: Path, top_k: int) -> None:
+    columns = ["file", "error"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("class", "probability")]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        row = {"file": r["file"], "error": r.get("error", "")}
+        for i, (name, p) in enumerate(r.get("top", []), start=1):
+            row[f"class_{i}"], row[f"probability_{i}"] = name, f"{p:.6f}"
+        writer.writerow(row)
+    atomic_write_text(output, text.getvalue())
