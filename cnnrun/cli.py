@@ -261,8 +261,6 @@ def conv_shape(
 
     Example: cnnrun conv-shape --input 28x28x1 --kernel 3 --padding same --filters 16 --then pool:2 --then conv:3x3x32
     """
-    from rich.table import Table
-
     from cnnrun.report import console
     from cnnrun.shape_math import apply_step, parse_shape, parse_step
 
@@ -276,29 +274,28 @@ def conv_shape(
     steps = [{"kind": "conv", "kernel_h": kh, "kernel_w": kw, "filters": filters, "stride": stride,
               "padding": padding}]
     steps += [parse_step(text, padding, "--then") for text in then or []]
-    table = Table(title=f"input {shape}: output size = (n + 2p − f)/s + 1 (rounded down); "
-                  "Conv2D params = (kh·kw·channels + 1)·filters", title_justify="left")
-    for column in ("#", "layer", "output size", "output shape", "params"):
-        table.add_column(column, justify="right" if column in ("#", "params") else "left")
-    total, notes = 0, []
+    _echo(f"Input: {shape}. Output size = (n + 2p − f)/s + 1, rounded down; "
+          "Conv2D params = (kh·kw·channels + 1)·filters")
+    total = 0
     for i, step in enumerate(steps):
         option = "--kernel/--stride/--filters" if i == 0 else f"--then {then[i - 1]}"
         try:
             layer = apply_step(shape, step)
         except UserError as e:
             raise UserError(f"{option}: {e}") from e
-        table.add_row(str(i), layer.layer, layer.size, str(layer.output_shape), layer.params.formula())
-        notes += [f"#{i}: {layer.note}"] if layer.note else []
+        _echo(f"#{i} {layer.layer} -> {layer.output_shape}")
+        if layer.size:
+            _echo(f"   size:   {layer.size}" + (f"   ({layer.note})" if layer.note else ""))
+        _echo(f"   params: {layer.params.formula()}")
         total += layer.params.total
         shape = layer.output_shape
-    console.print(table)
-    for note in notes:
-        _echo(note)
     console.print(f"Output shape: [bold]{shape}[/]; total params: [bold]{total:,}[/]")
 
 
 def main() -> None:
     """Entry point of the `cnnrun` console script."""
+    from rich.markup import escape
+
     from cnnrun.report import error_console
 
     try:
@@ -306,5 +303,5 @@ def main() -> None:
     except UserError as e:
         if _debug["on"]:
             raise
-        error_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        error_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -190,6 +190,8 @@ def padding_note(rows: ConvSize, cols: ConvSize) -> str:
     """In words, the zero padding Keras adds with `padding="same"` (empty for `"valid"`)."""
     if rows.padding != "same":
         return ""
+    if rows.total_padding == cols.total_padding == 0:
+        return "Keras pads nothing here"
     return (f"Keras pads {rows.pad_before} row(s) above, {rows.pad_after} below, "
             f"{cols.pad_before} column(s) left, {cols.pad_after} right")
 

@@ -26,24 +26,24 @@ def test_sizes_and_params_equal_keras(padding, stride):
         mine = shape_math.conv_layer((h, w, c), k, k, 5, stride, padding)
         assert mine.output_shape == (rows.out, cols.out, 5)
         model = _built((h, w, c), keras.layers.Conv2D(5, k, strides=stride, padding=padding))
-        assert tuple(model.output.shape)[1:] == mine.output_shape, (k, stride, padding)
+        assert tuple(model.layers[-1].output.shape)[1:] == mine.output_shape, (k, stride, padding)
         assert model.count_params() == mine.params.total
         for cls in (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D):
             pooled = shape_math.pool_layer((h, w, c), k, stride, padding, cls.__name__)
             model = _built((h, w, c), cls(pool_size=k, strides=stride, padding=padding))
-            assert tuple(model.output.shape)[1:] == pooled.output_shape, (cls.__name__, k, stride, padding)
+            assert tuple(model.layers[-1].output.shape)[1:] == pooled.output_shape, (cls.__name__, k, stride, padding)
             assert model.count_params() == pooled.params.total == 0
 
 
 def test_pooling_stride_defaults_to_pool_size_as_in_keras():
     model = _built((15, 15, 2), keras.layers.MaxPooling2D(3))
-    assert tuple(model.output.shape)[1:] == shape_math.pool_layer((15, 15, 2), 3).output_shape == (5, 5, 2)
+    assert tuple(model.layers[-1].output.shape)[1:] == shape_math.pool_layer((15, 15, 2), 3).output_shape == (5, 5, 2)
 
 
 def test_dilation_depthwise_separable_and_dense_equal_keras():
     size = shape_math.conv_size(20, 3, 2, "valid", dilation=2)
     model = _built((20, 20, 1), keras.layers.Conv2D(1, 3, strides=1, dilation_rate=2))
-    assert tuple(model.output.shape)[1:3] == (shape_math.conv_size(20, 3, 1, "valid", 2).out,) * 2
+    assert tuple(model.layers[-1].output.shape)[1:3] == (shape_math.conv_size(20, 3, 1, "valid", 2).out,) * 2
     assert size.f == 5
     model = _built((10, 10, 4), keras.layers.DepthwiseConv2D(3, depth_multiplier=2))
     assert model.count_params() == shape_math.depthwise_params(3, 3, 4, 2).total

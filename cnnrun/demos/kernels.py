@@ -65,13 +65,19 @@ def parse_kernel_values(text: str, option: str = "--kernel-values") -> np.ndarra
     >>> parse_kernel_values("[[1, 0], [0, -1]]").shape
     (2, 2)
     """
+    import json
+
     import yaml
 
     expected = 'a rectangular list of rows of numbers, e.g. "[[0,-1,0],[-1,5,-1],[0,-1,0]]"'
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise UserError(f"{option}: '{text}' is not a list ({str(e).splitlines()[0]}); write {expected}") from e
+        value = json.loads(text)  # JSON reads 1e-1 as a number, YAML 1.1 would not
+    except ValueError:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise UserError(f"{option}: '{text}' is not a list ({str(e).splitlines()[0]}); write {expected}") \
+                from e
     rows_ok = isinstance(value, list) and value and all(isinstance(row, list) and row for row in value)
     if not rows_ok:
         raise UserError(f"{option}: '{text}' is not a 2-D list; write {expected}")

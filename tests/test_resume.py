@@ -1,0 +1,153 @@
+"""resume: a run picks up exactly where it stopped, after finishing, Ctrl-C or SIGKILL; damage is reported."""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT, run_cli, tiny_config
+
+pytestmark = pytest.mark.slow
+
+NO_DROPOUT = tiny_config(train={"epochs": 4, "batch_size": 16, "deterministic": True},
+                         callbacks={"checkpoint": {"monitor": "val_loss"},
+                                    "early_stopping": {"monitor": "val_loss", "patience": 5},
+                                    "reduce_lr_on_plateau": {"monitor": "val_loss", "patience": 1, "factor": 0.5}})
+
+
+def only_run(folder):
+    (run,) = [p for p in folder.glob("*/*") if p.is_dir()]
+    return run
+
+
+def history(run) -> list[dict]:
+    with (run / "history.csv").open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def weights(run, which="last"):
+    return keras.saving.load_model(run / "checkpoints" / f"{which}.keras", safe_mode=True).get_weights()
+
+
+def test_resume_is_exact_with_determinism(write_config, tmp_path):
+    path = write_config(NO_DROPOUT)
+    straight = run_cli("train", path, "--output-dir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    split = run_cli("train", path, "--output-dir", tmp_path / "split", "--set", "train.epochs=2")
+    assert split.returncode == 0, split.stderr[-2000:]
+    run = only_run(tmp_path / "split")
+    resumed = run_cli("resume", run, "--epochs", "4")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a, b = history(only_run(tmp_path / "straight")), history(run)
+    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
+    for row_a, row_b in zip(a, b, strict=True):
+        for key in ("loss", "val_loss", "accuracy", "learning_rate"):
+            assert row_b[key] == pytest.approx(row_a[key], abs=1e-5), (key, row_a, row_b)
+    for w_a, w_b in zip(weights(only_run(tmp_path / "straight")), weights(run), strict=True):
+        np.testing.assert_allclose(w_a, w_b, atol=1e-5)
+    state_a = json.loads((only_run(tmp_path / "straight") / "state.json").read_text())
+    state_b = json.loads((run / "state.json").read_text())
+    assert state_b["best"]["epoch"] == state_a["best"]["epoch"]
+    assert state_b["best"]["value"] == pytest.approx(state_a["best"]["value"], abs=1e-5)
+    for name in ("early_stopping", "reduce_lr_on_plateau"):
+        for key, value in state_a["callbacks"][name].items():
+            assert state_b["callbacks"][name][key] == pytest.approx(value, abs=1e-5), (name, key)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["resumed"][0]["at_epoch"] == 2
+
+
+def test_completed_run_says_so(write_config, tmp_path):
+    path = write_config(tiny_config(train={"epochs": 1, "batch_size": 16}))
+    assert run_cli("train", path, "--output-dir", tmp_path).returncode == 0
+    result = run_cli("resume", only_run(tmp_path))
+    assert result.returncode == 0
+    assert "nothing to resume" in result.stdout
+
+
+def _start_long_training(write_config, tmp_path):
+    config = tiny_config(train={"epochs": 200, "batch_size": 16})
+    config["dataset"]["num_samples"] = 400
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "cnnrun", "train", str(write_config(config)),
+                                "--output-dir", str(tmp_path)], cwd=PROJECT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        states = list(tmp_path.glob("*/*/state.json"))
+        if states and json.loads(states[0].read_text()).get("epochs_completed", 0) >= 2:
+            return process, states[0].parent
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("training did not reach epoch 2 in time")
+
+
+def test_sigkill_mid_epoch_loses_at_most_that_epoch(write_config, tmp_path):
+    process, run = _start_long_training(write_config, tmp_path)
+    time.sleep(0.3)  # somewhere inside a later epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = json.loads((run / "state.json").read_text())["epochs_completed"]
+    assert json.loads((run / "state.json").read_text())["status"] == "running"  # it never got to say otherwise
+    result = run_cli("resume", run, "--epochs", str(done + 2))
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [int(r["epoch"]) for r in history(run)]
+    assert epochs == list(range(1, done + 3))
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "completed" and state["epochs_completed"] == done + 2
+
+
+def test_ctrl_c_marks_the_run_interrupted(write_config, tmp_path):
+    process, run = _start_long_training(write_config, tmp_path)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "interrupted"
+    assert len(history(run)) == state["epochs_completed"]
+    evaluated = run_cli("evaluate", run, "--checkpoint", "last")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """A run that finished one epoch and was interrupted before its second."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    path = folder / "tiny.yaml"
+    path.write_text(json.dumps(tiny_config(train={"epochs": 1, "batch_size": 16})))
+    assert run_cli("train", path, "--output-dir", folder).returncode == 0
+    run = only_run(folder)
+    state = json.loads((run / "state.json").read_text())
+    state["status"] = "interrupted"
+    (run / "state.json").write_text(json.dumps(state))
+    return run
+
+
+def _fingerprint(run):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: (run / "checkpoints" / "last.keras").write_bytes(b"not a zip"), "damaged checkpoint"),
+    (lambda run: (run / "checkpoints" / "last.keras").unlink(), "checkpoint missing"),
+    (lambda run: (run / "config.yaml").unlink(), "config.yaml: missing"),
+    (lambda run: (run / "state.json").write_text("{"), "state.json"),
+])
+def test_damaged_run_folder_is_reported_and_left_alone(one_epoch_run, tmp_path, damage, message):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    damage(run)
+    before = _fingerprint(run)
+    result = run_cli("resume", run, "--epochs", "3")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert _fingerprint(run) == before
