@@ -33,8 +33,9 @@ class Section(BaseModel):
 
 
 class DatasetConfig(Section):
-    name: Literal["shapes", "fashion_mnist", "mnist", "cifar10", "cifar100", "npz"] = Field(
-        "shapes", description="Which data: the built-in `shapes` set, a Keras dataset, or your own `npz` arrays."
+    name: Literal["shapes", "fashion_mnist", "mnist", "cifar10", "cifar100", "npz", "image_folder"] = Field(
+        "shapes", description="Which data: the built-in `shapes` set, a Keras dataset, your own `npz` arrays, or "
+        "an `image_folder` of class folders."
     )
     data_dir: str | None = Field(
         None,
@@ -42,7 +43,8 @@ class DatasetConfig(Section):
         "a `train/` and `test/` tree of class folders). Unset: Keras downloads into ~/.keras/datasets.",
     )
     path: str | None = Field(
-        None, description="npz: the file with `x_train, y_train` and optionally `x_test, y_test`."
+        None, description="npz: the file with `x_train, y_train` and optionally `x_test, y_test`. image_folder: a "
+        "folder holding `train/` (and optionally `validation/`, `test/`) of class folders, or class folders directly."
     )
     validation_split: float | None = Field(
         None, gt=0, lt=1, description="Fraction of the training data held out for validation: the last part, "
@@ -59,7 +61,11 @@ class DatasetConfig(Section):
         "categorical", description="`categorical`: one-hot labels. `sparse`: integer labels. `binary`: 0/1 "
         "labels for two classes (a sigmoid output)."
     )
-    image_size: int = Field(32, ge=8, le=512, description="shapes: side of the square images in pixels.")
+    image_size: int | tuple[int, int] = Field(
+        32, description="shapes: side of the square images in pixels. image_folder: [height, width] every "
+        "image is resized to."
+    )
+    color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="image_folder: colour mode.")
     channels: Literal[1, 3] = Field(1, description="shapes: 1 (grayscale) or 3 (colour).")
     num_classes: int = Field(
         3, ge=2, le=4, description="shapes: how many shape classes (circle, square, triangle, cross)."
@@ -71,13 +77,22 @@ class DatasetConfig(Section):
     def _consistent(self) -> "DatasetConfig":
         if self.validation_split is not None and self.holdout_first is not None:
             raise ValueError("set either validation_split or holdout_first, not both")
-        if self.name == "npz" and not self.path:
-            raise ValueError("the npz dataset needs `path:` (a .npz file with x_train and y_train)")
-        if self.name != "npz" and self.path:
-            raise ValueError(f"`path` is for the npz dataset; {self.name} uses `data_dir`")
+        if self.name in ("npz", "image_folder") and not self.path:
+            raise ValueError(f"the {self.name} dataset needs `path:`")
+        if self.name not in ("npz", "image_folder") and self.path:
+            raise ValueError(f"`path` is for the npz and image_folder datasets; {self.name} uses `data_dir`")
+        sizes = self.image_size if isinstance(self.image_size, tuple) else (self.image_size,)
+        if not all(8 <= side <= 1024 for side in sizes):
+            raise ValueError(f"image_size: sides from 8 to 1024 pixels, got {self.image_size}")
+        if self.name == "shapes" and isinstance(self.image_size, tuple):
+            raise ValueError("image_size: the shapes dataset takes one number (square images)")
         if self.data_dir and self.name not in BUILTIN_DATASETS:
             raise ValueError(f"`data_dir` is for the Keras datasets ({', '.join(BUILTIN_DATASETS)})")
-        shapes_keys = {"image_size", "channels", "num_classes", "num_samples", "test_samples"}
+        shapes_keys = {"channels", "num_classes", "num_samples", "test_samples"}
+        if self.name != "image_folder":
+            shapes_keys.add("image_size")
+        if self.name != "image_folder" and "color_mode" in self.model_fields_set:
+            raise ValueError("color_mode only applies to the image_folder dataset")
         if self.name != "shapes" and shapes_keys & self.model_fields_set:
             raise ValueError(
                 f"{', '.join(sorted(shapes_keys & self.model_fields_set))} only apply to the shapes dataset"
@@ -249,7 +264,9 @@ class Experiment(Section):
 
     @property
     def has_validation(self) -> bool:
-        return self.dataset.validation_split is not None or self.dataset.holdout_first is not None
+        dataset = self.dataset
+        own_folder = dataset.name == "image_folder" and (Path(dataset.path) / "validation").is_dir()
+        return dataset.validation_split is not None or dataset.holdout_first is not None or own_folder
 
 
 def iter_layer_entries(layers: list[Any], where: str = "model.layers"):

@@ -76,3 +76,24 @@ def test_fashion_mnist_from_a_local_copy():
     assert raw.class_names[9] == "Ankle boot"
     splits = load_splits(experiment)
     assert splits.info.sizes == {"train": 42000, "validation": 18000, "test": 10000}
+
+
+def test_image_folder_with_its_own_splits(tmp_path):
+    from PIL import Image
+
+    x, y, names = make_shapes(24, image_size=20, channels=3, num_classes=2, seed=4)
+    for split, rows in (("train", range(0, 16)), ("validation", range(16, 20)), ("test", range(20, 24))):
+        for i in rows:
+            folder = tmp_path / "pics" / split / names[y[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x[i]).save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
+    (tmp_path / "pics" / "train" / "circle" / "readme.txt").write_text("ignored: not an image suffix")
+    experiment = validate_experiment(tiny_config(dataset={
+        "name": "image_folder", "path": str(tmp_path / "pics"), "image_size": [12, 10], "label_mode": "binary"}),
+        "test")
+    assert experiment.has_validation
+    splits = load_splits(experiment)
+    assert splits.info.class_names == ["circle", "square"]
+    assert splits.info.sizes == {"train": 16, "validation": 4, "test": 4}
+    images, labels = next(iter(splits.test))
+    assert images.shape == (4, 12, 10, 3) and labels.shape == (4, 1)

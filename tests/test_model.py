@@ -17,6 +17,7 @@ COURSE_PARAMS = {
     "fashion_mnist_checkpoint.yaml": 412_778,
     "cifar10.yaml": 307_498,
     "cifar10_bn.yaml": 309_290,
+    "cats_vs_dogs.yaml": 3_453_121,
 }
 
 

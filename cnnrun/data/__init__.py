@@ -158,8 +158,14 @@ def _training_pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, experime
     return _prepared(epochs.flat_map(one_epoch), info, augmenter)
 
 
-def _split_validation(config: DatasetConfig, x: np.ndarray, y: np.ndarray):
+def _split_validation(config: DatasetConfig, raw):
     """Hold out validation data as the config says: the first N, or the last fraction (as Keras' fit)."""
+    x, y = raw.x_train, raw.y_train
+    if raw.x_val is not None:
+        if config.validation_split is not None or config.holdout_first is not None:
+            raise UserError(f"dataset: {config.path} has its own validation/ folder; remove validation_split "
+                            f"and holdout_first")
+        return x, y, raw.x_val, raw.y_val
     if config.holdout_first is not None:
         n = config.holdout_first
         if n >= len(x):
@@ -185,7 +191,7 @@ def load_splits(experiment: Experiment, initial_epoch: int = 0, stored: DatasetI
     raw = load_raw(config, experiment.seed)
     if config.label_mode == "binary" and len(raw.class_names) != 2:
         raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
-    x_train, y_train, x_val, y_val = _split_validation(config, raw.x_train, raw.y_train)
+    x_train, y_train, x_val, y_val = _split_validation(config, raw)
     info = DatasetInfo(class_names=raw.class_names, input_shape=list(x_train.shape[1:]),
                        label_mode=config.label_mode, normalize=config.normalize)
     if stored is not None:

@@ -43,6 +43,8 @@ class RawData:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     class_names: list[str]
+    x_val: np.ndarray | None = None  # a validation split that comes with the data (an image folder's validation/)
+    y_val: np.ndarray | None = None
 
 
 def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
@@ -54,11 +56,51 @@ def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
         with _open_npz(Path(config.path)) as arrays:
             shape = _image_shape(arrays["x_train"].shape, config.path)
             return shape, _label_names(arrays["y_train"])
+    if config.name == "image_folder":
+        height, width = _folder_size(config)
+        shape = (height, width, {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode])
+        root = Path(config.path)
+        if not root.is_dir() and config.label_mode == "binary":
+            return shape, ["class 0", "class 1"]  # two classes by definition; names come with the data
+        return shape, _class_folders(_folder_splits(root)["train"])
     return INPUT_SHAPES[config.name], CLASS_NAMES[config.name]
 
 
+def _folder_size(config: DatasetConfig) -> tuple[int, int]:
+    size = config.image_size
+    return (size, size) if isinstance(size, int) else size
+
+
+def _folder_splits(root: Path) -> dict[str, Path]:
+    """`train/`, `validation/`, `test/` under an image folder, or the folder itself as the training split."""
+    if not root.is_dir():
+        raise UserError(f"dataset.path: {root} is not a folder (it should hold train/ validation/ test/ "
+                        f"of class folders, or class folders)")
+    if (root / "train").is_dir():
+        return {name: root / name for name in ("train", "validation", "test") if (root / name).is_dir()}
+    return {"train": root}
+
+
+def _class_folders(folder: Path) -> list[str]:
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if len(names) < 2:
+        raise UserError(f"dataset.path: {folder} should hold one folder per class (at least two)")
+    return names
+
+
+def _load_image_folder(config: DatasetConfig) -> RawData:
+    """Decode an image folder's splits into arrays, every image resized to `image_size`."""
+    splits = _folder_splits(Path(config.path))
+    names = _class_folders(splits["train"])
+    size, mode = _folder_size(config), {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}[config.color_mode]
+    loaded = {split: _read_image_tree(folder, names, size, mode) for split, folder in splits.items()}
+    x_test, y_test, _ = loaded.get("test", (None, None, None))
+    x_val, y_val, _ = loaded.get("validation", (None, None, None))
+    return RawData(*loaded["train"][:2], x_test, y_test, names, x_val, y_val)
+
+
 def load_raw(config: DatasetConfig, seed: int) -> RawData:
-    """Load a dataset's train and test arrays as the config says."""
+    """Load a dataset's train and test arrays as the config says ."""
     if config.name == "shapes":
         args = dict(image_size=config.image_size, channels=config.channels, num_classes=config.num_classes)
         x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
@@ -67,6 +109,8 @@ def load_raw(config: DatasetConfig, seed: int) -> RawData:
         return RawData(x_train, y_train, x_test, y_test, names)
     if config.name == "npz":
         return _load_npz(Path(config.path))
+    if config.name == "image_folder":
+        return _load_image_folder(config)
     if config.data_dir:
         return _load_local_copy(config.name, Path(config.data_dir))
     return _download(config.name)
@@ -147,7 +191,7 @@ def _load_local_copy(name: str, folder: Path) -> RawData:
             x_train, y_train, x_test, y_test = (
                 _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
     elif (folder / "train").is_dir() and (folder / "test").is_dir():
-        x_train, y_train, names = _read_image_tree(folder / "train", CLASS_NAMES[name])
+        x_train, y_train, names = _read_image_tree(folder / "train", CLASS_NAMES[name])  # 32x32 RGB
         x_test, y_test, _ = _read_image_tree(folder / "test", names)
         return RawData(x_train, y_train, x_test, y_test, names)
     else:
@@ -178,21 +222,38 @@ def _read_cifar_batches(name: str, folder: Path):
     return (*read(train_files), *read(test_files))
 
 
-def _read_image_tree(folder: Path, expected: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode a folder of class folders of small images into arrays (class order: sorted folder names)."""
-    from PIL import Image
+def _read_image_tree(folder: Path, expected: list[str], size: tuple[int, int] | None = None,
+                     mode: str = "RGB") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode a folder of class folders of images into arrays (class order: sorted folder names).
+
+    Args:
+        folder: holds one folder per class.
+        expected: the class names the folder must hold.
+        size: (height, width) to resize every image to; None keeps the size (all images must share it).
+        mode: PIL colour mode: RGB, L or RGBA.
+    """
+    from PIL import Image, UnidentifiedImageError
 
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if names != sorted(expected):
-        raise UserError(f"dataset.data_dir: {folder} should hold the class folders {', '.join(sorted(expected))}; "
+        raise UserError(f"{folder} should hold the class folders {', '.join(sorted(expected))}; "
                         f"found {', '.join(names) or 'none'}")
     images, labels = [], []
     for label, name in enumerate(names):
         for path in sorted((folder / name).iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
                 with Image.open(path) as image:
-                    images.append(np.asarray(image.convert("RGB")))
-                labels.append(label)
+                    image = image.convert(mode)
+                    if size and image.size != (size[1], size[0]):
+                        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                    images.append(np.asarray(image).reshape(image.size[1], image.size[0], -1))
+            except (UnidentifiedImageError, OSError) as e:
+                raise UserError(f"{path}: not a readable image ({type(e).__name__})") from e
+            labels.append(label)
+    if not images:
+        raise UserError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
     return np.stack(images), np.asarray(labels, np.int64), names
 
 
