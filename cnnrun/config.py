@@ -88,15 +88,14 @@ class DatasetConfig(Section):
             raise ValueError("image_size: the shapes dataset takes one number (square images)")
         if self.data_dir and self.name not in BUILTIN_DATASETS:
             raise ValueError(f"`data_dir` is for the Keras datasets ({', '.join(BUILTIN_DATASETS)})")
-        shapes_keys = {"channels", "num_classes", "num_samples", "test_samples"}
-        if self.name != "image_folder":
-            shapes_keys.add("image_size")
-        if self.name != "image_folder" and "color_mode" in self.model_fields_set:
-            raise ValueError("color_mode only applies to the image_folder dataset")
-        if self.name != "shapes" and shapes_keys & self.model_fields_set:
-            raise ValueError(
-                f"{', '.join(sorted(shapes_keys & self.model_fields_set))} only apply to the shapes dataset"
-            )
+        # keys of one kind of dataset, given another value than their default (a run's config.yaml has them all)
+        changed = {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+        own_keys = {"shapes": {"image_size", "channels", "num_classes", "num_samples", "test_samples"},
+                    "image_folder": {"image_size", "color_mode"}}
+        foreign = changed & set().union(*own_keys.values()) - own_keys.get(self.name, set())
+        if foreign:
+            owners = [n for n, keys in own_keys.items() if foreign & keys]
+            raise ValueError(f"{', '.join(sorted(foreign))}: only for the {' and '.join(owners)} dataset")
         return self
 
 
@@ -172,32 +171,32 @@ class CheckpointConfig(Section):
 
 
 class EarlyStoppingConfig(Section):
-    monitor: str = "val_loss"
-    min_delta: float = 0.0
-    patience: int = Field(0, ge=0)
-    verbose: int = 0
-    mode: Literal["auto", "min", "max"] = "auto"
-    baseline: float | None = None
-    restore_best_weights: bool = False
-    start_from_epoch: int = Field(0, ge=0)
+    monitor: str = Field("val_loss", description="The logged value to watch (`val_acc` works).")
+    min_delta: float = Field(0.0, description="A smaller change does not count as an improvement.")
+    patience: int = Field(0, ge=0, description="Epochs without improvement before training stops.")
+    verbose: int = Field(0, description="1: say when training stops.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
+    baseline: float | None = Field(None, description="Stop unless `monitor` beats this value.")
+    restore_best_weights: bool = Field(False, description="End with the best epoch's weights (in this process).")
+    start_from_epoch: int = Field(0, ge=0, description="Epochs to wait before watching.")
 
 
 class ReduceLROnPlateauConfig(Section):
-    monitor: str = "val_loss"
-    factor: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(10, ge=0)
-    verbose: int = 0
-    mode: Literal["auto", "min", "max"] = "auto"
-    min_delta: float = 1e-4
-    cooldown: int = Field(0, ge=0)
-    min_lr: float = 0.0
+    monitor: str = Field("val_loss", description="The logged value to watch.")
+    factor: float = Field(0.1, gt=0, lt=1, description="New learning rate = rate × factor.")
+    patience: int = Field(10, ge=0, description="Epochs without improvement before the rate is lowered.")
+    verbose: int = Field(0, description="1: say when the rate changes.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
+    min_delta: float = Field(1e-4, description="A smaller change does not count as an improvement.")
+    cooldown: int = Field(0, ge=0, description="Epochs to wait after a change before watching again.")
+    min_lr: float = Field(0.0, description="The rate never goes below this.")
 
 
 class TensorBoardConfig(Section):
     log_dir: str | None = Field(None, description="Default: `tensorboard/` in the run folder.")
-    histogram_freq: int = 0
-    write_graph: bool = True
-    update_freq: Literal["epoch", "batch"] | int = "epoch"
+    histogram_freq: int = Field(0, description="Epochs between weight histograms (0: none).")
+    write_graph: bool = Field(True, description="Write the model graph.")
+    update_freq: Literal["epoch", "batch"] | int = Field("epoch", description="How often to write metrics.")
 
 
 class CallbacksConfig(Section):

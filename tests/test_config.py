@@ -88,3 +88,16 @@ def test_config_show_prints_resolved_config(write_config):
     assert shown["train"]["epochs"] == 4
     assert shown["train"]["shuffle"] is True  # defaults are filled in
     assert shown["callbacks"]["checkpoint"]["monitor"] == "val_loss"
+
+
+def test_readme_documents_every_config_key():
+    from pydantic import BaseModel
+
+    import cnnrun.config as config
+
+    readme = (PROJECT / "README.md").read_text()
+    sections = [v for v in vars(config).values()
+                if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == config.__name__]
+    for section in sections:
+        for key in section.model_fields:
+            assert f"| `{key}` |" in readme, f"README's config reference lacks {section.__name__}.{key}"
