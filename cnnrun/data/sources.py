@@ -267,9 +267,10 @@ def _download(name: str) -> RawData:
     except Exception as e:  # keras.utils.get_file raises a bare Exception when the URL cannot be fetched
         if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
             raise
+        reason = str(e).splitlines()[0].split(" -- ")[-1][:100]
         raise UserError(
-            f"could not download {name} ({str(e).splitlines()[0][:120]}); without network, put "
-            f"{', '.join(CACHE_FILES[name])} in a folder and set dataset.data_dir to it"
+            f"could not download {name} ({reason}); without network, put {', '.join(CACHE_FILES[name])} "
+            f"in a folder and set dataset.data_dir to it"
         ) from e
     return RawData(_as_nhwc(x_train), y_train.reshape(-1).astype(np.int64), _as_nhwc(x_test),
                    y_test.reshape(-1).astype(np.int64), CLASS_NAMES[name])
