@@ -81,6 +81,23 @@ def test_predict_top_k_with_a_bad_file(standardized_run, tmp_path):
             assert row["class_1"] in ("circle", "square", "triangle")
 
 
+def test_predict_equals_model_predict_on_the_same_array(standardized_run, tmp_path):
+    import keras
+
+    x, _, _ = make_shapes(1, image_size=16, seed=21)
+    Image.fromarray(x[0, :, :, 0]).save(tmp_path / "one.png")
+    out = tmp_path / "p.csv"
+    result = run_cli("predict", standardized_run, tmp_path / "one.png", "--top-k", "3", "--output", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = csv.DictReader(out.open())
+    info = json.loads((standardized_run / "dataset.json").read_text())
+    model = keras.saving.load_model(standardized_run / "checkpoints" / "best.keras", safe_mode=True)
+    expected = model.predict((x.astype(np.float32) - info["mean"]) / (info["std"] + 1e-7), verbose=0)[0]
+    names = info["class_names"]
+    for i in (1, 2, 3):
+        assert float(row[f"probability_{i}"]) == pytest.approx(expected[names.index(row[f"class_{i}"])], abs=1e-5)
+
+
 def test_predict_binary_sigmoid_reports_both_classes(tmp_path):
     config = tiny_config(train={"epochs": 1, "batch_size": 16})
     config["dataset"].update(num_classes=2, label_mode="binary")

@@ -66,6 +66,21 @@ def test_resume_is_exact_with_determinism(write_config, tmp_path):
     assert meta["resumed"][0]["at_epoch"] == 2
 
 
+def test_early_stopping_patience_counts_across_resume(write_config, tmp_path):
+    # min_delta is so large that no epoch after the first counts as an improvement: a straight run stops after
+    # epoch 3 (patience 2); stopped after epoch 2 and resumed, it must stop after epoch 3 too, not 4.
+    config = tiny_config(train={"epochs": 2, "batch_size": 16},
+                         callbacks={"early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 100.0}})
+    assert run_cli("train", write_config(config), "--output-dir", tmp_path).returncode == 0
+    run = only_run(tmp_path)
+    assert json.loads((run / "state.json").read_text())["callbacks"]["early_stopping"]["wait"] == 1
+    result = run_cli("resume", run, "--epochs", "6")
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "stopped_early"
+    assert state["epochs_completed"] == 3
+
+
 def test_completed_run_says_so(write_config, tmp_path):
     path = write_config(tiny_config(train={"epochs": 1, "batch_size": 16}))
     assert run_cli("train", path, "--output-dir", tmp_path).returncode == 0
@@ -96,14 +111,21 @@ def test_sigkill_mid_epoch_loses_at_most_that_epoch(write_config, tmp_path):
     time.sleep(0.3)  # somewhere inside a later epoch
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = json.loads((run / "state.json").read_text())["epochs_completed"]
-    assert json.loads((run / "state.json").read_text())["status"] == "running"  # it never got to say otherwise
+    before = json.loads((run / "state.json").read_text())
+    done = before["epochs_completed"]
+    assert before["status"] == "running"  # it never got to say otherwise
     result = run_cli("resume", run, "--epochs", str(done + 2))
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = [int(r["epoch"]) for r in history(run)]
-    assert epochs == list(range(1, done + 3))
+    assert epochs == list(range(1, done + 3))  # each epoch exactly once
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "completed" and state["epochs_completed"] == done + 2
+    steps_per_epoch = -(-300 // 16)  # 400 shapes, the last quarter held out for validation
+    model = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True)
+    assert int(model.optimizer.iterations.numpy()) == (done + 2) * steps_per_epoch
+    # best.keras is only ever replaced by a better model: val_loss never goes up
+    assert state["best"]["value"] <= before["best"]["value"]
+    assert state["best"]["value"] == pytest.approx(min(r["val_loss"] for r in history(run)))
 
 
 def test_ctrl_c_marks_the_run_interrupted(write_config, tmp_path):
