@@ -6,6 +6,7 @@ Example:
 ['checkpoints', 'config.yaml', 'dataset.json', 'history.csv', 'history.png', 'meta.json', 'scores.json', ...]
 """
 
+import os
 import platform
 import subprocess
 import sys
@@ -282,7 +283,11 @@ def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initi
         run.update_state(status="interrupted", ended=_now())
         console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}\n"
                       f"Continue with: cnnrun resume {run.path}")
-        raise SystemExit(130) from None
+        # Everything is on disk. Leave at once: interpreter teardown can wait forever on TensorFlow's input
+        # threads after an interrupt (seen in CI), which would turn one Ctrl-C into a hang.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except BaseException:
         run.update_state(status="failed", ended=_now())
         raise

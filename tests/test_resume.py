@@ -131,7 +131,7 @@ def test_sigkill_mid_epoch_loses_at_most_that_epoch(write_config, tmp_path):
 def test_ctrl_c_marks_the_run_interrupted(write_config, tmp_path):
     process, run = _start_long_training(write_config, tmp_path)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-2000:]
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "interrupted"
