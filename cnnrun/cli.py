@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Look at experiment configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Look at datasets before training on them.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 _debug = {"on": False}
 
@@ -290,6 +292,48 @@ def conv_shape(
         total += layer.params.total
         shape = layer.output_shape
     console.print(f"Output shape: [bold]{shape}[/]; total params: [bold]{total:,}[/]")
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="An image folder: train/ (validation/, test/) of class folders, or "
+                                         "class folders.", show_default=False)],
+) -> None:
+    """Decode every picture of an image folder; print images, sizes and bad files per split and class.
+
+    Exit code 0 when every picture decodes, 1 when some do not (each is listed with the reason), 2 when PATH is
+    not an image folder.
+
+    Example: cnnrun data check data/cats_vs_dogs
+    """
+    from cnnrun.data.check import check_image_folder, print_report
+
+    report = check_image_folder(path)
+    print_report(report)
+    if report.bad_files:
+        raise typer.Exit(1)
+
+
+@app.command("augment-preview")
+def augment_preview(
+    image: ImageArg,
+    config: Annotated[Path | None, typer.Option("--config", help="Use this experiment's `augmentation:` section "
+                      "(default: the course's rotation 40, shifts 0.2, zoom 0.2, horizontal flip, brightness "
+                      "[0.4, 1.5]).", show_default=False)] = None,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many augmented versions.")] = 8,
+    out: Annotated[Path | None, typer.Option("--out", help="The folder the pictures go to (default: "
+                   "<image stem>_augmented in the current folder).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the augmentation: the same seed, the same pictures.")]
+    = 0,
+) -> None:
+    """Write N augmented versions of a picture (PNG files) and a grid of the original beside them.
+
+    Example: cnnrun augment-preview cat.jpg -n 8 --config configs/cats_vs_dogs.yaml
+    """
+    from cnnrun.demos.augment import augment_preview as run_preview
+
+    _quiet_tensorflow()
+    run_preview(image, config, count, out, seed, echo=_echo)
 
 
 def main() -> None:

@@ -66,6 +66,11 @@ class DatasetConfig(Section):
         "image is resized to."
     )
     color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="image_folder: colour mode.")
+    on_bad_file: Literal["skip", "error"] = Field(
+        "skip", description="image_folder: what to do with files that do not decode (empty, truncated, not an "
+        "image). `skip`: leave them out with one warning; the run's `bad_files.json` lists them. `error`: stop "
+        "before training and name them."
+    )
     channels: Literal[1, 3] = Field(1, description="shapes: 1 (grayscale) or 3 (colour).")
     num_classes: int = Field(
         3, ge=2, le=4, description="shapes: how many shape classes (circle, square, triangle, cross)."
@@ -91,7 +96,7 @@ class DatasetConfig(Section):
         # keys of one kind of dataset, given another value than their default (a run's config.yaml has them all)
         changed = {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
         own_keys = {"shapes": {"image_size", "channels", "num_classes", "num_samples", "test_samples"},
-                    "image_folder": {"image_size", "color_mode"}}
+                    "image_folder": {"image_size", "color_mode", "on_bad_file"}}
         foreign = changed & set().union(*own_keys.values()) - own_keys.get(self.name, set())
         if foreign:
             owners = [n for n, keys in own_keys.items() if foreign & keys]

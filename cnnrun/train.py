@@ -6,7 +6,6 @@ Example:
 ['checkpoints', 'config.yaml', 'dataset.json', 'history.csv', 'history.png', 'meta.json', 'scores.json', ...]
 """
 
-import os
 import platform
 import subprocess
 import sys
@@ -256,6 +255,8 @@ def train_experiment(experiment: Experiment, output_dir: str | None = None, name
 
     atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
     run.write_json("dataset.json", info.to_dict())
+    if splits.bad_files:
+        run.write_json("bad_files.json", splits.bad_files)
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))
     atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
@@ -283,11 +284,7 @@ def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initi
         run.update_state(status="interrupted", ended=_now())
         console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}\n"
                       f"Continue with: cnnrun resume {run.path}")
-        # Everything is on disk. Leave at once: interpreter teardown can wait forever on TensorFlow's input
-        # threads after an interrupt (seen in CI), which would turn one Ctrl-C into a hang.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        raise SystemExit(130) from None
     except BaseException:
         run.update_state(status="failed", ended=_now())
         raise

@@ -93,9 +93,12 @@ def _start_long_training(write_config, tmp_path):
     config = tiny_config(train={"epochs": 200, "batch_size": 16})
     config["dataset"]["num_samples"] = 400
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # A shell without job control starts background jobs with SIGINT ignored, and children inherit that;
+    # give the training process the default disposition, as in a terminal, so Ctrl-C reaches it.
     process = subprocess.Popen([sys.executable, "-m", "cnnrun", "train", str(write_config(config)),
                                 "--output-dir", str(tmp_path)], cwd=PROJECT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         states = list(tmp_path.glob("*/*/state.json"))

@@ -48,6 +48,7 @@ class Splits:
     info: DatasetInfo
     steps_per_epoch: int
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    bad_files: list[dict[str, str]] = field(default_factory=list)  # image_folder files left out (bad_files.json)
 
     def split(self, name: str):
         """The pipeline of split `name` (train, validation or test), or a UserError when there is none."""
@@ -211,4 +212,4 @@ def load_splits(experiment: Experiment, initial_epoch: int = 0, stored: DatasetI
     test = _pipeline(raw.x_test, raw.y_test, info, batch) if raw.x_test is not None else None
     arrays = {"train": (x_train, y_train), "validation": (x_val, y_val), "test": (raw.x_test, raw.y_test)}
     return Splits(train, validation, test, info, steps_per_epoch=-(-len(x_train) // batch),
-                  arrays={k: v for k, v in arrays.items() if v[0] is not None})
+                  arrays={k: v for k, v in arrays.items() if v[0] is not None}, bad_files=raw.bad_files or [])

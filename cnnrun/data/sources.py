@@ -45,6 +45,7 @@ class RawData:
     class_names: list[str]
     x_val: np.ndarray | None = None  # a validation split that comes with the data (an image folder's validation/)
     y_val: np.ndarray | None = None
+    bad_files: list[dict[str, str]] | None = None  # an image folder's files left out (on_bad_file: skip)
 
 
 def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
@@ -89,14 +90,42 @@ def _class_folders(folder: Path) -> list[str]:
 
 
 def _load_image_folder(config: DatasetConfig) -> RawData:
-    """Decode an image folder's splits into arrays, every image resized to `image_size`."""
-    splits = _folder_splits(Path(config.path))
-    names = _class_folders(splits["train"])
-    size, mode = _folder_size(config), {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}[config.color_mode]
-    loaded = {split: _read_image_tree(folder, names, size, mode) for split, folder in splits.items()}
-    x_test, y_test, _ = loaded.get("test", (None, None, None))
-    x_val, y_val, _ = loaded.get("validation", (None, None, None))
-    return RawData(*loaded["train"][:2], x_test, y_test, names, x_val, y_val)
+    """Check and decode an image folder's splits (in parallel) into arrays, every image resized to `image_size`.
+
+    Files that do not decode are left out with one warning (`on_bad_file: skip`, listed in `RawData.bad_files`)
+    or stop loading (`error`). Class folders without a usable image get a warning.
+    """
+    from rich.markup import escape
+
+    from cnnrun.data.check import PIL_MODES, check_image_folder
+    from cnnrun.report import error_console
+
+    size, mode = _folder_size(config), PIL_MODES[config.color_mode]
+    report = check_image_folder(config.path, size, mode)
+    bad = report.bad_files
+    if bad:
+        first = "; ".join(f"{b.path}: {b.reason}" for b in bad[:3]) + ("; …" if len(bad) > 3 else "")
+        if config.on_bad_file == "error":
+            raise UserError(f"dataset.path: {len(bad)} file(s) in {config.path} cannot be read: {first}; remove or "
+                            f"fix them, or set dataset.on_bad_file: skip (see `cnnrun data check {config.path}`)")
+        message = (f"dataset.path: {len(bad)} bad file(s) left out ({first}); the full list goes to the run's "
+                   f"bad_files.json")
+        error_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    for folder in report.empty_classes:
+        error_console.print(f"[yellow]warning:[/] {escape(str(folder))}: no usable image in this class folder",
+                            highlight=False, soft_wrap=True)
+    loaded = {}
+    for split, classes in report.splits.items():
+        images = [a for entry in classes.values() for a in entry.arrays]
+        if not images:
+            raise UserError(f"{report.folders[split]}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                            f"in its class folders")
+        labels = [label for label, entry in enumerate(classes.values()) for _ in entry.arrays]
+        loaded[split] = (np.stack(images), np.asarray(labels, np.int64))
+    x_test, y_test = loaded.get("test", (None, None))
+    x_val, y_val = loaded.get("validation", (None, None))
+    return RawData(*loaded["train"], x_test, y_test, report.class_names, x_val, y_val,
+                   bad_files=[b.to_dict() for b in bad])
 
 
 def load_raw(config: DatasetConfig, seed: int) -> RawData:

@@ -1,0 +1,181 @@
+"""Image folders with bad files in them, `cnnrun data check`, and `cnnrun augment-preview`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnrun.config import AugmentationConfig, validate_experiment
+from cnnrun.data import build_augmenter, load_splits
+from cnnrun.data.check import check_image_folder
+from cnnrun.data.shapes import make_shapes
+from cnnrun.errors import UserError
+from tests.conftest import run_cli, tiny_config
+
+BAD = {"cut.jpg": "truncated", "notes.jpg": "not an image", "zero.png": "empty"}
+
+
+def make_tree(root: Path, bad: bool = True, empty_class: bool = True) -> Path:
+    """train/ and test/ of circle and square pictures (PNG and JPEG); with `bad`, three bad files in train/circle,
+    a CMYK JPEG, a 16-bit PNG and a palette GIF (all good) and a text file that is ignored."""
+    x, y, names = make_shapes(32, image_size=20, channels=3, num_classes=2, seed=5)
+    for i in range(len(x)):
+        folder = root / ("train" if i < 24 else "test") / names[y[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i]).save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
+    if empty_class:
+        for split in ("train", "test"):
+            (root / split / "zz_empty").mkdir()
+    if bad:
+        folder = root / "train" / "circle"
+        noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(root / "whole.jpg")
+        data = (root / "whole.jpg").read_bytes()
+        (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+        (folder / "notes.jpg").write_text("not a picture, only named like one")
+        (folder / "zero.png").write_bytes(b"")
+        (folder / "readme.txt").write_text("ignored: not an image suffix")
+        Image.fromarray(x[0]).convert("CMYK").save(folder / "cmyk.jpg")
+        Image.fromarray((np.arange(30 * 40).reshape(30, 40) * 50).astype(np.uint16)).save(folder / "deep.png")
+        Image.fromarray(x[0]).convert("P").save(folder / "palette.gif")
+    return root
+
+
+def folder_experiment(root: Path, **dataset):
+    return validate_experiment(tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16,
+                                                    **dataset}), "test")
+
+
+def test_check_reports_each_bad_file_with_its_reason(tmp_path):
+    report = check_image_folder(make_tree(tmp_path / "pics"))
+    reasons = {bad.path.name: bad.reason for bad in report.bad_files}
+    assert set(reasons) == set(BAD)
+    for name, word in BAD.items():
+        assert word in reasons[name], reasons
+    circle = report.splits["train"]["circle"]
+    assert {"cmyk.jpg", "deep.png", "palette.gif"} <= {p.name for p in circle.good}  # converted, not bad
+    assert (30, 40) in circle.sizes and (20, 20) in circle.sizes
+    assert report.ignored == 1
+    assert report.class_names == ["circle", "square", "zz_empty"]
+    assert tmp_path / "pics" / "train" / "zz_empty" in report.empty_classes
+    assert report.num_images == 32 + 3
+
+
+def test_splits_must_hold_the_same_classes(tmp_path):
+    root = make_tree(tmp_path / "pics", bad=False, empty_class=False)
+    (root / "test" / "triangle").mkdir()
+    with pytest.raises(UserError, match="test.*triangle"):
+        check_image_folder(root)
+    with pytest.raises(UserError, match="triangle"):
+        load_splits(folder_experiment(root))
+
+
+def test_skip_loads_the_rest_with_one_warning(tmp_path, capsys):
+    root = make_tree(tmp_path / "pics")
+    splits = load_splits(folder_experiment(root, label_mode="sparse"))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "bad file" in line]
+    assert len(warnings) == 1 and "3 bad file(s)" in warnings[0] and "cut.jpg" in warnings[0]
+    assert splits.info.sizes == {"train": 24 + 3, "test": 8}
+    assert sorted(Path(b["path"]).name for b in splits.bad_files) == sorted(BAD)
+    images, labels = next(iter(splits.test))
+    assert images.shape == (8, 16, 16, 3) and labels.shape == (8,)
+    assert splits.info.class_names[-1] == "zz_empty"
+
+
+def test_grayscale_and_categorical(tmp_path):
+    root = make_tree(tmp_path / "pics")
+    splits = load_splits(folder_experiment(root, color_mode="grayscale", image_size=[12, 10]))
+    images, labels = next(iter(splits.test))
+    assert images.shape == (8, 12, 10, 1)
+    assert labels.shape == (8, 3) and np.allclose(labels.numpy().sum(axis=1), 1)
+    x_train, _ = splits.arrays["train"]
+    assert x_train.dtype == np.uint8 and x_train.shape[1:] == (12, 10, 1)
+
+
+def test_error_stops_before_training(tmp_path, write_config):
+    root = make_tree(tmp_path / "pics")
+    with pytest.raises(UserError, match="3 file.*cut.jpg"):
+        load_splits(folder_experiment(root, on_bad_file="error"))
+    config = write_config(tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16,
+                                               "on_bad_file": "error"}))
+    result = run_cli("train", config, "--output-dir", tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    assert "cut.jpg" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_train_skips_bad_files_and_records_them(tmp_path, write_config):
+    root = make_tree(tmp_path / "pics")
+    config = write_config(tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16},
+                                      train={"epochs": 1, "batch_size": 8}))
+    result = run_cli("train", config, "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "3 bad file(s)" in result.stderr
+    (run,) = (tmp_path / "out" / "tiny").iterdir()
+    recorded = json.loads((run / "bad_files.json").read_text())
+    assert sorted(Path(b["path"]).name for b in recorded) == sorted(BAD)
+    assert json.loads((run / "state.json").read_text())["status"] == "completed"
+
+
+def test_data_check_exit_codes(tmp_path):
+    clean = make_tree(tmp_path / "clean", bad=False, empty_class=False)
+    result = run_cli("data", "check", clean)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "circle" in result.stdout and "20×20" in result.stdout
+
+    result = run_cli("data", "check", make_tree(tmp_path / "bad"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    for name in BAD:
+        assert name in result.stdout
+    assert "truncated" in result.stdout and "zz_empty" in result.stdout
+
+    result = run_cli("data", "check", tmp_path / "nowhere")
+    assert result.returncode == 2 and "nowhere" in result.stderr
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "one.png").write_bytes(b"")
+    assert run_cli("data", "check", tmp_path / "flat").returncode == 2
+
+
+def test_augment_preview_writes_versions_and_grid(tmp_path):
+    x, _, _ = make_shapes(1, image_size=40, channels=3, seed=2)
+    picture = tmp_path / "shape.png"
+    Image.fromarray(x[0]).save(picture)
+    result = run_cli("augment-preview", picture, "-n", "3", "--seed", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted((tmp_path / "shape_augmented").iterdir())
+    assert [f.name for f in files] == ["shape_aug01.png", "shape_aug02.png", "shape_aug03.png", "shape_grid.png"]
+    for f in files[:3]:
+        with Image.open(f) as image:
+            assert image.size == (40, 40) and image.mode == "RGB"
+    with Image.open(files[3]) as grid:
+        assert grid.format == "PNG" and grid.width > 40
+
+
+def test_augment_preview_with_a_config(tmp_path, write_config):
+    from cnnrun.demos.augment import augment_preview, augmentation_from
+
+    x, _, _ = make_shapes(1, image_size=24, channels=1, seed=2)
+    picture = tmp_path / "gray.png"
+    Image.fromarray(x[0][..., 0]).save(picture)
+    with pytest.raises(UserError, match="augmentation"):
+        augmentation_from(write_config(tiny_config(), "plain.yaml"))
+    config = write_config(tiny_config(augmentation={"rotation_range": 20, "horizontal_flip": True}))
+    assert augmentation_from(config).rotation_range == 20
+    first = augment_preview(picture, config, count=2, out=tmp_path / "a", seed=7, echo=lambda _: None)
+    again = augment_preview(picture, config, count=2, out=tmp_path / "b", seed=7, echo=lambda _: None)
+    assert len(first) == 3
+    for one, two in zip(first[:2], again[:2], strict=True):
+        assert np.array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(two)))  # seeded: repeatable
+        assert np.asarray(Image.open(one)).shape == (24, 24)
+
+
+def test_augmentation_keeps_shapes_and_is_identity_at_inference():
+    from cnnrun.demos.augment import COURSE_AUGMENTATION
+
+    augmenter = build_augmenter(AugmentationConfig(**COURSE_AUGMENTATION), seed=0)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 18, 14, 3)).astype(np.float32)
+    assert tuple(augmenter(x, training=True).shape) == x.shape
+    assert np.array_equal(np.asarray(augmenter(x, training=False)), x)
