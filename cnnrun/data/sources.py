@@ -90,26 +90,39 @@ def _class_folders(folder: Path) -> list[str]:
 
 
 def _load_image_folder(config: DatasetConfig) -> RawData:
-    """Check and decode an image folder's splits (in parallel) into arrays, every image resized to `image_size`.
+    """An image_folder dataset as arrays: every image resized to `image_size` in `color_mode`."""
+    from cnnrun.data.check import PIL_MODES
 
-    Files that do not decode are left out with one warning (`on_bad_file: skip`, listed in `RawData.bad_files`)
-    or stop loading (`error`). Class folders without a usable image get a warning.
+    return _read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
+                             config.on_bad_file, "dataset.path")
+
+
+def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str) -> RawData:
+    """Check and decode an image-folder tree (in parallel) into arrays.
+
+    Files that do not decode are left out with one warning (`skip`, listed in `RawData.bad_files`) or stop
+    loading (`error`). Class folders without a usable image get a warning.
+
+    Args:
+        root: `train/` (and optionally `validation/`, `test/`) of class folders, or class folders directly.
+        size: (height, width) every image is resized to.
+        mode: PIL colour mode: RGB, L or RGBA.
+        on_bad_file: `skip` or `error`.
+        key: the config key named in messages.
     """
     from rich.markup import escape
 
-    from cnnrun.data.check import PIL_MODES, check_image_folder
+    from cnnrun.data.check import check_image_folder
     from cnnrun.report import error_console
 
-    size, mode = _folder_size(config), PIL_MODES[config.color_mode]
-    report = check_image_folder(config.path, size, mode)
+    report = check_image_folder(root, size, mode)
     bad = report.bad_files
     if bad:
         first = "; ".join(f"{b.path}: {b.reason}" for b in bad[:3]) + ("; …" if len(bad) > 3 else "")
-        if config.on_bad_file == "error":
-            raise UserError(f"dataset.path: {len(bad)} file(s) in {config.path} cannot be read: {first}; remove or "
-                            f"fix them, or set dataset.on_bad_file: skip (see `cnnrun data check {config.path}`)")
-        message = (f"dataset.path: {len(bad)} bad file(s) left out ({first}); the full list goes to the run's "
-                   f"bad_files.json")
+        if on_bad_file == "error":
+            raise UserError(f"{key}: {len(bad)} file(s) in {root} cannot be read: {first}; remove or fix them, "
+                            f"or set dataset.on_bad_file: skip (see `cnnrun data check {root}`)")
+        message = f"{key}: {len(bad)} bad file(s) left out ({first}); the full list goes to the run's bad_files.json"
         error_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
     for folder in report.empty_classes:
         error_console.print(f"[yellow]warning:[/] {escape(str(folder))}: no usable image in this class folder",
@@ -220,9 +233,11 @@ def _load_local_copy(name: str, folder: Path) -> RawData:
             x_train, y_train, x_test, y_test = (
                 _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
     elif (folder / "train").is_dir() and (folder / "test").is_dir():
-        x_train, y_train, names = _read_image_tree(folder / "train", CLASS_NAMES[name])  # 32x32 RGB
-        x_test, y_test, _ = _read_image_tree(folder / "test", names)
-        return RawData(x_train, y_train, x_test, y_test, names)
+        raw = _read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir")
+        if len(raw.class_names) != len(CLASS_NAMES[name]):
+            raise UserError(f"dataset.data_dir: {folder}/train should hold {len(CLASS_NAMES[name])} class folders "
+                            f"for {name}, found {len(raw.class_names)}")
+        return raw
     else:
         x_train, y_train, x_test, y_test = _read_cifar_batches(name, folder)
     return RawData(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), CLASS_NAMES[name])
@@ -249,41 +264,6 @@ def _read_cifar_batches(name: str, folder: Path):
         return np.concatenate(xs), np.concatenate(ys)
 
     return (*read(train_files), *read(test_files))
-
-
-def _read_image_tree(folder: Path, expected: list[str], size: tuple[int, int] | None = None,
-                     mode: str = "RGB") -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode a folder of class folders of images into arrays (class order: sorted folder names).
-
-    Args:
-        folder: holds one folder per class.
-        expected: the class names the folder must hold.
-        size: (height, width) to resize every image to; None keeps the size (all images must share it).
-        mode: PIL colour mode: RGB, L or RGBA.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if names != sorted(expected):
-        raise UserError(f"{folder} should hold the class folders {', '.join(sorted(expected))}; "
-                        f"found {', '.join(names) or 'none'}")
-    images, labels = [], []
-    for label, name in enumerate(names):
-        for path in sorted((folder / name).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(path) as image:
-                    image = image.convert(mode)
-                    if size and image.size != (size[1], size[0]):
-                        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                    images.append(np.asarray(image).reshape(image.size[1], image.size[0], -1))
-            except (UnidentifiedImageError, OSError) as e:
-                raise UserError(f"{path}: not a readable image ({type(e).__name__})") from e
-            labels.append(label)
-    if not images:
-        raise UserError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
-    return np.stack(images), np.asarray(labels, np.int64), names
 
 
 def _download(name: str) -> RawData:
