@@ -97,3 +97,24 @@ def test_image_folder_with_its_own_splits(tmp_path):
     assert splits.info.sizes == {"train": 16, "validation": 4, "test": 4}
     images, labels = next(iter(splits.test))
     assert images.shape == (4, 12, 10, 3) and labels.shape == (4, 1)
+
+
+def test_folder_tree_order_is_seeded_so_validation_holds_every_class(tmp_path):
+    from PIL import Image
+
+    x, y, names = make_shapes(40, image_size=16, channels=3, num_classes=2, seed=8)
+    for i in range(40):
+        folder = tmp_path / "pics" / names[y[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i]).save(folder / f"{i:02d}.png")
+    config = tiny_config(dataset={"name": "image_folder", "path": str(tmp_path / "pics"), "image_size": 16,
+                                  "validation_split": 0.25, "label_mode": "sparse"})
+    splits = load_splits(validate_experiment(config, "test"))
+    x_train, y_train = splits.arrays["train"]
+    x_val, y_val = splits.arrays["validation"]
+    assert set(y_val.tolist()) == {0, 1}  # a class-by-class listing would give one class only
+    assert len(x_train) + len(x_val) == 40
+    pixels = {img.tobytes() for img in x_train}
+    assert not any(img.tobytes() in pixels for img in x_val)  # no image in both splits
+    again = load_splits(validate_experiment(config, "test"))
+    np.testing.assert_array_equal(again.arrays["validation"][1], y_val)  # the same seed, the same split

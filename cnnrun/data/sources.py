@@ -89,19 +89,22 @@ def _class_folders(folder: Path) -> list[str]:
     return names
 
 
-def _load_image_folder(config: DatasetConfig) -> RawData:
+def _load_image_folder(config: DatasetConfig, seed: int) -> RawData:
     """An image_folder dataset as arrays: every image resized to `image_size` in `color_mode`."""
     from cnnrun.data.check import PIL_MODES
 
     return _read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
-                             config.on_bad_file, "dataset.path")
+                             config.on_bad_file, "dataset.path", seed)
 
 
-def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str) -> RawData:
-    """Check and decode an image-folder tree (in parallel) into arrays.
+def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str,
+                      seed: int) -> RawData:
+    """Check and decode an image-folder tree (in parallel) into arrays, each split in a seeded random order.
 
-    Files that do not decode are left out with one warning (`skip`, listed in `RawData.bad_files`) or stop
-    loading (`error`). Class folders without a usable image get a warning.
+    A folder tree lists its images class by class; the seeded order makes `holdout_first` and
+    `validation_split` take every class, as they do on Keras' own (shuffled) datasets. Files that do not decode
+    are left out with one warning (`skip`, listed in `RawData.bad_files`) or stop loading (`error`). Class
+    folders without a usable image get a warning.
 
     Args:
         root: `train/` (and optionally `validation/`, `test/`) of class folders, or class folders directly.
@@ -109,6 +112,7 @@ def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file:
         mode: PIL colour mode: RGB, L or RGBA.
         on_bad_file: `skip` or `error`.
         key: the config key named in messages.
+        seed: the seed of the order.
     """
     from rich.markup import escape
 
@@ -134,7 +138,8 @@ def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file:
             raise UserError(f"{report.folders[split]}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                             f"in its class folders")
         labels = [label for label, entry in enumerate(classes.values()) for _ in entry.arrays]
-        loaded[split] = (np.stack(images), np.asarray(labels, np.int64))
+        order = np.random.default_rng(seed).permutation(len(images))
+        loaded[split] = (np.stack(images)[order], np.asarray(labels, np.int64)[order])
     x_test, y_test = loaded.get("test", (None, None))
     x_val, y_val = loaded.get("validation", (None, None))
     return RawData(*loaded["train"], x_test, y_test, report.class_names, x_val, y_val,
@@ -152,9 +157,9 @@ def load_raw(config: DatasetConfig, seed: int) -> RawData:
     if config.name == "npz":
         return _load_npz(Path(config.path))
     if config.name == "image_folder":
-        return _load_image_folder(config)
+        return _load_image_folder(config, seed)
     if config.data_dir:
-        return _load_local_copy(config.name, Path(config.data_dir))
+        return _load_local_copy(config.name, Path(config.data_dir), seed)
     return _download(config.name)
 
 
@@ -214,7 +219,7 @@ def _missing_files_error(name: str, folder: Path) -> UserError:
                      f"(the layout of ~/.keras/datasets)")
 
 
-def _load_local_copy(name: str, folder: Path) -> RawData:
+def _load_local_copy(name: str, folder: Path, seed: int) -> RawData:
     """Read a dataset from a folder in Keras' cache layout (or, for CIFAR, a train/test tree of JPEGs)."""
     if not folder.is_dir():
         raise UserError(f"dataset.data_dir: {folder} is not a folder")
@@ -233,7 +238,7 @@ def _load_local_copy(name: str, folder: Path) -> RawData:
             x_train, y_train, x_test, y_test = (
                 _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
     elif (folder / "train").is_dir() and (folder / "test").is_dir():
-        raw = _read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir")
+        raw = _read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed)
         if len(raw.class_names) != len(CLASS_NAMES[name]):
             raise UserError(f"dataset.data_dir: {folder}/train should hold {len(CLASS_NAMES[name])} class folders "
                             f"for {name}, found {len(raw.class_names)}")
