@@ -17,8 +17,6 @@ from typing import Any
 
 from cnnrun.errors import UserError
 
-STATUSES = ("running", "completed", "stopped_early", "interrupted", "failed")
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part."""
