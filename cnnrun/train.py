@@ -345,16 +345,16 @@ def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | 
         return None
     model = load_checkpoint(run.checkpoints / "last.keras")
 
-    from cnnrun.data import load_splits
+    from cnnrun.data import DatasetInfo, load_splits, training_stream
 
     _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
-    splits = load_splits(experiment)
+    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")))
     done = int(model.optimizer.iterations.numpy()) // splits.steps_per_epoch
     if done >= experiment.train.epochs:
         console.print(f"{run.path} already has {done} epochs; give --epochs N with N > {done} to train on.")
         return None
-    splits = load_splits(experiment, initial_epoch=done)
+    splits.train = training_stream(splits, experiment, initial_epoch=done)
     history = run.read_history()[:done]
     best = state.get("best")
     callbacks, stateful = make_callbacks(experiment, run)

@@ -15,7 +15,7 @@ from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
 from cnnrun.data.sources import describe, load_raw
 from cnnrun.errors import UserError
 
-__all__ = ["DatasetInfo", "Splits", "load_splits", "describe", "preprocess"]
+__all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe", "preprocess"]
 
 
 @dataclass
@@ -137,16 +137,22 @@ def _prepared(ds, info: DatasetInfo, augmenter=None):
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _training_pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, experiment: Experiment,
-                       initial_epoch: int, augmenter=None):
-    """Every remaining epoch's batches in one stream, each epoch shuffled with its own seed.
+def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int = 0):
+    """Every remaining epoch's training batches in one stream, each epoch shuffled with its own seed.
 
     Epoch e is shuffled with seed `(seed, e)`, whatever epoch the process started at, so a resumed run sees
     the same order as a straight one. Keras' fit reads it with `steps_per_epoch`.
+
+    Args:
+        splits: the loaded data (its training arrays are used).
+        experiment: the experiment (batch size, epochs, shuffle, seed, augmentation).
+        initial_epoch: the epochs already trained; the stream starts after them.
     """
     import tensorflow as tf
 
+    x, y = splits.arrays["train"]
     train = experiment.train
+    augmenter = build_augmenter(experiment.augmentation, experiment.seed) if experiment.augmentation else None
     examples = tf.data.Dataset.from_tensor_slices((x, y))
 
     def one_epoch(epoch):
@@ -156,7 +162,7 @@ def _training_pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, experime
         return data.batch(train.batch_size)
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
-    return _prepared(epochs.flat_map(one_epoch), info, augmenter)
+    return _prepared(epochs.flat_map(one_epoch), splits.info, augmenter)
 
 
 def _split_validation(config: DatasetConfig, raw):
@@ -178,14 +184,13 @@ def _split_validation(config: DatasetConfig, raw):
     return x, y, None, None
 
 
-def load_splits(experiment: Experiment, initial_epoch: int = 0, stored: DatasetInfo | None = None) -> Splits:
+def load_splits(experiment: Experiment, stored: DatasetInfo | None = None) -> Splits:
     """Load the experiment's dataset and make train, validation and test pipelines.
 
     Normalisation statistics come from the training split only and are applied to every split.
 
     Args:
         experiment: the validated experiment.
-        initial_epoch: the number of epochs already trained (resume); the training stream starts there.
         stored: the run's own dataset.json; its normalisation statistics are used instead of new ones.
     """
     config = experiment.dataset
@@ -206,10 +211,10 @@ def load_splits(experiment: Experiment, initial_epoch: int = 0, stored: DatasetI
         info.sizes["test"] = len(raw.x_test)
 
     batch = experiment.train.batch_size
-    augmenter = build_augmenter(experiment.augmentation, experiment.seed) if experiment.augmentation else None
-    train = _training_pipeline(x_train, y_train, info, experiment, initial_epoch, augmenter)
     validation = _pipeline(x_val, y_val, info, batch) if x_val is not None else None
     test = _pipeline(raw.x_test, raw.y_test, info, batch) if raw.x_test is not None else None
     arrays = {"train": (x_train, y_train), "validation": (x_val, y_val), "test": (raw.x_test, raw.y_test)}
-    return Splits(train, validation, test, info, steps_per_epoch=-(-len(x_train) // batch),
-                  arrays={k: v for k, v in arrays.items() if v[0] is not None}, bad_files=raw.bad_files or [])
+    splits = Splits(None, validation, test, info, steps_per_epoch=-(-len(x_train) // batch),
+                    arrays={k: v for k, v in arrays.items() if v[0] is not None}, bad_files=raw.bad_files or [])
+    splits.train = training_stream(splits, experiment)
+    return splits
