@@ -13,7 +13,7 @@ import numpy as np
 from rich.table import Table
 
 from cnnrun.report import console, format_metrics, results_table
-from cnnrun.runs import Run, atomic_write_bytes, atomic_write_text, open_run
+from cnnrun.runs import Run, atomic_write_bytes, atomic_write_json, atomic_write_text, open_run
 
 
 def run_model(run: Run, checkpoint: str):
@@ -134,8 +134,6 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
 
     out, prefix = run.file("eval"), f"{checkpoint}_{split}"
     report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), **metrics}
-    from cnnrun.runs import atomic_write_json
-
     atomic_write_json(out / f"{prefix}_metrics.json", report)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")

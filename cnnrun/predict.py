@@ -80,7 +80,8 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
             order = np.argsort(-p)[:k]
             results.append({"file": str(path),
                             "top": [(info.class_names[i], float(p[i])) for i in order]})
-    results.sort(key=lambda r: files.index(Path(r["file"])))
+    position = {str(path): i for i, path in enumerate(files)}
+    results.sort(key=lambda r: position[r["file"]])
 
     table = Table(title=f"predictions ({checkpoint}.keras of {run.path})", title_justify="left")
     table.add_column("file")

@@ -1,5 +1,6 @@
 """What a person sees: the history plot, the header panel before training and the results table after."""
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,6 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
