@@ -53,6 +53,11 @@ class DatasetConfig(Section):
     holdout_first: int | None = Field(
         None, gt=0, description="Hold out the first N training examples for validation (the course's CIFAR-10)."
     )
+    test_split: float | None = Field(
+        None, gt=0, lt=1, description="For data without a test split of its own (an image folder without "
+        "`test/`, an npz without `x_test`): the fraction of the training data held out as the test split, taken "
+        "from the end before validation (image folders are in a seeded order, so every class is in it)."
+    )
     normalize: Literal["rescale", "standardize", "none"] = Field(
         "rescale", description="`rescale`: ÷255. `standardize`: (x − mean) / std with the training split's "
         "mean and std, stored in the run and reused by evaluate and predict. `none`: raw values."
@@ -66,6 +71,12 @@ class DatasetConfig(Section):
         "image is resized to."
     )
     color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="image_folder: colour mode.")
+    cache: Literal["auto", "none", "memory", "disk"] = Field(
+        "auto", description="Image folders (and CIFAR's JPEG tree): where decoded images are kept after the first "
+        "epoch. `none`: decode every epoch (memory stays flat however large the folder). `memory`: keep them in "
+        "memory. `disk`: keep them in a temporary folder, removed at the end. `auto`: `memory` when the decoded "
+        "images fit in 1 GiB, else `none`."
+    )
     on_bad_file: Literal["skip", "error"] = Field(
         "skip", description="image_folder: what to do with files that do not decode (empty, truncated, not an "
         "image). `skip`: leave them out with one warning; the run's `bad_files.json` lists them. `error`: stop "
@@ -82,6 +93,8 @@ class DatasetConfig(Section):
     def _consistent(self) -> "DatasetConfig":
         if self.validation_split is not None and self.holdout_first is not None:
             raise ValueError("set either validation_split or holdout_first, not both")
+        if (self.validation_split or 0) + (self.test_split or 0) >= 1:
+            raise ValueError("validation_split + test_split must leave training data (a sum under 1)")
         if self.name in ("npz", "image_folder") and not self.path:
             raise ValueError(f"the {self.name} dataset needs `path:`")
         if self.name not in ("npz", "image_folder") and self.path:

@@ -87,8 +87,8 @@ def confusion_png(matrix: np.ndarray, names: list[str], title: str) -> bytes:
     return _png(fig)
 
 
-def misclassified_png(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> bytes:
-    """A grid of up to 25 misclassified images titled `true → predicted`."""
+def misclassified_png(pixels, truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> bytes:
+    """A grid of up to 25 misclassified images titled `true → predicted`; `pixels(indices)` gives their images."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,8 +100,7 @@ def misclassified_png(images: np.ndarray, truth: np.ndarray, predicted: np.ndarr
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, wrong, strict=False):
-        image = images[i]
+    for ax, i, image in zip(axes.flat, wrong, pixels(wrong), strict=False):
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image.astype(np.uint8), cmap="gray")
         ax.set_title(f"{names[truth[i]]} → {names[predicted[i]]}", fontsize=8, color="firebrick")
     if not len(wrong):
@@ -127,7 +126,8 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     experiment, info, model = run_model(run, checkpoint)
     splits = load_splits(experiment, stored=info)
     data = splits.split(split)
-    images, truth = splits.arrays[split]
+    examples = splits.examples[split]
+    truth = examples.labels
     metrics = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
     predicted = probabilities(model.predict(data, verbose=0), experiment).argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
@@ -143,7 +143,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     atomic_write_bytes(out / f"{prefix}_confusion.png",
                        confusion_png(matrix, info.class_names, f"{experiment.name}: {checkpoint}.keras on {split}"))
     atomic_write_bytes(out / f"{prefix}_misclassified.png",
-                       misclassified_png(images, truth, predicted, info.class_names))
+                       misclassified_png(examples.pixels, truth, predicted, info.class_names))
 
     table = Table(title=f"per class ({split})", title_justify="left")
     for column in rows[0]:

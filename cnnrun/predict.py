@@ -29,21 +29,29 @@ def collect_images(paths: list[Path]) -> list[Path]:
     return files
 
 
-def read_image(path: Path, input_shape: list[int]) -> np.ndarray:
-    """Read one image as the model's input expects: colour mode and size (first frame of a GIF)."""
-    from PIL import Image, UnidentifiedImageError
+def read_images(paths: list[Path], input_shape: list[int]) -> tuple[np.ndarray, list[Path], dict[Path, str]]:
+    """Read image files as training read them: checked, decoded and resized the same way (first frame of a GIF).
+
+    Returns:
+        The uint8 images of the readable files, those files, and the reason for each file that is not readable.
+    """
+    from cnnrun.data.check import check_file
+    from cnnrun.data.examples import decoder
 
     height, width, channels = input_shape
-    try:
-        with Image.open(path) as image:
-            image.seek(0)
-            image = image.convert({1: "L", 3: "RGB", 4: "RGBA"}[channels])
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable image ({type(e).__name__})") from e
-    return array.reshape(height, width, channels)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    readable, converted, reasons = [], {}, {}
+    for path in paths:
+        _, reason, png = check_file(path, mode)
+        if reason is not None:
+            reasons[path] = reason
+            continue
+        readable.append(path)
+        if png is not None:
+            converted[str(path)] = png
+    decode = decoder((height, width), channels, converted)
+    images = np.stack([decode(str(path)).numpy() for path in readable]) if readable else None
+    return images, readable, reasons
 
 
 def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3, checkpoint: str = "best",
@@ -65,15 +73,10 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     files = collect_images(paths)
     run = open_run(run_path)
     experiment, info, model = run_model(run, checkpoint)
-    images, readable, results = [], [], []
-    for path in files:
-        try:
-            images.append(read_image(path, info.input_shape))
-            readable.append(path)
-        except UserError as e:
-            results.append({"file": str(path), "error": str(e).split(": ", 1)[1]})
-    if images:
-        batch = preprocess(np.stack(images), info).numpy()
+    images, readable, reasons = read_images(files, info.input_shape)
+    results = [{"file": str(path), "error": f"not a readable image: {reason}"} for path, reason in reasons.items()]
+    if readable:
+        batch = preprocess(images, info).numpy()
         probs = probabilities(model.predict(batch, verbose=0), experiment)
         k = min(top_k, len(info.class_names))
         for path, p in zip(readable, probs, strict=True):

@@ -36,12 +36,12 @@ def test_holdout_first_and_standardize_use_training_split_only():
     splits = _splits(holdout_first=30, normalize="standardize")
     raw = load_raw(validate_experiment(tiny_config(dataset={"name": "shapes", "image_size": 16, "num_samples": 100,
                                                             "test_samples": 20}), "test").dataset, seed=3)
-    train_part = raw.x_train[30:].astype(np.float64)
+    train_part = raw.train.images[30:].astype(np.float64)
     assert splits.info.sizes["train"] == 70
     assert splits.info.mean == pytest.approx(train_part.mean())
     assert splits.info.std == pytest.approx(train_part.std())
     images, labels = next(iter(splits.validation))
-    expected = (raw.x_train[:16].astype(np.float32) - splits.info.mean) / (splits.info.std + 1e-7)
+    expected = (raw.train.images[:16].astype(np.float32) - splits.info.mean) / (splits.info.std + 1e-7)
     np.testing.assert_allclose(images.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert labels.shape == (16, 3)  # one-hot
 
@@ -71,8 +71,8 @@ def test_fashion_mnist_from_a_local_copy():
     experiment = validate_experiment(tiny_config(dataset={"name": "fashion_mnist", "validation_split": 0.3,
                                                           "data_dir": str(SHARED_DATA / "fashion-mnist")}), "test")
     raw = load_raw(experiment.dataset, seed=0)
-    assert raw.x_train.shape == (60000, 28, 28, 1) and raw.x_test.shape == (10000, 28, 28, 1)
-    assert np.bincount(raw.y_train).tolist() == [6000] * 10
+    assert raw.train.images.shape == (60000, 28, 28, 1) and raw.test.images.shape == (10000, 28, 28, 1)
+    assert np.bincount(raw.train.labels).tolist() == [6000] * 10
     assert raw.class_names[9] == "Ankle boot"
     splits = load_splits(experiment)
     assert splits.info.sizes == {"train": 42000, "validation": 18000, "test": 10000}
@@ -110,11 +110,9 @@ def test_folder_tree_order_is_seeded_so_validation_holds_every_class(tmp_path):
     config = tiny_config(dataset={"name": "image_folder", "path": str(tmp_path / "pics"), "image_size": 16,
                                   "validation_split": 0.25, "label_mode": "sparse"})
     splits = load_splits(validate_experiment(config, "test"))
-    x_train, y_train = splits.arrays["train"]
-    x_val, y_val = splits.arrays["validation"]
-    assert set(y_val.tolist()) == {0, 1}  # a class-by-class listing would give one class only
-    assert len(x_train) + len(x_val) == 40
-    pixels = {img.tobytes() for img in x_train}
-    assert not any(img.tobytes() in pixels for img in x_val)  # no image in both splits
+    train, validation = splits.examples["train"], splits.examples["validation"]
+    assert set(validation.labels.tolist()) == {0, 1}  # a class-by-class listing would give one class only
+    assert len(train) + len(validation) == 40
+    assert not set(train.paths) & set(validation.paths)  # no image in both splits
     again = load_splits(validate_experiment(config, "test"))
-    np.testing.assert_array_equal(again.arrays["validation"][1], y_val)  # the same seed, the same split
+    assert again.examples["validation"].paths == validation.paths  # the same seed, the same split

@@ -90,8 +90,8 @@ def test_grayscale_and_categorical(tmp_path):
     images, labels = next(iter(splits.test))
     assert images.shape == (8, 12, 10, 1)
     assert labels.shape == (8, 3) and np.allclose(labels.numpy().sum(axis=1), 1)
-    x_train, _ = splits.arrays["train"]
-    assert x_train.dtype == np.uint8 and x_train.shape[1:] == (12, 10, 1)
+    x_train = splits.examples["train"].pixels(np.arange(27))  # the converted CMYK, 16-bit and GIF files too
+    assert x_train.dtype == np.uint8 and x_train.shape == (27, 12, 10, 1)
 
 
 def test_error_stops_before_training(tmp_path, write_config):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
-from cnnrun.data.sources import describe, load_raw
+from cnnrun.data.sources import Examples, RawData, describe, load_raw
 from cnnrun.errors import UserError
 
 __all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe", "preprocess"]
@@ -40,14 +40,15 @@ class DatasetInfo:
 
 @dataclass
 class Splits:
-    """The data of one experiment: `tf.data` pipelines per split (None where there is no such split)."""
+    """The data of one experiment: `tf.data` pipelines per split (None where there is no such split), and the
+    examples behind them (arrays in memory, or image files)."""
 
     train: Any
     validation: Any | None
     test: Any | None
     info: DatasetInfo
     steps_per_epoch: int
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    examples: dict[str, Examples] = field(default_factory=dict)
     bad_files: list[dict[str, str]] = field(default_factory=list)  # image_folder files left out (bad_files.json)
 
     def split(self, name: str):
@@ -117,12 +118,9 @@ def build_augmenter(config: AugmentationConfig, seed: int):
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
-def _pipeline(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, augmenter=None):
-    """Batch, (augment,) normalise and prefetch one pass over `x, y` in order."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    return _prepared(ds, info, augmenter)
+def _pipeline(examples: Examples, info: DatasetInfo, batch_size: int):
+    """Batch, normalise and prefetch one pass over `examples` in order."""
+    return _prepared(examples.dataset().batch(batch_size), info)
 
 
 def _prepared(ds, info: DatasetInfo, augmenter=None):
@@ -144,44 +142,56 @@ def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int
     the same order as a straight one. Keras' fit reads it with `steps_per_epoch`.
 
     Args:
-        splits: the loaded data (its training arrays are used).
+        splits: the loaded data (its training examples are used).
         experiment: the experiment (batch size, epochs, shuffle, seed, augmentation).
         initial_epoch: the epochs already trained; the stream starts after them.
     """
     import tensorflow as tf
 
-    x, y = splits.arrays["train"]
+    examples = splits.examples["train"]
     train = experiment.train
     augmenter = build_augmenter(experiment.augmentation, experiment.seed) if experiment.augmentation else None
-    examples = tf.data.Dataset.from_tensor_slices((x, y))
 
     def one_epoch(epoch):
-        data = examples
-        if train.shuffle:
-            data = data.shuffle(len(x), seed=experiment.seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        data = examples.epoch(experiment.seed * 1_000_003 + epoch) if train.shuffle else examples.dataset()
         return data.batch(train.batch_size)
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
     return _prepared(epochs.flat_map(one_epoch), splits.info, augmenter)
 
 
-def _split_validation(config: DatasetConfig, raw):
-    """Hold out validation data as the config says: the first N, or the last fraction (as Keras' fit)."""
-    x, y = raw.x_train, raw.y_train
-    if raw.x_val is not None:
+def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
+    """Hold out validation and test data as the config says.
+
+    Of the N training examples, `test_split` takes the last N·test_split and `validation_split` the
+    N·validation_split before them (the last part, as in Keras' fit); `holdout_first` takes the first N.
+    """
+    train, validation, test = raw.train, raw.validation, raw.test
+    whole = len(train)
+    if config.test_split is not None:
+        if test is not None:
+            raise UserError(f"dataset.test_split: this {config.name} data has a test split of its own; "
+                            f"remove test_split")
+        cut = whole - int(whole * config.test_split)
+        train, test = train.take(slice(0, cut)), train.take(slice(cut, None))
+    if validation is not None:
         if config.validation_split is not None or config.holdout_first is not None:
             raise UserError(f"dataset: {config.path} has its own validation/ folder; remove validation_split "
                             f"and holdout_first")
-        return x, y, raw.x_val, raw.y_val
-    if config.holdout_first is not None:
-        n = config.holdout_first
-        if n >= len(x):
-            raise UserError(f"dataset.holdout_first: {n} leaves no training data (the set has {len(x)})")
-        return x[n:], y[n:], x[:n], y[:n]
-    if config.validation_split is not None:
-        cut = int(len(x) * (1 - config.validation_split))
-        return x[:cut], y[:cut], x[cut:], y[cut:]
-    return x, y, None, None
+    elif config.holdout_first is not None:
+        if config.holdout_first >= len(train):
+            raise UserError(f"dataset.holdout_first: {config.holdout_first} leaves no training data (the set has "
+                            f"{len(train)})")
+        train, validation = train.take(slice(config.holdout_first, None)), train.take(slice(0, config.holdout_first))
+    elif config.validation_split is not None:
+        cut = len(train) - int(whole * config.validation_split)
+        train, validation = train.take(slice(0, cut)), train.take(slice(cut, None))
+    parts = {"train": train, "validation": validation, "test": test}
+    for name, part in parts.items():
+        if part is not None and len(part) == 0:
+            raise UserError(f"dataset: the {name} split is empty; the data has too few examples for the split "
+                            f"fractions")
+    return {name: part for name, part in parts.items() if part is not None}
 
 
 def load_splits(experiment: Experiment, stored: DatasetInfo | None = None) -> Splits:
@@ -197,24 +207,19 @@ def load_splits(experiment: Experiment, stored: DatasetInfo | None = None) -> Sp
     raw = load_raw(config, experiment.seed)
     if config.label_mode == "binary" and len(raw.class_names) != 2:
         raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
-    x_train, y_train, x_val, y_val = _split_validation(config, raw)
-    info = DatasetInfo(class_names=raw.class_names, input_shape=list(x_train.shape[1:]),
+    examples = _split(config, raw)
+    train = examples["train"]
+    info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape),
                        label_mode=config.label_mode, normalize=config.normalize)
     if stored is not None:
         info.mean, info.std = stored.mean, stored.std
     elif config.normalize == "standardize":
-        info.mean, info.std = float(x_train.mean(dtype=np.float64)), float(x_train.std(dtype=np.float64))
-    info.sizes = {"train": len(x_train)}
-    if x_val is not None:
-        info.sizes["validation"] = len(x_val)
-    if raw.x_test is not None:
-        info.sizes["test"] = len(raw.x_test)
+        info.mean, info.std = train.moments()
+    info.sizes = {name: len(part) for name, part in examples.items()}
 
     batch = experiment.train.batch_size
-    validation = _pipeline(x_val, y_val, info, batch) if x_val is not None else None
-    test = _pipeline(raw.x_test, raw.y_test, info, batch) if raw.x_test is not None else None
-    arrays = {"train": (x_train, y_train), "validation": (x_val, y_val), "test": (raw.x_test, raw.y_test)}
-    splits = Splits(None, validation, test, info, steps_per_epoch=-(-len(x_train) // batch),
-                    arrays={k: v for k, v in arrays.items() if v[0] is not None}, bad_files=raw.bad_files or [])
+    pipelines = {name: _pipeline(part, info, batch) for name, part in examples.items() if name != "train"}
+    splits = Splits(None, pipelines.get("validation"), pipelines.get("test"), info,
+                    steps_per_epoch=-(-len(train) // batch), examples=examples, bad_files=raw.bad_files or [])
     splits.train = training_stream(splits, experiment)
     return splits

@@ -11,6 +11,7 @@ Example:
 (2000, 3)
 """
 
+import io
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,7 @@ class ClassReport:
     good: list[Path] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)
     bad: list[BadFile] = field(default_factory=list)
-    arrays: list[np.ndarray] = field(default_factory=list)  # decoded pixels, when the check was asked to keep them
+    converted: dict[str, bytes] = field(default_factory=dict)  # PNG bytes of files TensorFlow cannot decode as is
 
 
 @dataclass
@@ -93,19 +94,23 @@ def to_mode(image, mode: str):
     return image if image.mode == mode else image.convert(mode)
 
 
-def check_file(path: Path, size: tuple[int, int] | None = None, mode: str | None = None
-               ) -> tuple[tuple[int, int] | None, str | None, np.ndarray | None]:
+# what TensorFlow's decode_image reads as is: (format, Pillow mode) → the channel counts it can give
+TF_DECODABLE = {("JPEG", "L"): {1, 3}, ("JPEG", "RGB"): {1, 3},
+                **{("PNG", m): {1, 3, 4} for m in ("L", "LA", "RGB", "RGBA")}}
+CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+def check_file(path: Path, mode: str | None = None) -> tuple[tuple[int, int] | None, str | None, bytes | None]:
     """Open and decode one picture.
 
     Args:
         path: the file.
-        size: `(height, width)` to resize the kept pixels to; None keeps the picture's size.
-        mode: a Pillow mode (L, RGB, RGBA) to convert to and keep the pixels in; None checks the conversion to
-            RGB and keeps nothing.
+        mode: the Pillow mode (L, RGB, RGBA) training reads it in; None checks the conversion to RGB.
 
     Returns:
-        `((height, width), None, pixels)` for a good file (pixels None unless `mode`), `(None, reason, None)` for
-        a bad one.
+        `((height, width), None, converted)` for a good file, `(None, reason, None)` for a bad one. `converted`
+        is the picture as PNG bytes in `mode` when TensorFlow cannot decode the file as it is (CMYK, 16-bit,
+        palette, GIF, BMP), else None.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -114,7 +119,7 @@ def check_file(path: Path, size: tuple[int, int] | None = None, mode: str | None
             return None, "empty file (0 bytes)", None
         with Image.open(path) as image:
             image.load()
-            height, width = image.height, image.width
+            height, width, kind = image.height, image.width, (image.format, image.mode)
             try:
                 converted = to_mode(image, mode or "RGB")
             except (ValueError, OSError) as e:
@@ -131,12 +136,11 @@ def check_file(path: Path, size: tuple[int, int] | None = None, mode: str | None
         return None, f"truncated ({_first_line(e)})", None
     except Exception as e:  # a damaged file can make a decoder fail in any way; it must not stop training
         return None, f"cannot decode ({type(e).__name__}: {_first_line(e)})", None
-    if mode is None:
+    if mode is None or CHANNELS[mode] in TF_DECODABLE.get(kind, ()):
         return (height, width), None, None
-    if size and converted.size != (size[1], size[0]):
-        converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    pixels = np.asarray(converted)
-    return (height, width), None, pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+    png = io.BytesIO()
+    converted.save(png, format="PNG")
+    return (height, width), None, png.getvalue()
 
 
 def _first_line(e: BaseException) -> str:
@@ -148,8 +152,7 @@ def _class_names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
-def check_image_folder(root: str | Path, size: tuple[int, int] | None = None, mode: str | None = None,
-                       workers: int | None = None,
+def check_image_folder(root: str | Path, mode: str | None = None, workers: int | None = None,
                        on_progress: Callable[[int, int], Any] | None = None) -> FolderReport:
     """Check every picture of an image folder, in parallel.
 
@@ -158,9 +161,8 @@ def check_image_folder(root: str | Path, size: tuple[int, int] | None = None, mo
 
     Args:
         root: the image folder.
-        size: `(height, width)` the kept pixels are resized to (with `mode`).
-        mode: a Pillow mode (L, RGB, RGBA): keep every good picture's pixels in it (`ClassReport.arrays`), so
-            loading decodes each file once. Defaults to None (check only).
+        mode: the Pillow mode (L, RGB, RGBA) training reads the pictures in: files TensorFlow cannot decode as
+            they are get converted to it (`ClassReport.converted`). Defaults to None (check only).
         workers: threads; defaults to ThreadPoolExecutor's choice.
         on_progress: called with (files done, files in all) now and then.
 
@@ -197,16 +199,16 @@ def check_image_folder(root: str | Path, size: tuple[int, int] | None = None, mo
                     ignored += 1
 
     with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as pool:
-        results = pool.map(lambda job: check_file(job[2], size, mode), jobs)
-        for done, ((split, name, path), (shape, reason, pixels)) in enumerate(zip(jobs, results, strict=True), 1):
+        results = pool.map(lambda job: check_file(job[2], mode), jobs)
+        for done, ((split, name, path), (shape, reason, converted)) in enumerate(zip(jobs, results, strict=True), 1):
             entry = splits[split][name]
             if reason is not None:
                 entry.bad.append(BadFile(path, reason))
             else:
                 entry.good.append(path)
                 entry.sizes.append(shape)
-                if pixels is not None:
-                    entry.arrays.append(pixels)
+                if converted is not None:
+                    entry.converted[str(path)] = converted
             if on_progress and (done % 500 == 0 or done == len(jobs)):
                 on_progress(done, len(jobs))
     return FolderReport(root, splits, ignored)

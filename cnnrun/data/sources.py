@@ -1,6 +1,8 @@
-"""Where the arrays come from: the built-in `shapes` set, Keras' datasets (downloaded or a local copy), npz.
+"""Where the examples come from: the built-in `shapes` set, Keras' datasets (downloaded or a local copy), npz,
+image folders.
 
-Each loader returns a `RawData`: uint8 (or float) images in NHWC layout, integer labels, class names.
+Each loader returns a `RawData`: per split, examples in memory (uint8 or float images in NHWC layout and integer
+labels) or image files that stream from disk; and the class names.
 """
 
 import gzip
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.config import DatasetConfig
+from cnnrun.data.examples import ArrayExamples, FileExamples
 from cnnrun.data.shapes import SHAPE_NAMES, make_shapes
 from cnnrun.errors import UserError
 
@@ -34,18 +37,25 @@ CACHE_FILES = {
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 
 
+MEMORY_CACHE_LIMIT = 1 << 30  # `cache: auto` keeps decoded folder images in memory up to this many bytes
+
+Examples = ArrayExamples | FileExamples
+
+
 @dataclass
 class RawData:
-    """A dataset's arrays before splitting and normalisation."""
+    """A dataset's examples before splitting and normalisation."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
+    train: Examples
+    test: Examples | None
     class_names: list[str]
-    x_val: np.ndarray | None = None  # a validation split that comes with the data (an image folder's validation/)
-    y_val: np.ndarray | None = None
+    validation: Examples | None = None  # a validation split that comes with the data (an image folder's validation/)
     bad_files: list[dict[str, str]] | None = None  # an image folder's files left out (on_bad_file: skip)
+
+
+def _arrays(x_train, y_train, x_test, y_test, class_names: list[str]) -> RawData:
+    test = ArrayExamples(x_test, np.asarray(y_test).reshape(-1).astype(np.int64)) if x_test is not None else None
+    return RawData(ArrayExamples(x_train, np.asarray(y_train).reshape(-1).astype(np.int64)), test, class_names)
 
 
 def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
@@ -90,16 +100,16 @@ def _class_folders(folder: Path) -> list[str]:
 
 
 def _load_image_folder(config: DatasetConfig, seed: int) -> RawData:
-    """An image_folder dataset as arrays: every image resized to `image_size` in `color_mode`."""
+    """An image_folder dataset: its files, checked, streaming at `image_size` in `color_mode`."""
     from cnnrun.data.check import PIL_MODES
 
     return _read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
-                             config.on_bad_file, "dataset.path", seed)
+                             config.on_bad_file, "dataset.path", seed, config.cache)
 
 
-def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str,
-                      seed: int) -> RawData:
-    """Check and decode an image-folder tree (in parallel) into arrays, each split in a seeded random order.
+def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str, seed: int,
+                      cache: str = "auto") -> RawData:
+    """Check every file of an image-folder tree (in parallel) and list the good ones, each split in a seeded order.
 
     A folder tree lists its images class by class; the seeded order makes `holdout_first` and
     `validation_split` take every class, as they do on Keras' own (shuffled) datasets. Files that do not decode
@@ -113,13 +123,15 @@ def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file:
         on_bad_file: `skip` or `error`.
         key: the config key named in messages.
         seed: the seed of the order.
+        cache: `auto`, `none`, `memory` or `disk` (see `FileExamples`); `auto` is `memory` when the decoded
+            images take at most `MEMORY_CACHE_LIMIT` bytes, else `none`.
     """
     from rich.markup import escape
 
-    from cnnrun.data.check import check_image_folder
+    from cnnrun.data.check import CHANNELS, check_image_folder
     from cnnrun.report import error_console
 
-    report = check_image_folder(root, size, mode)
+    report = check_image_folder(root, mode)
     bad = report.bad_files
     if bad:
         first = "; ".join(f"{b.path}: {b.reason}" for b in bad[:3]) + ("; …" if len(bad) > 3 else "")
@@ -131,19 +143,34 @@ def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file:
     for folder in report.empty_classes:
         error_console.print(f"[yellow]warning:[/] {escape(str(folder))}: no usable image in this class folder",
                             highlight=False, soft_wrap=True)
+    if cache == "auto":
+        decoded = report.num_images * size[0] * size[1] * CHANNELS[mode]
+        cache = "memory" if decoded <= MEMORY_CACHE_LIMIT else "none"
+    cache_dir = _disk_cache_dir() if cache == "disk" else None
     loaded = {}
     for split, classes in report.splits.items():
-        images = [a for entry in classes.values() for a in entry.arrays]
-        if not images:
+        paths = [str(p) for entry in classes.values() for p in entry.good]
+        if not paths:
             raise UserError(f"{report.folders[split]}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                             f"in its class folders")
-        labels = [label for label, entry in enumerate(classes.values()) for _ in entry.arrays]
-        order = np.random.default_rng(seed).permutation(len(images))
-        loaded[split] = (np.stack(images)[order], np.asarray(labels, np.int64)[order])
-    x_test, y_test = loaded.get("test", (None, None))
-    x_val, y_val = loaded.get("validation", (None, None))
-    return RawData(*loaded["train"], x_test, y_test, report.class_names, x_val, y_val,
+        labels = np.asarray([label for label, entry in enumerate(classes.values()) for _ in entry.good], np.int64)
+        converted = {k: v for entry in classes.values() for k, v in entry.converted.items()}
+        order = np.random.default_rng(seed).permutation(len(paths))
+        loaded[split] = FileExamples([paths[i] for i in order], labels[order], size, CHANNELS[mode], converted,
+                                     cache, cache_dir, split)
+    return RawData(loaded["train"], loaded.get("test"), report.class_names, loaded.get("validation"),
                    bad_files=[b.to_dict() for b in bad])
+
+
+def _disk_cache_dir() -> str:
+    """A temporary folder for `cache: disk`, removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="cnnrun-cache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def load_raw(config: DatasetConfig, seed: int) -> RawData:
@@ -153,13 +180,13 @@ def load_raw(config: DatasetConfig, seed: int) -> RawData:
         x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
         x_test, y_test, _ = make_shapes(config.test_samples, seed=seed + 1, **args) if config.test_samples \
             else (None, None, None)
-        return RawData(x_train, y_train, x_test, y_test, names)
+        return _arrays(x_train, y_train, x_test, y_test, names)
     if config.name == "npz":
         return _load_npz(Path(config.path))
     if config.name == "image_folder":
         return _load_image_folder(config, seed)
     if config.data_dir:
-        return _load_local_copy(config.name, Path(config.data_dir), seed)
+        return _load_local_copy(config.name, Path(config.data_dir), seed, config.cache)
     return _download(config.name)
 
 
@@ -204,8 +231,7 @@ def _load_npz(path: Path) -> RawData:
         raise UserError(f"dataset.path: {path}: x_train has {len(x_train)} images but y_train {len(y_train)} labels")
     if not np.issubdtype(y_train.dtype, np.integer) or y_train.min() < 0:
         raise UserError(f"dataset.path: {path}: y_train must hold class numbers 0, 1, 2, …")
-    return RawData(_as_nhwc(x_train), y_train.astype(np.int64), x_test,
-                   None if y_test is None else y_test.astype(np.int64), _label_names(y_train))
+    return _arrays(_as_nhwc(x_train), y_train, x_test, y_test, _label_names(y_train))
 
 
 def _read_idx(path: Path, offset: int) -> np.ndarray:
@@ -219,7 +245,7 @@ def _missing_files_error(name: str, folder: Path) -> UserError:
                      f"(the layout of ~/.keras/datasets)")
 
 
-def _load_local_copy(name: str, folder: Path, seed: int) -> RawData:
+def _load_local_copy(name: str, folder: Path, seed: int, cache: str) -> RawData:
     """Read a dataset from a folder in Keras' cache layout (or, for CIFAR, a train/test tree of JPEGs)."""
     if not folder.is_dir():
         raise UserError(f"dataset.data_dir: {folder} is not a folder")
@@ -238,14 +264,14 @@ def _load_local_copy(name: str, folder: Path, seed: int) -> RawData:
             x_train, y_train, x_test, y_test = (
                 _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
     elif (folder / "train").is_dir() and (folder / "test").is_dir():
-        raw = _read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed)
+        raw = _read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed, cache)
         if len(raw.class_names) != len(CLASS_NAMES[name]):
             raise UserError(f"dataset.data_dir: {folder}/train should hold {len(CLASS_NAMES[name])} class folders "
                             f"for {name}, found {len(raw.class_names)}")
         return raw
     else:
         x_train, y_train, x_test, y_test = _read_cifar_batches(name, folder)
-    return RawData(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), CLASS_NAMES[name])
+    return _arrays(x_train, y_train, x_test, y_test, CLASS_NAMES[name])
 
 
 def _read_cifar_batches(name: str, folder: Path):
@@ -286,5 +312,4 @@ def _download(name: str) -> RawData:
             f"could not download {name} ({reason}); without network, put {', '.join(CACHE_FILES[name])} "
             f"in a folder and set dataset.data_dir to it"
         ) from e
-    return RawData(_as_nhwc(x_train), y_train.reshape(-1).astype(np.int64), _as_nhwc(x_test),
-                   y_test.reshape(-1).astype(np.int64), CLASS_NAMES[name])
+    return _arrays(_as_nhwc(x_train), y_train, _as_nhwc(x_test), y_test, CLASS_NAMES[name])

@@ -1,0 +1,160 @@
+"""One split's examples, in memory (arrays) or on disk (image files that stream through `tf.data`).
+
+Both kinds give the same things to the rest of cnnrun: their labels, a `tf.data` dataset of `(uint8 image, label)`
+in a fixed order, the same shuffled per epoch, and the pixels of a few examples for plots.
+
+Image files are decoded and resized by TensorFlow in parallel as they stream, so a folder larger than memory
+trains with bounded memory. Files TensorFlow cannot decode as they are (CMYK JPEGs, 16-bit or palette PNGs,
+GIF, BMP) were converted by the folder check into PNG bytes held in memory; those few are looked up by path.
+
+Example:
+>>> examples = FileExamples(paths, labels, size=(150, 150), channels=3, converted={}, cache="memory")
+>>> examples.epoch(seed=7).batch(32)          # decoded, resized, cached after the first pass
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DISK_SHUFFLE_BUFFER = 10_000  # images held for shuffling when the decoded images are cached on disk
+
+
+@dataclass
+class ArrayExamples:
+    """Examples held as one array of images and one of labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, part: slice) -> "ArrayExamples":
+        return ArrayExamples(self.images[part], self.labels[part])
+
+    def dataset(self):
+        """`(image, label)` pairs in stored order."""
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+
+    def epoch(self, seed: int):
+        """`(image, label)` pairs in the order of the epoch with `seed`."""
+        return self.dataset().shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
+
+    def pixels(self, indices: np.ndarray) -> np.ndarray:
+        return self.images[indices]
+
+    def moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of every pixel value."""
+        return float(self.images.mean(dtype=np.float64)), float(self.images.std(dtype=np.float64))
+
+
+@dataclass
+class FileExamples:
+    """Examples held as image files, decoded and resized to `size` as they stream.
+
+    Args:
+        paths: the image files.
+        labels: their class numbers.
+        size: `(height, width)` every image is resized to (bilinear, antialiased).
+        channels: 1, 3 or 4.
+        converted: PNG bytes, by path, for the files TensorFlow cannot decode as they are.
+        cache: `none` (decode every epoch), `memory` (decode once, keep the pixels in memory) or `disk`
+            (decode once, keep them in `cache_dir`).
+        cache_dir: a folder for `disk`.
+    """
+
+    paths: list[str]
+    labels: np.ndarray
+    size: tuple[int, int]
+    channels: int
+    converted: dict[str, bytes] = field(default_factory=dict)
+    cache: str = "none"
+    cache_dir: str | None = None
+    name: str = "train"  # the split, names the disk cache file
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return (*self.size, self.channels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, part: slice) -> "FileExamples":
+        return FileExamples(self.paths[part], self.labels[part], self.size, self.channels, self.converted,
+                            self.cache, self.cache_dir, self.name)
+
+    def _files(self):
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices((np.asarray(self.paths, dtype=object).astype(str), self.labels))
+
+    def _decoded(self, files):
+        import tensorflow as tf
+
+        decode = decoder(self.size, self.channels, self.converted)
+        return files.map(lambda path, label: (decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def dataset(self):
+        """`(uint8 image, label)` pairs in stored order (cached as `cache` says)."""
+        data = self._decoded(self._files())
+        if self.cache == "memory":
+            return data.cache()
+        if self.cache == "disk":
+            return data.cache(f"{self.cache_dir}/{self.name}")
+        return data
+
+    def epoch(self, seed: int):
+        """`(uint8 image, label)` pairs in the order of the epoch with `seed`.
+
+        Without a cache the file names are shuffled and then decoded, so memory stays bounded; with one, the
+        decoded images are (through a buffer of `DISK_SHUFFLE_BUFFER` images when cached on disk).
+        """
+        if self.cache == "none":
+            return self._decoded(self._files().shuffle(len(self), seed=seed, reshuffle_each_iteration=False))
+        buffer = len(self) if self.cache == "memory" else min(len(self), DISK_SHUFFLE_BUFFER)
+        return self.dataset().shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+
+    def pixels(self, indices: np.ndarray) -> np.ndarray:
+        """The decoded images at `indices`, as training sees them."""
+        decode = decoder(self.size, self.channels, self.converted)
+        return np.stack([decode(self.paths[i]).numpy() for i in indices]) if len(indices) else \
+            np.zeros((0, *self.image_shape), np.uint8)
+
+    def moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of every pixel value, in one streaming pass."""
+        total = squares = count = 0.0
+        for images, _ in self._decoded(self._files()).batch(512).as_numpy_iterator():
+            values = images.astype(np.float64)
+            total, squares, count = total + values.sum(), squares + (values**2).sum(), count + values.size
+        mean = total / count
+        return float(mean), float(np.sqrt(max(squares / count - mean**2, 0.0)))
+
+
+def decoder(size: tuple[int, int], channels: int, converted: dict[str, bytes] | None = None):
+    """A TensorFlow function from an image file's path to its uint8 pixels, `(height, width, channels)`.
+
+    The first frame of an animation is used. Args are those of `FileExamples`.
+    """
+    import tensorflow as tf
+
+    table = None
+    if converted:
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(list(converted), list(converted.values())), default_value="")
+
+    def decode(path):
+        path = tf.convert_to_tensor(path, tf.string)
+        data = tf.io.read_file(path) if table is None else tf.cond(
+            table.lookup(path) == "", lambda: tf.io.read_file(path), lambda: table.lookup(path))
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+        image.set_shape([None, None, channels])
+        resized = tf.image.resize(image, size, method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    return decode
