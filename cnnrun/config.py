@@ -258,7 +258,13 @@ class AugmentationConfig(Section):
     fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = Field(
         "nearest", description="How pixels outside the image are filled."
     )
-    cval: float = Field(0, description="The fill value for `fill_mode: constant`.")
+    cval: float = Field(0, description="The fill value for `fill_mode: constant`, as a pixel value (0–255).")
+    placement: Literal["auto", "pipeline", "model"] = Field(
+        "auto", description="Where augmentation runs. `pipeline`: in the `tf.data` input pipeline on the CPU, "
+        "overlapping training. `model`: as the model's first layers, on the GPU when there is one (they pass "
+        "images through unchanged at inference). `auto`: `model` when a GPU is visible or the backend is not "
+        "TensorFlow, else `pipeline`."
+    )
 
 
 class OutputConfig(Section):

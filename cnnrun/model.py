@@ -79,14 +79,23 @@ def build_layers(experiment: Experiment, num_classes: int) -> list[tuple[str, An
     return layers
 
 
-def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classes: int):
-    """Build the experiment's `keras.Sequential` for inputs of `input_shape` (without the batch axis)."""
+def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classes: int, augmenter=None):
+    """Build the experiment's `keras.Sequential` for inputs of `input_shape` (without the batch axis).
+
+    Args:
+        experiment: the validated experiment.
+        input_shape: `(height, width, channels)`.
+        num_classes: fills `${num_classes}` in the layers.
+        augmenter: augmentation layers to put first (active in training only), or None.
+    """
     import keras
 
     layers = build_layers(experiment, num_classes)
     name = experiment.model.name or experiment.name
     model = keras.Sequential(name=_keras_name(name))
     model.add(keras.Input(shape=tuple(input_shape)))
+    if augmenter is not None:
+        model.add(augmenter)
     for where, layer in layers:
         try:
             model.add(layer)

@@ -192,10 +192,13 @@ def load_checkpoint(path: Path):
     """Load a `.keras` checkpoint in Keras' safe mode; a missing or damaged file is a UserError."""
     import keras
 
+    from cnnrun.data.layers import RandomBrightnessScale
+
     if not path.is_file():
         raise UserError(f"{path}: checkpoint missing")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True,
+                                       custom_objects={"cnnrun>RandomBrightnessScale": RandomBrightnessScale})
     except Exception as e:  # a damaged zip or model file raises many kinds of errors
         raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from e
 
@@ -241,14 +244,15 @@ def train_experiment(experiment: Experiment, output_dir: str | None = None, name
         output_dir: where run folders go (default: the experiment's `output.dir`).
         name: the run's name (default: the experiment's name).
     """
-    from cnnrun.data import load_splits
+    from cnnrun.data import augmentation_in_model, load_splits, model_augmenter
     from cnnrun.model import build_model, compile_model
 
     _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
     splits = load_splits(experiment)
     info = splits.info
-    model = build_model(experiment, tuple(info.input_shape), info.num_classes)
+    augmenter = model_augmenter(experiment, info) if augmentation_in_model(experiment) else None
+    model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
     compile_model(model, experiment)
     run = create_run(output_dir or experiment.output.dir, name or experiment.name)
     callbacks, stateful = make_callbacks(experiment, run)
@@ -354,7 +358,8 @@ def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | 
     if done >= experiment.train.epochs:
         console.print(f"{run.path} already has {done} epochs; give --epochs N with N > {done} to train on.")
         return None
-    splits.train = training_stream(splits, experiment, initial_epoch=done)
+    in_model = any(layer.name == "augmentation" for layer in model.layers)  # as the run was built, on any machine
+    splits.train = training_stream(splits, experiment, initial_epoch=done, augment=not in_model)
     history = run.read_history()[:done]
     best = state.get("best")
     callbacks, stateful = make_callbacks(experiment, run)

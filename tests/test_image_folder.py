@@ -179,3 +179,82 @@ def test_augmentation_keeps_shapes_and_is_identity_at_inference():
     x = np.random.default_rng(0).uniform(0, 255, (4, 18, 14, 3)).astype(np.float32)
     assert tuple(augmenter(x, training=True).shape) == x.shape
     assert np.array_equal(np.asarray(augmenter(x, training=False)), x)
+
+
+def _augment(x: np.ndarray, **words) -> np.ndarray:
+    return np.asarray(build_augmenter(AugmentationConfig(**words), seed=1)(x, training=True))
+
+
+def test_augmentation_numbers_mean_what_they_mean_in_image_data_generator():
+    x = np.zeros((2, 32, 32, 1), np.float32)
+    x[:, 8:24, 8:24] = 200.0  # a 16×16 square in the middle
+    # brightness multiplies (Keras' RandomBrightness adds): 0.5 halves every pixel, 2 doubles and clips at 255
+    np.testing.assert_allclose(_augment(x, brightness_range=(0.5, 0.5)), x * 0.5, atol=1e-4)
+    assert _augment(x, brightness_range=(2.0, 2.0)).max() == pytest.approx(255.0)
+    # zoom 2 shows twice the picture (the square shrinks to 8×8); 0.5 shows half of it (the square fills it all)
+    out = _augment(x, zoom_range=(2.0, 2.0), fill_mode="constant")
+    assert (out > 100).sum() == pytest.approx(2 * 8 * 8, rel=0.2)
+    assert (_augment(x, zoom_range=(0.5, 0.5)) > 100).all()
+    # width_shift_range 0.25 moves the square by up to 8 pixels sideways, never vertically
+    shifted = _augment(x, width_shift_range=0.25, fill_mode="constant")
+    rows = np.flatnonzero(shifted[0, :, :, 0].max(axis=1) > 100)
+    assert rows.min() == 8 and rows.max() == 23
+    # contrast 2 doubles the distance from the mean, clipped to 0–255
+    contrast = _augment(x, contrast_range=(2.0, 2.0))
+    mean = x[0].mean()
+    np.testing.assert_allclose(contrast[0], np.clip(mean + 2 * (x[0] - mean), 0, 255), atol=1e-3)
+
+
+def test_augmentation_in_the_model_trains_resumes_and_evaluates(tmp_path, write_config):
+    config = tiny_config(augmentation={"horizontal_flip": True, "brightness_range": [0.8, 1.2],
+                                       "placement": "model"},
+                         dataset={"name": "shapes", "image_size": 16, "num_samples": 80, "test_samples": 20,
+                                  "validation_split": 0.25, "normalize": "standardize"})
+    result = run_cli("train", write_config(config), "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    run = next((tmp_path / "out" / "tiny").iterdir())
+    assert "augmentation" in (run / "summary.txt").read_text()
+    assert run_cli("resume", run, "--epochs", "3").returncode == 0
+    assert json.loads((run / "state.json").read_text())["epochs_completed"] == 3
+    result = run_cli("evaluate", run)
+    assert result.returncode == 0, result.stderr
+
+
+def test_folder_cache_modes_give_the_same_batches(tmp_path):
+    root = make_tree(tmp_path / "pics", bad=False, empty_class=False)
+    batches = {}
+    for cache in ("none", "memory", "disk"):
+        splits = load_splits(folder_experiment(root, cache=cache, label_mode="sparse"))
+        assert splits.examples["train"].cache == cache
+        batches[cache] = [images.numpy() for images, _ in splits.train.take(4)]  # two epochs of 16-image batches
+    for cache in ("memory", "disk"):
+        for one, two in zip(batches["none"], batches[cache], strict=True):
+            np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(batches["none"][0], batches["none"][2])  # each epoch has its own order
+
+
+def test_test_split_holds_out_a_seeded_part_that_never_overlaps(tmp_path):
+    root = make_tree(tmp_path / "pics", bad=False, empty_class=False) / "train"
+    splits = load_splits(folder_experiment(root, test_split=0.25, validation_split=0.25))
+    parts = {name: set(part.paths) for name, part in splits.examples.items()}
+    assert {name: len(paths) for name, paths in parts.items()} == {"train": 12, "validation": 6, "test": 6}
+    assert not (parts["train"] & parts["validation"] or parts["train"] & parts["test"]
+                or parts["validation"] & parts["test"])
+    assert splits.test is not None
+    with pytest.raises(UserError, match="test split of its own"):
+        load_splits(folder_experiment(root.parent, test_split=0.2))
+
+
+def test_converted_files_decode_as_pillow_reads_them(tmp_path):
+    from cnnrun.data.check import check_file, to_mode
+    from cnnrun.data.examples import decoder
+
+    picture = np.random.default_rng(2).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    Image.fromarray(picture).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    _, reason, png = check_file(tmp_path / "cmyk.jpg", "RGB")
+    assert reason is None and png is not None  # TensorFlow cannot read CMYK: converted
+    pixels = decoder((20, 20), 3, {str(tmp_path / "cmyk.jpg"): png})(str(tmp_path / "cmyk.jpg")).numpy()
+    with Image.open(tmp_path / "cmyk.jpg") as image:
+        np.testing.assert_array_equal(pixels, np.asarray(to_mode(image, "RGB")))
+    Image.fromarray(picture).save(tmp_path / "plain.png")
+    assert check_file(tmp_path / "plain.png", "RGB")[2] is None  # read by TensorFlow as it is

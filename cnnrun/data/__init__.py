@@ -81,14 +81,23 @@ def _encode_labels(labels, info: DatasetInfo):
     return labels
 
 
-def build_augmenter(config: AugmentationConfig, seed: int):
+def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[float, float] = (0, 255)):
     """Keras preprocessing layers that do what ImageDataGenerator's arguments of the same names do.
 
-    Returns None when nothing is switched on. Works on raw pixel values (0–255).
+    Returns None when nothing is switched on.
+
+    Args:
+        config: the experiment's `augmentation:` section.
+        seed: seeds the layers.
+        value_range: the values black and white pixels have where the layers run: (0, 255) on raw pixels in
+            the input pipeline, the normalised values inside the model.
     """
     import keras
 
-    fill = {"fill_mode": config.fill_mode, "fill_value": config.cval}
+    from cnnrun.data.layers import RandomBrightnessScale
+
+    black, white = value_range
+    fill = {"fill_mode": config.fill_mode, "fill_value": black + (white - black) * config.cval / 255.0}
     layers = []
     if config.horizontal_flip or config.vertical_flip:
         mode = {(True, True): "horizontal_and_vertical", (True, False): "horizontal",
@@ -103,19 +112,42 @@ def build_augmenter(config: AugmentationConfig, seed: int):
     if config.zoom_range:
         low, high = ((1 - config.zoom_range, 1 + config.zoom_range) if isinstance(config.zoom_range, float | int)
                      else config.zoom_range)
-        # ImageDataGenerator scales coordinates by z (z < 1 zooms in); RandomZoom's factor f shows (1 + f)
-        # of the image (f < 0 zooms in), so z = 1 + f.
-        layers.append(keras.layers.RandomZoom((low - 1, high - 1), seed=seed, **fill))
+        # ImageDataGenerator scales coordinates by z, drawn for each axis on its own (z < 1 zooms in);
+        # RandomZoom's factor f shows (1 + f) of the image (f < 0 zooms in), so z = 1 + f.
+        layers.append(keras.layers.RandomZoom((low - 1, high - 1), (low - 1, high - 1), seed=seed, **fill))
     if config.shear_range:
+        # ImageDataGenerator's shear is an angle in degrees; RandomShear's factor is its tangent
         shear = float(np.tan(np.radians(config.shear_range)))
         layers.append(keras.layers.RandomShear(x_factor=shear, seed=seed, **fill))
     if config.brightness_range:
-        low, high = config.brightness_range
-        layers.append(keras.layers.RandomBrightness((low - 1, high - 1), value_range=(0, 255), seed=seed))
+        layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=seed))
     if config.contrast_range:
         low, high = config.contrast_range
-        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=(0, 255), seed=seed))
+        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=value_range, seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def augmentation_in_model(experiment: Experiment) -> bool:
+    """Whether augmentation runs as the model's first layers (on the GPU) rather than in the input pipeline.
+
+    `placement: auto` puts it in the model when a GPU is visible or the Keras backend is not TensorFlow.
+    """
+    import os
+
+    augmentation = experiment.augmentation
+    if augmentation is None or augmentation.placement == "pipeline":
+        return False
+    if augmentation.placement == "model" or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def model_augmenter(experiment: Experiment, info: DatasetInfo):
+    """The augmentation layers for the model's input, which receives normalised images."""
+    black, white = (float(preprocess(np.float32(v), info)) for v in (0, 255))
+    return build_augmenter(experiment.augmentation, experiment.seed, value_range=(black, white))
 
 
 def _pipeline(examples: Examples, info: DatasetInfo, batch_size: int):
@@ -135,7 +167,7 @@ def _prepared(ds, info: DatasetInfo, augmenter=None):
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int = 0):
+def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int = 0, augment: bool = True):
     """Every remaining epoch's training batches in one stream, each epoch shuffled with its own seed.
 
     Epoch e is shuffled with seed `(seed, e)`, whatever epoch the process started at, so a resumed run sees
@@ -145,12 +177,14 @@ def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int
         splits: the loaded data (its training examples are used).
         experiment: the experiment (batch size, epochs, shuffle, seed, augmentation).
         initial_epoch: the epochs already trained; the stream starts after them.
+        augment: apply the experiment's augmentation (False when the model holds it).
     """
     import tensorflow as tf
 
     examples = splits.examples["train"]
     train = experiment.train
-    augmenter = build_augmenter(experiment.augmentation, experiment.seed) if experiment.augmentation else None
+    augmenter = build_augmenter(experiment.augmentation, experiment.seed) if augment and experiment.augmentation \
+        else None
 
     def one_epoch(epoch):
         data = examples.epoch(experiment.seed * 1_000_003 + epoch) if train.shuffle else examples.dataset()
@@ -221,5 +255,5 @@ def load_splits(experiment: Experiment, stored: DatasetInfo | None = None) -> Sp
     pipelines = {name: _pipeline(part, info, batch) for name, part in examples.items() if name != "train"}
     splits = Splits(None, pipelines.get("validation"), pipelines.get("test"), info,
                     steps_per_epoch=-(-len(train) // batch), examples=examples, bad_files=raw.bad_files or [])
-    splits.train = training_stream(splits, experiment)
+    splits.train = training_stream(splits, experiment, augment=not augmentation_in_model(experiment))
     return splits
