@@ -258,3 +258,34 @@ def test_converted_files_decode_as_pillow_reads_them(tmp_path):
         np.testing.assert_array_equal(pixels, np.asarray(to_mode(image, "RGB")))
     Image.fromarray(picture).save(tmp_path / "plain.png")
     assert check_file(tmp_path / "plain.png", "RGB")[2] is None  # read by TensorFlow as it is
+
+
+def _image_data_generator_transform(image, degrees, tx, ty, shear, zx, zy, flip_v, flip_h):
+    """ImageDataGenerator's `apply_affine_transform` then its flips, written out with scipy as it does it."""
+    from scipy import ndimage
+
+    theta, sh = np.radians(degrees), np.radians(shear)
+    rotate = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+    shear_matrix = np.array([[1, -np.sin(sh), 0], [0, np.cos(sh), 0], [0, 0, 1]])
+    matrix = rotate @ shift @ shear_matrix @ np.diag([zx, zy, 1])
+    h, w = image.shape[:2]
+    o = np.array([[1, 0, h / 2 - 0.5], [0, 1, w / 2 - 0.5], [0, 0, 1]])
+    matrix = o @ matrix @ np.linalg.inv(o)
+    out = np.stack([ndimage.affine_transform(image[..., k], matrix[:2, :2], matrix[:2, 2], order=1, mode="nearest")
+                    for k in range(image.shape[-1])], axis=-1)
+    return out[:, ::-1] if flip_h else out[::-1] if flip_v else out
+
+
+def test_random_affine_matches_image_data_generator():
+    from cnnrun.data.layers import affine_maps, warp
+
+    image = np.random.default_rng(3).uniform(0, 255, (24, 20, 3)).astype(np.float32)
+    cases = [(30, 0.1, -0.2, 0, 1, 1, 1, 1), (0, 0, 0, 20, 0.8, 1.3, 1, 1), (-15, 0.05, 0.1, 10, 1.1, 0.9, 1, -1),
+             (10, 0, 0, 0, 1, 1, -1, 1)]
+    for degrees, hs, ws, shear, zx, zy, flip_v, flip_h in cases:
+        maps = affine_maps(*(np.float32([v]) for v in (degrees, hs, ws, shear, zx, zy, flip_v, flip_h)), 24, 20)
+        ours = np.asarray(warp(image[np.newaxis], maps))[0]
+        theirs = _image_data_generator_transform(image, degrees, hs * 24, ws * 20, shear, zx, zy,
+                                                 flip_v < 0, flip_h < 0)
+        assert np.abs(ours - theirs)[2:-2, 2:-2].max() < 0.05, (degrees, hs, ws, shear, zx, zy)

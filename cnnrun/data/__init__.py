@@ -82,9 +82,11 @@ def _encode_labels(labels, info: DatasetInfo):
 
 
 def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[float, float] = (0, 255)):
-    """Keras preprocessing layers that do what ImageDataGenerator's arguments of the same names do.
+    """Keras layers that do what ImageDataGenerator's arguments of the same names do.
 
-    Returns None when nothing is switched on.
+    Rotation, shifts, shear, zoom and flips make one `RandomAffine` (one interpolation, composed as
+    ImageDataGenerator composes them); brightness is `RandomBrightnessScale` (multiplicative, as there),
+    contrast Keras' `RandomContrast`. Returns None when nothing is switched on.
 
     Args:
         config: the experiment's `augmentation:` section.
@@ -94,31 +96,19 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
     """
     import keras
 
-    from cnnrun.data.layers import RandomBrightnessScale
+    from cnnrun.data.layers import RandomAffine, RandomBrightnessScale
 
     black, white = value_range
-    fill = {"fill_mode": config.fill_mode, "fill_value": black + (white - black) * config.cval / 255.0}
     layers = []
-    if config.horizontal_flip or config.vertical_flip:
-        mode = {(True, True): "horizontal_and_vertical", (True, False): "horizontal",
-                (False, True): "vertical"}[(config.horizontal_flip, config.vertical_flip)]
-        layers.append(keras.layers.RandomFlip(mode, seed=seed))
-    if config.rotation_range:
-        # RandomRotation's factor is a fraction of a full turn
-        layers.append(keras.layers.RandomRotation(config.rotation_range / 360.0, seed=seed, **fill))
-    if config.width_shift_range or config.height_shift_range:
-        layers.append(keras.layers.RandomTranslation(config.height_shift_range, config.width_shift_range,
-                                                     seed=seed, **fill))
-    if config.zoom_range:
-        low, high = ((1 - config.zoom_range, 1 + config.zoom_range) if isinstance(config.zoom_range, float | int)
-                     else config.zoom_range)
-        # ImageDataGenerator scales coordinates by z, drawn for each axis on its own (z < 1 zooms in);
-        # RandomZoom's factor f shows (1 + f) of the image (f < 0 zooms in), so z = 1 + f.
-        layers.append(keras.layers.RandomZoom((low - 1, high - 1), (low - 1, high - 1), seed=seed, **fill))
-    if config.shear_range:
-        # ImageDataGenerator's shear is an angle in degrees; RandomShear's factor is its tangent
-        shear = float(np.tan(np.radians(config.shear_range)))
-        layers.append(keras.layers.RandomShear(x_factor=shear, seed=seed, **fill))
+    zoom = config.zoom_range
+    if isinstance(zoom, float | int):
+        zoom = (1 - zoom, 1 + zoom)
+    if (config.rotation_range or config.height_shift_range or config.width_shift_range or config.shear_range
+            or config.zoom_range or config.horizontal_flip or config.vertical_flip):
+        layers.append(RandomAffine(
+            config.rotation_range, config.height_shift_range, config.width_shift_range, config.shear_range, zoom,
+            config.horizontal_flip, config.vertical_flip, config.fill_mode,
+            fill_value=black + (white - black) * config.cval / 255.0, seed=seed))
     if config.brightness_range:
         layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=seed))
     if config.contrast_range:

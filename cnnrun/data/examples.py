@@ -154,7 +154,13 @@ def decoder(size: tuple[int, int], channels: int, converted: dict[str, bytes] | 
             table.lookup(path) == "", lambda: tf.io.read_file(path), lambda: table.lookup(path))
         image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
         image.set_shape([None, None, channels])
-        resized = tf.image.resize(image, size, method="bilinear", antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+        def resized():
+            pixels = tf.image.resize(image, size, method="bilinear", antialias=True)
+            return tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8)
+
+        image = tf.cond(tf.reduce_all(tf.shape(image)[:2] == size), lambda: image, resized)
+        image.set_shape((*size, channels))
+        return image
 
     return decode
