@@ -174,6 +174,10 @@ class TrainConfig(Section):
         False, description="Turn on TensorFlow's op determinism: repeatable results, somewhat slower."
     )
     verbose: Literal["auto", 0, 1, 2] = Field("auto", description="Keras' progress output: 1 bar, 2 a line.")
+    mixed_precision: bool = Field(
+        False, description="Compute in 16-bit floats, keep weights in float32: Keras' `mixed_float16` policy on "
+        "a GPU, `mixed_bfloat16` on a CPU. The output layer stays float32 (a stable softmax)."
+    )
 
 
 class CheckpointConfig(Section):

@@ -58,8 +58,23 @@ def _layer_arguments(cls: type, args: Any, where: str) -> dict[str, Any]:
     return kwargs
 
 
-def build_layers(experiment: Experiment, num_classes: int) -> list[tuple[str, Any]]:
+def precision_policy(experiment: Experiment) -> str:
+    """The Keras dtype policy of `train.mixed_precision`: float32, mixed_float16 (GPU) or mixed_bfloat16 (CPU)."""
+    if not experiment.train.mixed_precision:
+        return "float32"
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | None = None
+                 ) -> list[tuple[str, Any]]:
     """Instantiate the experiment's layers (no model yet), after checking every argument.
+
+    Args:
+        experiment: the validated experiment.
+        num_classes: fills `${num_classes}`.
+        output_dtype: a dtype policy for the last layer (float32 under mixed precision), unless it sets its own.
 
     Returns `(where, layer)` pairs, `where` being the layer's place in the config for error messages.
     """
@@ -70,6 +85,8 @@ def build_layers(experiment: Experiment, num_classes: int) -> list[tuple[str, An
     for where, name, args in iter_layer_entries(raw):
         cls = getattr(keras.layers, check_layer_name(name, where))
         specs.append((where, cls, _layer_arguments(cls, args, where)))
+    if output_dtype and specs:
+        specs[-1][2].setdefault("dtype", output_dtype)
     layers = []
     for where, cls, kwargs in specs:
         try:
@@ -90,7 +107,9 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
     """
     import keras
 
-    layers = build_layers(experiment, num_classes)
+    policy = precision_policy(experiment)
+    keras.config.set_dtype_policy(policy)  # process-wide in Keras: set for every model, mixed or not
+    layers = build_layers(experiment, num_classes, output_dtype="float32" if policy != "float32" else None)
     name = experiment.model.name or experiment.name
     model = keras.Sequential(name=_keras_name(name))
     model.add(keras.Input(shape=tuple(input_shape)))

@@ -230,7 +230,8 @@ def _header(experiment: Experiment, splits, model, monitor: str, run: Run, devic
         "classes": f"{info.num_classes}: {classes}",
         "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input {tuple(info.input_shape)}",
         "training": (f"epochs {first_epoch}–{epochs}" if first_epoch > 1 else f"{epochs} epochs")
-        + f", batch {experiment.train.batch_size}, best by {monitor}",
+        + f", batch {experiment.train.batch_size}, best by {monitor}"
+        + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),
         "devices": ", ".join(devices),
         "run folder": str(run.path),
     }, title=title)
