@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The GPU benchmark, as one prepared script for a machine with an NVIDIA GPU (run from the project root):
+#
+#     bash bench/gpu.sh [STEPS]            # figures go to the terminal and to bench-gpu-<date>.txt (or $OUT/)
+#
+# It records the GPU model, then measures training images/s of configs/cifar10_bn.yaml on the CIFAR-10 JPEG tree
+# (../shared/data/cifar10-jpeg, streamed) and on the same pictures as arrays, with and without XLA and mixed
+# precision (bench/throughput.py), then trains the full 50 epochs with the fastest settings if it fits in 10
+# minutes (it is stopped at 600 s and says so). Installs cnnrun's GPU extra into .venv when TensorFlow sees no GPU.
+set -uo pipefail
+STEPS=${1:-200}
+REPORT=${OUT:-.}/bench-gpu-$(date +%Y%m%d-%H%M%S).txt
+PY=.venv/bin/python
+test -x $PY || make install
+if ! $PY -c "import tensorflow as tf, sys; sys.exit(not tf.config.list_physical_devices('GPU'))" 2>/dev/null; then
+  $PY -m pip install --quiet -e ".[gpu]"
+fi
+{
+  echo "# cnnrun GPU benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi: no GPU"
+  $PY -c "import tensorflow as tf, keras; print(tf.__version__, keras.__version__, tf.config.list_physical_devices())" 2>/dev/null
+  $PY bench/throughput.py --steps "$STEPS" --configs cifar10_bn cifar10_bn_arrays \
+      --settings default xla bf16 xla_bf16 course
+  echo "# full run: cifar10_bn.yaml, 50 epochs, arrays, XLA + mixed precision (stopped at 600 s)"
+  timeout 600 $PY bench/accuracy.py configs/cifar10_bn.yaml --set dataset.name=npz \
+      --set "dataset.path=${TMPDIR:-/tmp}/cnnrun-bench-cifar10.npz" --set compile.jit_compile=true \
+      --set train.mixed_precision=true --set train.verbose=2 | grep RESULT || echo "full run: not finished in 600 s"
+} 2>&1 | tee "$REPORT"
+echo "wrote $REPORT"

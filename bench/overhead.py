@@ -1,0 +1,107 @@
+"""What cnnrun costs over a hand-written Keras script: the course's first Fashion-MNIST CNN, trained both ways.
+
+The plain script below is what the course writes by hand: load the arrays, divide by 255, one-hot labels, the
+same `Sequential` model, `rmsprop`, `fit(validation_split=0.3, batch_size=64)`. cnnrun runs
+`cnnrun train configs/fashion_mnist.yaml` with the same epochs, which also checkpoints, writes the history, the
+state and the plot after every epoch. Both read `../shared/data/fashion-mnist` and run in their own processes,
+alternating, `--repeat` times each; the medians are compared.
+
+- fit: the time spent in Keras' `fit` (cnnrun's `fit_seconds` in state.json; the plain script times its call).
+- process: the whole process, start to exit, as a user waits for it.
+
+Usage (from the project root):
+    .venv/bin/python bench/overhead.py [--epochs 10] [--repeat 3]
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+
+PLAIN = """
+import gzip, json, sys, time
+import numpy as np
+import keras
+
+data, epochs = sys.argv[1], int(sys.argv[2])
+
+def read(name, offset):
+    with gzip.open(f"{data}/{name}", "rb") as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+x = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+y = keras.utils.to_categorical(read("train-labels-idx1-ubyte.gz", 8), 10)
+keras.utils.set_random_seed(42)
+model = keras.Sequential([
+    keras.Input((28, 28, 1)),
+    keras.layers.Conv2D(64, 2, padding="same", activation="relu"), keras.layers.MaxPool2D(2),
+    keras.layers.Dropout(0.3),
+    keras.layers.Conv2D(32, 2, padding="same", activation="relu"), keras.layers.MaxPool2D(2),
+    keras.layers.Dropout(0.3),
+    keras.layers.Flatten(), keras.layers.Dense(256, activation="relu"), keras.layers.Dropout(0.5),
+    keras.layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+started = time.perf_counter()
+history = model.fit(x, y, validation_split=0.3, epochs=epochs, batch_size=64, verbose=2)
+print(json.dumps({"fit_s": time.perf_counter() - started, "val_accuracy": history.history["val_accuracy"][-1]}))
+"""
+
+
+def plain(epochs: int) -> dict:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", PLAIN, str(DATA), str(epochs)], capture_output=True, text=True,
+                            check=True, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""})
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - started}
+
+
+def cnnrun(epochs: int) -> dict:
+    with tempfile.TemporaryDirectory() as output:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cnnrun", "train", "configs/fashion_mnist.yaml", "--set",
+                        f"dataset.data_dir={DATA}", "--set", f"train.epochs={epochs}", "--set", "train.verbose=2",
+                        "--output-dir", output], capture_output=True, text=True, check=True)
+        process = time.perf_counter() - started
+        run = next(Path(output).glob("*/*/"))
+        state = json.loads((run / "state.json").read_text())
+        history = (run / "history.csv").read_text().splitlines()
+    columns = history[0].split(",")
+    last = dict(zip(columns, history[-1].split(","), strict=True))
+    return {"fit_s": state["fit_seconds"], "process_s": process, "val_accuracy": float(last["val_accuracy"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"{DATA} not found: this benchmark needs the real Fashion-MNIST files there")
+        return 2
+    runs: dict[str, list[dict]] = {"plain": [], "cnnrun": []}
+    for i in range(args.repeat):
+        for name, train in (("plain", plain), ("cnnrun", cnnrun)) if i % 2 == 0 else \
+                (("cnnrun", cnnrun), ("plain", plain)):
+            runs[name].append(train(args.epochs))
+            r = runs[name][-1]
+            print(f"{name}: fit {r['fit_s']:.1f} s, process {r['process_s']:.1f} s, "
+                  f"val_accuracy {r['val_accuracy']:.4f}", flush=True)
+    median = {name: {key: statistics.median(r[key] for r in rs) for key in ("fit_s", "process_s")}
+              for name, rs in runs.items()}
+    fit_ratio = median["cnnrun"]["fit_s"] / median["plain"]["fit_s"]
+    process_ratio = median["cnnrun"]["process_s"] / median["plain"]["process_s"]
+    print(f"RESULT epochs={args.epochs} repeat={args.repeat} plain_fit_s={median['plain']['fit_s']:.1f} "
+          f"cnnrun_fit_s={median['cnnrun']['fit_s']:.1f} fit_ratio={fit_ratio:.3f} "
+          f"plain_process_s={median['plain']['process_s']:.1f} cnnrun_process_s={median['cnnrun']['process_s']:.1f} "
+          f"process_ratio={process_ratio:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
