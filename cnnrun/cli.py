@@ -368,5 +368,5 @@ def main() -> None:
     except UserError as e:
         if _debug["on"]:
             raise
-        error_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        error_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, emoji=False, soft_wrap=True)
         sys.exit(2)

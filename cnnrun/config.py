@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cnnrun.errors import UserError, did_you_mean
 from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_layer_name, check_name
@@ -324,6 +324,13 @@ class Experiment(Section):
         description="The Keras backend: `tensorflow`, or `jax` (`pip install cnnrun[jax]`), which several "
         "machines need. Default: `$KERAS_BACKEND`, else tensorflow. Input pipelines are `tf.data` on both.",
     )
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, value: Any) -> Any:
+        if value not in ("tensorflow", "jax"):
+            raise ValueError("use tensorflow or jax (the default comes from $KERAS_BACKEND)")
+        return value
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for `${name}` anywhere in the file.")
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig

@@ -140,6 +140,8 @@ def prepare(experiment: Experiment) -> Cluster | None:
     if train.devices and (backend != "tensorflow" or train.distribution not in ("auto", "mirrored")):
         raise UserError("train.devices: only for distribution: mirrored on the tensorflow backend; data_parallel "
                         "trains on every device of every process")
+    if train.devices:
+        check_batch_size(train.batch_size, len(train.devices))
     use_backend(backend)
     if cluster and cluster.process_id == 0:
         _check_own_address(cluster)
@@ -297,11 +299,15 @@ def place(experiment: Experiment) -> Placement:
         placement = _place_tensorflow(train.distribution, train.devices)
     else:
         placement = _place_jax(train.distribution, cluster)
-    if train.batch_size % placement.replicas:
-        multiple = -(-train.batch_size // placement.replicas) * placement.replicas
-        raise UserError(f"train.batch_size: {train.batch_size} does not split evenly over {placement.replicas} "
-                        f"replicas; use a multiple of {placement.replicas}, e.g. {multiple}")
+    check_batch_size(train.batch_size, placement.replicas)
     return placement
+
+
+def check_batch_size(batch_size: int, replicas: int) -> None:
+    """The global batch must split evenly over the replicas."""
+    if batch_size % replicas:
+        raise UserError(f"train.batch_size: {batch_size} does not split evenly over {replicas} replicas; use a "
+                        f"multiple of {replicas}, e.g. {-(-batch_size // replicas) * replicas}")
 
 
 def _place_tensorflow(distribution: str, devices: list[str] | None) -> Placement:
