@@ -170,7 +170,8 @@ class CompileConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="Total number of epochs.")
-    batch_size: int = Field(32, ge=1, description="Examples per batch.")
+    batch_size: int = Field(32, ge=1, description="Examples per batch: under a distribution, the global batch, "
+                            "split evenly over the replicas.")
     shuffle: bool = Field(True, description="Shuffle the training data every epoch (seeded).")
     deterministic: bool = Field(
         False, description="Turn on TensorFlow's op determinism: repeatable results, somewhat slower."
@@ -188,9 +189,9 @@ class TrainConfig(Section):
         "TensorFlow and data_parallel on JAX; else `none`. `batch_size` is the global batch."
     )
     devices: list[str] | None = Field(
-        None, description="mirrored: the devices to train on, e.g. `[/gpu:0, /gpu:1]`; default: every GPU. CPU "
-        "devices after the first (`[/cpu:0, /cpu:1]`) split the processor into that many logical devices, to try "
-        "several replicas without GPUs."
+        None, description="mirrored: the devices to train on, e.g. `[/gpu:0, /gpu:1]`; default: every GPU. "
+        "Listing CPU devices beyond `/cpu:0` (`[/cpu:0, /cpu:1]`) splits the processor into that many logical "
+        "devices, to try several replicas without GPUs."
     )
     scale_learning_rate: Literal["none", "linear"] = Field(
         "none", description="`linear`: a new run's learning rate is the configured one × the number of replicas. "
