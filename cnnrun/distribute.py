@@ -54,13 +54,9 @@ class Cluster:
         return host.strip("[]"), int(port)
 
 
-def read_cluster(environ: dict[str, str] | None = None) -> Cluster | None:
-    """The cluster `KERAS_DISTRIBUTION_*` describe, or None when none of them is set.
-
-    Args:
-        environ: the environment variables (default: this process's).
-    """
-    environ = os.environ if environ is None else environ
+def read_cluster() -> Cluster | None:
+    """The cluster that this process's `KERAS_DISTRIBUTION_*` variables describe, or None when none is set."""
+    environ = os.environ
     present = [name for name in CLUSTER_VARIABLES if environ.get(name)]
     if not present:
         return None
@@ -109,7 +105,8 @@ def use_backend(backend: str) -> None:
 def prepare(experiment: Experiment) -> Cluster | None:
     """Check that the experiment's backend and distribution fit the environment; choose the backend.
 
-    Runs before Keras or TensorFlow is imported. In a cluster, a process other than 0 waits up to
+    Runs before Keras or TensorFlow is imported (the CLI calls it first, so that mistakes are reported at once;
+    `place` calls it again, which changes nothing). In a cluster, a process other than 0 waits up to
     `train.coordinator_timeout` seconds for the coordinator to accept connections; process 0 checks that the
     coordinator's address is its own and its port is free.
 
