@@ -10,8 +10,7 @@ median of those times, so start-up, tracing and XLA compilation (several seconds
 epoch's time and `fit_seconds` from the run folder's state.json are shown beside it.
 
 Setups: TensorFlow on one device; MirroredStrategy over two logical CPU devices (`train.devices`); JAX on one
-device; Keras DataParallel over two local CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=2); Keras
-DataParallel over two processes on 127.0.0.1 (`KERAS_DISTRIBUTION_*`, one CPU device each).
+device; Keras DataParallel over two processes on 127.0.0.1 (`KERAS_DISTRIBUTION_*`, one CPU device each).
 """
 
 import argparse
@@ -26,16 +25,13 @@ import tempfile
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-# name: (--set values, environment, processes, replicas)
+# name: (--set values, processes, replicas)
 SETUPS = {
-    "tensorflow, one device": (["backend=tensorflow", "train.distribution=none"], {}, 1, 1),
+    "tensorflow, one device": (["backend=tensorflow", "train.distribution=none"], 1, 1),
     "tensorflow, MirroredStrategy, 2 logical CPU devices": (
-        ["backend=tensorflow", "train.devices=[/cpu:0, /cpu:1]"], {}, 1, 2),
-    "jax, one device": (["backend=jax", "train.distribution=none"], {}, 1, 1),
-    "jax, DataParallel, 2 CPU devices in one process": (
-        ["backend=jax", "train.distribution=data_parallel"],
-        {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, 1, 2),
-    "jax, DataParallel, 2 processes on 127.0.0.1": (["backend=jax", "train.distribution=data_parallel"], {}, 2, 2),
+        ["backend=tensorflow", "train.devices=[/cpu:0, /cpu:1]"], 1, 2),
+    "jax, one device": (["backend=jax", "train.distribution=none"], 1, 1),
+    "jax, DataParallel, 2 processes on 127.0.0.1": (["backend=jax", "train.distribution=data_parallel"], 2, 2),
 }
 
 
@@ -49,7 +45,7 @@ STEP = re.compile(r"^\s*\d+/\d+ - (\d+)s - (\d+)(s|ms|us)/step", re.MULTILINE)
 UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
-def train(sets: list[str], env: dict[str, str], processes: int) -> tuple[list[float], list[int], float]:
+def train(sets: list[str], processes: int) -> tuple[list[float], list[int], float]:
     """Train once (in `processes` processes): process 0's seconds per step and per epoch, and its `fit_seconds`."""
     port = free_port()
     with tempfile.TemporaryDirectory() as output:
@@ -61,7 +57,7 @@ def train(sets: list[str], env: dict[str, str], processes: int) -> tuple[list[fl
                        "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
                        "KERAS_DISTRIBUTION_PROCESS_ID": str(process_id),
                        "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"} if processes > 1 else {}
-            children.append(subprocess.Popen(command, cwd=PROJECT, env={**os.environ, **env, **cluster},
+            children.append(subprocess.Popen(command, cwd=PROJECT, env={**os.environ, **cluster},
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outputs = []
         for child in children:
@@ -86,8 +82,8 @@ def main() -> int:
           f"images/s from the median step time of epochs 2–{args.epochs}")
     print("| setup | replicas | first epoch (s) | step, epochs 2+ (ms) | images/s | fit_seconds |")
     print("|---|---|---|---|---|---|")
-    for name, (sets, env, processes, replicas) in SETUPS.items():
-        steps, seconds, fit = train(common + sets, env, processes)
+    for name, (sets, processes, replicas) in SETUPS.items():
+        steps, seconds, fit = train(common + sets, processes)
         step = statistics.median(steps[1:])
         print(f"| {name} | {replicas} | {seconds[0]} | {step * 1e3:.0f} | {32 / step:,.0f} | {fit:.1f} |", flush=True)
     return 0
