@@ -83,8 +83,10 @@ def train(
     Example: cnnrun train configs/quickstart.yaml --set train.epochs=3
     """
     from cnnrun.config import load_experiment
+    from cnnrun.distribute import prepare
 
     experiment = load_experiment(config, set_)
+    prepare(experiment)
     _quiet_tensorflow()
     from cnnrun.train import train_experiment
 
@@ -98,8 +100,10 @@ def inspect(config: ConfigArg, set_: SetOption = None) -> None:
     Example: cnnrun inspect configs/cifar10.yaml --set model.vars.base_filters=64
     """
     from cnnrun.config import load_experiment
+    from cnnrun.distribute import use_backend
 
     experiment = load_experiment(config, set_)
+    use_backend(experiment.backend)
     _quiet_tensorflow()
     from cnnrun.inspect import inspect_experiment
 
@@ -109,6 +113,14 @@ def inspect(config: ConfigArg, set_: SetOption = None) -> None:
 RunArg = Annotated[Path | None, typer.Argument(help="A run folder (default: the latest under outputs/).",
                                                 show_default=False)]
 CheckpointOption = Annotated[str, typer.Option("--checkpoint", help="best or last.")]
+
+
+def _run_experiment(run_dir: Path | None):
+    """The experiment of a run folder (RUN_DIR, or the latest under outputs/), read without importing Keras."""
+    from cnnrun.config import load_experiment
+    from cnnrun.runs import open_run
+
+    return load_experiment(open_run(run_dir).file("config.yaml"))
 
 
 def _checkpoint(value: str) -> str:
@@ -126,6 +138,9 @@ def resume(
 
     Example: cnnrun resume outputs/quickstart/20260101-120000 --epochs 12
     """
+    from cnnrun.distribute import prepare
+
+    prepare(_run_experiment(run_dir))
     _quiet_tensorflow()
     from cnnrun.train import resume_run
 
@@ -145,6 +160,9 @@ def evaluate(
     if split not in ("test", "validation"):
         raise UserError(f"--split {split}: use test or validation")
     _checkpoint(checkpoint)
+    from cnnrun.distribute import use_backend
+
+    use_backend(_run_experiment(run_dir).backend)
     _quiet_tensorflow()
     from cnnrun.evaluate import evaluate_run
 
@@ -169,6 +187,9 @@ def predict(
     if not images:
         raise UserError("predict: name at least one image file or folder after the run folder")
     _checkpoint(checkpoint)
+    from cnnrun.distribute import use_backend
+
+    use_backend(_run_experiment(run_dir).backend)
     _quiet_tensorflow()
     from cnnrun.predict import predict_files
 
@@ -347,5 +368,5 @@ def main() -> None:
     except UserError as e:
         if _debug["on"]:
             raise
-        error_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        error_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, emoji=False, soft_wrap=True)
         sys.exit(2)

@@ -13,17 +13,19 @@ Example:
 import ast
 import copy
 import operator
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cnnrun.errors import UserError, did_you_mean
 from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_layer_name, check_name
 
 BUILTIN_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
+_DEVICE = re.compile(r"/?(?:device:)?(cpu|gpu):(\d+)", re.IGNORECASE)
 
 
 class Section(BaseModel):
@@ -168,7 +170,8 @@ class CompileConfig(Section):
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="Total number of epochs.")
-    batch_size: int = Field(32, ge=1, description="Examples per batch.")
+    batch_size: int = Field(32, ge=1, description="Examples per batch: under a distribution, the global batch, "
+                            "split evenly over the replicas.")
     shuffle: bool = Field(True, description="Shuffle the training data every epoch (seeded).")
     deterministic: bool = Field(
         False, description="Turn on TensorFlow's op determinism: repeatable results, somewhat slower."
@@ -178,6 +181,43 @@ class TrainConfig(Section):
         False, description="Compute in 16-bit floats, keep weights in float32: Keras' `mixed_float16` policy on "
         "a GPU, `mixed_bfloat16` on a CPU. The output layer stays float32 (a stable softmax)."
     )
+    distribution: Literal["auto", "none", "mirrored", "data_parallel"] = Field(
+        "auto", description="How training spreads over devices and machines. `mirrored`: TensorFlow's "
+        "MirroredStrategy over the GPUs (or `devices`) of one machine. `data_parallel`: Keras' DataParallel on the "
+        "JAX backend, over every local device or, with `KERAS_DISTRIBUTION_*` set, every process of a cluster. "
+        "`auto`: data_parallel when `KERAS_DISTRIBUTION_*` are set; with several GPUs (or `devices`), mirrored on "
+        "TensorFlow and data_parallel on JAX; else `none`. `batch_size` is the global batch."
+    )
+    devices: list[str] | None = Field(
+        None, description="mirrored: the devices to train on, e.g. `[/gpu:0, /gpu:1]`; default: every GPU. "
+        "Listing CPU devices beyond `/cpu:0` (`[/cpu:0, /cpu:1]`) splits the processor into that many logical "
+        "devices, to try several replicas without GPUs."
+    )
+    scale_learning_rate: Literal["none", "linear"] = Field(
+        "none", description="`linear`: a new run's learning rate is the configured one × the number of replicas. "
+        "`none`: as configured."
+    )
+    coordinator_timeout: float = Field(
+        120, gt=0, description="Several processes: seconds a process other than 0 waits for the coordinator "
+        "(the first address of `KERAS_DISTRIBUTION_JOB_ADDRESSES`) to accept connections."
+    )
+
+    @model_validator(mode="after")
+    def _known_devices(self) -> "TrainConfig":
+        """Devices are written as TensorFlow writes them (`/gpu:0`, `GPU:0`, `/device:GPU:0`), kept as `/gpu:0`."""
+        if self.devices is not None:
+            names = []
+            for name in self.devices:
+                match = _DEVICE.fullmatch(name.strip())
+                if not match:
+                    raise ValueError(f"devices: '{name}' is not a device; write /gpu:0, /gpu:1, … or /cpu:0, /cpu:1")
+                names.append(f"/{match.group(1).lower()}:{match.group(2)}")
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"devices: a list of different devices, got {self.devices}")
+            if len({n.split(":")[0] for n in names}) > 1:
+                raise ValueError(f"devices: all GPUs or all CPUs, not both, got {self.devices}")
+            self.devices = names
+        return self
 
 
 class CheckpointConfig(Section):
@@ -280,6 +320,18 @@ class Experiment(Section):
     name: str = Field(description="The experiment's name; default: the config file's name.")
     description: str | None = Field(None, description="Free text, shown in the header.")
     seed: int = Field(42, description="Seeds Python, NumPy and Keras; recorded in the run.")
+    backend: Literal["tensorflow", "jax"] = Field(
+        default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
+        description="The Keras backend: `tensorflow`, or `jax` (`pip install cnnrun[jax]`), which several "
+        "machines need. Default: `$KERAS_BACKEND`, else tensorflow. Input pipelines are `tf.data` on both.",
+    )
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, value: Any) -> Any:
+        if value not in ("tensorflow", "jax"):
+            raise ValueError("use tensorflow or jax (the default comes from $KERAS_BACKEND)")
+        return value
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for `${name}` anywhere in the file.")
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig

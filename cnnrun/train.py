@@ -7,6 +7,7 @@ Example:
 """
 
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from cnnrun import __version__
 from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
+from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
 from cnnrun.report import console, format_metrics, header_panel, plot_history, results_table
 from cnnrun.runs import Run, atomic_save_model, atomic_write_text, create_run, open_run
@@ -52,17 +54,19 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _environment() -> dict[str, Any]:
+def _environment(placement: Placement) -> dict[str, Any]:
     import keras
     import numpy as np
     import tensorflow as tf
 
-    return {
-        "versions": {"cnnrun": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__},
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-        "platform": platform.platform(),
-    }
+    versions = {"cnnrun": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+                "keras": keras.__version__, "numpy": np.__version__}
+    if placement.backend == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    return {"versions": versions, "devices": placement.devices, "distribution": placement.to_dict(),
+            "platform": platform.platform()}
 
 
 # What each stateful Keras callback must carry across a resume (its on_train_begin resets these).
@@ -133,7 +137,7 @@ class RunRecorder:
 
     def epoch_done(self, model, epoch: int, logs: dict[str, Any]) -> None:
         row = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
-        row["learning_rate"] = float(model.optimizer.learning_rate)
+        row["learning_rate"] = float(model.optimizer.learning_rate.numpy())
         value = row.get(self.monitor)
         if self.improved(value) or not self.save_best_only:
             if self.verbose:
@@ -150,10 +154,16 @@ class RunRecorder:
             plot_history(self.history, self.run.file("history.png"))
 
 
-def make_callbacks(experiment: Experiment, run: Run) -> tuple[list, dict[str, Any]]:
+def make_callbacks(experiment: Experiment, run: Run, private: bool = False) -> tuple[list, dict[str, Any]]:
     """The Keras callbacks the experiment asks for, besides the run recorder.
 
     Returns the list and, by config name, those whose state must survive a resume.
+
+    Args:
+        experiment: the experiment.
+        run: the run folder.
+        private: the run folder is this process's private one (a cluster's process other than 0): TensorBoard
+            logs go into it even when `log_dir` names a shared place.
     """
     import keras
 
@@ -172,7 +182,7 @@ def make_callbacks(experiment: Experiment, run: Run) -> tuple[list, dict[str, An
         callbacks.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard:
         args = config.tensorboard.model_dump()
-        args["log_dir"] = args["log_dir"] or str(run.file("tensorboard"))
+        args["log_dir"] = str(run.file("tensorboard")) if private or not args["log_dir"] else args["log_dir"]
         callbacks.append(keras.callbacks.TensorBoard(**args))
     return callbacks, stateful
 
@@ -218,7 +228,7 @@ def _seed_everything(experiment: Experiment) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _header(experiment: Experiment, splits, model, monitor: str, run: Run, devices: list[str],
+def _header(experiment: Experiment, splits, model, monitor: str, run: Run, placement: Placement,
             title: str, first_epoch: int = 1) -> None:
     info = splits.info
     sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
@@ -232,31 +242,46 @@ def _header(experiment: Experiment, splits, model, monitor: str, run: Run, devic
         "training": (f"epochs {first_epoch}–{epochs}" if first_epoch > 1 else f"{epochs} epochs")
         + f", batch {experiment.train.batch_size}, best by {monitor}"
         + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),
-        "devices": ", ".join(devices),
-        "run folder": str(run.path),
+        "backend": f"{placement.backend}, learning rate {float(model.optimizer.learning_rate.numpy()):g}",
+        "distribution": placement.describe(experiment.train.batch_size),
+        "run folder": str(run.path) if placement.writes_run_folder else
+        f"written by process 0; process {placement.process_id} works in {run.path}, removed at the end",
     }, title=title)
 
 
 def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> Run:
     """Train `experiment` from scratch into a new run folder and return it.
 
+    The model is built, compiled, trained and checkpointed under the experiment's distribution (see
+    `cnnrun.distribute`). In a cluster only process 0 writes the run folder; the others work in a private
+    temporary folder, removed at the end (the returned run is then that folder).
+
     Args:
         experiment: the validated experiment.
         output_dir: where run folders go (default: the experiment's `output.dir`).
         name: the run's name (default: the experiment's name).
     """
+    placement = place(experiment)
+    with placement.scope(), placement.private_folder() as private:
+        return _train(experiment, placement, private or output_dir, name)
+
+
+def _train(experiment: Experiment, placement: Placement, output_dir: str | None, name: str | None) -> Run:
     from cnnrun.data import augmentation_in_model, load_splits, model_augmenter
     from cnnrun.model import build_model, compile_model
 
     _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
     splits = load_splits(experiment)
+    placement.feed(splits, experiment.train.batch_size)
     info = splits.info
     augmenter = model_augmenter(experiment, info) if augmentation_in_model(experiment) else None
     model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
     compile_model(model, experiment)
+    if experiment.train.scale_learning_rate == "linear":
+        model.optimizer.learning_rate = float(model.optimizer.learning_rate.numpy()) * placement.replicas
     run = create_run(output_dir or experiment.output.dir, name or experiment.name)
-    callbacks, stateful = make_callbacks(experiment, run)
+    callbacks, stateful = make_callbacks(experiment, run, private=not placement.writes_run_folder)
 
     atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
     run.write_json("dataset.json", info.to_dict())
@@ -265,24 +290,27 @@ def train_experiment(experiment: Experiment, output_dir: str | None = None, name
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))
     atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
-    meta = {"command": sys.argv, "seed": experiment.seed, "git_commit": _git_commit(), **_environment(),
+    meta = {"command": sys.argv, "seed": experiment.seed, "git_commit": _git_commit(), **_environment(placement),
             "started": _now(), "ended": None, "resumed": []}
     run.write_json("meta.json", meta)
     run.update_state(status="running", epochs_completed=0, epochs_planned=experiment.train.epochs,
                      best={"monitor": monitor, "value": None, "epoch": None}, callbacks={})
 
-    _header(experiment, splits, model, monitor, run, meta["devices"], "cnnrun train")
+    _header(experiment, splits, model, monitor, run, placement, "cnnrun train")
     recorder = RunRecorder(run, experiment, monitor, history=[], best=None, stateful=stateful)
     status = _fit(model, experiment, splits, run, [*callbacks, recorder.callback])
-    return finish(run, experiment, splits, recorder, status, meta)
+    return finish(run, experiment, splits, recorder, status, meta, placement)
 
 
 def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initial_epoch: int = 0) -> str:
     """Run Keras' fit; return the status it ended with. Ctrl-C marks the run interrupted and exits 130."""
     started = time.perf_counter()
+    # a distributed validation set does not know its length; Keras would warn after the first pass
+    validation_steps = -(-splits.info.sizes.get("validation", 0) // experiment.train.batch_size) or None
     try:
         model.fit(splits.train, validation_data=splits.validation, epochs=experiment.train.epochs,
                   initial_epoch=initial_epoch, steps_per_epoch=splits.steps_per_epoch, callbacks=callbacks,
+                  validation_steps=validation_steps,
                   shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
                   verbose=_verbosity(experiment.train.verbose))
     except KeyboardInterrupt:
@@ -299,9 +327,14 @@ def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initi
     return "stopped_early" if stopped else "completed"
 
 def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, status: str,
-           meta: dict[str, Any]) -> Run:
-    """Score the checkpoints on the test split, close the run's files and print the results."""
-    scores = evaluate_checkpoints(run, splits.test) if splits.test is not None else {}
+           meta: dict[str, Any], placement: Placement) -> Run:
+    """Score the checkpoints on the test split, close the run's files and print the results.
+
+    Each process scores on its own device, every test example; in a cluster the results show a fingerprint of the
+    final weights, the same in every process.
+    """
+    with placement.locally():
+        scores = evaluate_checkpoints(run, splits.test) if splits.test is not None else {}
     if scores:
         run.write_json("scores.json", scores)
     state = run.update_state(status=status, ended=_now())
@@ -316,6 +349,8 @@ def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, stat
         rows.append((f"test, {which}.keras", format_metrics(metrics)))
     if not scores:
         rows.append(("test", "no test split"))
+    if placement.processes > 1:
+        rows.append(("final weights", f"fingerprint {fingerprint(recorder.callback.model)}"))
     rows.append(("training time", f"{state.get('fit_seconds', 0):.1f} s"))
     rows.append(("run folder", str(run.path)))
     results_table(f"{experiment.name}: results", rows)
@@ -329,6 +364,10 @@ def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | 
     Weights, optimizer state and its iteration count come from `checkpoints/last.keras`; the history, the best
     value behind `best.keras` and the early-stopping and learning-rate callbacks' state from the run folder.
     Everything is read and checked before anything is written, so a damaged run folder is left as it was.
+
+    The run continues under the distribution its config asks for here, which may differ from the first one's. In a
+    cluster every process reads the run folder at the same path (shared, or copied to each machine); only process
+    0 writes it, the others work on a private temporary copy.
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
@@ -348,6 +387,15 @@ def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | 
         console.print(f"{run.path} is {state['status']} after {state.get('epochs_completed', 0)} epochs; "
                       f"nothing to resume. Give --epochs N to train on to N epochs.")
         return None
+    placement = place(experiment)
+    with placement.scope(), placement.private_folder() as private:
+        if private:
+            run = Run(Path(shutil.copytree(run.path, Path(private) / run.path.name)))
+        return _resume(run, experiment, state, meta, placement)
+
+
+def _resume(run: Run, experiment: Experiment, state: dict[str, Any], meta: dict[str, Any],
+            placement: Placement) -> Run | None:
     model = load_checkpoint(run.checkpoints / "last.keras")
 
     from cnnrun.data import DatasetInfo, load_splits, training_stream
@@ -361,17 +409,19 @@ def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | 
         return None
     in_model = any(layer.name == "augmentation" for layer in model.layers)  # as the run was built, on any machine
     splits.train = training_stream(splits, experiment, initial_epoch=done, augment=not in_model)
+    placement.feed(splits, experiment.train.batch_size)
     history = run.read_history()[:done]
     best = state.get("best")
-    callbacks, stateful = make_callbacks(experiment, run)
+    callbacks, stateful = make_callbacks(experiment, run, private=not placement.writes_run_folder)
 
     atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
-    meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": _now(), "command": sys.argv}]
+    meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": _now(), "command": sys.argv,
+                                                  "distribution": placement.to_dict()}]
     meta["ended"] = None
     run.write_json("meta.json", meta)
     run.update_state(status="running", epochs_completed=done, epochs_planned=experiment.train.epochs)
-    _header(experiment, splits, model, monitor, run, meta["devices"], "cnnrun resume", first_epoch=done + 1)
+    _header(experiment, splits, model, monitor, run, placement, "cnnrun resume", first_epoch=done + 1)
     recorder = RunRecorder(run, experiment, monitor, history=history, best=best, stateful=stateful,
                            restored=state.get("callbacks"))
     status = _fit(model, experiment, splits, run, [*callbacks, recorder.callback], initial_epoch=done)
-    return finish(run, experiment, splits, recorder, status, meta)
+    return finish(run, experiment, splits, recorder, status, meta, placement)
