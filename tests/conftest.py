@@ -1,5 +1,7 @@
 """Shared test helpers: tiny experiments written to tmp_path, the CLI run as a user runs it."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are made: keep table rows on one line
 
 TINY_LAYERS = [
     {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
@@ -54,3 +57,23 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "cnnrun", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or PROJECT, env=env, timeout=600)
+
+
+def run_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `cnnrun ARGS` through the same entry point, in this process, and capture its output and exit code.
+
+    Saves the few seconds TensorFlow takes to start in every new process; tests about processes themselves
+    (signals, several processes, the environment) use `run_cli`.
+    """
+    from cnnrun import cli
+
+    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = ["cnnrun", *map(str, args)]
+    try:
+        with contextlib.chdir(cwd or PROJECT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -5,7 +5,7 @@ import yaml
 
 from cnnrun.config import load_experiment, resolve_config
 from cnnrun.errors import UserError
-from tests.conftest import PROJECT, run_cli, tiny_config
+from tests.conftest import PROJECT, run_here, tiny_config
 
 
 def test_base_merges_sections_and_replaces_lists(write_config):
@@ -82,7 +82,7 @@ def test_every_shipped_config_resolves():
 
 def test_config_show_prints_resolved_config(write_config):
     path = write_config(tiny_config())
-    result = run_cli("config", "show", path, "--set", "train.epochs=4")
+    result = run_here("config", "show", path, "--set", "train.epochs=4")
     assert result.returncode == 0, result.stderr
     shown = yaml.safe_load(result.stdout)
     assert shown["train"]["epochs"] == 4

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cnnrun.data.shapes import make_shapes
-from tests.conftest import run_cli, tiny_config
+from tests.conftest import run_cli, run_here, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def standardized_run(tmp_path_factory):
 
 @pytest.mark.parametrize("checkpoint", ["best", "last"])
 def test_evaluate_reproduces_scores_json(standardized_run, checkpoint):
-    result = run_cli("evaluate", standardized_run, "--checkpoint", checkpoint)
+    result = run_here("evaluate", standardized_run, "--checkpoint", checkpoint)
     assert result.returncode == 0, result.stderr[-2000:]
     scores = json.loads((standardized_run / "scores.json").read_text())[checkpoint]
     metrics = json.loads((standardized_run / "eval" / f"{checkpoint}_test_metrics.json").read_text())
@@ -47,9 +47,9 @@ def test_evaluate_reproduces_scores_json(standardized_run, checkpoint):
 
 
 def test_evaluate_validation_split_and_bad_split(standardized_run):
-    assert run_cli("evaluate", standardized_run, "--split", "validation").returncode == 0
+    assert run_here("evaluate", standardized_run, "--split", "validation").returncode == 0
     assert (standardized_run / "eval" / "best_validation_metrics.json").exists()
-    bad = run_cli("evaluate", standardized_run, "--split", "train")
+    bad = run_here("evaluate", standardized_run, "--split", "train")
     assert bad.returncode == 2 and "use test or validation" in bad.stderr
 
 
@@ -66,7 +66,7 @@ def _write_images(folder, count=4, size=16, channels=1):
 def test_predict_top_k_with_a_bad_file(standardized_run, tmp_path):
     images = _write_images(tmp_path / "images")
     out = tmp_path / "predictions.csv"
-    result = run_cli("predict", standardized_run, images, "--top-k", "2", "--output", out)
+    result = run_here("predict", standardized_run, images, "--top-k", "2", "--output", out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "not a readable image" in result.stdout
     with out.open() as f:
@@ -87,7 +87,7 @@ def test_predict_equals_model_predict_on_the_same_array(standardized_run, tmp_pa
     x, _, _ = make_shapes(1, image_size=16, seed=21)
     Image.fromarray(x[0, :, :, 0]).save(tmp_path / "one.png")
     out = tmp_path / "p.csv"
-    result = run_cli("predict", standardized_run, tmp_path / "one.png", "--top-k", "3", "--output", out)
+    result = run_here("predict", standardized_run, tmp_path / "one.png", "--top-k", "3", "--output", out)
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = csv.DictReader(out.open())
     info = json.loads((standardized_run / "dataset.json").read_text())
@@ -108,7 +108,7 @@ def test_predict_binary_sigmoid_reports_both_classes(tmp_path):
     x, _, _ = make_shapes(1, image_size=16, seed=1)
     Image.fromarray(x[0, :, :, 0]).save(images / "a.png")
     out = tmp_path / "p.csv"
-    result = run_cli("predict", run, images / "a.png", "--output", out)
+    result = run_here("predict", run, images / "a.png", "--output", out)
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = csv.DictReader(out.open())
     assert {row["class_1"], row["class_2"]} == {"circle", "square"}
@@ -117,5 +117,5 @@ def test_predict_binary_sigmoid_reports_both_classes(tmp_path):
 
 
 def test_predict_missing_path_is_a_user_error(standardized_run, tmp_path):
-    result = run_cli("predict", standardized_run, tmp_path / "nothing.png")
+    result = run_here("predict", standardized_run, tmp_path / "nothing.png")
     assert result.returncode == 2 and "no such file" in result.stderr

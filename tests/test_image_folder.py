@@ -12,7 +12,7 @@ from cnnrun.data import build_augmenter, load_splits
 from cnnrun.data.check import check_image_folder
 from cnnrun.data.shapes import make_shapes
 from cnnrun.errors import UserError
-from tests.conftest import run_cli, tiny_config
+from tests.conftest import run_here, tiny_config
 
 BAD = {"cut.jpg": "truncated", "notes.jpg": "not an image", "zero.png": "empty"}
 
@@ -100,7 +100,7 @@ def test_error_stops_before_training(tmp_path, write_config):
         load_splits(folder_experiment(root, on_bad_file="error"))
     config = write_config(tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16,
                                                "on_bad_file": "error"}))
-    result = run_cli("train", config, "--output-dir", tmp_path / "out")
+    result = run_here("train", config, "--output-dir", tmp_path / "out")
     assert result.returncode == 2, result.stderr
     assert "cut.jpg" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
@@ -111,7 +111,7 @@ def test_train_skips_bad_files_and_records_them(tmp_path, write_config):
     root = make_tree(tmp_path / "pics")
     config = write_config(tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16},
                                       train={"epochs": 1, "batch_size": 8}))
-    result = run_cli("train", config, "--output-dir", tmp_path / "out")
+    result = run_here("train", config, "--output-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "3 bad file(s)" in result.stderr
     (run,) = (tmp_path / "out" / "tiny").iterdir()
@@ -122,28 +122,28 @@ def test_train_skips_bad_files_and_records_them(tmp_path, write_config):
 
 def test_data_check_exit_codes(tmp_path):
     clean = make_tree(tmp_path / "clean", bad=False, empty_class=False)
-    result = run_cli("data", "check", clean)
+    result = run_here("data", "check", clean)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "circle" in result.stdout and "20×20" in result.stdout
 
-    result = run_cli("data", "check", make_tree(tmp_path / "bad"))
+    result = run_here("data", "check", make_tree(tmp_path / "bad"))
     assert result.returncode == 1, result.stdout + result.stderr
     for name in BAD:
         assert name in result.stdout
     assert "truncated" in result.stdout and "zz_empty" in result.stdout
 
-    result = run_cli("data", "check", tmp_path / "nowhere")
+    result = run_here("data", "check", tmp_path / "nowhere")
     assert result.returncode == 2 and "nowhere" in result.stderr
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "one.png").write_bytes(b"")
-    assert run_cli("data", "check", tmp_path / "flat").returncode == 2
+    assert run_here("data", "check", tmp_path / "flat").returncode == 2
 
 
 def test_augment_preview_writes_versions_and_grid(tmp_path):
     x, _, _ = make_shapes(1, image_size=40, channels=3, seed=2)
     picture = tmp_path / "shape.png"
     Image.fromarray(x[0]).save(picture)
-    result = run_cli("augment-preview", picture, "-n", "3", "--seed", "1", cwd=tmp_path)
+    result = run_here("augment-preview", picture, "-n", "3", "--seed", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted((tmp_path / "shape_augmented").iterdir())
     assert [f.name for f in files] == ["shape_aug01.png", "shape_aug02.png", "shape_aug03.png", "shape_grid.png"]
@@ -210,13 +210,13 @@ def test_augmentation_in_the_model_trains_resumes_and_evaluates(tmp_path, write_
                                        "placement": "model"},
                          dataset={"name": "shapes", "image_size": 16, "num_samples": 80, "test_samples": 20,
                                   "validation_split": 0.25, "normalize": "standardize"})
-    result = run_cli("train", write_config(config), "--output-dir", tmp_path / "out")
+    result = run_here("train", write_config(config), "--output-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     run = next((tmp_path / "out" / "tiny").iterdir())
     assert "augmentation" in (run / "summary.txt").read_text()
-    assert run_cli("resume", run, "--epochs", "3").returncode == 0
+    assert run_here("resume", run, "--epochs", "3").returncode == 0
     assert json.loads((run / "state.json").read_text())["epochs_completed"] == 3
-    result = run_cli("evaluate", run)
+    result = run_here("evaluate", run)
     assert result.returncode == 0, result.stderr
 
 

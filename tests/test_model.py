@@ -30,9 +30,9 @@ def test_course_parameter_counts(name, params):
 
 
 def test_inspect_prints_total(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import run_here
 
-    result = run_cli("inspect", PROJECT / "configs" / "cifar10.yaml", "--set", "model.vars.base_filters=64")
+    result = run_here("inspect", PROJECT / "configs" / "cifar10.yaml", "--set", "model.vars.base_filters=64")
     assert result.returncode == 0, result.stderr
     assert "Total params:" in result.stdout
     assert "307,498" not in result.stdout  # the wider network has more

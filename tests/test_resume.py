@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT, run_cli, tiny_config
+from tests.conftest import PROJECT, run_cli, run_here, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -71,10 +71,10 @@ def test_early_stopping_patience_counts_across_resume(write_config, tmp_path):
     # epoch 3 (patience 2); stopped after epoch 2 and resumed, it must stop after epoch 3 too, not 4.
     config = tiny_config(train={"epochs": 2, "batch_size": 16},
                          callbacks={"early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 100.0}})
-    assert run_cli("train", write_config(config), "--output-dir", tmp_path).returncode == 0
+    assert run_here("train", write_config(config), "--output-dir", tmp_path).returncode == 0
     run = only_run(tmp_path)
     assert json.loads((run / "state.json").read_text())["callbacks"]["early_stopping"]["wait"] == 1
-    result = run_cli("resume", run, "--epochs", "6")
+    result = run_here("resume", run, "--epochs", "6")
     assert result.returncode == 0, result.stderr[-2000:]
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "stopped_early"
@@ -83,8 +83,8 @@ def test_early_stopping_patience_counts_across_resume(write_config, tmp_path):
 
 def test_completed_run_says_so(write_config, tmp_path):
     path = write_config(tiny_config(train={"epochs": 1, "batch_size": 16}))
-    assert run_cli("train", path, "--output-dir", tmp_path).returncode == 0
-    result = run_cli("resume", only_run(tmp_path))
+    assert run_here("train", path, "--output-dir", tmp_path).returncode == 0
+    result = run_here("resume", only_run(tmp_path))
     assert result.returncode == 0
     assert "nothing to resume" in result.stdout
 
@@ -117,7 +117,7 @@ def test_sigkill_mid_epoch_loses_at_most_that_epoch(write_config, tmp_path):
     before = json.loads((run / "state.json").read_text())
     done = before["epochs_completed"]
     assert before["status"] == "running"  # it never got to say otherwise
-    result = run_cli("resume", run, "--epochs", str(done + 2))
+    result = run_here("resume", run, "--epochs", str(done + 2))
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = [int(r["epoch"]) for r in history(run)]
     assert epochs == list(range(1, done + 3))  # each epoch exactly once
@@ -139,7 +139,7 @@ def test_ctrl_c_marks_the_run_interrupted(write_config, tmp_path):
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "interrupted"
     assert len(history(run)) == state["epochs_completed"]
-    evaluated = run_cli("evaluate", run, "--checkpoint", "last")
+    evaluated = run_here("evaluate", run, "--checkpoint", "last")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
 
 
@@ -149,7 +149,7 @@ def one_epoch_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("interrupted")
     path = folder / "tiny.yaml"
     path.write_text(json.dumps(tiny_config(train={"epochs": 1, "batch_size": 16})))
-    assert run_cli("train", path, "--output-dir", folder).returncode == 0
+    assert run_here("train", path, "--output-dir", folder).returncode == 0
     run = only_run(folder)
     state = json.loads((run / "state.json").read_text())
     state["status"] = "interrupted"
@@ -172,7 +172,7 @@ def test_damaged_run_folder_is_reported_and_left_alone(one_epoch_run, tmp_path, 
     shutil.copytree(one_epoch_run, run)
     damage(run)
     before = _fingerprint(run)
-    result = run_cli("resume", run, "--epochs", "3")
+    result = run_here("resume", run, "--epochs", "3")
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert _fingerprint(run) == before

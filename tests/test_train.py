@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import run_cli, tiny_config
+from tests.conftest import run_cli, run_here, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_train_writes_the_whole_run_folder(write_config, tmp_path):
 def test_early_stopping_marks_the_run(write_config, tmp_path):
     config = tiny_config(train={"epochs": 6, "batch_size": 16},
                          callbacks={"early_stopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}})
-    result = run_cli("train", write_config(config), "--output-dir", tmp_path, "--name", "es")
+    result = run_here("train", write_config(config), "--output-dir", tmp_path, "--name", "es")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "es").iterdir()
     state = json.loads((run / "state.json").read_text())
@@ -71,7 +71,7 @@ def test_sparse_logits_without_validation(write_config, tmp_path):
         compile={"optimizer": "rmsprop", "loss": {"name": "sparse_categorical_crossentropy", "from_logits": True},
                  "metrics": ["acc"]},
         callbacks={"checkpoint": {"monitor": "val_acc"}}, output={"plots": False})
-    result = run_cli("train", write_config(config), "--output-dir", tmp_path, "--set", "train.epochs=1")
+    result = run_here("train", write_config(config), "--output-dir", tmp_path, "--set", "train.epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "tiny").iterdir()
     state = json.loads((run / "state.json").read_text())
