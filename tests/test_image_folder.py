@@ -224,13 +224,15 @@ def test_folder_cache_modes_give_the_same_batches(tmp_path):
     root = make_tree(tmp_path / "pics", bad=False, empty_class=False)
     batches = {}
     for cache in ("none", "memory", "disk"):
-        splits = load_splits(folder_experiment(root, cache=cache, label_mode="sparse"))
+        splits = load_splits(folder_experiment(root, cache=cache, label_mode="sparse", validation_split=0.25))
         assert splits.examples["train"].cache == cache
         batches[cache] = [images.numpy() for images, _ in splits.train.take(4)]  # two epochs of 16-image batches
+        batches[cache] += [images.numpy() for _ in range(2) for images, _ in splits.validation]
     for cache in ("memory", "disk"):
         for one, two in zip(batches["none"], batches[cache], strict=True):
             np.testing.assert_array_equal(one, two)
     assert not np.array_equal(batches["none"][0], batches["none"][2])  # each epoch has its own order
+    assert len(batches["none"]) == 6  # 18 training images in 2 batches, twice; 6 validation images in 1, twice
 
 
 def test_test_split_holds_out_a_seeded_part_that_never_overlaps(tmp_path):
