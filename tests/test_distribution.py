@@ -73,7 +73,8 @@ def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
     one = start("train", QUICKSTART, *NO_DROPOUT, "--output-dir", tmp_path / "one")
     two = start("train", QUICKSTART, *NO_DROPOUT, "--set", "train.devices=[/cpu:0, /cpu:1]",
                 "--output-dir", tmp_path / "two")
-    jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "backend=jax",
+    jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "backend=jax", "--set",
+                "augmentation={rotation_range: 10, horizontal_flip: true, brightness_range: [0.8, 1.2]}",
                 "--output-dir", tmp_path / "jax")
     for code, _out, err in finish_all([one, two, jax]):
         assert code == 0, err[-3000:]
@@ -91,6 +92,7 @@ def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
     meta = json.loads((run / "meta.json").read_text())
     assert meta["distribution"]["backend"] == "jax" and "jax" in meta["versions"]
     assert set(json.loads((run / "scores.json").read_text())) == {"best", "last"}
+    assert "augmentation" in (run / "summary.txt").read_text()  # not TensorFlow: augmentation runs in the model
 
 
 @pytest.mark.slow
