@@ -6,10 +6,13 @@ Example:
 ['checkpoints', 'config.yaml', 'dataset.json', 'history.csv', 'history.png', 'meta.json', 'scores.json', ...]
 """
 
+import contextlib
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -302,17 +305,55 @@ def _train(experiment: Experiment, placement: Placement, output_dir: str | None,
     return finish(run, experiment, splits, recorder, status, meta, placement)
 
 
+@contextlib.contextmanager
+def ctrl_c_between_batches():
+    """Make Ctrl-C during `fit` stop training at the end of the current batch, as a KeyboardInterrupt.
+
+    Python runs a signal handler wherever the interpreter happens to be; inside a garbage-collection callback (JAX,
+    which Keras imports when it is installed, registers one) the KeyboardInterrupt is swallowed and training goes
+    on. So the handler only notes the press, and the callback this yields raises it between batches. A second
+    Ctrl-C raises at once. A process started with Ctrl-C ignored keeps ignoring it.
+    """
+    import keras
+
+    pressed: list[bool] = []
+
+    class RaiseBetweenBatches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if pressed:
+                raise KeyboardInterrupt
+
+        on_test_batch_end = on_train_batch_end
+
+    def note(signum, frame) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+
+    in_charge = threading.current_thread() is threading.main_thread() \
+        and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, note) if in_charge else None
+    try:
+        yield RaiseBetweenBatches()
+    finally:
+        if in_charge:
+            signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt
+
+
 def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initial_epoch: int = 0) -> str:
     """Run Keras' fit; return the status it ended with. Ctrl-C marks the run interrupted and exits 130."""
     started = time.perf_counter()
     # a distributed validation set does not know its length; Keras would warn after the first pass
     validation_steps = -(-splits.info.sizes.get("validation", 0) // experiment.train.batch_size) or None
     try:
-        model.fit(splits.train, validation_data=splits.validation, epochs=experiment.train.epochs,
-                  initial_epoch=initial_epoch, steps_per_epoch=splits.steps_per_epoch, callbacks=callbacks,
-                  validation_steps=validation_steps,
-                  shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
-                  verbose=_verbosity(experiment.train.verbose))
+        with ctrl_c_between_batches() as ctrl_c:
+            model.fit(splits.train, validation_data=splits.validation, epochs=experiment.train.epochs,
+                      initial_epoch=initial_epoch, steps_per_epoch=splits.steps_per_epoch,
+                      callbacks=[*callbacks, ctrl_c], validation_steps=validation_steps,
+                      shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
+                      verbose=_verbosity(experiment.train.verbose))
     except KeyboardInterrupt:
         run.update_state(status="interrupted", ended=_now())
         console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}\n"
