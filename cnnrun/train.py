@@ -205,13 +205,12 @@ def load_checkpoint(path: Path):
     """Load a `.keras` checkpoint in Keras' safe mode; a missing or damaged file is a UserError."""
     import keras
 
-    from cnnrun.data.layers import RandomBrightnessScale
+    from cnnrun.data.layers import CUSTOM_OBJECTS
 
     if not path.is_file():
         raise UserError(f"{path}: checkpoint missing")
     try:
-        return keras.saving.load_model(path, safe_mode=True,
-                                       custom_objects={"cnnrun>RandomBrightnessScale": RandomBrightnessScale})
+        return keras.saving.load_model(path, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
     except Exception as e:  # a damaged zip or model file raises many kinds of errors
         raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from e
 
@@ -366,6 +365,7 @@ def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initi
     run.update_state(fit_seconds=round(state.get("fit_seconds", 0) + time.perf_counter() - started, 2))
     stopped = any(getattr(c, "stopped_epoch", 0) for c in callbacks) or model.stop_training
     return "stopped_early" if stopped else "completed"
+
 
 def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, status: str,
            meta: dict[str, Any], placement: Placement) -> Run:

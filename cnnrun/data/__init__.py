@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
-from cnnrun.data.examples import FileExamples
 from cnnrun.data.sources import Examples, RawData, describe, load_raw
 from cnnrun.errors import UserError
 
@@ -216,8 +215,6 @@ def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
         if part is not None and len(part) == 0:
             raise UserError(f"dataset: the {name} split is empty; the data has too few examples for the split "
                             f"fractions")
-        if isinstance(part, FileExamples):
-            part.name = name  # names its disk cache
     return {name: part for name, part in parts.items() if part is not None}
 
 

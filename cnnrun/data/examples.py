@@ -12,7 +12,8 @@ Example:
 >>> examples.epoch(seed=7).batch(32)          # decoded, resized, cached after the first pass
 """
 
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class ArrayExamples:
         return len(self.labels)
 
     def take(self, part: slice) -> "ArrayExamples":
-        return ArrayExamples(self.images[part], self.labels[part])
+        return replace(self, images=self.images[part], labels=self.labels[part])
 
     def dataset(self):
         """`(image, label)` pairs in stored order."""
@@ -76,7 +77,6 @@ class FileExamples:
     converted: dict[str, bytes] = field(default_factory=dict)
     cache: str = "none"
     cache_dir: str | None = None
-    name: str = "train"  # the split, names the disk cache file
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -86,8 +86,7 @@ class FileExamples:
         return len(self.labels)
 
     def take(self, part: slice) -> "FileExamples":
-        return FileExamples(self.paths[part], self.labels[part], self.size, self.channels, self.converted,
-                            self.cache, self.cache_dir, self.name)
+        return replace(self, paths=self.paths[part], labels=self.labels[part])
 
     def _files(self):
         import tensorflow as tf
@@ -106,7 +105,7 @@ class FileExamples:
         if self.cache == "memory":
             return data.cache()
         if self.cache == "disk":
-            return data.cache(f"{self.cache_dir}/{self.name}")
+            return data.cache(f"{self.cache_dir}/{uuid.uuid4().hex}")  # a file of its own for each pipeline
         return data
 
     def epoch(self, seed: int):
@@ -150,8 +149,11 @@ def decoder(size: tuple[int, int], channels: int, converted: dict[str, bytes] | 
 
     def decode(path):
         path = tf.convert_to_tensor(path, tf.string)
-        data = tf.io.read_file(path) if table is None else tf.cond(
-            table.lookup(path) == "", lambda: tf.io.read_file(path), lambda: table.lookup(path))
+        if table is None:
+            data = tf.io.read_file(path)
+        else:
+            stored = table.lookup(path)
+            data = tf.cond(stored == "", lambda: tf.io.read_file(path), lambda: stored)
         image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
         image.set_shape([None, None, channels])
 

@@ -160,3 +160,7 @@ class RandomAffine(keras.layers.Layer):
                 "width_shift": self.width_shift, "shear": self.shear, "zoom": self.zoom,
                 "horizontal_flip": self.horizontal_flip, "vertical_flip": self.vertical_flip,
                 "fill_mode": self.fill_mode, "fill_value": self.fill_value, "seed": self.seed}
+
+
+# what `keras.saving.load_model` needs to rebuild a model holding these layers
+CUSTOM_OBJECTS = {"cnnrun>RandomAffine": RandomAffine, "cnnrun>RandomBrightnessScale": RandomBrightnessScale}

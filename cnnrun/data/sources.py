@@ -157,7 +157,7 @@ def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file:
         converted = {k: v for entry in classes.values() for k, v in entry.converted.items()}
         order = np.random.default_rng(seed).permutation(len(paths))
         loaded[split] = FileExamples([paths[i] for i in order], labels[order], size, CHANNELS[mode], converted,
-                                     cache, cache_dir, split)
+                                     cache, cache_dir)
     return RawData(loaded["train"], loaded.get("test"), report.class_names, loaded.get("validation"),
                    bad_files=[b.to_dict() for b in bad])
 
