@@ -300,6 +300,20 @@ def place(experiment: Experiment) -> Placement:
     return placement
 
 
+def gpu_visible() -> bool:
+    """Whether training can use a GPU: JAX's devices on the JAX backend (where TensorFlow is shown none), else
+    TensorFlow's."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def check_batch_size(batch_size: int, replicas: int) -> None:
     """The global batch must split evenly over the replicas."""
     if batch_size % replicas:

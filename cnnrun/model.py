@@ -60,11 +60,11 @@ def _layer_arguments(cls: type, args: Any, where: str) -> dict[str, Any]:
 
 def precision_policy(experiment: Experiment) -> str:
     """The Keras dtype policy of `train.mixed_precision`: float32, mixed_float16 (GPU) or mixed_bfloat16 (CPU)."""
+    from cnnrun.distribute import gpu_visible
+
     if not experiment.train.mixed_precision:
         return "float32"
-    import tensorflow as tf
-
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if gpu_visible() else "mixed_bfloat16"
 
 
 def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | None = None

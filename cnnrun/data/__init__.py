@@ -122,16 +122,14 @@ def augmentation_in_model(experiment: Experiment) -> bool:
 
     `placement: auto` puts it in the model when a GPU is visible or the Keras backend is not TensorFlow.
     """
-    import os
+    import keras
+
+    from cnnrun.distribute import gpu_visible
 
     augmentation = experiment.augmentation
     if augmentation is None or augmentation.placement == "pipeline":
         return False
-    if augmentation.placement == "model" or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return True
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+    return augmentation.placement == "model" or keras.backend.backend() != "tensorflow" or gpu_visible()
 
 
 def model_augmenter(experiment: Experiment, info: DatasetInfo):
