@@ -82,8 +82,8 @@ def train(
 
     Example: cnnrun train configs/quickstart.yaml --set train.epochs=3
     """
+    from cnnrun.backend import prepare
     from cnnrun.config import load_experiment
-    from cnnrun.distribute import prepare
 
     experiment = load_experiment(config, set_)
     prepare(experiment)
@@ -99,8 +99,8 @@ def inspect(config: ConfigArg, set_: SetOption = None) -> None:
 
     Example: cnnrun inspect configs/cifar10.yaml --set model.vars.base_filters=64
     """
+    from cnnrun.backend import use_backend
     from cnnrun.config import load_experiment
-    from cnnrun.distribute import use_backend
 
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)
@@ -138,7 +138,7 @@ def resume(
 
     Example: cnnrun resume outputs/quickstart/20260101-120000 --epochs 12
     """
-    from cnnrun.distribute import prepare
+    from cnnrun.backend import prepare
 
     prepare(_run_experiment(run_dir))
     _quiet_tensorflow()
@@ -160,7 +160,7 @@ def evaluate(
     if split not in ("test", "validation"):
         raise UserError(f"--split {split}: use test or validation")
     _checkpoint(checkpoint)
-    from cnnrun.distribute import use_backend
+    from cnnrun.backend import use_backend
 
     use_backend(_run_experiment(run_dir).backend)
     _quiet_tensorflow()
@@ -187,7 +187,7 @@ def predict(
     if not images:
         raise UserError("predict: name at least one image file or folder after the run folder")
     _checkpoint(checkpoint)
-    from cnnrun.distribute import use_backend
+    from cnnrun.backend import use_backend
 
     use_backend(_run_experiment(run_dir).backend)
     _quiet_tensorflow()

@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from cnnrun.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from cnnrun.report import console, format_metrics, results_table
-from cnnrun.runs import Run, atomic_write_bytes, atomic_write_json, atomic_write_text, open_run
+from cnnrun.runs import Run, load_checkpoint, open_run
 
 
 def run_model(run: Run, checkpoint: str):
     """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode."""
     from cnnrun.config import load_experiment
     from cnnrun.data import DatasetInfo
-    from cnnrun.train import load_checkpoint
 
     experiment = load_experiment(run.file("config.yaml"))
     info = DatasetInfo(**run.read_json("dataset.json"))

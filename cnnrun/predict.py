@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
 from cnnrun.report import console
-from cnnrun.runs import atomic_write_text, open_run
+from cnnrun.runs import open_run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 

@@ -27,7 +27,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnrun.runs import atomic_write_bytes
+    from cnnrun.atomic import atomic_write_bytes
 
     metric = main_metric(history)
     keys = ["loss"] + ([metric] if metric else [])

@@ -8,45 +8,13 @@ so a run killed at any moment leaves only complete files.
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cnnrun.atomic import atomic_write_json, atomic_write_text
 from cnnrun.errors import UserError
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_save_model(model, path: Path) -> None:
-    """Save a Keras model (`.keras` format) beside `path`, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -144,3 +112,17 @@ def open_run(path: str | Path | None, output_dir: str | Path = "outputs") -> Run
         if not run.file(name).is_file():
             raise UserError(f"{run.file(name)}: missing; {run.path} is not a complete cnnrun run folder")
     return run
+
+
+def load_checkpoint(path: Path):
+    """Load a `.keras` checkpoint in Keras' safe mode; a missing or damaged file is a UserError."""
+    import keras
+
+    from cnnrun.data.layers import CUSTOM_OBJECTS
+
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint missing")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
+    except Exception as e:  # a damaged zip or model file raises many kinds of errors
+        raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from e

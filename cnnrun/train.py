@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnrun import __version__
+from cnnrun.atomic import atomic_save_model, atomic_write_text
 from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
 from cnnrun.report import console, format_metrics, header_panel, plot_history, results_table
-from cnnrun.runs import Run, atomic_save_model, atomic_write_text, create_run, open_run
+from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 
 
 def monitor_mode(monitor: str, mode: str) -> str:
@@ -199,20 +200,6 @@ def evaluate_checkpoints(run: Run, test_data) -> dict[str, dict[str, float]]:
             model = load_checkpoint(path)
             scores[which] = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
     return scores
-
-
-def load_checkpoint(path: Path):
-    """Load a `.keras` checkpoint in Keras' safe mode; a missing or damaged file is a UserError."""
-    import keras
-
-    from cnnrun.data.layers import CUSTOM_OBJECTS
-
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint missing")
-    try:
-        return keras.saving.load_model(path, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
-    except Exception as e:  # a damaged zip or model file raises many kinds of errors
-        raise UserError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:100]})") from e
 
 
 def _verbosity(setting: str | int) -> int:

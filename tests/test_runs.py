@@ -4,8 +4,9 @@ import os
 
 import pytest
 
+from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
-from cnnrun.runs import Run, atomic_write_text, create_run, find_latest_run, open_run
+from cnnrun.runs import Run, create_run, find_latest_run, open_run
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

@@ -96,7 +96,7 @@ def save_figure(fig, path: Path, dpi: int = 80) -> None:
 
     import matplotlib.pyplot as plt
 
-    from cnnrun.runs import atomic_write_bytes
+    from cnnrun.atomic import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg"), dpi=dpi)
