@@ -53,7 +53,7 @@ def measure(config: str, setting: str, steps: int) -> dict:
 
     from cnnrun.data import load_splits
     from cnnrun.model import build_model, compile_model
-    from cnnrun.train import _seed_everything
+    from cnnrun.model import seed_everything as _seed_everything
 
     name, data = DATA[config]
     if config == "cifar10_bn_arrays" and not ARRAYS.exists():

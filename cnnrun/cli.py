@@ -88,7 +88,7 @@ def train(
     experiment = load_experiment(config, set_)
     prepare(experiment)
     _quiet_tensorflow()
-    from cnnrun.train import train_experiment
+    from cnnrun.trainer import train_experiment
 
     train_experiment(experiment, output_dir=output_dir, name=name)
 
@@ -142,7 +142,7 @@ def resume(
 
     prepare(_run_experiment(run_dir))
     _quiet_tensorflow()
-    from cnnrun.train import resume_run
+    from cnnrun.trainer import resume_run
 
     resume_run(run_dir, epochs)
 

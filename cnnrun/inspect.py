@@ -7,15 +7,19 @@ from cnnrun.report import console
 
 
 def inspect_experiment(experiment: Experiment):
-    """Build the model from the dataset's shape and class count (no images loaded) and print it.
+    """Build and compile the model on the dataset's declared shape and class count (no images loaded); print it.
 
-    Returns the built, uncompiled Keras model.
+    Every error a training would meet before its first step is found here: layer arguments, shapes that do not
+    fit, an output that does not match the classes, the optimizer, the loss against `dataset.label_mode`.
+
+    Returns the built, compiled Keras model.
     """
-    from cnnrun.data import describe
-    from cnnrun.model import build_model
+    from cnnrun.model import build_model, compile_model, declared_info
 
-    input_shape, class_names = describe(experiment.dataset)
+    info = declared_info(experiment)
+    input_shape, class_names = tuple(info.input_shape), info.class_names
     model = build_model(experiment, input_shape, len(class_names))
+    compile_model(model, experiment)  # the optimizer, the loss against dataset.label_mode, the metrics
     table = Table(title=f"{experiment.name}: input {input_shape}, {len(class_names)} classes",
                   title_justify="left")
     table.add_column("#", justify="right", style="dim")

@@ -10,6 +10,7 @@ Example:
 """
 
 import inspect
+import re
 from typing import Any
 
 from cnnrun.config import Experiment, iter_layer_entries, substitute
@@ -99,6 +100,9 @@ def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | N
 def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classes: int, augmenter=None):
     """Build the experiment's `keras.Sequential` for inputs of `input_shape` (without the batch axis).
 
+    A layer that cannot follow the one before it (a window larger than its input, say) and an output layer that
+    does not fit the classes and `dataset.label_mode` are one-line errors naming the layer.
+
     Args:
         experiment: the validated experiment.
         input_shape: `(height, width, channels)`.
@@ -111,20 +115,93 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
     keras.config.set_dtype_policy(policy)  # process-wide in Keras: set for every model, mixed or not
     layers = build_layers(experiment, num_classes, output_dtype="float32" if policy != "float32" else None)
     name = experiment.model.name or experiment.name
-    model = keras.Sequential(name=_keras_name(name))
+    model = keras.Sequential(name=keras_name(name))
     model.add(keras.Input(shape=tuple(input_shape)))
     if augmenter is not None:
         model.add(augmenter)
     for where, layer in layers:
+        before = tuple(model.output_shape) if model.layers else (None, *input_shape)
         try:
             model.add(layer)
         except (ValueError, TypeError) as e:
-            raise UserError(f"{where}: cannot follow the layer before it: {str(e).splitlines()[0]}") from e
+            reason = keras_reason(e)
+            hint = "; use padding: same, fewer pooling steps or a larger input" if "zero or negative" in reason \
+                else ""
+            raise UserError(f"{where}: cannot take the output of the layer before it, of shape {before}: "
+                            f"{reason}{hint}") from e
+    check_output(model, num_classes, experiment.dataset.label_mode, layers[-1][0])
     return model
 
 
-def _keras_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "model"
+def check_output(model, num_classes: int, label_mode: str, where: str) -> None:
+    """The last layer must give one value per class (`categorical`, `sparse`) or one value (`binary`)."""
+    shape = tuple(model.output_shape)
+    wanted = 1 if label_mode == "binary" else num_classes
+    if len(shape) != 2 or shape[-1] != wanted:
+        need = "1 unit (a sigmoid)" if label_mode == "binary" else f"{num_classes} units (`units: ${{num_classes}}`)"
+        raise UserError(f"{where}: the model's output has shape {shape}, but dataset.label_mode {label_mode} with "
+                        f"{num_classes} classes needs one value per example{'' if wanted == 1 else ' per class'}: "
+                        f"end with Flatten (or a pooling layer) and a Dense layer of {need}")
+
+
+def keras_reason(error: BaseException) -> str:
+    """The line of a Keras error that says what is wrong (not "Exception encountered when calling …")."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered"):
+        return lines[1]
+    return lines[0] if lines else type(error).__name__
+
+
+def keras_name(name: str) -> str:
+    """A name TensorFlow accepts as a scope: ASCII letters, digits and `_.-`, not starting with `_` or `-`.
+
+    The run folder keeps the experiment's own name; only the Keras model's name is cleaned.
+
+    Example:
+    >>> keras_name("réseau_1"), keras_name("_draft")
+    ('r_seau_1', 'draft')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("_-") or "model"
+
+
+def declared_info(experiment: Experiment):
+    """The dataset's input shape and classes as its config declares them, read without loading any image."""
+    from cnnrun.data import DatasetInfo, describe
+
+    shape, class_names = describe(experiment.dataset)
+    return DatasetInfo(class_names=list(class_names), input_shape=list(shape),
+                       label_mode=experiment.dataset.label_mode, normalize=experiment.dataset.normalize)
+
+
+def seed_everything(experiment: Experiment) -> None:
+    """Seed Python, NumPy and Keras from the experiment's seed (and turn on op determinism when asked)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(experiment.seed)
+    if experiment.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: int = 1):
+    """The experiment's model for `info`'s shape and classes, built from the experiment's seed and compiled.
+
+    Args:
+        experiment: the validated experiment.
+        info: a `DatasetInfo` (declared, or of the loaded data: its statistics set in-model augmentation's range).
+        augment_in_model: put the augmentation layers first in the model.
+        replicas: devices holding a replica; `train.scale_learning_rate: linear` multiplies the rate by it.
+    """
+    from cnnrun.data import model_augmenter
+
+    seed_everything(experiment)
+    augmenter = model_augmenter(experiment, info) if augment_in_model else None
+    model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
+    compile_model(model, experiment)
+    if experiment.train.scale_learning_rate == "linear":
+        model.optimizer.learning_rate = float(model.optimizer.learning_rate.numpy()) * replicas
+    return model
 
 
 def _named(value: str | dict[str, Any], table: dict[str, str], what: str, where: str, module) -> Any:

@@ -121,6 +121,7 @@ def test_sigkill_mid_epoch_loses_at_most_that_epoch(write_config, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = [int(r["epoch"]) for r in history(run)]
     assert epochs == list(range(1, done + 3))  # each epoch exactly once
+    assert json.loads((run / "meta.json").read_text())["resumed"][-1]["at_epoch"] == done  # not from epoch 0
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "completed" and state["epochs_completed"] == done + 2
     steps_per_epoch = -(-300 // 16)  # 400 shapes, the last quarter held out for validation
