@@ -365,7 +365,7 @@ def finish(run: Run, experiment: Experiment, splits, recorder: RunRecorder, stat
         scores = evaluate_checkpoints(run, splits.test) if splits.test is not None else {}
     if scores:
         run.write_json("scores.json", scores)
-    state = run.update_state(status=status, ended=_now())
+    state = run.update_state(status=status, ended=_now()).model_dump()
     meta["ended"] = state["ended"]
     run.write_json("meta.json", meta)
 
