@@ -40,6 +40,7 @@ REASONS = {
     errno.EPERM: "permission denied",
     errno.EFBIG: "file too large",
     errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EEXIST: "a file is in the way of a folder",
 }
 
 # The zip comment of a checkpoint that carries a record starts with this; the JSON record follows.
@@ -77,6 +78,11 @@ def replacing(path: Path) -> Iterator[Path]:
     tmp = partial_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise UserError(f"{path}: cannot write ({path.parent} is a file, not a folder)") from e
+    except OSError as e:
+        raise write_error(path, e) from e
+    try:
         yield tmp
         os.replace(tmp, path)
     except BaseException as e:

@@ -198,10 +198,13 @@ def create_run(output_dir: str | Path, name: str) -> Run:
     """
     parent = Path(output_dir) / check_run_name(name)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{parent}: cannot create the run folder ({os_error_reason(e)})") from e
     for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
         path = parent / f"{stamp}{suffix}"
         try:
-            parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             (path / "checkpoints").mkdir()
         except FileExistsError:
