@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_json, checkpoint_info, os_error_reason
 from cnnrun.errors import UserError
-from cnnrun.lock import hold_folder
+from cnnrun.lock import LOCK_NAME, hold_folder
 
 Status = Literal["running", "completed", "stopped_early", "interrupted", "failed"]
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -170,6 +170,13 @@ class Run:
                 raise UserError(f"{folder}: cannot write in the run folder ({os_error_reason(e)}); "
                                 f"copy the run folder somewhere writable and use the copy") from e
 
+    def copy(self, destination: Path) -> "Run":
+        """A copy of the run folder at `destination`, without `run.lock` (for a process that works on a
+        private copy, e.g. a cluster's process other than 0, and may then hold the copy itself)."""
+        import shutil
+
+        return Run(Path(shutil.copytree(self.path, destination, ignore=shutil.ignore_patterns(LOCK_NAME))))
+
     @contextlib.contextmanager
     def hold(self) -> Iterator["Run"]:
         """Hold the run folder for this process while the block runs (`run.lock`, see `cnnrun.lock`).
@@ -234,11 +241,14 @@ def _started(meta_path: Path) -> float:
         raise ValueError(f"started: {started!r} is not an ISO time") from e
 
 
+_noted: set[str] = set()
+
+
 def find_latest_run(output_dir: str | Path = "outputs") -> Run:
     """The run under `output_dir` whose meta.json records the latest start time (not the folder's mtime).
 
     A run folder whose meta.json is damaged or of the wrong shape is skipped; one note line on standard error
-    (`cnnrun.report.error_console`) names the skipped folders and why.
+    (`cnnrun.report.error_console`) names the skipped folders and why, once per process.
     """
     runs, skipped = [], []
     for meta in Path(output_dir).glob("*/*/meta.json"):
@@ -246,11 +256,12 @@ def find_latest_run(output_dir: str | Path = "outputs") -> Run:
             runs.append((_started(meta), str(meta.parent)))
         except ValueError as e:
             skipped.append(f"{meta.parent} ({e})")
-    if skipped:
+    note = f"note: skipped {len(skipped)} run folder(s) with a damaged meta.json: " + "; ".join(skipped)
+    if skipped and note not in _noted:  # once per process, though a command may look for the latest run twice
         from cnnrun.report import error_console
 
-        error_console.print(f"note: skipped {len(skipped)} run folder(s) with a damaged meta.json: "
-                            + "; ".join(skipped), markup=False, highlight=False, soft_wrap=True)
+        _noted.add(note)
+        error_console.print(note, markup=False, highlight=False, soft_wrap=True)
     if not runs:
         raise UserError(f"no runs under {output_dir}/; give a run folder, e.g. {output_dir}/<name>/<time>")
     return Run(Path(max(runs)[1]))
@@ -297,7 +308,7 @@ def _what_is_wrong(path: Path, error: Exception) -> str:
     if not path.is_file():
         return "checkpoint missing"
     if not zipfile.is_zipfile(path):
-        return "truncated or not a .keras file (not a whole zip archive)"
+        return "damaged checkpoint: truncated or not a .keras file (not a whole zip archive)"
     text = " ".join(str(error).split())
     if "`Lambda` layer" in text:
         return ("refused: holds a Lambda layer, which safe mode does not load — "

@@ -101,8 +101,8 @@ def test_a_truncated_checkpoint_says_so_and_names_the_intact_other_one(tmp_path)
     best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
     with pytest.raises(UserError) as caught:
         load_checkpoint(best)
-    assert str(caught.value) == (f"{best}: truncated or not a .keras file (not a whole zip archive); "
-                                 "checkpoints/last.keras is intact: use --checkpoint last")
+    assert str(caught.value) == (f"{best}: damaged checkpoint: truncated or not a .keras file "
+                                 "(not a whole zip archive); checkpoints/last.keras is intact: use --checkpoint last")
     assert isinstance(load_checkpoint(run.checkpoints / "last.keras"), keras.Model)
 
 
@@ -123,7 +123,8 @@ def test_both_checkpoints_damaged_and_one_missing_are_said_as_such(tmp_path):
     run = run_with_checkpoints(tmp_path)
     for name in ("best.keras", "last.keras"):
         (run.checkpoints / name).write_bytes(b"PK\x03\x04 cut")
-    with pytest.raises(UserError, match=r"best\.keras: truncated .*; checkpoints/last\.keras is damaged too$"):
+    with pytest.raises(UserError, match=r"best\.keras: damaged checkpoint: truncated .*; checkpoints/last\.keras is "
+                                        r"damaged too$"):
         load_checkpoint(run.checkpoints / "best.keras")
     (run.checkpoints / "best.keras").unlink()
     with pytest.raises(UserError, match=r"best\.keras: checkpoint missing; checkpoints/last\.keras is damaged"):

@@ -124,3 +124,11 @@ def test_a_damaged_lock_is_taken_over(tmp_path):
     run.file("run.lock").write_text("")
     with run.hold():
         assert lock_of(run.path)["pid"] == os.getpid()
+
+
+def test_a_private_copy_of_a_held_run_folder_can_be_held(tmp_path, holder):
+    child = holder()
+    copy = Run(tmp_path / "run").copy(tmp_path / "private" / "run")
+    assert not copy.file("run.lock").exists() and lock_of(tmp_path / "run")["pid"] == child.pid
+    with copy.hold():
+        assert lock_of(copy.path)["pid"] == os.getpid()
