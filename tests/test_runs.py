@@ -1,5 +1,6 @@
-"""The run folder helpers: atomic writes, new folder names, finding the latest run by its recorded start."""
+"""The run folder: new folder names, finding the latest run by its recorded start, state.json and its schema."""
 
+import json
 import os
 
 import pytest
@@ -7,6 +8,23 @@ import pytest
 from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
 from cnnrun.runs import Run, create_run, find_latest_run, open_run
+
+COMPLETED = {"status": "completed", "epochs_completed": 2, "epochs_planned": 2,
+             "best": {"monitor": "val_loss", "value": 0.5, "epoch": 2}, "callbacks": {}}
+
+
+def make_run(path, started: str | None = "2026-01-01T10:00:00+00:00", state: dict | None = None) -> Run:
+    """A run folder with a config, a state and a meta.json recording `started`, written as a Trainer would."""
+    run = Run(path)
+    (run.path / "checkpoints").mkdir(parents=True)
+    run.write_json("meta.json", {"started": started})
+    run.write_json("state.json", state or COMPLETED)
+    atomic_write_text(run.file("config.yaml"), "name: x\n")
+    return run
+
+
+def folder_listing(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
@@ -24,12 +42,8 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
 
 
 def test_latest_run_is_by_recorded_start_not_folder_date(tmp_path):
-    older, newer = Run(tmp_path / "a" / "1"), Run(tmp_path / "b" / "2")
-    for run, started in ((older, "2026-01-01T10:00:00+00:00"), (newer, "2026-03-01T10:00:00+00:00")):
-        run.path.mkdir(parents=True)
-        run.write_json("meta.json", {"started": started})
-        run.write_json("state.json", {"status": "completed"})
-        (run.path / "config.yaml").write_text("name: x\n")
+    older = make_run(tmp_path / "a" / "1", "2026-01-01T10:00:00+00:00")
+    newer = make_run(tmp_path / "b" / "2", "2026-03-01T10:00:00+00:00")
     os.utime(older.path / "meta.json", (2e9, 2e9))  # touched later on disk
     assert find_latest_run(tmp_path).path == newer.path
     assert open_run(None, tmp_path).path == newer.path
@@ -46,3 +60,61 @@ def test_no_runs_and_not_a_run_folder(tmp_path):
     with pytest.raises(UserError, match="damaged JSON"):
         Run(tmp_path / "x").read_json("state.json")
     assert (tmp_path / "x" / "state.json").read_text() == "{not json"
+
+
+@pytest.mark.parametrize("meta", ["[]", '{"started": 5}', '{"started": "last tuesday"}', "{not json"])
+def test_one_runs_damaged_meta_json_is_skipped_with_a_note_when_finding_the_latest(tmp_path, capsys, meta):
+    good = make_run(tmp_path / "good" / "1", "2026-01-01T10:00:00+00:00")
+    bad = make_run(tmp_path / "bad" / "2", "2026-05-01T10:00:00+00:00")
+    (bad.path / "meta.json").write_text(meta)
+    assert find_latest_run(tmp_path).path == good.path
+    assert open_run(None, tmp_path).path == good.path
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1  # one line, though the latest run was looked for twice
+    assert note[0].startswith("note: skipped 1 run folder") and str(bad.path) in note[0]
+
+
+@pytest.mark.parametrize("content", [[], {}, {"status": 5}, {"best": "x"},
+                                     {"status": "finished", "epochs_planned": 2},
+                                     {"status": "running", "epochs_planned": 0},
+                                     {"status": "running", "epochs_planned": 2, "epochs_completed": -1},
+                                     {**COMPLETED, "best": {"monitor": "val_loss", "value": "low", "epoch": 2}},
+                                     {**COMPLETED, "epochs_completed": "2"}])
+def test_a_state_json_that_is_not_a_run_state_is_one_line_before_anything_is_written(tmp_path, content):
+    run = make_run(tmp_path / "run")
+    run.file("state.json").write_text(json.dumps(content))
+    before = folder_listing(tmp_path), run.file("state.json").read_bytes()
+    for read in (run.read_state, lambda: run.update_state(status="running"), lambda: open_run(run.path)):
+        with pytest.raises(UserError, match=r"state\.json: .* is not a cnnrun run state \(.+\)") as caught:
+            read()
+        assert "\n" not in str(caught.value)
+    assert (folder_listing(tmp_path), run.file("state.json").read_bytes()) == before
+
+
+def test_state_keeps_what_the_trainer_adds_and_merges_changes(tmp_path):
+    run = Run(tmp_path)
+    state = run.update_state(status="running", epochs_completed=0, epochs_planned=3,
+                             best={"monitor": "val_loss", "value": None, "epoch": None}, augmentation="model")
+    assert state.status == "running" and state.best.value is None
+    run.update_state(epochs_completed=1, best={"monitor": "val_loss", "value": 0.7, "epoch": 1}, scored=False)
+    on_disk = json.loads(run.file("state.json").read_text())
+    assert on_disk["epochs_completed"] == 1 and on_disk["epochs_planned"] == 3
+    assert on_disk["best"] == {"monitor": "val_loss", "value": 0.7, "epoch": 1}
+    assert on_disk["augmentation"] == "model" and on_disk["scored"] is False
+    assert run.read_state().model_dump() == on_disk
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", ".", "..", "", "x/../../y"])
+def test_a_run_name_that_is_not_one_folder_name_is_refused_and_nothing_is_created(tmp_path, name):
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="--name / name: one folder name, got") as caught:
+        create_run(out, name)
+    assert repr(name) in str(caught.value) and "\n" not in str(caught.value)
+    assert folder_listing(tmp_path) == []
+
+
+def test_an_absolute_run_name_is_refused_and_nothing_is_created_there(tmp_path):
+    target = tmp_path / "elsewhere"
+    with pytest.raises(UserError, match="one folder name"):
+        create_run(tmp_path / "out", str(target))
+    assert not target.exists() and not (tmp_path / "out").exists()

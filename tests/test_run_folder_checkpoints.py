@@ -1,0 +1,131 @@
+"""Checkpoints: the record each carries, saves that cannot clash, and messages that say what is wrong.
+
+Every model here is a real Keras model saved by Keras; every damaged file is a real file on disk.
+"""
+
+import os
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from cnnrun.atomic import atomic_save_model, checkpoint_info
+from cnnrun.errors import UserError
+from cnnrun.runs import Run, load_checkpoint
+from tests.test_run_folder_faults import tiny_disk
+
+BEST = {"monitor": "val_loss", "value": 0.41, "epoch": 3}
+
+
+def small_model(units: int = 3) -> keras.Model:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)  # as after training: Adam's slots are saved too
+    return model
+
+
+def run_with_checkpoints(tmp_path) -> Run:
+    run = Run(tmp_path / "run")
+    run.update_state(status="running", epochs_completed=3, epochs_planned=5, best=BEST)
+    model = small_model()
+    atomic_save_model(model, run.checkpoints / "best.keras", info=BEST)
+    atomic_save_model(model, run.checkpoints / "last.keras", info={"epoch": 3})
+    return run
+
+
+def test_a_checkpoint_carries_its_record_and_keras_safe_mode_still_loads_it(tmp_path):
+    model = small_model()
+    path = tmp_path / "checkpoints" / "best.keras"
+    atomic_save_model(model, path, info=BEST)
+    assert checkpoint_info(path) == BEST
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    for saved, original in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, original)
+    # Keras' own entries only: an extra entry would make Keras extract the whole archive on every load
+    assert sorted(zipfile.ZipFile(path).namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+    assert [p.name for p in path.parent.iterdir()] == ["best.keras"]
+
+
+def test_a_checkpoint_saved_without_a_record_or_foreign_has_none(tmp_path):
+    small_model().save(tmp_path / "plain.keras")
+    (tmp_path / "text.keras").write_text("not a zip")
+    assert checkpoint_info(tmp_path / "plain.keras") is None
+    assert checkpoint_info(tmp_path / "text.keras") is None
+    assert checkpoint_info(tmp_path / "missing.keras") is None
+
+
+def test_the_best_value_is_known_from_best_keras_when_state_json_lags_behind(tmp_path):
+    """The instant of fault B3: best.keras replaced (epoch 4), the process killed before state.json said so."""
+    run = run_with_checkpoints(tmp_path)
+    assert run.recorded_best() == BEST
+    newer = {"monitor": "val_loss", "value": 0.37, "epoch": 4}
+    atomic_save_model(small_model(), run.checkpoints / "best.keras", info=newer)
+    assert run.read_state().best.model_dump() == BEST  # state.json still says epoch 3
+    assert run.recorded_best() == newer
+
+
+def test_a_save_leaves_another_writers_partial_file_alone(tmp_path):
+    """Two saves of one checkpoint at once: the other writer is half-way through its own partial file."""
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    theirs = checkpoints / ".best.partial.keras"  # the name every writer used to share
+    theirs.write_bytes(b"another process is writing this")
+    atomic_save_model(small_model(), checkpoints / "best.keras")
+    assert theirs.read_bytes() == b"another process is writing this"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".best.partial.keras", "best.keras"]
+    assert isinstance(load_checkpoint(checkpoints / "best.keras"), keras.Model)
+
+
+def test_a_checkpoint_gets_the_permissions_the_umask_gives(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        atomic_save_model(small_model(), tmp_path / "last.keras", info={"epoch": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "last.keras").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_model_save_on_a_full_disk_says_disk_full_and_leaves_no_partial(tmp_path):
+    with tiny_disk(tmp_path / "disk", "32k") as disk:
+        path = disk / "checkpoints" / "best.keras"
+        with pytest.raises(UserError) as caught:
+            atomic_save_model(small_model(units=5000), path)  # 100 KB of weights, 3 copies with Adam
+        assert str(caught.value) == f"{path}: cannot write (disk full)"
+        assert list(path.parent.iterdir()) == []
+
+
+def test_a_truncated_checkpoint_says_so_and_names_the_intact_other_one(tmp_path):
+    run = run_with_checkpoints(tmp_path)
+    best = run.checkpoints / "best.keras"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(best)
+    assert str(caught.value) == (f"{best}: damaged checkpoint: truncated or not a .keras file "
+                                 "(not a whole zip archive); checkpoints/last.keras is intact: use --checkpoint last")
+    assert isinstance(load_checkpoint(run.checkpoints / "last.keras"), keras.Model)
+
+
+def test_a_lambda_layer_is_refused_by_safe_mode_not_called_damaged(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
+    path = tmp_path / "checkpoints" / "last.keras"
+    path.parent.mkdir()
+    model.save(path)
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message == (f"{path}: refused: holds a Lambda layer, which safe mode does not load — cnnrun never "
+                       "runs code from a checkpoint; checkpoints/best.keras is missing too")
+    assert "damaged" not in message
+
+
+def test_both_checkpoints_damaged_and_one_missing_are_said_as_such(tmp_path):
+    run = run_with_checkpoints(tmp_path)
+    for name in ("best.keras", "last.keras"):
+        (run.checkpoints / name).write_bytes(b"PK\x03\x04 cut")
+    with pytest.raises(UserError, match=r"best\.keras: damaged checkpoint: truncated .*; checkpoints/last\.keras is "
+                                        r"damaged too$"):
+        load_checkpoint(run.checkpoints / "best.keras")
+    (run.checkpoints / "best.keras").unlink()
+    with pytest.raises(UserError, match=r"best\.keras: checkpoint missing; checkpoints/last\.keras is damaged"):
+        load_checkpoint(run.checkpoints / "best.keras")
