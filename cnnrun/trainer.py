@@ -15,7 +15,6 @@ Example:
 """
 
 import contextlib
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,10 +28,11 @@ from cnnrun.callbacks import Configured, RunRecorder, configured_callbacks, ctrl
 from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.distribute import Placement, fingerprint, place
+from cnnrun.errors import UserError
 from cnnrun.model import declared_info, new_model
 from cnnrun.provenance import new_meta, now
 from cnnrun.report import console, error_console, format_metrics, header_panel, results_table
-from cnnrun.runs import Run, checkpoint_info, create_run, load_checkpoint, open_run
+from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 
 FINISHED = ("completed", "stopped_early")
 
@@ -159,9 +159,9 @@ class Trainer:
         """
         run = open_run(run_path)
         state = run.read_state()
-        if state["status"] in FINISHED and epochs is None:
-            console.print(f"{run.path} is {state['status']} after "
-                          f"{_plural(state['epochs_completed'], 'epoch')}; nothing to resume. "
+        if state.status in FINISHED and epochs is None:
+            console.print(f"{run.path} is {state.status} after "
+                          f"{_plural(state.epochs_completed, 'epoch')}; nothing to resume. "
                           f"Give --epochs N to train on to N epochs.")
             return None
         experiment = load_experiment(run.file("config.yaml"))
@@ -174,9 +174,9 @@ class Trainer:
             resources.enter_context(placement.scope())
             private = resources.enter_context(placement.private_folder())
             if private:
-                run = Run(Path(shutil.copytree(run.path, Path(private) / run.path.name)))
+                run = run.copy(Path(private) / run.path.name)
             resources.enter_context(run.hold())
-            run.check_writable()
+            run.check_writable("checkpoints")
             trainer = cls._reopen(run, experiment, placement, epochs is not None)
             if trainer is not None:
                 trainer.resources = resources
@@ -190,7 +190,7 @@ class Trainer:
     @classmethod
     def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool) -> "Trainer | None":
         """Read and check everything a resumed run needs, then record that it runs again."""
-        state = run.read_state()  # again, now that this process holds the lock
+        state = run.read_state().model_dump()  # again, now that this process holds the lock
         stored_info = DatasetInfo(**run.read_json("dataset.json")) if run.file("dataset.json").is_file() else None
         stored_files = run.read_json("splits.json") if run.file("splits.json").is_file() else None
         meta = run.read_json("meta.json") if run.file("meta.json").is_file() else None
@@ -206,10 +206,9 @@ class Trainer:
             if stored_info is None:
                 stored_info = DatasetInfo(**run.read_json("dataset.json"))  # says it is missing
             done = int(model.optimizer.iterations.numpy()) // -(-stored_info.sizes["train"] // batch)
-        best = state["best"]
         if (run.checkpoints / "best.keras").exists():
             load_checkpoint(run.checkpoints / "best.keras")  # a damaged best.keras is found now, not after training
-            best = checkpoint_info(run.checkpoints / "best.keras") or best
+        best = run.recorded_best()  # from best.keras itself: state.json may lag behind it
         fit_ended = None if more_epochs else state.get("fit_ended")
         if done >= experiment.train.epochs or fit_ended:
             if state["status"] in FINISHED:
@@ -249,6 +248,9 @@ class Trainer:
         """Write the run's own files before training: config, data description, summary, meta and state."""
         run, experiment, info = self.run, self.experiment, self.splits.info
         atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
+        run.update_state(status="running", epochs_completed=self.initial_epoch,
+                         epochs_planned=experiment.train.epochs, best=self.recorder.best, augmentation=augmentation,
+                         fit_ended=self.fit_ended, **({} if self.initial_epoch else {"callbacks": {}}))
         run.write_json("dataset.json", info.to_dict())
         files = self.splits.files()
         if files is not None:
@@ -260,9 +262,6 @@ class Trainer:
         atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
         self.meta["ended"] = None
         run.write_json("meta.json", self.meta)
-        run.update_state(status="running", epochs_completed=self.initial_epoch,
-                         epochs_planned=experiment.train.epochs, best=self.recorder.best, augmentation=augmentation,
-                         fit_ended=self.fit_ended, **({} if self.initial_epoch else {"callbacks": {}}))
 
     # ------------------------------------------------------------------ fit and finish
 
@@ -290,7 +289,8 @@ class Trainer:
         except KeyboardInterrupt:
             self._interrupted(started)
         except BaseException as e:
-            self._add_fit_seconds(started, status="failed", ended=now())
+            with contextlib.suppress(UserError):  # a full disk must not hide the first error
+                self._add_fit_seconds(started, status="failed", ended=now())
             error = data_error(e) if isinstance(e, Exception) else None
             if error is not None:
                 raise error from e
@@ -318,11 +318,11 @@ class Trainer:
         if scores:
             run.write_json("scores.json", scores)
         state = run.update_state(status=status, ended=now())
-        self.meta["ended"] = state["ended"]
+        self.meta["ended"] = state.ended
         run.write_json("meta.json", self.meta)
 
         best = self.recorder.best
-        rows = [("status", status), ("epochs", f"{state['epochs_completed']} of {state['epochs_planned']}")]
+        rows = [("status", status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
         if best["epoch"] is not None:
             rows.append(("best epoch", f"{best['epoch']} ({best['monitor']} {best['value']:.4f})"))
         for which, metrics in scores.items():
@@ -331,7 +331,7 @@ class Trainer:
             rows.append(("test", "no test split"))
         if self.placement.processes > 1:
             rows.append(("final weights", f"fingerprint {fingerprint(self.model)}"))
-        rows.append(("training time", f"{state.get('fit_seconds', 0):.1f} s"))
+        rows.append(("training time", f"{state.fit_seconds:.1f} s"))
         rows.append(("run folder", str(run.path)))
         results_table(f"{self.experiment.name}: results", rows)
         return run
@@ -350,7 +350,7 @@ class Trainer:
         return scores
 
     def _add_fit_seconds(self, started: float | None, **changes: Any) -> None:
-        seconds = self.run.read_state().get("fit_seconds", 0)
+        seconds = self.run.read_state().fit_seconds
         if started is not None:
             seconds += time.perf_counter() - started
         self.run.update_state(fit_seconds=round(seconds, 2), **changes)
