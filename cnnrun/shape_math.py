@@ -283,7 +283,7 @@ def parse_dims(text: str, count: tuple[int, ...], option: str, example: str) -> 
     (3, 5)
     """
     parts = [p.strip() for p in text.strip().lower().replace("×", "x").split("x")]
-    if len(parts) not in count or not all(p.isdigit() and int(p) > 0 for p in parts):
+    if len(parts) not in count or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
         raise UserError(f"{option}: '{text}' is not {example}")
     return tuple(int(p) for p in parts)
 
