@@ -227,9 +227,11 @@ def predict(
     Example: cnnrun predict my_shapes/ --run outputs/quickstart/20260101-120000 --top-k 2 --output predictions.csv
     """
     for path in paths:
-        if (path / "state.json").is_file():
-            raise UserError(f"{path}: is a run folder, not an image folder; name the run with --run {path} "
-                            "and give the images as arguments")
+        runs = [path] if (path / "state.json").is_file() else sorted(p.parent for p in path.glob("*/state.json"))
+        if runs:
+            what = "is a run folder" if runs == [path] else "holds run folders"
+            raise UserError(f"{path}: {what}, not pictures; name the run with --run {runs[-1]} and give the "
+                            "pictures as arguments")
     from cnnrun.backend import use_backend
 
     use_backend(_run_experiment(run).backend)
