@@ -59,6 +59,7 @@ def test_tables_sent_to_a_pipe_are_not_cut_at_80_columns_and_no_chatter_shows():
     assert "(32 + 2·1 − 3)/1 + 1 = 32" in row and "(None, 32, 32, 32)" in row and "(3·3·3 + 1)·32 = 896" in row
 
 
+@pytest.mark.slow
 def test_mixed_precision_and_xla_train_on_the_cpu():
     import keras
 
