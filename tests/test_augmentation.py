@@ -10,7 +10,7 @@ from cnnrun.config import AugmentationConfig
 from cnnrun.data import build_augmenter
 from cnnrun.data.shapes import make_shapes
 from cnnrun.errors import UserError
-from tests.conftest import run_here, tiny_config
+from tests.conftest import run_cli, tiny_config
 
 
 def _augment(x: np.ndarray, **words) -> np.ndarray:
@@ -120,8 +120,9 @@ def test_augment_preview_writes_changed_versions_and_a_grid(tmp_path):
     x, _, _ = make_shapes(1, image_size=40, channels=3, seed=2)
     picture = tmp_path / "shape.png"
     Image.fromarray(x[0]).save(picture)
-    result = run_here("augment-preview", picture, "-n", "3", "--seed", "1", cwd=tmp_path)
+    result = run_cli("augment-preview", picture, "-n", "3", "--seed", "1", cwd=tmp_path, columns=None)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # TensorFlow's start-up messages and Keras' warnings stay out of the terminal
     files = sorted((tmp_path / "shape_augmented").iterdir())
     assert [f.name for f in files] == ["shape_aug01.png", "shape_aug02.png", "shape_aug03.png", "shape_grid.png"]
     versions = [_pixels(f) for f in files[:3]]

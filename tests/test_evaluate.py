@@ -69,8 +69,10 @@ def test_evaluate_reproduces_scores_json(standardized_run, checkpoint):
 
 
 @pytest.mark.slow
-def test_evaluate_on_the_validation_split(standardized_run):
-    assert run_here("evaluate", standardized_run, "--split", "validation").returncode == 0
+def test_evaluate_on_the_validation_split_says_nothing_on_stderr(standardized_run):
+    result = run_cli("evaluate", standardized_run, "--split", "validation", columns=None)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # no start-up chatter or library warnings
     assert (standardized_run / "eval" / "best_validation_metrics.json").exists()
 
 
@@ -110,8 +112,9 @@ def test_predict_equals_model_predict_on_the_same_array(standardized_run, tmp_pa
     x, _, _ = make_shapes(1, image_size=16, seed=21)
     Image.fromarray(x[0, :, :, 0]).save(tmp_path / "one.png")
     out = tmp_path / "p.csv"
-    result = run_here("predict", tmp_path / "one.png", "--run", standardized_run, "--top-k", "3", "--output", out)
+    result = run_cli("predict", tmp_path / "one.png", "--run", standardized_run, "--top-k", "3", "--output", out)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""
     (row,) = csv.DictReader(out.open())
     info = json.loads((standardized_run / "dataset.json").read_text())
     model = keras.saving.load_model(standardized_run / "checkpoints" / "best.keras", safe_mode=True)
