@@ -30,32 +30,11 @@ app.add_typer(data_app, name="data")
 _debug = {"on": False}
 
 
-class Checkpoint(StrEnum):
-    """Which checkpoint of a run: the best epoch's or the last one's."""
-
-    best = "best"
-    last = "last"
-
-
-class Split(StrEnum):
-    """The split `evaluate` judges on."""
-
-    test = "test"
-    validation = "validation"
-
-
-class Padding(StrEnum):
-    """Keras' Conv2D paddings: `valid` (none) or `same` (output size ceil(n / stride))."""
-
-    valid = "valid"
-    same = "same"
-
-
-class Pool(StrEnum):
-    """The pooling kinds of `kernel-demo`."""
-
-    max = "max"
-    average = "average"
+# Options whose values are a fixed set: Typer lists the values in --help and refuses any other (exit 2).
+Checkpoint = StrEnum("Checkpoint", ["best", "last"])  # the best epoch's checkpoint or the last one's
+Split = StrEnum("Split", ["test", "validation"])  # the split evaluate judges on
+Padding = StrEnum("Padding", ["valid", "same"])  # Conv2D's paddings: none, or output size ceil(n / stride)
+Pool = StrEnum("Pool", ["max", "average"])  # kernel-demo's poolings
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="The experiment's YAML file.", show_default=False)]
