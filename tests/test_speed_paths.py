@@ -59,6 +59,21 @@ def test_tables_sent_to_a_pipe_are_not_cut_at_80_columns_and_no_chatter_shows():
     assert "(32 + 2·1 − 3)/1 + 1 = 32" in row and "(None, 32, 32, 32)" in row and "(3·3·3 + 1)·32 = 896" in row
 
 
+def test_a_table_into_a_pipe_takes_the_width_it_needs_unless_columns_is_set(tmp_path):
+    from PIL import Image
+
+    name = "a_class_folder_whose_name_is_long_" + "x" * 100  # 134 characters
+    for folder in (name, "short"):
+        (tmp_path / "pictures" / folder).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "pictures" / folder / "one.png")
+    piped = run_cli("data", "check", tmp_path / "pictures", columns=None)
+    assert piped.returncode == 0, piped.stderr
+    assert any(name in line for line in piped.stdout.splitlines())  # whole, on one line
+    narrow = run_cli("data", "check", tmp_path / "pictures", columns="60")
+    assert narrow.returncode == 0, narrow.stderr
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 60  # COLUMNS is the user's choice
+
+
 @pytest.mark.slow
 def test_mixed_precision_and_xla_train_on_the_cpu():
     import keras
