@@ -2,7 +2,7 @@
 
 Heavy libraries (TensorFlow, Keras, matplotlib) are imported inside the functions that need them, so `--help`
 and config errors answer at once. A user's mistake ends in one line and exit code 2; `--debug` shows the
-traceback.
+traceback. The libraries' warnings and start-up messages are kept out of the terminal (`--debug` shows them too).
 """
 
 import os
