@@ -31,10 +31,10 @@ def peak_rss_mb() -> float:
 
 
 def run_cnnrun(data: str, cache: str) -> dict:
-    from cnnrun.cli import _quiet_tensorflow
+    from cnnrun.cli import _quiet_imports
     from cnnrun.config import load_experiment
 
-    _quiet_tensorflow()
+    _quiet_imports()
     from cnnrun.data import load_splits
 
     experiment = load_experiment(CONFIG, [f"dataset.data_dir={data}", f"dataset.cache={cache}"])
@@ -54,9 +54,9 @@ def run_cnnrun(data: str, cache: str) -> dict:
 
 
 def run_course(data: str, images: int) -> dict:
-    from cnnrun.cli import _quiet_tensorflow
+    from cnnrun.cli import _quiet_imports
 
-    _quiet_tensorflow()
+    _quiet_imports()
     try:
         from tf_keras.preprocessing.image import ImageDataGenerator
     except ImportError:

@@ -45,10 +45,10 @@ SETTINGS = {
 
 def measure(config: str, setting: str, steps: int) -> dict:
     """Runs in a child process: build what `cnnrun train` builds, time the second of two `fit` epochs."""
-    from cnnrun.cli import _quiet_tensorflow
+    from cnnrun.cli import _quiet_imports
     from cnnrun.config import load_experiment
 
-    _quiet_tensorflow()
+    _quiet_imports()
     import keras
 
     from cnnrun.data import load_splits

@@ -2,11 +2,12 @@
 
 Heavy libraries (TensorFlow, Keras, matplotlib) are imported inside the functions that need them, so `--help`
 and config errors answer at once. A user's mistake ends in one line and exit code 2; `--debug` shows the
-traceback.
+traceback. The libraries' warnings and start-up messages are kept out of the terminal (`--debug` shows them too).
 """
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,14 @@ app.add_typer(data_app, name="data")
 
 _debug = {"on": False}
 
+
+# Options whose values are a fixed set: Typer lists the values in --help and refuses any other (exit 2).
+Checkpoint = StrEnum("Checkpoint", ["best", "last"])  # the best epoch's checkpoint or the last one's
+Split = StrEnum("Split", ["test", "validation"])  # the split evaluate judges on
+Padding = StrEnum("Padding", ["valid", "same"])  # Conv2D's paddings: none, or output size ceil(n / stride)
+Pool = StrEnum("Pool", ["max", "average"])  # kernel-demo's poolings
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="The experiment's YAML file.", show_default=False)]
 SetOption = Annotated[
     list[str] | None,
@@ -37,19 +46,38 @@ SetOption = Annotated[
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of user errors.")] = False) -> None:
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of user errors, and the "
+                                              "libraries' warnings and start-up messages.")] = False) -> None:
     _debug["on"] = debug
+    if not debug:
+        _keep_chatter_out()
 
 
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probing) kept out of the terminal.
+def _keep_chatter_out() -> None:
+    """Keep the libraries' own messages out of the terminal: cnnrun says what a user needs to know.
 
-    That chatter is written before TensorFlow reads TF_CPP_MIN_LOG_LEVEL, so standard error is sent to a
-    temporary file while TensorFlow loads and finds its devices; if that fails, what it wrote is shown.
+    Python warnings (Keras' `UserWarning`s, Pillow's `DecompressionBombWarning`, …) are ignored, the loggers of
+    TensorFlow, JAX and absl show only errors, and TensorFlow's C++ log only errors (`TF_CPP_MIN_LOG_LEVEL=2`,
+    unless the environment says otherwise). `--debug` leaves all of it on.
+    """
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "jax", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _quiet_imports() -> None:
+    """Import TensorFlow and Keras (with its backend) with their C++ start-up chatter kept out of the terminal.
+
+    That chatter (oneDNN, CUDA probing, absl's "log messages before InitializeLog") is written before TensorFlow
+    reads TF_CPP_MIN_LOG_LEVEL, so standard error is sent to a temporary file while the libraries load and find
+    their devices; if that fails, what they wrote is shown. The backend must be chosen before (`use_backend`).
     """
     import tempfile
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _debug["on"]:
         return
     sys.stderr.flush()
@@ -57,6 +85,7 @@ def _quiet_tensorflow() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
+            import keras  # noqa: F401  (imports the backend: TensorFlow or JAX)
             import tensorflow as tf
 
             tf.config.list_physical_devices()
@@ -87,7 +116,7 @@ def train(
 
     experiment = load_experiment(config, set_)
     prepare(experiment)
-    _quiet_tensorflow()
+    _quiet_imports()
     from cnnrun.trainer import train_experiment
 
     train_experiment(experiment, output_dir=output_dir, name=name)
@@ -104,7 +133,7 @@ def inspect(config: ConfigArg, set_: SetOption = None) -> None:
 
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)
-    _quiet_tensorflow()
+    _quiet_imports()
     from cnnrun.inspect import inspect_experiment
 
     inspect_experiment(experiment)
@@ -112,7 +141,8 @@ def inspect(config: ConfigArg, set_: SetOption = None) -> None:
 
 RunArg = Annotated[Path | None, typer.Argument(help="A run folder (default: the latest under outputs/).",
                                                 show_default=False)]
-CheckpointOption = Annotated[str, typer.Option("--checkpoint", help="best or last.")]
+CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="The run's checkpoint to use: the best "
+                                                    "epoch's or the last one's.")]
 
 
 def _run_experiment(run_dir: Path | None):
@@ -121,12 +151,6 @@ def _run_experiment(run_dir: Path | None):
     from cnnrun.runs import open_run
 
     return load_experiment(open_run(run_dir).file("config.yaml"))
-
-
-def _checkpoint(value: str) -> str:
-    if value not in ("best", "last"):
-        raise UserError(f"--checkpoint {value}: use best or last")
-    return value
 
 
 @app.command()
@@ -141,7 +165,7 @@ def resume(
     from cnnrun.backend import prepare
 
     prepare(_run_experiment(run_dir))
-    _quiet_tensorflow()
+    _quiet_imports()
     from cnnrun.trainer import resume_run
 
     resume_run(run_dir, epochs)
@@ -150,64 +174,74 @@ def resume(
 @app.command()
 def evaluate(
     run_dir: RunArg = None,
-    checkpoint: CheckpointOption = "best",
-    split: Annotated[str, typer.Option("--split", help="test or validation.")] = "test",
+    checkpoint: CheckpointOption = Checkpoint.best,
+    split: Annotated[Split, typer.Option("--split", help="The split to judge on.")] = Split.test,
 ) -> None:
     """Judge a run's checkpoint on a split; write metrics, confusion matrix, per-class table into RUN_DIR/eval/.
 
     Example: cnnrun evaluate --checkpoint last --split validation
     """
-    if split not in ("test", "validation"):
-        raise UserError(f"--split {split}: use test or validation")
-    _checkpoint(checkpoint)
     from cnnrun.backend import use_backend
 
     use_backend(_run_experiment(run_dir).backend)
-    _quiet_tensorflow()
+    _quiet_imports()
     from cnnrun.evaluate import evaluate_run
 
-    evaluate_run(run_dir, checkpoint, split)
+    evaluate_run(run_dir, checkpoint.value, split.value)
 
 
 @app.command()
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="[RUN_DIR] then image files or folders.", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
+    run: Annotated[Path | None, typer.Option("--run", help="The run whose model predicts (default: the latest "
+                                             "under outputs/).", show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes shown per image.")] = 3,
-    checkpoint: CheckpointOption = "best",
+    checkpoint: CheckpointOption = Checkpoint.best,
     output: Annotated[Path | None, typer.Option("--output", help="Also write the predictions to this CSV.")] = None,
 ) -> None:
     """Predict the classes of images with a run's model: top-k classes and their probabilities.
 
-    The first argument is taken as the run folder when it holds a state.json; otherwise the latest run is used.
+    Exit code 0 when every input was predicted, 1 when some were not readable images (each is listed).
 
-    Example: cnnrun predict outputs/quickstart/20260101-120000 my_shapes/ --top-k 2 --output predictions.csv
+    Example: cnnrun predict my_shapes/ --run outputs/quickstart/20260101-120000 --top-k 2 --output predictions.csv
     """
-    run_dir = paths[0] if paths and (paths[0] / "state.json").is_file() else None
-    images = paths[1:] if run_dir else paths
-    if not images:
-        raise UserError("predict: name at least one image file or folder after the run folder")
-    _checkpoint(checkpoint)
+    for path in paths:
+        runs = [path] if (path / "state.json").is_file() else sorted(p.parent for p in path.glob("*/state.json"))
+        if runs:
+            what = "is a run folder" if runs == [path] else "holds run folders"
+            raise UserError(f"{path}: {what}, not pictures; name the run with --run {runs[-1]} and give the "
+                            "pictures as arguments")
     from cnnrun.backend import use_backend
 
-    use_backend(_run_experiment(run_dir).backend)
-    _quiet_tensorflow()
+    use_backend(_run_experiment(run).backend)
+    _quiet_imports()
     from cnnrun.predict import predict_files
 
-    predict_files(run_dir, images, top_k, checkpoint, output)
+    unreadable = predict_files(run, paths, top_k, checkpoint.value, output)
+    if isinstance(unreadable, int) and unreadable:  # the number of inputs that were not readable images
+        raise typer.Exit(1)
 
 
 @config_app.command("show")
 def config_show(config: ConfigArg, set_: SetOption = None) -> None:
     """Print the resolved experiment: after `base:`, `--set` and `${vars}`, with every default filled in.
 
+    On a terminal the YAML is coloured; written to a file or a pipe it is the YAML as it is, never wrapped, so
+    `cnnrun config show CONFIG > resolved.yaml` saves a config that loads back to the same experiment.
+
     Example: cnnrun config show configs/cifar10_bn.yaml --set train.epochs=5
     """
+    from cnnrun.config import experiment_to_yaml, load_experiment
+
+    text = experiment_to_yaml(load_experiment(config, set_))
+    if not sys.stdout.isatty():
+        sys.stdout.write(text)
+        return
     from rich.syntax import Syntax
 
-    from cnnrun.config import experiment_to_yaml, load_experiment
     from cnnrun.report import console
 
-    console.print(Syntax(experiment_to_yaml(load_experiment(config, set_)), "yaml", background_color="default"))
+    console.print(Syntax(text, "yaml", background_color="default", word_wrap=True))
 
 
 def _echo(line: str) -> None:
@@ -232,9 +266,10 @@ def kernel_demo(
                       "Repeatable (default: vertical and horizontal).", show_default=False)] = None,
     kernel_values: Annotated[list[str] | None, typer.Option("--kernel-values", help='Your own kernel as a nested '
                              'list, e.g. "[[0,-1,0],[-1,5,-1],[0,-1,0]]". Repeatable.', show_default=False)] = None,
-    padding: Annotated[str, typer.Option("--padding", help="valid (no padding) or same, as in Conv2D.")] = "valid",
+    padding: Annotated[Padding, typer.Option("--padding", help="As in Conv2D: valid (no padding) or same.")]
+    = Padding.valid,
     stride: Annotated[int, typer.Option("--stride", min=1, help="Step between windows, as Conv2D's strides.")] = 1,
-    pool: Annotated[list[str] | None, typer.Option("--pool", help="max or average: add the picture after "
+    pool: Annotated[list[Pool] | None, typer.Option("--pool", help="Add the picture after max or average "
                     "pooling. Repeatable (--pool max --pool average).", show_default=False)] = None,
     pool_size: Annotated[int, typer.Option("--pool-size", min=1, help="The pooling window (and stride).")] = 2,
     out: OutOption = None,
@@ -247,7 +282,8 @@ def kernel_demo(
     """
     from cnnrun.demos.kernels import kernel_demo as run_demo
 
-    run_demo(image, kernel, kernel_values, padding, stride, pool, pool_size, out, echo=_echo)
+    run_demo(image, kernel, kernel_values, padding.value, stride, [p.value for p in pool or []], pool_size, out,
+             echo=_echo)
 
 
 @app.command("image-info")
@@ -272,8 +308,8 @@ def conv_shape(
                                         show_default=False)],
     kernel: Annotated[str, typer.Option("--kernel", help="The first Conv2D's kernel size: 3 or 3x5.")] = "3",
     stride: Annotated[int, typer.Option("--stride", help="The first Conv2D's stride.")] = 1,
-    padding: Annotated[str, typer.Option("--padding", help="valid or same: the first Conv2D's padding, and the "
-                                         "default of later conv steps.")] = "valid",
+    padding: Annotated[Padding, typer.Option("--padding", help="The first Conv2D's padding, and the default of "
+                                             "later conv steps.")] = Padding.valid,
     filters: Annotated[int, typer.Option("--filters", help="The first Conv2D's number of filters.")] = 1,
     then: Annotated[list[str] | None, typer.Option("--then", help="A further layer, repeatable: "
                     "conv:KHxKWxFILTERS, pool:SIZE (maxpool:, avgpool:), each optionally followed by /STRIDE and "
@@ -285,34 +321,13 @@ def conv_shape(
     Example: cnnrun conv-shape --input 28x28x1 --kernel 3 --padding same --filters 16 --then pool:2 --then conv:3x3x32
     """
     from cnnrun.report import console
-    from cnnrun.shape_math import apply_step, parse_shape, parse_step
+    from cnnrun.shape_math import chain_lines, conv_chain
 
-    shape = parse_shape(input_, "--input")
-    sizes = kernel.strip().lower().replace("×", "x").split("x")
-    if len(sizes) not in (1, 2) or not all(s.strip().isdigit() and int(s) > 0 for s in sizes):
-        raise UserError(f"--kernel: '{kernel}' is not a kernel size; write 3 or 3x3 (height x width)")
-    kh, kw = int(sizes[0]), int(sizes[-1])
-    if padding not in ("valid", "same"):
-        raise UserError(f"--padding: '{padding}' is not a padding; use valid or same")
-    steps = [{"kind": "conv", "kernel_h": kh, "kernel_w": kw, "filters": filters, "stride": stride,
-              "padding": padding}]
-    steps += [parse_step(text, padding, "--then") for text in then or []]
-    _echo(f"Input: {shape}. Output size = (n + 2p − f)/s + 1, rounded down; "
-          "Conv2D params = (kh·kw·channels + 1)·filters")
-    total = 0
-    for i, step in enumerate(steps):
-        option = "--kernel/--stride/--filters" if i == 0 else f"--then {then[i - 1]}"
-        try:
-            layer = apply_step(shape, step)
-        except UserError as e:
-            raise UserError(f"{option}: {e}") from e
-        _echo(f"#{i} {layer.layer} -> {layer.output_shape}")
-        if layer.size:
-            _echo(f"   size:   {layer.size}" + (f"   ({layer.note})" if layer.note else ""))
-        _echo(f"   params: {layer.params.formula()}")
-        total += layer.params.total
-        shape = layer.output_shape
-    console.print(f"Output shape: [bold]{shape}[/]; total params: [bold]{total:,}[/]")
+    layers = conv_chain(input_, kernel, stride, padding.value, filters, then)
+    for line in chain_lines(layers):
+        _echo(line)
+    total = sum(layer.params.total for layer in layers)
+    console.print(f"Output shape: [bold]{layers[-1].output_shape}[/]; total params: [bold]{total:,}[/]")
 
 
 @data_app.command("check")
@@ -325,7 +340,7 @@ def data_check(
     Exit code 0 when every picture decodes, 1 when some do not (each is listed with the reason), 2 when PATH is
     not an image folder.
 
-    Example: cnnrun data check data/cats_vs_dogs
+    Example: cnnrun data check data/cats_and_dogs
     """
     from cnnrun.data.check import check_image_folder, print_report
 
@@ -353,7 +368,7 @@ def augment_preview(
     """
     from cnnrun.demos.augment import augment_preview as run_preview
 
-    _quiet_tensorflow()
+    _quiet_imports()
     run_preview(image, config, count, out, seed, echo=_echo)
 
 

@@ -608,4 +608,5 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
 
 def experiment_to_yaml(experiment: Experiment) -> str:
     """The complete experiment (defaults included) as YAML: what a run's `config.yaml` holds."""
-    return yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False, allow_unicode=True,
+                          width=float("inf"))  # a long value stays on its line, as written

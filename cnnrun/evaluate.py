@@ -4,15 +4,13 @@ Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics
 (PNG), a per-class precision / recall / F1 table (CSV) and a grid of misclassified examples (PNG).
 """
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.table import Table
 
-from cnnrun.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
 from cnnrun.report import console, format_metrics, results_table
 from cnnrun.runs import Run, load_checkpoint, open_run
 
@@ -58,16 +56,8 @@ def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) 
     return matrix, rows
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def confusion_png(matrix: np.ndarray, names: list[str], title: str) -> bytes:
+def confusion_figure(matrix: np.ndarray, names: list[str], title: str):
+    """The confusion matrix as a matplotlib figure: true classes down, predicted across, counts in the cells."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,10 +74,10 @@ def confusion_png(matrix: np.ndarray, names: list[str], title: str) -> bytes:
             ax.text(j, i, str(count), ha="center", va="center",
                     color="white" if count > matrix.max() / 2 else "black", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def misclassified_png(pixels, truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> bytes:
+def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names: list[str]):
     """A grid of up to 25 misclassified images titled `true → predicted`; `pixels(indices)` gives their images."""
     import matplotlib
 
@@ -106,7 +96,7 @@ def misclassified_png(pixels, truth: np.ndarray, predicted: np.ndarray, names: l
     if not len(wrong):
         axes[0, 0].set_title("no misclassified examples")
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test") -> dict[str, Any]:
@@ -135,15 +125,11 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     out, prefix = run.file("eval"), f"{checkpoint}_{split}"
     report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), **metrics}
     atomic_write_json(out / f"{prefix}_metrics.json", report)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / f"{prefix}_per_class.csv", text.getvalue())
-    atomic_write_bytes(out / f"{prefix}_confusion.png",
-                       confusion_png(matrix, info.class_names, f"{experiment.name}: {checkpoint}.keras on {split}"))
-    atomic_write_bytes(out / f"{prefix}_misclassified.png",
-                       misclassified_png(examples.pixels, truth, predicted, info.class_names))
+    atomic_write_csv(out / f"{prefix}_per_class.csv", rows)
+    title = f"{experiment.name}: {checkpoint}.keras on {split}"
+    atomic_write_figure(confusion_figure(matrix, info.class_names, title), out / f"{prefix}_confusion.png", dpi=100)
+    atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names),
+                        out / f"{prefix}_misclassified.png", dpi=100)
 
     table = Table(title=f"per class ({split})", title_justify="left")
     for column in rows[0]:

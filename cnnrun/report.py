@@ -1,6 +1,7 @@
 """What a person sees: the history plot, the header panel before training and the results table after."""
 
-import io
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +9,20 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-console = Console()
-error_console = Console(stderr=True)
+WIDE = 10_000
+"""The width cnnrun's consoles take when their stream is not a terminal and COLUMNS is unset: wide enough that
+a table or a long value sent to a file or a pipe is never cut or wrapped (rich would take 80 columns)."""
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console: the terminal's width on a terminal (or COLUMNS when set), `WIDE` on a file or a pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    return Console(stderr=stderr, width=WIDE if piped and "COLUMNS" not in os.environ else None)
+
+
+console = make_console()
+error_console = make_console(stderr=True)
 
 
 def main_metric(history: list[dict[str, Any]]) -> str | None:
@@ -27,7 +40,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnrun.atomic import atomic_write_bytes
+    from cnnrun.atomic import atomic_write_figure
 
     metric = main_metric(history)
     keys = ["loss"] + ([metric] if metric else [])
@@ -41,10 +54,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_figure(fig, path, dpi=100)
 
 
 def header_panel(rows: dict[str, str], title: str) -> None:

@@ -90,8 +90,7 @@ def conv_size(n: int, kernel: int, stride: int = 1, padding: str = "valid", dila
     _positive(kernel, "kernel size")
     _positive(stride, "stride")
     _positive(dilation, "dilation")
-    if padding not in PADDINGS:
-        raise UserError(f"padding: '{padding}' is not a padding; use valid or same")
+    check_padding(padding)
     f = dilation * (kernel - 1) + 1
     if padding == "valid":
         if f > n:
@@ -260,15 +259,46 @@ def _image_shape(shape: tuple[int, ...], layer: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+def check_padding(padding: str, option: str = "padding") -> str:
+    """`padding` if it is one of Keras' two paddings (`valid`, `same`), else a UserError naming `option`."""
+    if padding not in PADDINGS:
+        raise UserError(f"{option}: '{padding}' is not a padding; use valid or same")
+    return padding
+
+
+def parse_dims(text: str, count: tuple[int, ...], option: str, example: str) -> tuple[int, ...]:
+    """Read `HxW`-style sizes (`28x28x1`, `3x5`, `3`; `×` works too) as positive whole numbers.
+
+    Args:
+        text: what the user wrote.
+        count: how many numbers may be given, e.g. `(1, 2)` for a kernel size.
+        option: the option's name, for the error message.
+        example: what to write instead, for the error message.
+
+    Raises:
+        UserError: not that many positive whole numbers separated by `x`.
+
+    Example:
+    >>> parse_dims("3x5", (1, 2), "--kernel", "3 or 3x3")
+    (3, 5)
+    """
+    parts = [p.strip() for p in text.strip().lower().replace("×", "x").split("x")]
+    if len(parts) not in count or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"{option}: '{text}' is not {example}")
+    return tuple(int(p) for p in parts)
+
+
 def parse_shape(text: str, option: str = "--input") -> tuple[int, int, int]:
     """`28x28x1` (or `28x28`, one channel) -> `(28, 28, 1)`."""
-    parts = text.strip().lower().replace("×", "x").split("x")
-    if len(parts) == 2:
-        parts.append("1")
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise UserError(f"{option}: '{text}' is not an input shape; write HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1")
-    h, w, c = (int(p) for p in parts)
+    dims = parse_dims(text, (2, 3), option, "an input shape; write HEIGHTxWIDTHxCHANNELS, e.g. 28x28x1")
+    h, w, c = dims if len(dims) == 3 else (*dims, 1)
     return h, w, c
+
+
+def parse_kernel_size(text: str, option: str = "--kernel") -> tuple[int, int]:
+    """`3` -> `(3, 3)`, `3x5` -> `(3, 5)` (height x width), as Conv2D's `kernel_size`."""
+    dims = parse_dims(text, (1, 2), option, "a kernel size; write 3 or 3x3 (height x width)")
+    return dims[0], dims[-1]
 
 
 STEP_SYNTAX = ("conv:KHxKWxFILTERS (optionally /STRIDE and :same or :valid), pool:SIZE (optionally /STRIDE and "
@@ -311,3 +341,50 @@ def apply_step(shape: tuple[int, ...], step: dict) -> LayerMath:
     if kind == "flatten":
         return flatten_layer(shape)
     return dense_layer(shape, step["units"])
+
+
+def conv_chain(input_: str, kernel: str = "3", stride: int = 1, padding: str = "valid", filters: int = 1,
+               then: list[str] | None = None) -> list[LayerMath]:
+    """The layers of `cnnrun conv-shape`: a first Conv2D, then the `--then` steps, each with its arithmetic.
+
+    Args:
+        input_: the input shape, `HxWxC` (or `HxW` for one channel).
+        kernel: the first Conv2D's kernel size, `3` or `3x5`.
+        stride: the first Conv2D's stride.
+        padding: `valid` or `same`: the first Conv2D's padding and the default of later `conv:` steps.
+        filters: the first Conv2D's number of filters.
+        then: further steps in `parse_step`'s syntax (`pool:2`, `conv:3x3x32`, `flatten`, `dense:10`).
+
+    Raises:
+        UserError: a shape, size or step is malformed, or a window does not fit; the message names the option.
+
+    Example:
+    >>> [layer.output_shape for layer in conv_chain("28x28x1", "3", 1, "same", 16, ["pool:2"])]
+    [(28, 28, 16), (14, 14, 16)]
+    """
+    shape = parse_shape(input_, "--input")
+    kh, kw = parse_kernel_size(kernel, "--kernel")
+    check_padding(padding, "--padding")
+    steps = [("--kernel/--stride/--filters", {"kind": "conv", "kernel_h": kh, "kernel_w": kw, "filters": filters,
+                                              "stride": stride, "padding": padding})]
+    steps += [(f"--then {text}", parse_step(text, padding, "--then")) for text in then or []]
+    layers = []
+    for option, step in steps:
+        try:
+            layers.append(apply_step(shape, step))
+        except UserError as e:
+            raise UserError(f"{option}: {e}") from e
+        shape = layers[-1].output_shape
+    return layers
+
+
+def chain_lines(layers: list[LayerMath]) -> list[str]:
+    """`conv_chain`'s layers as the lines `conv-shape` prints: shapes, the size formula and the parameters."""
+    lines = [f"Input: {layers[0].input_shape}. Output size = (n + 2p − f)/s + 1, rounded down; "
+             "Conv2D params = (kh·kw·channels + 1)·filters"]
+    for i, layer in enumerate(layers):
+        lines.append(f"#{i} {layer.layer} -> {layer.output_shape}")
+        if layer.size:
+            lines.append(f"   size:   {layer.size}" + (f"   ({layer.note})" if layer.note else ""))
+        lines.append(f"   params: {layer.params.formula()}")
+    return lines

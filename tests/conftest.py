@@ -52,9 +52,14 @@ def write_config(tmp_path):
     return write
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m cnnrun ARGS` as a user would and capture its output."""
-    env = {**os.environ, "COLUMNS": "200"}
+def run_cli(*args: str, cwd: Path | None = None, columns: str | None = "200") -> subprocess.CompletedProcess:
+    """Run `python -m cnnrun ARGS` as a user would and capture its output (stdout and stderr are pipes).
+
+    `columns=None` leaves COLUMNS unset, as in a script that sends cnnrun's output to a file or a pipe.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
     return subprocess.run([sys.executable, "-m", "cnnrun", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or PROJECT, env=env, timeout=600)
 

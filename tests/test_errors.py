@@ -87,3 +87,52 @@ def test_offline_download_says_which_files_go_where(write_config, tmp_path, monk
     config = tiny_config(dataset={"name": "fashion_mnist"})
     assert_user_error(run_cli("train", write_config(config)), "could not download fashion_mnist",
                       "train-images-idx3-ubyte.gz", "dataset.data_dir")
+
+
+@pytest.mark.parametrize("args, values", [
+    (["evaluate", "--checkpoint", "middle"], "'best', 'last'"),
+    (["evaluate", "--split", "train"], "'test', 'validation'"),
+    (["predict", "picture.png", "--checkpoint", "first"], "'best', 'last'"),
+    (["kernel-demo", "--padding", "full"], "'valid', 'same'"),
+    (["kernel-demo", "--pool", "min"], "'max', 'average'"),
+    (["conv-shape", "--input", "28x28", "--padding", "full"], "'valid', 'same'"),
+])
+def test_a_value_outside_an_options_choices_is_refused_by_typer_naming_the_choices(args, values):
+    result = run_here(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"is not one of {values}" in " ".join(result.stderr.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("command, choices", [
+    ("evaluate", ["[best|last]", "[test|validation]"]), ("predict", ["[best|last]"]),
+    ("kernel-demo", ["[valid|same]", "[max|average]"]), ("conv-shape", ["[valid|same]"]),
+])
+def test_help_lists_the_choices_of_each_option(command, choices):
+    result = run_here(command, "--help")
+    assert result.returncode == 0
+    for choice in choices:
+        assert choice in result.stdout.replace("<", "[").replace(">", "]"), result.stdout
+
+
+def test_predict_refuses_a_run_folder_among_the_images_and_suggests_run(tmp_path):
+    run = tmp_path / "outputs" / "tiny" / "20260101-120000"
+    run.mkdir(parents=True)
+    (run / "state.json").write_text('{"status": "completed"}')
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"")
+    assert_user_error(run_here("predict", run, picture, cwd=tmp_path), f"{run}: is a run folder",
+                      f"--run {run}")
+
+
+def test_library_warnings_stay_out_of_the_terminal_but_not_out_of_debug(tmp_path):
+    from PIL import Image
+
+    # just over Pillow's 89,478,485-pixel limit: opening it raises a DecompressionBombWarning (a Python warning)
+    Image.new("L", (9500, 9450)).save(tmp_path / "large.png")
+    result = run_cli("image-info", tmp_path / "large.png", "--out", tmp_path / "figure.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Shape: (9450, 9500)" in result.stdout
+    assert result.stderr == ""
+    result = run_cli("--debug", "image-info", tmp_path / "large.png", "--out", tmp_path / "figure.png", cwd=tmp_path)
+    assert "DecompressionBombWarning" in result.stderr

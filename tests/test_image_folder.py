@@ -1,4 +1,4 @@
-"""Image folders with bad files in them, `cnnrun data check`, and `cnnrun augment-preview`."""
+"""Image folders with bad files in them, `cnnrun data check` (augment-preview: test_augmentation.py)."""
 
 import json
 from pathlib import Path
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnrun.config import AugmentationConfig, validate_experiment
-from cnnrun.data import build_augmenter, load_splits
+from cnnrun.config import validate_experiment
+from cnnrun.data import load_splits
 from cnnrun.data.check import check_image_folder
 from cnnrun.data.shapes import make_shapes
 from cnnrun.errors import UserError
@@ -139,72 +139,6 @@ def test_data_check_exit_codes(tmp_path):
     assert run_here("data", "check", tmp_path / "flat").returncode == 2
 
 
-def test_augment_preview_writes_versions_and_grid(tmp_path):
-    x, _, _ = make_shapes(1, image_size=40, channels=3, seed=2)
-    picture = tmp_path / "shape.png"
-    Image.fromarray(x[0]).save(picture)
-    result = run_here("augment-preview", picture, "-n", "3", "--seed", "1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    files = sorted((tmp_path / "shape_augmented").iterdir())
-    assert [f.name for f in files] == ["shape_aug01.png", "shape_aug02.png", "shape_aug03.png", "shape_grid.png"]
-    for f in files[:3]:
-        with Image.open(f) as image:
-            assert image.size == (40, 40) and image.mode == "RGB"
-    with Image.open(files[3]) as grid:
-        assert grid.format == "PNG" and grid.width > 40
-
-
-def test_augment_preview_with_a_config(tmp_path, write_config):
-    from cnnrun.demos.augment import augment_preview, augmentation_from
-
-    x, _, _ = make_shapes(1, image_size=24, channels=1, seed=2)
-    picture = tmp_path / "gray.png"
-    Image.fromarray(x[0][..., 0]).save(picture)
-    with pytest.raises(UserError, match="augmentation"):
-        augmentation_from(write_config(tiny_config(), "plain.yaml"))
-    config = write_config(tiny_config(augmentation={"rotation_range": 20, "horizontal_flip": True}))
-    assert augmentation_from(config).rotation_range == 20
-    first = augment_preview(picture, config, count=2, out=tmp_path / "a", seed=7, echo=lambda _: None)
-    again = augment_preview(picture, config, count=2, out=tmp_path / "b", seed=7, echo=lambda _: None)
-    assert len(first) == 3
-    for one, two in zip(first[:2], again[:2], strict=True):
-        assert np.array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(two)))  # seeded: repeatable
-        assert np.asarray(Image.open(one)).shape == (24, 24)
-
-
-def test_augmentation_keeps_shapes_and_is_identity_at_inference():
-    from cnnrun.demos.augment import COURSE_AUGMENTATION
-
-    augmenter = build_augmenter(AugmentationConfig(**COURSE_AUGMENTATION), seed=0)
-    x = np.random.default_rng(0).uniform(0, 255, (4, 18, 14, 3)).astype(np.float32)
-    assert tuple(augmenter(x, training=True).shape) == x.shape
-    assert np.array_equal(np.asarray(augmenter(x, training=False)), x)
-
-
-def _augment(x: np.ndarray, **words) -> np.ndarray:
-    return np.asarray(build_augmenter(AugmentationConfig(**words), seed=1)(x, training=True))
-
-
-def test_augmentation_numbers_mean_what_they_mean_in_image_data_generator():
-    x = np.zeros((2, 32, 32, 1), np.float32)
-    x[:, 8:24, 8:24] = 200.0  # a 16×16 square in the middle
-    # brightness multiplies (Keras' RandomBrightness adds): 0.5 halves every pixel, 2 doubles and clips at 255
-    np.testing.assert_allclose(_augment(x, brightness_range=(0.5, 0.5)), x * 0.5, atol=1e-4)
-    assert _augment(x, brightness_range=(2.0, 2.0)).max() == pytest.approx(255.0)
-    # zoom 2 shows twice the picture (the square shrinks to 8×8); 0.5 shows half of it (the square fills it all)
-    out = _augment(x, zoom_range=(2.0, 2.0), fill_mode="constant")
-    assert (out > 100).sum() == pytest.approx(2 * 8 * 8, rel=0.2)
-    assert (_augment(x, zoom_range=(0.5, 0.5)) > 100).all()
-    # width_shift_range 0.25 moves the square by up to 8 pixels sideways, never vertically
-    shifted = _augment(x, width_shift_range=0.25, fill_mode="constant")
-    rows = np.flatnonzero(shifted[0, :, :, 0].max(axis=1) > 100)
-    assert rows.min() == 8 and rows.max() == 23
-    # contrast 2 doubles the distance from the mean, clipped to 0–255
-    contrast = _augment(x, contrast_range=(2.0, 2.0))
-    mean = x[0].mean()
-    np.testing.assert_allclose(contrast[0], np.clip(mean + 2 * (x[0] - mean), 0, 255), atol=1e-3)
-
-
 def test_augmentation_in_the_model_trains_resumes_and_evaluates(tmp_path, write_config):
     config = tiny_config(augmentation={"horizontal_flip": True, "brightness_range": [0.8, 1.2],
                                        "placement": "model"},
@@ -260,34 +194,3 @@ def test_converted_files_decode_as_pillow_reads_them(tmp_path):
         np.testing.assert_array_equal(pixels, np.asarray(to_mode(image, "RGB")))
     Image.fromarray(picture).save(tmp_path / "plain.png")
     assert check_file(tmp_path / "plain.png", "RGB")[2] is None  # read by TensorFlow as it is
-
-
-def _image_data_generator_transform(image, degrees, tx, ty, shear, zx, zy, flip_v, flip_h):
-    """ImageDataGenerator's `apply_affine_transform` then its flips, written out with scipy as it does it."""
-    from scipy import ndimage
-
-    theta, sh = np.radians(degrees), np.radians(shear)
-    rotate = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
-    shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
-    shear_matrix = np.array([[1, -np.sin(sh), 0], [0, np.cos(sh), 0], [0, 0, 1]])
-    matrix = rotate @ shift @ shear_matrix @ np.diag([zx, zy, 1])
-    h, w = image.shape[:2]
-    o = np.array([[1, 0, h / 2 - 0.5], [0, 1, w / 2 - 0.5], [0, 0, 1]])
-    matrix = o @ matrix @ np.linalg.inv(o)
-    out = np.stack([ndimage.affine_transform(image[..., k], matrix[:2, :2], matrix[:2, 2], order=1, mode="nearest")
-                    for k in range(image.shape[-1])], axis=-1)
-    return out[:, ::-1] if flip_h else out[::-1] if flip_v else out
-
-
-def test_random_affine_matches_image_data_generator():
-    from cnnrun.data.layers import affine_maps, warp
-
-    image = np.random.default_rng(3).uniform(0, 255, (24, 20, 3)).astype(np.float32)
-    cases = [(30, 0.1, -0.2, 0, 1, 1, 1, 1), (0, 0, 0, 20, 0.8, 1.3, 1, 1), (-15, 0.05, 0.1, 10, 1.1, 0.9, 1, -1),
-             (10, 0, 0, 0, 1, 1, -1, 1)]
-    for degrees, hs, ws, shear, zx, zy, flip_v, flip_h in cases:
-        maps = affine_maps(*(np.float32([v]) for v in (degrees, hs, ws, shear, zx, zy, flip_v, flip_h)), 24, 20)
-        ours = np.asarray(warp(image[np.newaxis], maps))[0]
-        theirs = _image_data_generator_transform(image, degrees, hs * 24, ws * 20, shear, zx, zy,
-                                                 flip_v < 0, flip_h < 0)
-        assert np.abs(ours - theirs)[2:-2, 2:-2].max() < 0.05, (degrees, hs, ws, shear, zx, zy)

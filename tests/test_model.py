@@ -29,13 +29,22 @@ def test_course_parameter_counts(name, params):
     assert model.count_params() == params
 
 
-def test_inspect_prints_total(tmp_path):
+def cifar10_params(base: int) -> int:
+    """The course's CIFAR-10 network counted by hand: six 3×3 Conv2D (base, base, 2·base, 2·base, 4·base,
+    4·base filters, with biases) on 32×32×3, three 2×2 poolings (32 → 4), Flatten, Dense(10)."""
+    filters = [base, base, 2 * base, 2 * base, 4 * base, 4 * base]
+    conv = sum((3 * 3 * c_in + 1) * c_out for c_in, c_out in zip([3, *filters[:-1]], filters, strict=True))
+    return conv + (4 * 4 * filters[-1] + 1) * 10
+
+
+def test_inspect_prints_the_exact_total_of_the_course_and_the_wider_cifar10_network():
     from tests.conftest import run_here
 
-    result = run_here("inspect", PROJECT / "configs" / "cifar10.yaml", "--set", "model.vars.base_filters=64")
-    assert result.returncode == 0, result.stderr
-    assert "Total params:" in result.stdout
-    assert "307,498" not in result.stdout  # the wider network has more
+    assert cifar10_params(32) == 307_498  # the course's number
+    for base in (32, 64):
+        result = run_here("inspect", PROJECT / "configs" / "cifar10.yaml", "--set", f"model.vars.base_filters={base}")
+        assert result.returncode == 0, result.stderr
+        assert f"Total params: {cifar10_params(base):,} (trainable {cifar10_params(base):,}" in result.stdout
 
 
 def test_every_seed_layer_and_alias_is_registered():

@@ -3,13 +3,12 @@
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from cnnrun import shape_math
 from cnnrun.errors import UserError
-
-keras = pytest.importorskip("keras")
 
 
 def _built(input_shape, layer):
@@ -165,3 +164,33 @@ def test_conv_shape_bad_syntax_is_one_line_and_exit_2(args, option):
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert option in result.stderr
+
+
+def test_conv_chain_works_out_each_layer_by_the_course_formula():
+    layers = shape_math.conv_chain("28x28", "3x5", 2, "same", 8, ["pool:2", "flatten", "dense:10"])
+    # same padding: ceil(28 / 2) = 14 rows and columns; 2×2 pooling halves them; 7·7·8 = 392 values
+    assert [layer.output_shape for layer in layers] == [(14, 14, 8), (7, 7, 8), (392,), (10,)]
+    assert [layer.params.total for layer in layers] == [(3 * 5 * 1 + 1) * 8, 0, 0, (392 + 1) * 10]
+    assert layers[0].input_shape == (28, 28, 1)
+    lines = shape_math.chain_lines(layers)
+    assert lines[1] == "#0 Conv2D(8, 3×5, strides=2, same) -> (14, 14, 8)"
+    assert "   params: (3·5·1 + 1)·8 = 128" in lines
+
+
+@pytest.mark.parametrize("text, size", [("3", (3, 3)), ("3x5", (3, 5)), (" 7 × 2 ", (7, 2))])
+def test_kernel_sizes_read_as_height_by_width(text, size):
+    assert shape_math.parse_kernel_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["3x", "x3", "0", "3x3x3", "-1", "²", "three"])
+def test_a_malformed_kernel_size_names_the_option(text):
+    with pytest.raises(UserError, match=f"--kernel: '{text}' is not a kernel size"):
+        shape_math.parse_kernel_size(text)
+
+
+def test_one_padding_check_for_every_command():
+    assert shape_math.check_padding("same") == "same"
+    with pytest.raises(UserError, match="--padding: 'full' is not a padding; use valid or same"):
+        shape_math.check_padding("full", "--padding")
+    with pytest.raises(UserError, match="padding: 'full'"):
+        shape_math.conv_size(28, 3, 1, "full")

@@ -1,4 +1,5 @@
-"""The fast paths: commands that answer without TensorFlow, mixed precision and XLA on the CPU."""
+"""The fast paths: commands that answer without TensorFlow, mixed precision and XLA on the CPU; output sent to a
+file or a pipe (COLUMNS unset) that is never wrapped or cut."""
 
 import json
 import subprocess
@@ -6,9 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from cnnrun.config import validate_experiment
-from tests.conftest import PROJECT, tiny_config
+from tests.conftest import PROJECT, run_cli, tiny_config
 
 HEAVY = ("tensorflow", "keras", "matplotlib", "jax")
 PROBE = """
@@ -37,6 +39,42 @@ def test_help_config_show_and_config_errors_do_not_import_tensorflow(args, code)
     assert exit_code == code, result.stdout
 
 
+LONG = " ".join(f"word{i:03d}" for i in range(25))  # 199 characters
+
+
+def test_config_show_into_a_pipe_writes_the_yaml_as_it_is(write_config):
+    config = write_config(tiny_config(description=LONG))
+    result = run_cli("config", "show", config, columns=None)
+    assert result.returncode == 0, result.stderr
+    assert f"\ndescription: {LONG}\n" in result.stdout  # not wrapped by PyYAML, not cropped at 80 columns
+    assert "\x1b" not in result.stdout  # no colours in a file
+    assert yaml.safe_load(result.stdout)["model"]["layers"][0]["Conv2D"]["filters"] == 4
+
+
+def test_tables_sent_to_a_pipe_are_not_cut_at_80_columns_and_no_chatter_shows():
+    result = run_cli("inspect", PROJECT / "configs" / "cifar10.yaml", columns=None)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # TensorFlow's start-up messages stay out of the terminal
+    (row,) = [line for line in result.stdout.splitlines() if " conv2d " in line]
+    assert "(32 + 2·1 − 3)/1 + 1 = 32" in row and "(None, 32, 32, 32)" in row and "(3·3·3 + 1)·32 = 896" in row
+
+
+def test_a_table_into_a_pipe_takes_the_width_it_needs_unless_columns_is_set(tmp_path):
+    from PIL import Image
+
+    name = "a_class_folder_whose_name_is_long_" + "x" * 100  # 134 characters
+    for folder in (name, "short"):
+        (tmp_path / "pictures" / folder).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "pictures" / folder / "one.png")
+    piped = run_cli("data", "check", tmp_path / "pictures", columns=None)
+    assert piped.returncode == 0, piped.stderr
+    assert any(name in line for line in piped.stdout.splitlines())  # whole, on one line
+    narrow = run_cli("data", "check", tmp_path / "pictures", columns="60")
+    assert narrow.returncode == 0, narrow.stderr
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 60  # COLUMNS is the user's choice
+
+
+@pytest.mark.slow
 def test_mixed_precision_and_xla_train_on_the_cpu():
     import keras
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnrun.demos.images import pyplot, read_image, save_figure, show
+from cnnrun.atomic import atomic_write_figure
+from cnnrun.demos.images import FIGURE_DPI, pyplot, read_image, show
 from cnnrun.errors import UserError
 
 # the course's ImageDataGenerator for cats vs dogs
@@ -116,7 +117,7 @@ def augment_preview(image_path: str | Path, config: str | Path | None = None, co
     fig.suptitle(f"{image_path.name}: original and {count} augmented versions (seed {seed})", fontsize=10)
     fig.tight_layout()
     grid = folder / f"{image_path.stem}_grid.png"
-    save_figure(fig, grid)
+    atomic_write_figure(fig, grid, FIGURE_DPI)
     written.append(grid)
     echo(f"wrote {count} augmented pictures and {grid}")
     return written

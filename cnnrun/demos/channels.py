@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnrun.demos.images import figure_path, pyplot, read_image, save_figure, show
+from cnnrun.atomic import atomic_write_figure
+from cnnrun.demos.images import FIGURE_DPI, figure_path, pyplot, read_image, show
 from cnnrun.errors import UserError
 
 CHANNEL_NAMES = {1: ("gray",), 2: ("gray", "alpha"), 3: ("red", "green", "blue"), 4: ("red", "green", "blue", "alpha")}
@@ -139,4 +140,4 @@ def _draw(image: np.ndarray, info: dict, crop: tuple[slice, slice] | None, path:
             _show(ax, only, f"{name} in its colour")
     fig.suptitle(f"{info['shape']} {info['dtype']}, values {info['min']}..{info['max']}", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    atomic_write_figure(fig, path, FIGURE_DPI)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnrun.demos.images import BUNDLED, bundled_image, figure_path, pyplot, read_image, save_figure, show
+from cnnrun.atomic import atomic_write_figure
+from cnnrun.demos.images import BUNDLED, FIGURE_DPI, bundled_image, figure_path, pyplot, read_image, show
 from cnnrun.errors import UserError, did_you_mean
-from cnnrun.shape_math import ConvSize, conv_size, padding_note
+from cnnrun.shape_math import ConvSize, check_padding, conv_size, padding_note
 
 KERNELS: dict[str, list[list[float]]] = {
     "vertical": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
@@ -192,8 +193,7 @@ def kernel_demo(image_path: str | Path | None = None, kernels: list[str] | None 
     >>> kernel_demo("cat.jpg", kernels=["sobel_x", "sharpen"], padding="same", stride=2)
     PosixPath('cat_kernels.png')
     """
-    if padding not in ("valid", "same"):
-        raise UserError(f"--padding: '{padding}' is not a padding; use valid or same")
+    check_padding(padding, "--padding")
     if stride < 1:
         raise UserError(f"--stride: must be at least 1, got {stride}")
     if pool_size < 1:
@@ -265,4 +265,4 @@ def _draw(panels: list[tuple[str, np.ndarray]], shape: tuple[int, ...], path: Pa
             show(ax, array, f"{title}\n{array.shape}")
     fig.suptitle(f"Convolution: {subtitle}", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    atomic_write_figure(fig, path, FIGURE_DPI)
