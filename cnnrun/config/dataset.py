@@ -40,6 +40,8 @@ ResolvedPath = Annotated[str, StringConstraints(min_length=1), AfterValidator(_a
 class DatasetBase(Section):
     """What every kind of data takes: how it is split, normalised and labelled."""
 
+    name: str = Field(description="Which data; each kind below says its own keys.")
+
     validation_split: float | None = Field(
         None, gt=0, lt=1, description="Fraction of the training data held out for validation: the last part, "
         "before shuffling, as Keras' `fit(validation_split=...)` takes it."

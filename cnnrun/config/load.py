@@ -51,16 +51,22 @@ def check_size(doc: Any, source: str) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+def _one_line(error: yaml.YAMLError) -> str:
+    """PyYAML's problem description, on one line (its messages span several, with a copy of the text)."""
+    problem = error.problem if isinstance(error, yaml.MarkedYAMLError) and error.problem else str(error)
+    return " ".join(str(problem).split())
+
+
 def _parse(text: str, source: str) -> Any:
-    """Parse YAML text; a syntax error is a one-line UserError naming `source`, line and column."""
+    """Parse a config file's text; a syntax error is a one-line UserError naming `source`, line and column."""
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise UserError(f"{where}: YAML syntax error: {' '.join(str(e.problem).split())}") from e
+        raise UserError(f"{where}: YAML syntax error: {_one_line(e)}") from e
     except yaml.YAMLError as e:
-        raise UserError(f"{source}: YAML error: {' '.join(str(e).split())}") from e
+        raise UserError(f"{source}: YAML error: {_one_line(e)}") from e
     except RecursionError as e:
         raise UserError(f"{source}: nested too deeply to read") from e
 
@@ -117,7 +123,12 @@ def apply_override(doc: dict[str, Any], assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise UserError(f"--set {assignment}: write KEY=VALUE, e.g. --set train.epochs=3")
-    value = _parse(raw, f"--set {assignment}: the value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {assignment}: the value is not valid YAML: {_one_line(e)}") from e
+    except RecursionError as e:
+        raise UserError(f"--set {key}: the value is nested too deeply to read") from e
     check_size(value, f"--set {key}")
     parts = key.split(".")
     node: Any = doc
@@ -181,9 +192,12 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         parent, _ = _section_at(loc[:-1])
         known = list(parent.model_fields) if parent else []
         where = ".".join(keys[:-1]) or "the top level"
+        hint = did_you_mean(keys[-1], known)
         if len(loc) > 1 and loc[0] == "dataset" and loc[1] in DATASET_KINDS:
             where = f"dataset (name: {loc[1]})"
-        return f"{source}: unknown key '{key}'{did_you_mean(keys[-1], known)}; {where} takes: {', '.join(known)}"
+            owners = [name for name, kind in DATASET_KINDS.items() if keys[-1] in kind.model_fields]
+            hint = f" (it is for the {', '.join(owners)} dataset)" if owners else hint
+        return f"{source}: unknown key '{key}'{hint}; {where} takes: {', '.join(known)}"
     if first["type"] == "missing":
         return f"{source}: {key}: required key is missing"
     message = first["msg"].removeprefix("Value error, ")
