@@ -22,10 +22,9 @@ MIN_SHAPES_SIZE = 13  # the shapes generator keeps every shape (up to 0.84 of th
 
 _RELATIVE = " A relative path is relative to the current folder; it is recorded resolved (absolute) in the run's " \
             "`config.yaml`, so resume and evaluate work from any folder."
-_CACHE = Field("auto", description="Where decoded images are kept after the first epoch. `none`: decode every "
-               "epoch (memory stays flat however large the folder). `memory`: keep them in memory. `disk`: keep "
-               "them in a temporary folder, removed at the end. `auto`: `memory` when the decoded images fit in "
-               "1 GiB, else `none`.")
+_CACHE = "where decoded images are kept after the first epoch. `none`: decode every epoch (memory stays flat " \
+         "however large the folder). `memory`: keep them in memory. `disk`: keep them in a temporary folder, " \
+         "removed at the end. `auto`: `memory` when the decoded images fit in 1 GiB, else `none`."
 
 
 def _absolute(path: str) -> str:
@@ -105,7 +104,7 @@ class KerasDataset(DatasetBase):
         "and `test/` tree of class folders). Unset: Keras downloads into ~/.keras/datasets." + _RELATIVE
     )
     cache: Literal["auto", "none", "memory", "disk"] = Field(
-        _CACHE.default, description="CIFAR's JPEG tree in `data_dir`: " + _CACHE.description
+        "auto", description="CIFAR's JPEG tree in `data_dir` (the other datasets are arrays in memory): " + _CACHE
     )
 
 
@@ -130,7 +129,7 @@ class ImageFolderDataset(DatasetBase):
         32, description="[height, width] every image is resized to (one number: a square), 8 to 1024 pixels."
     )
     color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="The colour mode images are read in.")
-    cache: Literal["auto", "none", "memory", "disk"] = Field(_CACHE.default, description=_CACHE.description)
+    cache: Literal["auto", "none", "memory", "disk"] = Field("auto", description=_CACHE[0].upper() + _CACHE[1:])
     on_bad_file: Literal["skip", "error"] = Field(
         "skip", description="What to do with files that do not decode (empty, truncated, not an image). `skip`: "
         "leave them out with one warning; the run's `bad_files.json` lists them. `error`: stop before training "

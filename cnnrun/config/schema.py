@@ -225,7 +225,8 @@ class Experiment(Section):
     """A whole experiment: what `cnnrun train` runs, and what a run's `config.yaml` holds (defaults included)."""
 
     name: str = Field(description="The experiment's name, one folder name (no `/`, not `.` or `..`): runs go to "
-                      "`<output.dir>/<name>/`. Default: the config file's name.")
+                      "`<output.dir>/<name>/`. Default: the config file's name.",
+                      json_schema_extra={"default_shown": "the file's name"})
     description: str | None = Field(None, description="Free text, shown in the header.")
     seed: int = Field(42, ge=0, lt=2**32, description="Seeds Python, NumPy and Keras (0 to 2³² − 1); recorded in "
                       "the run.")
@@ -233,6 +234,7 @@ class Experiment(Section):
         default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
         description="The Keras backend: `tensorflow`, or `jax` (`pip install cnnrun[jax]`), which several "
         "machines need. Default: `$KERAS_BACKEND`, else tensorflow. Input pipelines are `tf.data` on both.",
+        json_schema_extra={"default_shown": "`$KERAS_BACKEND`, else `tensorflow`"},
     )
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for `${name}` anywhere in the file.")
     dataset: DatasetConfig = Field(
