@@ -5,15 +5,15 @@ refuses another kind's keys, so `color_mode` on `shapes` is an unknown key, not 
 nothing. `DatasetConfig` is the union of the kinds; `experiment.dataset.name` says which one a config holds.
 
 Example:
->>> dataset = validate_dataset({"name": "npz", "path": "data/mine.npz", "validation_split": 0.1})
->>> type(dataset).__name__, dataset.path.endswith("data/mine.npz")
-('NpzDataset', True)
+>>> dataset = NpzDataset(name="npz", path="data/mine.npz", validation_split=0.1)
+>>> os.path.isabs(dataset.path), dataset.path.endswith("data/mine.npz")
+(True, True)
 """
 
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from cnnrun.config.sections import Section
 
@@ -40,7 +40,6 @@ class DatasetBase(Section):
     """What every kind of data takes: how it is split, normalised and labelled."""
 
     name: str = Field(description="Which data; each kind below says its own keys.")
-
     validation_split: float | None = Field(
         None, gt=0, lt=1, description="Fraction of the training data held out for validation: the last part, "
         "before shuffling, as Keras' `fit(validation_split=...)` takes it."
@@ -157,7 +156,3 @@ def default_name(value: Any) -> Any:
     """A `dataset:` mapping without `name:` is the shapes set."""
     return {"name": "shapes", **value} if isinstance(value, dict) and "name" not in value else value
 
-
-def validate_dataset(value: dict[str, Any]) -> DatasetBase:
-    """Validate one `dataset:` mapping into its kind's model (a pydantic ValidationError when it is wrong)."""
-    return TypeAdapter(DatasetConfig).validate_python(default_name(value))
