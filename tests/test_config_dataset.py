@@ -51,13 +51,13 @@ def test_a_runs_config_yaml_loads_back_for_each_kind(write_config, kind):
      "validation_split, holdout_first, test_split, normalize, label_mode, image_size, channels, num_classes, "
      "num_samples, test_samples"),
     ({"channels": 3, "data_dir": "/data"},  # no name: the shapes set
-     "unknown key 'dataset.data_dir' (it is for the fashion_mnist, mnist, cifar10, cifar100 dataset); "
+     "unknown key 'dataset.data_dir' (it is for the fashion_mnist, mnist, cifar10 and cifar100 datasets); "
      "dataset (name: shapes) takes:"),
     ({"name": "npz", "path": "x.npz", "channels": 3},
      "unknown key 'dataset.channels' (it is for the shapes dataset); dataset (name: npz) takes: name, "
      "validation_split, holdout_first, test_split, normalize, label_mode, path"),
     ({"name": "mnist", "path": "x.npz"},
-     "unknown key 'dataset.path' (it is for the npz, image_folder dataset); dataset (name: mnist) takes:"),
+     "unknown key 'dataset.path' (it is for the npz and image_folder datasets); dataset (name: mnist) takes:"),
     ({"name": "image_folder", "path": "pics", "on_bad_fiel": "skip"},
      "unknown key 'dataset.on_bad_fiel' (did you mean 'on_bad_file'?)"),
     ({"name": "npz"}, "dataset.path: required key is missing"),

@@ -196,7 +196,9 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         if len(loc) > 1 and loc[0] == "dataset" and loc[1] in DATASET_KINDS:
             where = f"dataset (name: {loc[1]})"
             owners = [name for name, kind in DATASET_KINDS.items() if keys[-1] in kind.model_fields]
-            hint = f" (it is for the {', '.join(owners)} dataset)" if owners else hint
+            if owners:
+                listed = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
+                hint = f" (it is for the {listed} dataset{'s' if len(owners) > 1 else ''})"
         return f"{source}: unknown key '{key}'{hint}; {where} takes: {', '.join(known)}"
     if first["type"] == "missing":
         return f"{source}: {key}: required key is missing"
