@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# the README's configuration reference, written from the schema's field descriptions
+docs: install
+	$(BIN)/python -m cnnrun.config.reference
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

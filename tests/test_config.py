@@ -1,9 +1,13 @@
 """Config loading: base inheritance, --set overrides, ${vars}, and what `config show` prints."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from cnnrun.config import load_experiment, resolve_config
+from cnnrun.config import experiment_to_yaml, load_experiment, resolve_config
 from cnnrun.errors import UserError
 from tests.conftest import PROJECT, run_here, tiny_config
 
@@ -90,14 +94,31 @@ def test_config_show_prints_resolved_config(write_config):
     assert shown["callbacks"]["checkpoint"]["monitor"] == "val_loss"
 
 
-def test_readme_documents_every_config_key():
-    from pydantic import BaseModel
+def test_a_long_string_is_written_on_one_line_and_reads_back(write_config):
+    description = "A description far longer than eighty columns, " * 6 + "end."  # 300 characters
+    experiment = load_experiment(write_config(tiny_config(description=description)))
+    text = experiment_to_yaml(experiment)
+    assert f"description: {description}" in text.splitlines()
+    assert load_experiment(write_config(text, "config.yaml")).description == description
 
-    import cnnrun.config as config
 
-    readme = (PROJECT / "README.md").read_text()
-    sections = [v for v in vars(config).values()
-                if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == config.__name__]
-    for section in sections:
-        for key in section.model_fields:
-            assert f"| `{key}` |" in readme, f"README's config reference lacks {section.__name__}.{key}"
+def test_a_config_error_and_a_good_config_answer_without_tensorflow_or_keras(write_config):
+    bad = write_config(tiny_config(dataset={"name": "shapes", "color_mode": "rgb"}), "bad.yaml")
+    good = write_config(tiny_config(), "good.yaml")
+    script = f"""
+import sys
+from cnnrun.config import load_experiment
+from cnnrun.errors import UserError
+try:
+    load_experiment({str(bad)!r})
+    raise SystemExit("no error")
+except UserError:
+    pass
+load_experiment({str(good)!r}, ["train.epochs=3"])
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"tensorflow", "keras", "jax", "matplotlib"}})
+print(",".join(heavy) or "none")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "none"

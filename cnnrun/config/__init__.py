@@ -1,0 +1,58 @@
+"""The experiment config: the schema (`Experiment` and its sections), loading, and the `${…}` language.
+
+Only this package reads YAML; everything else receives an `Experiment`: typed, complete, validated.
+
+- `schema` and `dataset`: the pydantic models; their field descriptions are the reference documentation.
+- `load`: YAML files, `base:` inheritance, `--set` overrides, then validation.
+- `expressions`: `${name}` and arithmetic on vars, bounded.
+- `reference`: writes the README's configuration reference from the schema (`make docs`).
+
+Example:
+>>> experiment = load_experiment("configs/quickstart.yaml", ["train.epochs=3"])
+>>> experiment.train.epochs
+3
+"""
+
+from cnnrun.config.dataset import (
+    DATASET_KINDS,
+    DatasetBase,
+    DatasetConfig,
+    ImageFolderDataset,
+    KerasDataset,
+    NpzDataset,
+    ShapesDataset,
+)
+from cnnrun.config.expressions import LATE_VARS, evaluate_expression, resolve_vars, substitute
+from cnnrun.config.load import (
+    apply_override,
+    experiment_to_yaml,
+    format_validation_error,
+    load_experiment,
+    read_yaml,
+    resolve_config,
+    validate_experiment,
+)
+from cnnrun.config.schema import (
+    AugmentationConfig,
+    CallbacksConfig,
+    CheckpointConfig,
+    CompileConfig,
+    EarlyStoppingConfig,
+    Experiment,
+    ModelConfig,
+    OutputConfig,
+    ReduceLROnPlateauConfig,
+    TensorBoardConfig,
+    TrainConfig,
+    iter_layer_entries,
+)
+from cnnrun.config.sections import Section
+
+__all__ = [
+    "DATASET_KINDS", "LATE_VARS", "AugmentationConfig", "CallbacksConfig", "CheckpointConfig", "CompileConfig",
+    "DatasetBase", "DatasetConfig", "EarlyStoppingConfig", "Experiment", "ImageFolderDataset", "KerasDataset",
+    "ModelConfig", "NpzDataset", "OutputConfig", "ReduceLROnPlateauConfig", "Section", "ShapesDataset",
+    "TensorBoardConfig", "TrainConfig", "apply_override", "evaluate_expression", "experiment_to_yaml",
+    "format_validation_error", "iter_layer_entries", "load_experiment", "read_yaml", "resolve_config",
+    "resolve_vars", "substitute", "validate_experiment",
+]

@@ -1,0 +1,158 @@
+"""The `dataset:` section: one model per kind of data, chosen by `name:` (default `shapes`).
+
+Every kind takes the keys of `DatasetBase` (how the data is split, normalised and labelled) and its own: a kind
+refuses another kind's keys, so `color_mode` on `shapes` is an unknown key, not a setting that silently does
+nothing. `DatasetConfig` is the union of the kinds; `experiment.dataset.name` says which one a config holds.
+
+Example:
+>>> dataset = NpzDataset(name="npz", path="data/mine.npz", validation_split=0.1)
+>>> os.path.isabs(dataset.path), dataset.path.endswith("data/mine.npz")
+(True, True)
+"""
+
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
+
+from cnnrun.config.sections import Section
+
+KERAS_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
+MIN_SHAPES_SIZE = 13  # the shapes generator keeps every shape (up to 0.84 of the side) a pixel inside the image
+
+_RELATIVE = " A relative path is relative to the current folder; it is recorded resolved (absolute) in the run's " \
+            "`config.yaml`, so resume and evaluate work from any folder."
+_CACHE = "where decoded images are kept after the first epoch. `none`: decode every epoch (memory stays flat " \
+         "however large the folder). `memory`: keep them in memory. `disk`: keep them in a temporary folder, " \
+         "removed at the end. `auto`: `memory` when the decoded images fit in 1 GiB, else `none`."
+
+
+def _absolute(path: str) -> str:
+    """A path as given (`~` expanded), made absolute against the current folder."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+# a path as written in the config, stored absolute
+ResolvedPath = Annotated[str, StringConstraints(min_length=1), AfterValidator(_absolute)]
+
+
+class DatasetBase(Section):
+    """What every kind of data takes: how it is split, normalised and labelled."""
+
+    name: str = Field(description="Which data; each kind below says its own keys.")
+    validation_split: float | None = Field(
+        None, gt=0, lt=1, description="Fraction of the training data held out for validation: the last part, "
+        "before shuffling, as Keras' `fit(validation_split=...)` takes it."
+    )
+    holdout_first: int | None = Field(
+        None, gt=0, description="Hold out the first N training examples for validation (the course's CIFAR-10)."
+    )
+    test_split: float | None = Field(
+        None, gt=0, lt=1, description="For data without a test split of its own (an image folder without "
+        "`test/`, an npz without `x_test`): the fraction of the training data held out as the test split, taken "
+        "from the end before validation (image folders are in a seeded order, so every class is in it)."
+    )
+    normalize: Literal["rescale", "standardize", "none"] = Field(
+        "rescale", description="`rescale`: ÷255. `standardize`: (x − mean) / std with the training split's "
+        "mean and std, stored in the run and reused by evaluate and predict. `none`: raw values."
+    )
+    label_mode: Literal["categorical", "sparse", "binary"] = Field(
+        "categorical", description="`categorical`: one-hot labels. `sparse`: integer labels. `binary`: 0/1 "
+        "labels for two classes (a sigmoid output)."
+    )
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> "DatasetBase":
+        if self.validation_split is not None and self.holdout_first is not None:
+            raise ValueError("set either validation_split or holdout_first, not both")
+        if (self.validation_split or 0) + (self.test_split or 0) >= 1:
+            raise ValueError("validation_split + test_split must leave training data (a sum under 1)")
+        return self
+
+
+class ShapesDataset(DatasetBase):
+    """`shapes`: cnnrun's own seeded pictures of circles, squares, triangles and crosses; no download."""
+
+    name: Literal["shapes"] = Field("shapes", description="The built-in shapes set.")
+    image_size: int = Field(
+        32, description=f"Side of the square images in pixels, {MIN_SHAPES_SIZE} to 1024 (the generator needs "
+        f"{MIN_SHAPES_SIZE} to draw every shape inside the image)."
+    )
+    channels: Literal[1, 3] = Field(1, description="1 (grayscale) or 3 (colour).")
+    num_classes: int = Field(3, ge=2, le=4, description="How many shape classes (circle, square, triangle, cross).")
+    num_samples: int = Field(3000, ge=10, description="Number of training images.")
+    test_samples: int = Field(600, ge=0, description="Number of test images.")
+
+    @field_validator("image_size")
+    @classmethod
+    def _drawable(cls, size: int) -> int:
+        if not MIN_SHAPES_SIZE <= size <= 1024:
+            raise ValueError(f"the shapes dataset draws images of {MIN_SHAPES_SIZE} to 1024 pixels a side "
+                             f"(smaller ones cannot hold every shape)")
+        return size
+
+
+class KerasDataset(DatasetBase):
+    """A dataset Keras ships: downloaded into ~/.keras/datasets, or read from a local copy in `data_dir`."""
+
+    name: Literal["fashion_mnist", "mnist", "cifar10", "cifar100"] = Field(
+        description="Which of Keras' datasets."
+    )
+    data_dir: ResolvedPath | None = Field(
+        None, description="A folder holding a local copy in Keras' cache layout (or, for cifar10/100, a `train/` "
+        "and `test/` tree of class folders). Unset: Keras downloads into ~/.keras/datasets." + _RELATIVE
+    )
+    cache: Literal["auto", "none", "memory", "disk"] = Field(
+        "auto", description="CIFAR's JPEG tree in `data_dir` (the other datasets are arrays in memory): " + _CACHE
+    )
+
+
+class NpzDataset(DatasetBase):
+    """`npz`: your own arrays in one NumPy `.npz` file."""
+
+    name: Literal["npz"] = Field(description="Your own arrays.")
+    path: ResolvedPath = Field(
+        description="The file with `x_train, y_train` and optionally `x_test, y_test`." + _RELATIVE
+    )
+
+
+class ImageFolderDataset(DatasetBase):
+    """`image_folder`: pictures in one folder per class, read and resized as they stream."""
+
+    name: Literal["image_folder"] = Field(description="Your own pictures, one folder per class.")
+    path: ResolvedPath = Field(
+        description="A folder holding `train/` (and optionally `validation/`, `test/`) of class folders, or "
+        "class folders directly." + _RELATIVE
+    )
+    image_size: int | tuple[int, int] = Field(
+        32, description="[height, width] every image is resized to (one number: a square), 8 to 1024 pixels."
+    )
+    color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="The colour mode images are read in.")
+    cache: Literal["auto", "none", "memory", "disk"] = Field("auto", description=_CACHE[0].upper() + _CACHE[1:])
+    on_bad_file: Literal["skip", "error"] = Field(
+        "skip", description="What to do with files that do not decode (empty, truncated, not an image). `skip`: "
+        "leave them out with one warning; the run's `bad_files.json` lists them. `error`: stop before training "
+        "and name them."
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _sides(cls, size: int | tuple[int, int]) -> int | tuple[int, int]:
+        if not all(8 <= side <= 1024 for side in (size if isinstance(size, tuple) else (size,))):
+            raise ValueError("sides from 8 to 1024 pixels")
+        return size
+
+
+DATASET_KINDS: dict[str, type[DatasetBase]] = {
+    **{name: KerasDataset for name in KERAS_DATASETS},
+    "shapes": ShapesDataset, "npz": NpzDataset, "image_folder": ImageFolderDataset,
+}
+
+DatasetConfig = Annotated[ShapesDataset | KerasDataset | NpzDataset | ImageFolderDataset,
+                          Field(discriminator="name")]
+
+
+def default_name(value: Any) -> Any:
+    """A `dataset:` mapping without `name:` is the shapes set."""
+    return {"name": "shapes", **value} if isinstance(value, dict) and "name" not in value else value
+

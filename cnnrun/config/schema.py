@@ -1,0 +1,309 @@
+"""The experiment schema: what a config may say, checked by pydantic, documented by the field descriptions.
+
+The field descriptions are the reference documentation of the YAML: `python -m cnnrun.config.reference` writes
+them into the README. Checking a config here needs neither TensorFlow nor Keras: layer, optimizer and loss names
+are read from `cnnrun.registry`'s tables of strings.
+"""
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
+from cnnrun.config.sections import Section
+from cnnrun.errors import UserError
+from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_layer_name, check_name
+
+_DEVICE = re.compile(r"/?(?:device:)?(cpu|gpu):(\d+)", re.IGNORECASE)
+MAX_INT32 = 2**31 - 1  # TensorFlow counts batches and steps in int32
+MAX_LAYERS = 10_000  # layers of one model, `repeat:` expanded: far beyond any CNN, and quick to check
+
+
+class ModelConfig(Section):
+    name: str | None = Field(None, description="The Keras model's name (default: the experiment's name).")
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Values for `${name}` in the layers (also allowed at the top level)."
+    )
+    layers: list[Any] = Field(
+        min_length=1,
+        description="The layers, in order, written as in Keras: `- Conv2D: {filters: 32, kernel_size: 3}`, "
+        "`- Dropout: 0.2`, `- Flatten: {}`; `- repeat: {times: N, layers: [...]}` repeats a block. The input "
+        "shape comes from the dataset; `${num_classes}` is the number of classes.",
+    )
+
+    @model_validator(mode="after")
+    def _known_layers(self) -> "ModelConfig":
+        for count, (where, name, _) in enumerate(iter_layer_entries(self.layers), 1):
+            if count > MAX_LAYERS:
+                raise UserError(f"model.layers: more than {MAX_LAYERS} layers once `repeat:` blocks are expanded")
+            check_layer_name(name, where)
+        return self
+
+
+class CompileConfig(Section):
+    optimizer: str | dict[str, Any] = Field(
+        "rmsprop", description="A name (adam, adamw, rmsprop, sgd, nadam, adamax, adagrad, adadelta, lion) or "
+        "`{name: adam, learning_rate: 0.001, ...}` with the Keras optimizer's arguments."
+    )
+    loss: str | dict[str, Any] | None = Field(
+        None, description="A Keras loss name or `{name: ..., from_logits: true, ...}`. Default: the "
+        "crossentropy that matches `dataset.label_mode`."
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy"], description="Keras metric names; `acc` is logged as `accuracy`."
+    )
+    jit_compile: bool | Literal["auto"] = Field("auto", description="XLA compilation, as Keras' `compile`.")
+    steps_per_execution: int = Field(1, ge=1, le=MAX_INT32, description="Batches per call into the compiled step.")
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "CompileConfig":
+        name = self.optimizer if isinstance(self.optimizer, str) else self.optimizer.get("name")
+        if not isinstance(name, str):
+            raise ValueError("optimizer needs a `name:` (adam, rmsprop, sgd, ...)")
+        check_name(name, OPTIMIZERS, "optimizer", "compile.optimizer")
+        if self.loss is not None:
+            loss = self.loss if isinstance(self.loss, str) else self.loss.get("name")
+            if not isinstance(loss, str):
+                raise ValueError("loss needs a `name:` (categorical_crossentropy, ...)")
+            check_name(loss, LOSSES, "loss", "compile.loss")
+        self.metrics = [canonical_metric(m) for m in self.metrics]
+        return self
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, le=MAX_INT32, description="Total number of epochs.")
+    batch_size: int = Field(32, ge=1, le=MAX_INT32, description="Examples per batch: under a distribution, the "
+                            "global batch, split evenly over the replicas.")
+    shuffle: bool = Field(True, description="Shuffle the training data every epoch (seeded).")
+    deterministic: bool = Field(
+        False, description="Turn on TensorFlow's op determinism: repeatable results, somewhat slower."
+    )
+    verbose: Literal["auto", 0, 1, 2] = Field("auto", description="Keras' progress output: 1 bar, 2 a line.")
+    mixed_precision: bool = Field(
+        False, description="Compute in 16-bit floats, keep weights in float32: Keras' `mixed_float16` policy on "
+        "a GPU, `mixed_bfloat16` on a CPU. The output layer stays float32 (a stable softmax)."
+    )
+    distribution: Literal["auto", "none", "mirrored", "data_parallel"] = Field(
+        "auto", description="How training spreads over devices and machines. `mirrored`: TensorFlow's "
+        "MirroredStrategy over the GPUs (or `devices`) of one machine. `data_parallel`: Keras' DataParallel on the "
+        "JAX backend, over every local device or, with `KERAS_DISTRIBUTION_*` set, every process of a cluster. "
+        "`auto`: data_parallel when `KERAS_DISTRIBUTION_*` are set; with several GPUs (or `devices`), mirrored on "
+        "TensorFlow and data_parallel on JAX; else `none`. `batch_size` is the global batch."
+    )
+    devices: list[str] | None = Field(
+        None, description="mirrored: the devices to train on, e.g. `[/gpu:0, /gpu:1]`; default: every GPU. "
+        "Listing CPU devices beyond `/cpu:0` (`[/cpu:0, /cpu:1]`) splits the processor into that many logical "
+        "devices, to try several replicas without GPUs."
+    )
+    scale_learning_rate: Literal["none", "linear"] = Field(
+        "none", description="`linear`: a new run's learning rate is the configured one × the number of replicas. "
+        "`none`: as configured."
+    )
+    coordinator_timeout: float = Field(
+        120, gt=0, description="Several processes: seconds a process other than 0 waits for the coordinator "
+        "(the first address of `KERAS_DISTRIBUTION_JOB_ADDRESSES`) to accept connections."
+    )
+
+    @model_validator(mode="after")
+    def _known_devices(self) -> "TrainConfig":
+        """Devices are written as TensorFlow writes them (`/gpu:0`, `GPU:0`, `/device:GPU:0`), kept as `/gpu:0`."""
+        if self.devices is not None:
+            names = []
+            for name in self.devices:
+                match = _DEVICE.fullmatch(name.strip())
+                if not match:
+                    raise ValueError(f"devices: '{name}' is not a device; write /gpu:0, /gpu:1, … or /cpu:0, /cpu:1")
+                names.append(f"/{match.group(1).lower()}:{match.group(2)}")
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"devices: a list of different devices, got {self.devices}")
+            if len({n.split(":")[0] for n in names}) > 1:
+                raise ValueError(f"devices: all GPUs or all CPUs, not both, got {self.devices}")
+            self.devices = names
+        return self
+
+
+class CheckpointConfig(Section):
+    monitor: str = Field("val_loss", description="The logged value that decides the best model (`val_acc` "
+                         "works). Without validation data, `val_` is dropped.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
+    save_best_only: bool = Field(
+        True, description="true: `best.keras` changes only when `monitor` improves; false: every epoch."
+    )
+    initial_value_threshold: float | None = Field(None, description="`best.keras` is written only once "
+                                                  "`monitor` beats this value.")
+    verbose: int = Field(0, ge=0, le=1, description="1: print a line when `best.keras` is written.")
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = Field("val_loss", description="The logged value to watch (`val_acc` works).")
+    min_delta: float = Field(0.0, description="A smaller change does not count as an improvement.")
+    patience: int = Field(0, ge=0, description="Epochs without improvement before training stops.")
+    verbose: int = Field(0, description="1: say when training stops.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
+    baseline: float | None = Field(None, description="Stop unless `monitor` beats this value.")
+    restore_best_weights: bool = Field(False, description="End with the best epoch's weights (in this process).")
+    start_from_epoch: int = Field(0, ge=0, description="Epochs to wait before watching.")
+
+
+class ReduceLROnPlateauConfig(Section):
+    monitor: str = Field("val_loss", description="The logged value to watch.")
+    factor: float = Field(0.1, gt=0, lt=1, description="New learning rate = rate × factor.")
+    patience: int = Field(10, ge=0, description="Epochs without improvement before the rate is lowered.")
+    verbose: int = Field(0, description="1: say when the rate changes.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
+    min_delta: float = Field(1e-4, description="A smaller change does not count as an improvement.")
+    cooldown: int = Field(0, ge=0, description="Epochs to wait after a change before watching again.")
+    min_lr: float = Field(0.0, description="The rate never goes below this.")
+
+
+class TensorBoardConfig(Section):
+    log_dir: str | None = Field(None, description="Default: `tensorboard/` in the run folder.")
+    histogram_freq: int = Field(0, description="Epochs between weight histograms (0: none).")
+    write_graph: bool = Field(True, description="Write the model graph.")
+    update_freq: Literal["epoch", "batch"] | int = Field("epoch", description="How often to write metrics.")
+
+
+class CallbacksConfig(Section):
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig, description="Always on: `best.keras` by `monitor`, `last.keras` "
+        "after every epoch. Keras' ModelCheckpoint arguments."
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="Keras' EarlyStopping arguments.")
+    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = Field(
+        None, description="Keras' ReduceLROnPlateau arguments."
+    )
+    terminate_on_nan: bool = Field(False, description="Stop as soon as the loss is NaN.")
+    tensorboard: TensorBoardConfig | None = Field(None, description="Keras' TensorBoard arguments.")
+
+    @model_validator(mode="after")
+    def _canonical_monitors(self) -> "CallbacksConfig":
+        for section in (self.checkpoint, self.early_stopping, self.reduce_lr_on_plateau):
+            if section is not None:
+                section.monitor = canonical_metric(section.monitor)
+        return self
+
+
+class AugmentationConfig(Section):
+    """ImageDataGenerator's words; applied to training batches only (Keras preprocessing layers)."""
+
+    rotation_range: float = Field(0, ge=0, le=180, description="Random rotation, ± degrees.")
+    width_shift_range: float = Field(0, ge=0, lt=1, description="Random horizontal shift, ± fraction of width.")
+    height_shift_range: float = Field(0, ge=0, lt=1, description="Random vertical shift, ± fraction of height.")
+    zoom_range: float | tuple[float, float] = Field(
+        0, description="Random zoom: a number z means [1 − z, 1 + z]; or [low, high]. Values < 1 zoom in."
+    )
+    shear_range: float = Field(0, ge=0, lt=90, description="Random shear, ± degrees.")
+    horizontal_flip: bool = Field(False, description="Flip left-right at random.")
+    vertical_flip: bool = Field(False, description="Flip upside-down at random.")
+    brightness_range: tuple[float, float] | None = Field(
+        None, description="Multiply brightness by a random factor in [low, high] (1 = unchanged)."
+    )
+    contrast_range: tuple[float, float] | None = Field(
+        None, description="Scale contrast by a random factor in [low, high] (1 = unchanged)."
+    )
+    fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = Field(
+        "nearest", description="How pixels outside the image are filled."
+    )
+    cval: float = Field(0, description="The fill value for `fill_mode: constant`, as a pixel value (0–255).")
+    placement: Literal["auto", "pipeline", "model"] = Field(
+        "auto", description="Where augmentation runs. `pipeline`: in the `tf.data` input pipeline on the CPU, "
+        "overlapping training. `model`: as the model's first layers, on the GPU when there is one (they pass "
+        "images through unchanged at inference). `auto`: `model` when a GPU is visible or the backend is not "
+        "TensorFlow, else `pipeline`."
+    )
+
+
+class OutputConfig(Section):
+    dir: str = Field("outputs", description="Runs go to `<dir>/<name>/<YYYYMMDD-HHMMSS>/`.")
+    plots: bool = Field(True, description="Write `history.png` after every epoch.")
+
+
+class Experiment(Section):
+    """A whole experiment: what `cnnrun train` runs, and what a run's `config.yaml` holds (defaults included)."""
+
+    name: str = Field(description="The experiment's name, one folder name (no `/`, not `.` or `..`): runs go to "
+                      "`<output.dir>/<name>/`. Default: the config file's name.",
+                      json_schema_extra={"default_shown": "the file's name"})
+    description: str | None = Field(None, description="Free text, shown in the header.")
+    seed: int = Field(42, ge=0, lt=2**32, description="Seeds Python, NumPy and Keras (0 to 2³² − 1); recorded in "
+                      "the run.")
+    backend: Literal["tensorflow", "jax"] = Field(
+        default_factory=lambda: os.environ.get("KERAS_BACKEND", "tensorflow"),
+        description="The Keras backend: `tensorflow`, or `jax` (`pip install cnnrun[jax]`), which several "
+        "machines need. Default: `$KERAS_BACKEND`, else tensorflow. Input pipelines are `tf.data` on both.",
+        json_schema_extra={"default_shown": "`$KERAS_BACKEND`, else `tensorflow`"},
+    )
+    vars: dict[str, Any] = Field(default_factory=dict, description="Values for `${name}` anywhere in the file.")
+    dataset: DatasetConfig = Field(
+        default_factory=ShapesDataset, description="What data, how it is split and normalised; the keys depend on "
+        "`dataset.name` (one table per kind below)."
+    )
+    model: ModelConfig = Field(description="The network.")
+    compile: CompileConfig = Field(default_factory=CompileConfig, description="Optimizer, loss, metrics.")
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="Epochs, batch size, distribution over devices and machines."
+    )
+    augmentation: AugmentationConfig | None = Field(
+        None, description="Random changes to training images (absent: none)."
+    )
+    callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Checkpoints and Keras "
+                                       "callbacks.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, value: Any) -> Any:
+        if value not in ("tensorflow", "jax"):
+            raise ValueError("use tensorflow or jax (the default comes from $KERAS_BACKEND)")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        """The name becomes a folder under `output.dir`: it must not lead anywhere else."""
+        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise ValueError("one folder name, without '/' and not '.' or '..' (runs go to <output.dir>/<name>/)")
+        return name
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _shapes_by_default(cls, value: Any) -> Any:
+        return default_name(value)
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether training has validation data: a split of the training data or an image folder's own."""
+        dataset = self.dataset
+        own_folder = dataset.name == "image_folder" and (Path(dataset.path) / "validation").is_dir()
+        return dataset.validation_split is not None or dataset.holdout_first is not None or own_folder
+
+
+def iter_layer_entries(layers: list[Any], where: str = "model.layers"):
+    """Yield `(where, layer_name, arguments)` for every layer entry, expanding `repeat:` blocks.
+
+    An entry is `{Name: {args}}`, `{Name: value}` (the first argument, e.g. `Dropout: 0.2`) or a bare `Name`.
+    """
+    for i, entry in enumerate(layers):
+        here = f"{where}[{i}]"
+        if isinstance(entry, str):
+            yield here, entry, {}
+            continue
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise UserError(f"{here}: a layer is one `Name: {{arguments}}` pair, got {entry!r}")
+        (name, args), = entry.items()
+        if name == "repeat":
+            if not isinstance(args, dict) or set(args) != {"times", "layers"}:
+                raise UserError(f"{here}: repeat takes `{{times: N, layers: [...]}}`, got {args!r}")
+            if not isinstance(args["times"], int) or not 1 <= args["times"] <= MAX_LAYERS:
+                raise UserError(f"{here}.repeat.times: a whole number from 1 to {MAX_LAYERS}, got {args['times']!r}")
+            if not isinstance(args["layers"], list) or not args["layers"]:
+                raise UserError(f"{here}.repeat.layers: a non-empty list of layers")
+            for _ in range(args["times"]):
+                yield from iter_layer_entries(args["layers"], f"{here}.repeat.layers")
+            continue
+        yield f"{here} ({name})", name, args
+
+

@@ -1,0 +1,49 @@
+"""The README's configuration reference is written from the schema, and a stale one is caught."""
+
+import subprocess
+import sys
+
+from cnnrun.config.reference import updated_readme
+from tests.conftest import PROJECT
+
+README = (PROJECT / "README.md").read_text(encoding="utf-8")
+CVAL_ROW = "| `cval` | `0` | The fill value for `fill_mode: constant`, as a pixel value (0–255). |"
+
+
+def test_the_readme_reference_is_current():
+    assert updated_readme(README) == README, "the README's configuration reference is stale: run `make docs`"
+
+
+def test_a_row_edited_by_hand_is_found_and_rewritten_from_the_schema():
+    assert CVAL_ROW in README
+    drifted = README.replace(CVAL_ROW, "| `cval` | `0` | The fill value for `fill_mode: constant`. |")
+    assert updated_readme(drifted) == README
+
+
+def table_keys(title: str) -> list[str]:
+    """The keys in the rows of the README's table under `title` (a line of its own)."""
+    keys: list[str] = []
+    for line in README.split(f"\n{title}\n", 1)[1].splitlines():
+        if line.startswith("| `"):
+            keys.append(line.split("`")[1])
+        elif keys:
+            break
+    return sorted(keys)
+
+
+def test_every_kind_of_dataset_has_its_own_table_with_its_own_keys():
+    titles = ["`dataset` with `name: shapes`", "`dataset` with `name: npz`", "`dataset` with `name: image_folder`",
+              "`dataset` with `name: fashion_mnist, mnist, cifar10, cifar100`"]
+    keys = {title: table_keys(title) for title in titles}
+    assert keys == {
+        "`dataset` with `name: shapes`": ["channels", "image_size", "num_classes", "num_samples", "test_samples"],
+        "`dataset` with `name: npz`": ["path"],
+        "`dataset` with `name: image_folder`": ["cache", "color_mode", "image_size", "on_bad_file", "path"],
+        "`dataset` with `name: fashion_mnist, mnist, cifar10, cifar100`": ["cache", "data_dir"],
+    }
+
+
+def test_the_check_command_says_whether_the_readme_is_current():
+    result = subprocess.run([sys.executable, "-m", "cnnrun.config.reference", "--check"], cwd=PROJECT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
