@@ -13,7 +13,7 @@ import numpy as np
 from rich.table import Table
 
 from cnnrun.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from cnnrun.report import console, format_metrics, results_table
+from cnnrun.report import console, format_metrics, results_table, show_warnings
 from cnnrun.runs import Run, load_checkpoint, open_run
 
 
@@ -125,6 +125,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     run = open_run(run_path)
     experiment, info, model = run_model(run, checkpoint)
     splits = load_splits(experiment, stored=info)
+    show_warnings(splits.warnings)
     data = splits.split(split)
     examples = splits.examples[split]
     truth = examples.labels

@@ -23,7 +23,7 @@ from cnnrun.atomic import atomic_save_model, atomic_write_text
 from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
-from cnnrun.report import console, format_metrics, header_panel, plot_history, results_table
+from cnnrun.report import console, format_metrics, header_panel, plot_history, results_table, show_warnings
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 
 
@@ -261,10 +261,12 @@ def _train(experiment: Experiment, placement: Placement, output_dir: str | None,
 
     _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
-    splits = load_splits(experiment)
-    placement.feed(splits, experiment.train.batch_size)
+    in_model = augmentation_in_model(experiment)
+    splits = load_splits(experiment, augment=not in_model)
+    show_warnings(splits.warnings)
+    splits = placement.feed(splits, experiment.train.batch_size)
     info = splits.info
-    augmenter = model_augmenter(experiment, info) if augmentation_in_model(experiment) else None
+    augmenter = model_augmenter(experiment, info) if in_model else None
     model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
     compile_model(model, experiment)
     if experiment.train.scale_learning_rate == "linear":
@@ -426,18 +428,18 @@ def _resume(run: Run, experiment: Experiment, state: dict[str, Any], meta: dict[
             placement: Placement) -> Run | None:
     model = load_checkpoint(run.checkpoints / "last.keras")
 
-    from cnnrun.data import DatasetInfo, load_splits, training_stream
+    from cnnrun.data import DatasetInfo, load_splits
 
     _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
-    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")))
+    in_model = any(layer.name == "augmentation" for layer in model.layers)  # as the run was built, on any machine
+    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")), augment=not in_model)
+    show_warnings(splits.warnings)
     done = int(model.optimizer.iterations.numpy()) // splits.steps_per_epoch
     if done >= experiment.train.epochs:
         console.print(f"{run.path} already has {done} epochs; give --epochs N with N > {done} to train on.")
         return None
-    in_model = any(layer.name == "augmentation" for layer in model.layers)  # as the run was built, on any machine
-    splits.train = training_stream(splits, experiment, initial_epoch=done, augment=not in_model)
-    placement.feed(splits, experiment.train.batch_size)
+    splits = placement.feed(splits.from_epoch(done), experiment.train.batch_size)
     history = run.read_history()[:done]
     best = state.get("best")
     callbacks, stateful = make_callbacks(experiment, run, private=not placement.writes_run_folder)

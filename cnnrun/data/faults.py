@@ -1,0 +1,54 @@
+"""Turn an input-pipeline failure during training or scoring into one line the user can act on.
+
+Pictures stream from disk while Keras trains. When one vanishes or changes after the folder check (a sync tool,
+a cleanup, a disk unplugged), TensorFlow stops `fit` with a `NotFoundError` or `InvalidArgumentError` whose text
+is a graph-execution traceback. `data_error` recognises those and says which file, in one line; the caller
+(the Trainer) raises it in place of TensorFlow's error and marks the run `failed`.
+
+Example:
+>>> try:
+...     model.fit(splits.train, ...)
+... except Exception as e:
+...     if (error := data_error(e)) is not None:
+...         raise error from e
+...     raise
+"""
+
+import re
+
+from cnnrun.errors import UserError
+
+# TensorFlow's ReadFile: "<path>; No such file or directory" (or another OS reason after the semicolon)
+_UNREADABLE = re.compile(r"(?m)^\s*(?:\{\{[^}]*\}\}\s*)?(?P<path>[^\n;]+?); (?P<reason>No such file or directory|"
+                         r"Permission denied|Is a directory|Input/output error)")
+# what TensorFlow's image decoders say about bytes that are not (or no longer) a whole picture
+_UNDECODABLE = ("Unknown image file format", "Invalid JPEG data", "Invalid PNG data", "Invalid GIF data",
+                "Invalid BMP data", "jpeg::Uncompress failed", "Input size should be at least")
+
+
+def data_error(error: BaseException) -> UserError | None:
+    """The one-line UserError for a `tf.data` failure of the input pipeline; None for any other error.
+
+    Args:
+        error: what `fit`, `evaluate`, `predict` or iterating a pipeline raised.
+
+    Returns:
+        A UserError naming the file (a picture that vanished or cannot be read) or saying that a picture no
+        longer decodes; None when `error` is not TensorFlow's error about the data.
+    """
+    if type(error).__name__ not in ("NotFoundError", "InvalidArgumentError", "PermissionDeniedError",
+                                    "DataLossError", "UnknownError"):
+        return None
+    if not type(error).__module__.startswith("tensorflow"):
+        return None
+    text = str(getattr(error, "message", None) or error)
+    found = _UNREADABLE.search(text)
+    if found is not None:
+        path, reason = found.group("path").strip(), found.group("reason").lower()
+        return UserError(f"{path}: {reason} (it was there when the data was checked); the run stopped here. "
+                         f"Put it back, or check the folder with `cnnrun data check`, and resume")
+    for words in _UNDECODABLE:
+        if words in text:
+            return UserError(f"a picture no longer decodes ({words}): a file changed after the data was checked; "
+                             f"find it with `cnnrun data check` on the dataset folder, then resume")
+    return None
