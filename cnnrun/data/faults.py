@@ -14,13 +14,11 @@ Example:
 ...     raise
 """
 
-import re
 
 from cnnrun.errors import UserError
 
-# TensorFlow's ReadFile: "<path>; No such file or directory" (or another OS reason after the semicolon)
-_UNREADABLE = re.compile(r"(?m)^\s*(?:\{\{[^}]*\}\}\s*)?(?P<path>[^\n;]+?); (?P<reason>No such file or directory|"
-                         r"Permission denied|Is a directory|Input/output error)")
+# TensorFlow's ReadFile ends its line with "<path>; <the OS's reason>"
+_OS_REASONS = ("No such file or directory", "Permission denied", "Is a directory", "Input/output error")
 # what TensorFlow's image decoders say about bytes that are not (or no longer) a whole picture
 _UNDECODABLE = ("Unknown image file format", "Invalid JPEG data", "Invalid PNG data", "Invalid GIF data",
                 "Invalid BMP data", "jpeg::Uncompress failed", "Input size should be at least")
@@ -42,13 +40,26 @@ def data_error(error: BaseException) -> UserError | None:
     if not type(error).__module__.startswith("tensorflow"):
         return None
     text = str(getattr(error, "message", None) or error)
-    found = _UNREADABLE.search(text)
-    if found is not None:
-        path, reason = found.group("path").strip(), found.group("reason").lower()
-        return UserError(f"{path}: {reason} (it was there when the data was checked); the run stopped here. "
-                         f"Put it back, or check the folder with `cnnrun data check`, and resume")
+    for reason in _OS_REASONS:
+        path = _path_before(text, f"; {reason}")
+        if path:
+            return UserError(f"{path}: {reason.lower()} (it was there when the data was checked); the run stopped "
+                             f"here. Put it back, or check the folder with `cnnrun data check`, and resume")
     for words in _UNDECODABLE:
         if words in text:
             return UserError(f"a picture no longer decodes ({words}): a file changed after the data was checked; "
                              f"find it with `cnnrun data check` on the dataset folder, then resume")
     return None
+
+
+def _path_before(text: str, marker: str) -> str | None:
+    """The file name TensorFlow wrote just before `marker`: the end of that line after its last `: ` (the
+    iterator's description) or `}} ` (the function's name)."""
+    end = text.find(marker)
+    if end < 0:
+        return None
+    line = text[text.rfind("\n", 0, end) + 1:end]
+    for separator in (": ", "}} "):
+        if separator in line:
+            line = line.rsplit(separator, 1)[1]
+    return line.strip() or None
