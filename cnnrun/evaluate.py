@@ -124,7 +124,8 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
 
     run = open_run(run_path)
     experiment, info, model = run_model(run, checkpoint)
-    splits = load_splits(experiment, stored=info)
+    stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
+    splits = load_splits(experiment, stored=info, stored_files=stored_files)
     show_warnings(splits.warnings)
     data = splits.split(split)
     examples = splits.examples[split]

@@ -277,7 +277,9 @@ def _train(experiment: Experiment, placement: Placement, output_dir: str | None,
     atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
     run.write_json("dataset.json", info.to_dict())
     if splits.bad_files:
-        run.write_json("bad_files.json", splits.bad_files)
+        run.write_json("bad_files.json", list(splits.bad_files))
+    if splits.files() is not None:  # evaluate and resume reuse exactly these files
+        run.write_json("splits.json", splits.files())
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))
     atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
@@ -433,7 +435,9 @@ def _resume(run: Run, experiment: Experiment, state: dict[str, Any], meta: dict[
     _seed_everything(experiment)
     monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
     in_model = any(layer.name == "augmentation" for layer in model.layers)  # as the run was built, on any machine
-    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")), augment=not in_model)
+    stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
+    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")), stored_files=stored_files,
+                         augment=not in_model)
     show_warnings(splits.warnings)
     done = int(model.optimizer.iterations.numpy()) // splits.steps_per_epoch
     if done >= experiment.train.epochs:

@@ -158,3 +158,33 @@ def test_recorded_files_that_are_gone_are_reported_and_an_emptied_split_is_an_er
         (root / relative).unlink()
     with pytest.raises(UserError, match="test split"):
         load_splits(experiment, stored_files=recorded)
+
+
+def test_a_splits_file_of_the_wrong_shape_is_one_line(tmp_path):
+    root = photo_folder(tmp_path / "photos", count=8)
+    with pytest.raises(UserError, match="splits.json: not a cnnrun splits file"):
+        load_splits(folder_experiment(root), stored_files={"train": "all of them"})
+
+
+@pytest.mark.slow
+def test_evaluate_and_resume_see_the_runs_own_splits_after_pictures_were_added(tmp_path, write_config):
+    import json
+
+    from tests.conftest import run_here
+
+    root = photo_folder(tmp_path / "photos")
+    config = tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16, "test_split": 0.25,
+                                  "validation_split": 0.25}, train={"epochs": 1, "batch_size": 8})
+    result = run_here("train", write_config(config), "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = (tmp_path / "out" / "tiny").iterdir()
+    recorded = json.loads((run / "splits.json").read_text())
+    assert len(recorded["test"]) == 6 and recorded["root"] == str(root)
+    photo_folder(root, count=10, start=24)
+    result = run_here("evaluate", run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "10 new file(s)" in result.stderr
+    assert json.loads((run / "eval" / "best_test_metrics.json").read_text())["examples"] == 6
+    result = run_here("resume", run, "--epochs", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "10 new file(s)" in result.stderr

@@ -106,6 +106,7 @@ def _recorded(report: FolderReport, root: Path, stored: dict[str, Any],
     Adds to `warnings` the count of good files in the folder that no split records (ignored) and of recorded
     files that are gone or unreadable now (left out, the first few named).
     """
+    _check_recorded(stored)
     good = {str(p): p for classes in report.splits.values() for entry in classes.values() for p in entry.good}
     label_of = {name: i for i, name in enumerate(report.class_names)}
     listed, recorded, gone = {}, set(), []
@@ -133,6 +134,17 @@ def _recorded(report: FolderReport, root: Path, stored: dict[str, Any],
         warnings.append(f"{len(gone)} file(s) of the run's splits missing or unreadable in {root}, left out: "
                         f"{_first(gone)}")
     return listed
+
+
+def _check_recorded(stored: Any) -> None:
+    """A UserError unless `stored` has the shape `Splits.files()` gives (lists of relative paths per split)."""
+    def listed(paths: Any) -> bool:
+        return paths is None or (isinstance(paths, list) and all(isinstance(p, str) for p in paths))
+
+    shaped = isinstance(stored, dict) and all(listed(stored.get(split)) for split in SPLIT_NAMES)
+    if not shaped:
+        raise UserError("splits.json: not a cnnrun splits file (it should map train, validation and test to lists "
+                        "of paths relative to the dataset folder)")
 
 
 def _disk_cache_dir() -> str:
