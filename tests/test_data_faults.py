@@ -63,6 +63,16 @@ def test_a_picture_that_vanishes_becomes_one_line_naming_it(tmp_path):
     error = data_error(caught.value)
     assert isinstance(error, UserError)
     assert str(error).startswith(f"{gone}: no such file or directory") and "\n" not in str(error)
+    changed = Path(splits.examples["train"].paths[6])
+    changed.write_text("no longer a picture")
+    gone.touch()  # back, but empty: it no longer decodes either
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        for _ in splits.train.take(splits.steps_per_epoch):
+            pass
+    error = data_error(caught.value)
+    assert isinstance(error, UserError), str(caught.value)
+    assert str(error).split(": ")[0] in (str(gone), str(changed)) and "no longer a picture" in str(error)
+    assert "\n" not in str(error)
     assert data_error(ValueError(f"{gone}; No such file or directory")) is None  # only TensorFlow's data errors
     assert data_error(tf.errors.InvalidArgumentError(None, None, "logits and labels must have the same shape")) \
         is None

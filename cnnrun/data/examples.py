@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 DISK_SHUFFLE_BUFFER = 10_000  # images held for shuffling when the decoded images are cached on disk
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")  # how JPEG, PNG, GIF and BMP files begin
+NOT_A_PICTURE = "cnnrun: no longer a picture:"  # the decoder's assertion names the file after these words
 
 
 @dataclass
@@ -186,7 +188,10 @@ def decoder(size: tuple[int, int], channels: int, converted: dict[str, bytes] | 
         else:
             stored = table.lookup(path)
             data = tf.cond(stored == "", lambda: tf.io.read_file(path), lambda: stored)
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+        # a file that changed after the check fails here with its name, not inside the decoder without it
+        known = tf.reduce_any(tf.stack([tf.strings.substr(data, 0, len(m)) == m for m in SIGNATURES]))
+        with tf.control_dependencies([tf.debugging.Assert(known, [NOT_A_PICTURE, path])]):
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
         image.set_shape([None, None, channels])
 
         def resized():

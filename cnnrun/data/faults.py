@@ -15,13 +15,15 @@ Example:
 """
 
 
+from cnnrun.data.examples import NOT_A_PICTURE
 from cnnrun.errors import UserError
 
 # TensorFlow's ReadFile ends its line with "<path>; <the OS's reason>"
 _OS_REASONS = ("No such file or directory", "Permission denied", "Is a directory", "Input/output error")
 # what TensorFlow's image decoders say about bytes that are not (or no longer) a whole picture
 _UNDECODABLE = ("Unknown image file format", "Invalid JPEG data", "Invalid PNG data", "Invalid GIF data",
-                "Invalid BMP data", "jpeg::Uncompress failed", "Input size should be at least")
+                "Invalid BMP data", "jpeg::Uncompress failed", "Input size should be at least", "Input is empty",
+                "DecodeImage", "DecodeJpeg", "DecodePng", "DecodeGif", "DecodeBmp")
 
 
 def data_error(error: BaseException) -> UserError | None:
@@ -45,6 +47,10 @@ def data_error(error: BaseException) -> UserError | None:
         if path:
             return UserError(f"{path}: {reason.lower()} (it was there when the data was checked); the run stopped "
                              f"here. Put it back, or check the folder with `cnnrun data check`, and resume")
+    path = _path_after(text, f"[{NOT_A_PICTURE}] [")
+    if path:
+        return UserError(f"{path}: no longer a picture (it was one when the data was checked); the run stopped here. "
+                         f"Put the picture back, or check the folder with `cnnrun data check`, and resume")
     for words in _UNDECODABLE:
         if words in text:
             return UserError(f"a picture no longer decodes ({words}): a file changed after the data was checked; "
@@ -63,3 +69,13 @@ def _path_before(text: str, marker: str) -> str | None:
         if separator in line:
             line = line.rsplit(separator, 1)[1]
     return line.strip() or None
+
+
+def _path_after(text: str, marker: str) -> str | None:
+    """The file name the decoder's assertion printed after `marker`, up to its closing bracket."""
+    start = text.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = text.find("]", start)
+    return text[start:end].strip() or None if end > start else None
