@@ -102,6 +102,8 @@ class Splits:
     def from_epoch(self, initial_epoch: int) -> "Splits":
         """A new Splits whose training stream starts after `initial_epoch` epochs (resume), each later epoch in
         the order a straight run gives it. Call it before the distribution reshapes the batches."""
+        if self.stream is None:
+            raise ValueError("from_epoch: these Splits were not made by load_splits (no stream to restart)")
         return dataclasses.replace(self, train=self.stream(initial_epoch))
 
     def files(self) -> dict[str, Any] | None:
@@ -218,23 +220,22 @@ def _prepared(ds, info: DatasetInfo, augmenter=None):
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int = 0, augment: bool = True):
+def training_stream(examples: Examples, info: DatasetInfo, experiment: Experiment, initial_epoch: int = 0,
+                    augment: bool = True):
     """Every remaining epoch's training batches in one stream, each epoch shuffled with its own seed.
 
     Epoch e is shuffled with seed `(seed, e)`, whatever epoch the process started at, so a resumed run sees
-    the same order as a straight one. Keras' fit reads it with `steps_per_epoch`.
+    the same order as a straight one. The examples' source (and so its cache) is built once and read by every
+    epoch: `cache: memory` and `disk` decode each picture once. Keras' fit reads the stream with
+    `steps_per_epoch`. `load_splits` and `Splits.from_epoch` call it.
 
     Args:
-        splits: the loaded data (its training examples are used).
+        examples: the training examples.
+        info: the dataset's normalisation and label mode.
         experiment: the experiment (batch size, epochs, shuffle, seed, augmentation).
         initial_epoch: the epochs already trained; the stream starts after them.
         augment: apply the experiment's augmentation (False when the model holds it).
     """
-    return _training_stream(splits.examples["train"], splits.info, experiment, initial_epoch, augment)
-
-
-def _training_stream(examples: Examples, info: DatasetInfo, experiment: Experiment, initial_epoch: int,
-                     augment: bool):
     import tensorflow as tf
 
     train = experiment.train
@@ -326,7 +327,7 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
     pipelines = {name: _pipeline(part, info, batch) for name, part in examples.items() if name != "train"}
 
     def stream(first_epoch: int):
-        return _training_stream(train, info, experiment, first_epoch, augment)
+        return training_stream(train, info, experiment, first_epoch, augment)
 
     return Splits(stream(initial_epoch), pipelines.get("validation"), pipelines.get("test"), info,
                   steps_per_epoch=-(-len(train) // batch), examples=examples, bad_files=raw.bad_files,
