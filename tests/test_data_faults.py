@@ -135,14 +135,20 @@ def test_an_npz_with_object_arrays_is_refused_in_one_line_and_never_unpickled(tm
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("arrays", [{}, {"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros(0, int)}],
-                         ids=["no arrays", "no examples"])
-def test_an_empty_npz_is_refused_in_one_line(tmp_path, arrays):
+@pytest.mark.parametrize("arrays", [None, {}, {"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros(0, int)}],
+                         ids=["zero bytes", "no arrays", "no examples"])
+def test_an_empty_npz_is_refused_in_one_line(tmp_path, write_config, arrays):
     path = tmp_path / "empty.npz"
-    np.savez(path, **arrays)
+    if arrays is None:
+        path.write_bytes(b"")
+    else:
+        np.savez(path, **arrays)
     with pytest.raises(UserError, match=f"{path}") as caught:
         load_splits(_npz_experiment(path))
     assert "\n" not in str(caught.value)
+    result = run_here("train", write_config(tiny_config(dataset={"name": "npz", "path": str(path)})),
+                      "--output-dir", tmp_path / "out")
+    assert result.returncode == 2 and str(path) in result.stderr and "Aborted" not in result.stderr
 
 
 def _png_header(path: Path, width: int, height: int) -> None:

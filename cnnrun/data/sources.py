@@ -103,6 +103,9 @@ def _open_npz(path: Path):
         raise UserError(f"dataset.path: {path} not found (an .npz file with x_train and y_train)")
     try:
         arrays = np.load(path, allow_pickle=False)
+    except EOFError as e:  # an empty file; left to the CLI, click would print only "Aborted."
+        raise UserError(f"dataset.path: {path} is empty (0 bytes); it should be an .npz file with x_train and "
+                        f"y_train") from e
     except (OSError, ValueError) as e:
         raise UserError(f"dataset.path: {path} is not a readable .npz file ({e})") from e
     missing = {"x_train", "y_train"} - set(arrays.files)
