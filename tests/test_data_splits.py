@@ -45,6 +45,10 @@ def test_splits_cannot_be_patched_after_they_are_built():
     splits = shapes_splits()
     with pytest.raises(dataclasses.FrozenInstanceError):
         splits.train = None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        splits.info.mean = 0.5
+    with pytest.raises(TypeError):
+        splits.examples["train"] = splits.examples["test"]
 
 
 def test_with_pipelines_returns_new_splits_and_leaves_the_old_ones_whole():

@@ -15,9 +15,10 @@ Example:
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ __all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe"
            "augmentation_in_model", "model_augmenter", "build_augmenter"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetInfo:
     """What evaluate and predict need to treat new images as training did; stored as the run's dataset.json."""
 
@@ -75,7 +76,7 @@ class Splits:
     test: Any | None
     info: DatasetInfo
     steps_per_epoch: int
-    examples: dict[str, Examples] = field(default_factory=dict)
+    examples: Mapping[str, Examples] = field(default_factory=dict)
     bad_files: tuple[dict[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
     root: Path | None = None
@@ -330,5 +331,5 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         return training_stream(train, info, experiment, first_epoch, augment)
 
     return Splits(stream(initial_epoch), pipelines.get("validation"), pipelines.get("test"), info,
-                  steps_per_epoch=-(-len(train) // batch), examples=examples, bad_files=raw.bad_files,
+                  steps_per_epoch=-(-len(train) // batch), examples=MappingProxyType(examples), bad_files=raw.bad_files,
                   warnings=raw.warnings, root=raw.root, stream=stream)
