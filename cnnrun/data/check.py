@@ -3,7 +3,9 @@
 Users' folders hold truncated JPEGs, zero-byte files, text files named `.jpg`, CMYK and 16-bit pictures. Every
 file with an image suffix is opened and fully decoded (`Image.load()`: that is what finds a truncated file) in a
 pool of threads. CMYK, palette, 16-bit and other pictures Pillow can convert are good: they are converted to the
-colour mode training asks for.
+colour mode training asks for. A phone photo whose EXIF says it was taken sideways is turned upright (TensorFlow's
+decoders ignore EXIF). A picture above Pillow's decompression-bomb limit is used with a note in the report, not a
+Python warning; one above twice the limit is refused. `predict` reads its inputs through the same `check_file`.
 
 Example:
 >>> report = check_image_folder("data/cats_vs_dogs")
