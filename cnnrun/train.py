@@ -349,8 +349,13 @@ def _fit(model, experiment: Experiment, splits, run: Run, callbacks: list, initi
         console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {run.path}\n"
                       f"Continue with: cnnrun resume {run.path}")
         raise SystemExit(130) from None
-    except BaseException:
+    except BaseException as e:
         run.update_state(status="failed", ended=_now())
+        from cnnrun.data import data_error
+
+        error = data_error(e)  # a picture that vanished or changed mid-training: one line naming it
+        if error is not None:
+            raise error from e
         raise
     state = run.read_json("state.json")
     run.update_state(fit_seconds=round(state.get("fit_seconds", 0) + time.perf_counter() - started, 2))
