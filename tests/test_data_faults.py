@@ -248,3 +248,36 @@ def test_predict_files_counts_the_inputs_it_could_not_read(tmp_path, write_confi
     (tmp_path / "worse.jpg").write_text("text")
     assert predict_files(run, [tmp_path / "good.png"]) == 0
     assert predict_files(run, [tmp_path / "good.png", tmp_path / "bad.png", tmp_path / "worse.jpg"]) == 2
+
+
+@pytest.mark.slow
+def test_train_ends_failed_in_one_line_when_pictures_vanish_mid_training(tmp_path, write_config):
+    import json
+    import threading
+    import time
+
+    root = photo_folder(tmp_path / "photos", count=160, size=16)
+    config = tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16, "cache": "none"},
+                         train={"epochs": 50, "batch_size": 8})
+    done = threading.Event()
+
+    def delete_after_the_first_epoch():
+        while not done.is_set() and not list((tmp_path / "out").glob("*/*/history.csv")):
+            time.sleep(0.01)
+        for path in root.rglob("*.jpg"):
+            path.unlink()
+
+    deleter = threading.Thread(target=delete_after_the_first_epoch)
+    deleter.start()
+    try:
+        result = run_here("train", write_config(config), "--output-dir", tmp_path / "out")
+    finally:
+        done.set()
+        deleter.join()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "no such file or directory" in result.stderr
+    assert str(root) in result.stderr
+    (run,) = (tmp_path / "out" / "tiny").iterdir()
+    state = json.loads((run / "state.json").read_text())
+    assert state["status"] == "failed" and state["epochs_completed"] >= 1
+    assert (run / "checkpoints" / "last.keras").is_file()
