@@ -90,17 +90,17 @@ class Placement:
         with tempfile.TemporaryDirectory(prefix=f"cnnrun-process{self.process_id}-") as folder:
             yield folder
 
-    def feed(self, splits, batch_size: int) -> None:
-        """Make the training and validation batches fit the replicas (in place).
+    def feed(self, splits, batch_size: int):
+        """The splits with training and validation batches that fit the replicas (a new `Splits`; `splits` as is).
 
         DataParallel shards every batch over the replicas, so a last partial batch of `r` examples is filled up to
         `batch_size` by repeating its own examples (each still weighs 1/r in the mean, up to rounding); the number
         of steps per epoch stays that of one device, and resume counts epochs the same way on any placement.
         """
-        if self.strategy == "data_parallel" and self.replicas > 1:
-            splits.train = _full_batches(splits.train, batch_size)
-            if splits.validation is not None:
-                splits.validation = _full_batches(splits.validation, batch_size)
+        if self.strategy != "data_parallel" or self.replicas == 1:
+            return splits
+        validation = None if splits.validation is None else _full_batches(splits.validation, batch_size)
+        return splits.with_pipelines(train=_full_batches(splits.train, batch_size), validation=validation)
 
     def describe(self, batch_size: int) -> str:
         """One line for the header: strategy, replicas, processes and the per-replica batch."""

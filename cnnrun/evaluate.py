@@ -11,7 +11,7 @@ import numpy as np
 from rich.table import Table
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
-from cnnrun.report import console, format_metrics, results_table
+from cnnrun.report import console, format_metrics, results_table, show_warnings
 from cnnrun.runs import Run, load_checkpoint, open_run
 
 
@@ -113,8 +113,11 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     from cnnrun.data import load_splits
 
     run = open_run(run_path)
+    run.check_writable("eval")  # before any work: the results go there
     experiment, info, model = run_model(run, checkpoint)
-    splits = load_splits(experiment, stored=info)
+    stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
+    splits = load_splits(experiment, stored=info, stored_files=stored_files)
+    show_warnings(splits.warnings)
     data = splits.split(split)
     examples = splits.examples[split]
     truth = examples.labels

@@ -8,11 +8,10 @@ import numpy as np
 from rich.table import Table
 
 from cnnrun.atomic import atomic_write_text
+from cnnrun.data.folders import MODES, is_image_file, suffix_list
 from cnnrun.errors import UserError
 from cnnrun.report import console
 from cnnrun.runs import open_run
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
 def collect_images(paths: list[Path]) -> list[Path]:
@@ -20,18 +19,19 @@ def collect_images(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.rglob("*") if is_image_file(p))
         elif path.exists():
             files.append(path)
         else:
             raise UserError(f"{path}: no such file or folder")
     if not files:
-        raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+        raise UserError(f"no image files ({suffix_list()}) in {', '.join(map(str, paths))}")
     return files
 
 
 def read_images(paths: list[Path], input_shape: list[int]) -> tuple[np.ndarray, list[Path], dict[Path, str]]:
-    """Read image files as training read them: checked, decoded and resized the same way (first frame of a GIF).
+    """Read image files as training reads them: the same check (`check_file`), conversion (CMYK, 16-bit, palette,
+    EXIF orientation), decoding and resizing (`decoder`); the first frame of a GIF.
 
     Returns:
         The uint8 images of the readable files, those files, and the reason for each file that is not readable.
@@ -40,26 +40,26 @@ def read_images(paths: list[Path], input_shape: list[int]) -> tuple[np.ndarray, 
     from cnnrun.data.examples import decoder
 
     height, width, channels = input_shape
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
     readable, converted, reasons = [], {}, {}
     for path in paths:
-        _, reason, png = check_file(path, mode)
-        if reason is not None:
-            reasons[path] = reason
+        checked = check_file(path, MODES[channels])
+        if checked.reason is not None:
+            reasons[path] = checked.reason
             continue
         readable.append(path)
-        if png is not None:
-            converted[str(path)] = png
+        if checked.converted is not None:
+            converted[str(path)] = checked.converted
     decode = decoder((height, width), channels, converted)
     images = np.stack([decode(str(path)).numpy() for path in readable]) if readable else None
     return images, readable, reasons
 
 
 def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3, checkpoint: str = "best",
-                  output: Path | None = None) -> list[dict]:
+                  output: Path | None = None) -> int:
     """Predict the class of each image with a run's checkpoint and print the top-k classes.
 
-    A file that is not a readable image gets a line saying so; the others are still predicted.
+    A file that is not a readable image gets a line saying so; the others are still predicted. The CLI exits 1
+    when any input was unreadable (as `cnnrun data check` does).
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
@@ -67,6 +67,9 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
         top_k: how many classes to show per image.
         checkpoint: `best` or `last`.
         output: a CSV file to write the predictions to.
+
+    Returns:
+        The number of inputs that could not be read (0 when every one was predicted).
     """
     from cnnrun.data import preprocess
     from cnnrun.evaluate import probabilities, run_model
@@ -102,7 +105,7 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     if output:
         _write_csv(results, output, top_k)
         console.print(f"wrote {output}")
-    return results
+    return len(reasons)
 
 
 def _write_csv(results: list[dict], output: Path, top_k: int) -> None:

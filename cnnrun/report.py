@@ -2,6 +2,7 @@
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,11 @@ def results_table(title: str, rows: list[tuple[str, str]]) -> None:
 
 def format_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def show_warnings(lines: Iterable[str]) -> None:
+    """Print the data layer's warnings (`Splits.warnings`) to stderr, one `warning: …` line each, never wrapped."""
+    from rich.markup import escape
+
+    for line in lines:
+        error_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from cnnrun.atomic import atomic_write_text
 from cnnrun.callbacks import Configured, RunRecorder, configured_callbacks, ctrl_c_between_batches, resolve_monitor
 from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
@@ -31,7 +29,7 @@ from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
 from cnnrun.model import declared_info, new_model
 from cnnrun.provenance import new_meta, now
-from cnnrun.report import console, error_console, format_metrics, header_panel, results_table
+from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 
 FINISHED = ("completed", "stopped_early")
@@ -45,11 +43,6 @@ def _verbosity(setting: str | int) -> int:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-def _show_warnings(splits: Splits) -> None:
-    for warning in splits.warnings:
-        error_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -118,7 +111,7 @@ class Trainer:
             model = new_model(experiment, declared, in_model, placement.replicas)  # every config error, before any data
 
             splits = load_splits(experiment, augment=not in_model)
-            _show_warnings(splits)
+            show_warnings(splits.warnings)
             if (in_model and experiment.dataset.normalize == "standardize") or \
                     list(splits.info.input_shape) != list(declared.input_shape) or \
                     splits.info.class_names != declared.class_names:
@@ -225,7 +218,7 @@ class Trainer:
             in_model = augmentation_in_model(experiment)
         splits = load_splits(experiment, stored=stored_info, stored_files=stored_files, initial_epoch=done,
                              augment=not in_model)
-        _show_warnings(splits)
+        show_warnings(splits.warnings)
         if model is None:  # killed before the first epoch ended: start again from the beginning
             model = new_model(experiment, splits.info, in_model, placement.replicas)
         splits = placement.feed(splits, batch)

@@ -72,11 +72,13 @@ def test_splits_must_hold_the_same_classes(tmp_path):
         load_splits(folder_experiment(root))
 
 
-def test_skip_loads_the_rest_with_one_warning(tmp_path, capsys):
+def test_skip_loads_the_rest_with_one_warning_returned_not_printed(tmp_path, capsys):
     root = make_tree(tmp_path / "pics")
     splits = load_splits(folder_experiment(root, label_mode="sparse"))
-    warnings = [line for line in capsys.readouterr().err.splitlines() if "bad file" in line]
+    assert capsys.readouterr().err == ""  # the caller shows them
+    warnings = [line for line in splits.warnings if "bad file" in line]
     assert len(warnings) == 1 and "3 bad file(s)" in warnings[0] and "cut.jpg" in warnings[0]
+    assert any("zz_empty" in line and "no usable image" in line for line in splits.warnings)
     assert splits.info.sizes == {"train": 24 + 3, "test": 8}
     assert sorted(Path(b["path"]).name for b in splits.bad_files) == sorted(BAD)
     images, labels = next(iter(splits.test))
@@ -187,10 +189,10 @@ def test_converted_files_decode_as_pillow_reads_them(tmp_path):
 
     picture = np.random.default_rng(2).integers(0, 256, (20, 20, 3), dtype=np.uint8)
     Image.fromarray(picture).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
-    _, reason, png = check_file(tmp_path / "cmyk.jpg", "RGB")
+    _, reason, png, _ = check_file(tmp_path / "cmyk.jpg", "RGB")
     assert reason is None and png is not None  # TensorFlow cannot read CMYK: converted
     pixels = decoder((20, 20), 3, {str(tmp_path / "cmyk.jpg"): png})(str(tmp_path / "cmyk.jpg")).numpy()
     with Image.open(tmp_path / "cmyk.jpg") as image:
         np.testing.assert_array_equal(pixels, np.asarray(to_mode(image, "RGB")))
     Image.fromarray(picture).save(tmp_path / "plain.png")
-    assert check_file(tmp_path / "plain.png", "RGB")[2] is None  # read by TensorFlow as it is
+    assert check_file(tmp_path / "plain.png", "RGB").converted is None  # read by TensorFlow as it is

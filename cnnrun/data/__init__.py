@@ -1,24 +1,39 @@
 """Datasets: load arrays, split off validation, normalise, and feed the model through `tf.data`.
 
+The data layer is one way: `load_splits` reads the dataset once and returns a frozen `Splits`; nothing changes it
+afterwards. Whoever needs other pipelines (the distribution's full batches, a resumed run's later epochs) gets a
+new `Splits` from `with_pipelines` or `from_epoch`. What the user should hear about the data (bad files left out,
+empty class folders, files added since the run recorded its splits) is in `Splits.warnings`, for the caller to
+show.
+
 Example:
->>> splits = load_splits(experiment)
+>>> splits = load_splits(experiment, augment=not augmentation_in_model(experiment))
 >>> splits.info.class_names, splits.info.sizes
 (['circle', 'square', 'triangle'], {'train': 2400, 'validation': 600, 'test': 600})
+>>> for line in splits.warnings:
+...     print("warning:", line)
 """
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
-from cnnrun.data.sources import Examples, RawData, describe, load_raw
+from cnnrun.data.examples import Examples, FileExamples, RawData
+from cnnrun.data.faults import data_error
+from cnnrun.data.sources import describe, load_raw
 from cnnrun.errors import UserError
 
-__all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe", "preprocess"]
+__all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe", "preprocess", "data_error",
+           "augmentation_in_model", "model_augmenter", "build_augmenter"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetInfo:
     """What evaluate and predict need to treat new images as training did; stored as the run's dataset.json."""
 
@@ -38,18 +53,34 @@ class DatasetInfo:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Splits:
-    """The data of one experiment: `tf.data` pipelines per split (None where there is no such split), and the
-    examples behind them (arrays in memory, or image files)."""
+    """The data of one experiment, built once by `load_splits` and never changed.
+
+    Args:
+        train: every remaining epoch's training batches in one stream (Keras' fit reads it with
+            `steps_per_epoch`); see `training_stream`.
+        validation: the validation batches, one pass in stored order, or None.
+        test: the test batches, likewise, or None.
+        info: class names, input shape, normalisation: the run's dataset.json.
+        steps_per_epoch: training batches per epoch.
+        examples: the examples behind each split (arrays in memory, or image files), by split name.
+        bad_files: an image folder's files left out (bad_files.json), as `{"path", "reason"}`.
+        warnings: lines the caller should show the user (as `warning: …`); the data layer prints nothing.
+        root: an image folder's root, which `files()` is relative to; None for arrays.
+        stream: builds the training stream from a given epoch on (used by `from_epoch`).
+    """
 
     train: Any
     validation: Any | None
     test: Any | None
     info: DatasetInfo
     steps_per_epoch: int
-    examples: dict[str, Examples] = field(default_factory=dict)
-    bad_files: list[dict[str, str]] = field(default_factory=list)  # image_folder files left out (bad_files.json)
+    examples: Mapping[str, Examples] = field(default_factory=dict)
+    bad_files: tuple[dict[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+    root: Path | None = None
+    stream: Callable[[int], Any] | None = field(default=None, repr=False, compare=False)
 
     def split(self, name: str):
         """The pipeline of split `name` (train, validation or test), or a UserError when there is none."""
@@ -57,6 +88,41 @@ class Splits:
         if data is None:
             raise UserError(f"this experiment's dataset has no {name} split")
         return data
+
+    def with_pipelines(self, **pipelines: Any) -> "Splits":
+        """A new Splits with some pipelines replaced (`train=`, `validation=`, `test=`), the rest as here.
+
+        Example (the distribution fills partial batches):
+        >>> splits = splits.with_pipelines(train=full(splits.train), validation=full(splits.validation))
+        """
+        unknown = set(pipelines) - {"train", "validation", "test"}
+        if unknown:
+            raise TypeError(f"with_pipelines: no pipeline named {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **pipelines)
+
+    def from_epoch(self, initial_epoch: int) -> "Splits":
+        """A new Splits whose training stream starts after `initial_epoch` epochs (resume), each later epoch in
+        the order a straight run gives it. Call it before the distribution reshapes the batches."""
+        if self.stream is None:
+            raise ValueError("from_epoch: these Splits were not made by load_splits (no stream to restart)")
+        return dataclasses.replace(self, train=self.stream(initial_epoch))
+
+    def files(self) -> dict[str, Any] | None:
+        """Which files are in which split, for the run's splits.json; None for datasets of arrays.
+
+        Returns:
+            `{"root": str, "train": [...], "validation": [...] or None, "test": [...] or None}`, the paths relative
+            to `root`, each split in its stored order. `load_splits(..., stored_files=that)` rebuilds exactly
+            these splits.
+        """
+        if self.root is None:
+            return None
+        files: dict[str, Any] = {"root": str(self.root)}
+        for name in ("train", "validation", "test"):
+            part = self.examples.get(name)
+            files[name] = [Path(p).relative_to(self.root).as_posix() for p in part.paths] \
+                if isinstance(part, FileExamples) else None
+        return files
 
 
 def preprocess(images, info: DatasetInfo):
@@ -155,31 +221,35 @@ def _prepared(ds, info: DatasetInfo, augmenter=None):
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def training_stream(splits: "Splits", experiment: Experiment, initial_epoch: int = 0, augment: bool = True):
+def training_stream(examples: Examples, info: DatasetInfo, experiment: Experiment, initial_epoch: int = 0,
+                    augment: bool = True):
     """Every remaining epoch's training batches in one stream, each epoch shuffled with its own seed.
 
     Epoch e is shuffled with seed `(seed, e)`, whatever epoch the process started at, so a resumed run sees
-    the same order as a straight one. Keras' fit reads it with `steps_per_epoch`.
+    the same order as a straight one. The examples' source (and so its cache) is built once and read by every
+    epoch: `cache: memory` and `disk` decode each picture once. Keras' fit reads the stream with
+    `steps_per_epoch`. `load_splits` and `Splits.from_epoch` call it.
 
     Args:
-        splits: the loaded data (its training examples are used).
+        examples: the training examples.
+        info: the dataset's normalisation and label mode.
         experiment: the experiment (batch size, epochs, shuffle, seed, augmentation).
         initial_epoch: the epochs already trained; the stream starts after them.
         augment: apply the experiment's augmentation (False when the model holds it).
     """
     import tensorflow as tf
 
-    examples = splits.examples["train"]
     train = experiment.train
     augmenter = build_augmenter(experiment.augmentation, experiment.seed) if augment and experiment.augmentation \
         else None
+    source = examples.source()  # built once: every epoch reads the same cache
 
     def one_epoch(epoch):
-        data = examples.epoch(experiment.seed * 1_000_003 + epoch) if train.shuffle else examples.dataset()
-        return data.batch(train.batch_size)
+        seed = experiment.seed * 1_000_003 + epoch if train.shuffle else None
+        return examples.ordered(source, seed).batch(train.batch_size)
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
-    return _prepared(epochs.flat_map(one_epoch), splits.info, augmenter)
+    return _prepared(epochs.flat_map(one_epoch), info, augmenter)
 
 
 def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
@@ -189,6 +259,9 @@ def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
     N·validation_split before them (the last part, as in Keras' fit); `holdout_first` takes the first N.
     """
     train, validation, test = raw.train, raw.validation, raw.test
+    if raw.presplit:  # a run's recorded splits: exactly those
+        return {name: part for name, part in (("train", train), ("validation", validation), ("test", test))
+                if part is not None}
     whole = len(train)
     if config.test_split is not None:
         if test is not None:
@@ -216,32 +289,47 @@ def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
     return {name: part for name, part in parts.items() if part is not None}
 
 
-def load_splits(experiment: Experiment, stored: DatasetInfo | None = None) -> Splits:
-    """Load the experiment's dataset and make train, validation and test pipelines.
+def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
+                stored_files: dict[str, Any] | None = None, initial_epoch: int = 0, augment: bool = True) -> Splits:
+    """Load the experiment's dataset and make train, validation and test pipelines, once.
 
-    Normalisation statistics come from the training split only and are applied to every split.
+    Normalisation statistics come from the training split only and are applied to every split. Nothing is
+    printed: what the user should hear is in `Splits.warnings`.
 
     Args:
         experiment: the validated experiment.
         stored: the run's own dataset.json; its normalisation statistics are used instead of new ones.
+        stored_files: the run's own splits.json (`Splits.files()`): an image folder's splits are exactly those
+            files (added files are ignored and missing ones left out, each with a warning). Ignored for arrays.
+        initial_epoch: the epochs already trained; the training stream starts after them.
+        augment: whether the input pipeline applies the experiment's augmentation. The caller decides once
+            where augmentation runs (see `augmentation_in_model`); False when the model holds it.
+
+    Raises:
+        UserError: the data cannot be read, does not fit the config, or a split is empty.
     """
     config = experiment.dataset
-    raw = load_raw(config, experiment.seed)
+    raw = load_raw(config, experiment.seed, stored_files)
     if config.label_mode == "binary" and len(raw.class_names) != 2:
         raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
     examples = _split(config, raw)
     train = examples["train"]
-    info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape),
-                       label_mode=config.label_mode, normalize=config.normalize)
     if stored is not None:
-        info.mean, info.std = stored.mean, stored.std
+        mean, std = stored.mean, stored.std
     elif config.normalize == "standardize":
-        info.mean, info.std = train.moments()
-    info.sizes = {name: len(part) for name, part in examples.items()}
+        mean, std = train.moments()
+    else:
+        mean, std = 0.0, 1.0
+    info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape), label_mode=config.label_mode,
+                       normalize=config.normalize, mean=mean, std=std,
+                       sizes={name: len(part) for name, part in examples.items()})
 
     batch = experiment.train.batch_size
     pipelines = {name: _pipeline(part, info, batch) for name, part in examples.items() if name != "train"}
-    splits = Splits(None, pipelines.get("validation"), pipelines.get("test"), info,
-                    steps_per_epoch=-(-len(train) // batch), examples=examples, bad_files=raw.bad_files or [])
-    splits.train = training_stream(splits, experiment, augment=not augmentation_in_model(experiment))
-    return splits
+
+    def stream(first_epoch: int):
+        return training_stream(train, info, experiment, first_epoch, augment)
+
+    return Splits(stream(initial_epoch), pipelines.get("validation"), pipelines.get("test"), info,
+                  steps_per_epoch=-(-len(train) // batch), examples=MappingProxyType(examples), bad_files=raw.bad_files,
+                  warnings=raw.warnings, root=raw.root, stream=stream)

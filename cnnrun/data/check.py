@@ -3,7 +3,9 @@
 Users' folders hold truncated JPEGs, zero-byte files, text files named `.jpg`, CMYK and 16-bit pictures. Every
 file with an image suffix is opened and fully decoded (`Image.load()`: that is what finds a truncated file) in a
 pool of threads. CMYK, palette, 16-bit and other pictures Pillow can convert are good: they are converted to the
-colour mode training asks for.
+colour mode training asks for. A phone photo whose EXIF says it was taken sideways is turned upright (TensorFlow's
+decoders ignore EXIF). A picture above Pillow's decompression-bomb limit is used with a note in the report, not a
+Python warning; one above twice the limit is refused. `predict` reads its inputs through the same `check_file`.
 
 Example:
 >>> report = check_image_folder("data/cats_vs_dogs")
@@ -11,20 +13,22 @@ Example:
 (2000, 3)
 """
 
+import contextlib
 import io
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from cnnrun.data.sources import IMAGE_SUFFIXES, _class_folders, _folder_splits
+from cnnrun.data.folders import CHANNELS, class_folders, folder_splits, is_image_file, subfolders
 from cnnrun.errors import UserError
 
-PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a camera was held; 1 is upright
 
 
 @dataclass
@@ -47,6 +51,7 @@ class ClassReport:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     bad: list[BadFile] = field(default_factory=list)
     converted: dict[str, bytes] = field(default_factory=dict)  # PNG bytes of files TensorFlow cannot decode as is
+    notes: list[str] = field(default_factory=list)  # good files worth a word (very large pictures)
 
 
 @dataclass
@@ -66,6 +71,11 @@ class FolderReport:
         return [bad for classes in self.splits.values() for c in classes.values() for bad in c.bad]
 
     @property
+    def notes(self) -> list[str]:
+        """What the check noticed about good files (very large pictures), one line each."""
+        return [note for classes in self.splits.values() for c in classes.values() for note in c.notes]
+
+    @property
     def num_images(self) -> int:
         return sum(len(c.good) for classes in self.splits.values() for c in classes.values())
 
@@ -77,7 +87,7 @@ class FolderReport:
 
     @property
     def folders(self) -> dict[str, Path]:
-        return _folder_splits(self.root)
+        return folder_splits(self.root)
 
 
 def to_mode(image, mode: str):
@@ -97,59 +107,98 @@ def to_mode(image, mode: str):
 # what TensorFlow's decode_image reads as is: (format, Pillow mode) → the channel counts it can give
 TF_DECODABLE = {("JPEG", "L"): {1, 3}, ("JPEG", "RGB"): {1, 3},
                 **{("PNG", m): {1, 3, 4} for m in ("L", "LA", "RGB", "RGBA")}}
-CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
 
-def check_file(path: Path, mode: str | None = None) -> tuple[tuple[int, int] | None, str | None, bytes | None]:
-    """Open and decode one picture.
+class FileCheck(NamedTuple):
+    """What `check_file` found about one file.
+
+    `size` is `(height, width)` as the picture is meant to be seen (EXIF orientation applied) and `reason` None
+    for a good file; `reason` says why a bad one cannot be used. `converted` holds the picture as PNG bytes when
+    TensorFlow could not decode the file as it is or would read it other than upright; `note` is a remark about
+    a good file (a very large picture).
+    """
+
+    size: tuple[int, int] | None
+    reason: str | None
+    converted: bytes | None = None
+    note: str | None = None
+
+
+@contextlib.contextmanager
+def bomb_warnings_quiet() -> Iterator[None]:
+    """Keep Pillow's `DecompressionBombWarning` from reaching the terminal: `check_file` reports it as a note.
+
+    The filter is process-wide, so the folder check sets it once, in the calling thread, around its pool.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def check_file(path: Path, mode: str | None = None) -> FileCheck:
+    """Open and decode one picture, as training will read it.
+
+    A JPEG (or any picture) whose EXIF orientation is not upright is turned as the camera meant
+    (`PIL.ImageOps.exif_transpose`) and converted, because TensorFlow's decoders ignore EXIF. A picture above
+    Pillow's `Image.MAX_IMAGE_PIXELS` gets a note (it is used); one above twice that is refused, as Pillow does.
 
     Args:
         path: the file.
         mode: the Pillow mode (L, RGB, RGBA) training reads it in; None checks the conversion to RGB.
 
     Returns:
-        `((height, width), None, converted)` for a good file, `(None, reason, None)` for a bad one. `converted`
-        is the picture as PNG bytes in `mode` when TensorFlow cannot decode the file as it is (CMYK, 16-bit,
-        palette, GIF, BMP), else None.
+        A `FileCheck`: for a good file its size, and the picture as PNG bytes in `mode` when TensorFlow cannot
+        decode the file as it is (CMYK, 16-bit, palette, GIF, BMP, EXIF-rotated); for a bad one the reason.
     """
-    from PIL import Image, UnidentifiedImageError
+    with bomb_warnings_quiet():
+        return _check_file(path, mode)
+
+
+def _check_file(path: Path, mode: str | None) -> FileCheck:
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)", None
+            return FileCheck(None, "empty file (0 bytes)")
         with Image.open(path) as image:
             image.load()
-            height, width, kind = image.height, image.width, (image.format, image.mode)
+            kind = (image.format, image.mode)
+            pixels = image.width * image.height
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) not in (1, None)
+            upright = ImageOps.exif_transpose(image) if turned else image
             try:
-                converted = to_mode(image, mode or "RGB")
+                converted = to_mode(upright, mode or "RGB")
             except (ValueError, OSError) as e:
-                return None, f"unsupported colour mode {image.mode} ({_first_line(e)})", None
+                return FileCheck(None, f"unsupported colour mode {image.mode} ({_first_line(e)})")
+            height, width = upright.height, upright.width
     except UnidentifiedImageError:
-        return None, "not an image (Pillow does not recognise its format)", None
+        return FileCheck(None, "not an image (Pillow does not recognise its format)")
     except Image.DecompressionBombError as e:
-        return None, f"too large ({_first_line(e)})", None
+        return FileCheck(None, f"too large ({_first_line(e)})")
     except OSError as e:
         text = _first_line(e)
         cut = any(word in text.lower() for word in ("truncat", "end of", "broken"))
-        return None, ("truncated" if cut else "cannot decode") + f" ({text})", None
+        return FileCheck(None, ("truncated" if cut else "cannot decode") + f" ({text})")
     except EOFError as e:
-        return None, f"truncated ({_first_line(e)})", None
+        return FileCheck(None, f"truncated ({_first_line(e)})")
     except Exception as e:  # a damaged file can make a decoder fail in any way; it must not stop training
-        return None, f"cannot decode ({type(e).__name__}: {_first_line(e)})", None
-    if mode is None or CHANNELS[mode] in TF_DECODABLE.get(kind, ()):
-        return (height, width), None, None
+        return FileCheck(None, f"cannot decode ({type(e).__name__}: {_first_line(e)})")
+    note = None
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+        note = (f"{path}: a very large picture ({width}×{height}, {pixels / 1e6:.0f} megapixels, above Pillow's "
+                f"{Image.MAX_IMAGE_PIXELS / 1e6:.0f}); used, but it is slow to decode: consider shrinking it")
+    if mode is None or (CHANNELS[mode] in TF_DECODABLE.get(kind, ()) and not turned):
+        return FileCheck((height, width), None, None, note)
     png = io.BytesIO()
     converted.save(png, format="PNG")
-    return (height, width), None, png.getvalue()
+    return FileCheck((height, width), None, png.getvalue(), note)
 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:120] if text else type(e).__name__
-
-
-def _class_names(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
 def check_image_folder(root: str | Path, mode: str | None = None, workers: int | None = None,
@@ -176,10 +225,10 @@ def check_image_folder(root: str | Path, mode: str | None = None, workers: int |
     if not root.exists():
         raise UserError(f"{root}: no such folder; give an image folder (train/ validation/ test/ of class folders, "
                         f"or class folders)")
-    folders = _folder_splits(root)
-    names = _class_folders(folders["train"])
+    folders = folder_splits(root)
+    names = class_folders(folders["train"])
     for folder in folders.values():
-        found = _class_names(folder)
+        found = subfolders(folder)
         if found != names:
             missing, extra = sorted(set(names) - set(found)), sorted(set(found) - set(names))
             detail = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
@@ -193,14 +242,15 @@ def check_image_folder(root: str | Path, mode: str | None = None, workers: int |
     for split, folder in folders.items():
         for name in names:
             for path in sorted((folder / name).iterdir()):
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                if is_image_file(path):
                     jobs.append((split, name, path))
                 elif path.is_file():
                     ignored += 1
 
-    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as pool:
-        results = pool.map(lambda job: check_file(job[2], mode), jobs)
-        for done, ((split, name, path), (shape, reason, converted)) in enumerate(zip(jobs, results, strict=True), 1):
+    with bomb_warnings_quiet(), ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as pool:
+        results = pool.map(lambda job: _check_file(job[2], mode), jobs)
+        for done, ((split, name, path), (shape, reason, converted, note)) in enumerate(zip(jobs, results, strict=True),
+                                                                                        1):
             entry = splits[split][name]
             if reason is not None:
                 entry.bad.append(BadFile(path, reason))
@@ -209,6 +259,8 @@ def check_image_folder(root: str | Path, mode: str | None = None, workers: int |
                 entry.sizes.append(shape)
                 if converted is not None:
                     entry.converted[str(path)] = converted
+                if note is not None:
+                    entry.notes.append(note)
             if on_progress and (done % 500 == 0 or done == len(jobs)):
                 on_progress(done, len(jobs))
     return FolderReport(root, splits, ignored)
@@ -256,6 +308,8 @@ def print_report(report: FolderReport, limit: int = 50) -> None:
             console.print(f"… and {len(bad_files) - limit} more")
     for folder in report.empty_classes:
         console.print(f"[yellow]warning:[/] {escape(str(folder))} holds no usable image", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     summary = f"{report.num_images} good image(s), {len(bad_files)} bad"
     if report.ignored:
         summary += f", {report.ignored} file(s) without an image suffix ignored"

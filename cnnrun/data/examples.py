@@ -3,21 +3,30 @@
 Both kinds give the same things to the rest of cnnrun: their labels, a `tf.data` dataset of `(uint8 image, label)`
 in a fixed order, the same shuffled per epoch, and the pixels of a few examples for plots.
 
+Every pass starts from a `source()`: the examples as stored, decoded and cached once when a cache is asked for.
+A pipeline that passes over the examples many times (one pass per epoch) builds the source once and asks
+`ordered(source, seed)` for each pass, so every epoch reads the same cache; `dataset()` and `epoch()` are one
+pass over a source of their own.
+
 Image files are decoded and resized by TensorFlow in parallel as they stream, so a folder larger than memory
 trains with bounded memory. Files TensorFlow cannot decode as they are (CMYK JPEGs, 16-bit or palette PNGs,
 GIF, BMP) were converted by the folder check into PNG bytes held in memory; those few are looked up by path.
 
 Example:
 >>> examples = FileExamples(paths, labels, size=(150, 150), channels=3, converted={}, cache="memory")
->>> examples.epoch(seed=7).batch(32)          # decoded, resized, cached after the first pass
+>>> source = examples.source()                  # decoded, resized, cached during the first pass
+>>> first, second = examples.ordered(source, seed=7), examples.ordered(source, seed=8)  # one cache for both
 """
 
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 DISK_SHUFFLE_BUFFER = 10_000  # images held for shuffling when the decoded images are cached on disk
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")  # how JPEG, PNG, GIF and BMP files begin
+NOT_A_PICTURE = "cnnrun: no longer a picture:"  # the decoder's assertion names the file after these words
 
 
 @dataclass
@@ -37,15 +46,24 @@ class ArrayExamples:
     def take(self, part: slice) -> "ArrayExamples":
         return replace(self, images=self.images[part], labels=self.labels[part])
 
-    def dataset(self):
-        """`(image, label)` pairs in stored order."""
+    def source(self):
+        """The `(image, label)` pairs as stored, for `ordered`."""
         import tensorflow as tf
 
         return tf.data.Dataset.from_tensor_slices((self.images, self.labels))
 
+    def ordered(self, source, seed=None):
+        """One pass over `source` in the order of the epoch with `seed` (a number or a scalar tensor); None
+        keeps the stored order."""
+        return source if seed is None else source.shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
+
+    def dataset(self):
+        """`(image, label)` pairs in stored order."""
+        return self.source()
+
     def epoch(self, seed: int):
         """`(image, label)` pairs in the order of the epoch with `seed`."""
-        return self.dataset().shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
+        return self.ordered(self.source(), seed)
 
     def pixels(self, indices: np.ndarray) -> np.ndarray:
         return self.images[indices]
@@ -99,25 +117,41 @@ class FileExamples:
         decode = decoder(self.size, self.channels, self.converted)
         return files.map(lambda path, label: (decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
 
-    def dataset(self):
-        """`(uint8 image, label)` pairs in stored order (cached as `cache` says)."""
+    def source(self):
+        """The examples as stored, for `ordered`: file names (no cache), or the decoded `(uint8 image, label)`
+        pairs, cached in memory or in a file of their own in `cache_dir` during the first pass over them.
+
+        Build it once and pass it to `ordered` for every epoch: each call makes a new, empty cache.
+        """
+        if self.cache == "none":
+            return self._files()
         data = self._decoded(self._files())
         if self.cache == "memory":
             return data.cache()
-        if self.cache == "disk":
-            return data.cache(f"{self.cache_dir}/{uuid.uuid4().hex}")  # a file of its own for each pipeline
-        return data
+        return data.cache(f"{self.cache_dir}/{uuid.uuid4().hex}")  # a file of its own for each source
 
-    def epoch(self, seed: int):
-        """`(uint8 image, label)` pairs in the order of the epoch with `seed`.
+    def ordered(self, source, seed=None):
+        """One pass of `(uint8 image, label)` pairs over `source`, in the order of the epoch with `seed` (a
+        number or a scalar tensor; None keeps the stored order).
 
         Without a cache the file names are shuffled and then decoded, so memory stays bounded; with one, the
         decoded images are (through a buffer of `DISK_SHUFFLE_BUFFER` images when cached on disk).
         """
         if self.cache == "none":
-            return self._decoded(self._files().shuffle(len(self), seed=seed, reshuffle_each_iteration=False))
+            files = source if seed is None else source.shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
+            return self._decoded(files)
+        if seed is None:
+            return source
         buffer = len(self) if self.cache == "memory" else min(len(self), DISK_SHUFFLE_BUFFER)
-        return self.dataset().shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        return source.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+
+    def dataset(self):
+        """`(uint8 image, label)` pairs in stored order (cached as `cache` says)."""
+        return self.ordered(self.source())
+
+    def epoch(self, seed: int):
+        """`(uint8 image, label)` pairs in the order of the epoch with `seed`."""
+        return self.ordered(self.source(), seed)
 
     def pixels(self, indices: np.ndarray) -> np.ndarray:
         """The decoded images at `indices`, as training sees them."""
@@ -154,7 +188,10 @@ def decoder(size: tuple[int, int], channels: int, converted: dict[str, bytes] | 
         else:
             stored = table.lookup(path)
             data = tf.cond(stored == "", lambda: tf.io.read_file(path), lambda: stored)
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+        # a file that changed after the check fails here with its name, not inside the decoder without it
+        known = tf.reduce_any(tf.stack([tf.strings.substr(data, 0, len(m)) == m for m in SIGNATURES]))
+        with tf.control_dependencies([tf.debugging.Assert(known, [NOT_A_PICTURE, path])]):
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
         image.set_shape([None, None, channels])
 
         def resized():
@@ -166,3 +203,31 @@ def decoder(size: tuple[int, int], channels: int, converted: dict[str, bytes] | 
         return image
 
     return decode
+
+
+Examples = ArrayExamples | FileExamples
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A dataset's examples before splitting and normalisation.
+
+    Args:
+        train: the training examples (all of them, before validation and test are held out).
+        test: a test split that comes with the data, or None.
+        class_names: the class names, in label order.
+        validation: a validation split that comes with the data (an image folder's validation/), or None.
+        bad_files: an image folder's files left out (on_bad_file: skip), as `{"path", "reason"}`.
+        warnings: what the caller should show the user (files left out, empty class folders), one line each.
+        root: an image folder's root (the paths of `Splits.files()` are relative to it); None for arrays.
+        presplit: the splits are a run's recorded ones (`stored_files`): hold nothing more out.
+    """
+
+    train: Examples
+    test: Examples | None
+    class_names: list[str]
+    validation: Examples | None = None
+    bad_files: tuple[dict[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+    root: Path | None = None
+    presplit: bool = False

@@ -7,13 +7,15 @@ labels) or image files that stream from disk; and the class names.
 
 import gzip
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cnnrun.config import DatasetConfig
-from cnnrun.data.examples import ArrayExamples, FileExamples
+from cnnrun.data.examples import ArrayExamples, RawData
+from cnnrun.data.folders import CHANNELS, PIL_MODES, class_folders, folder_splits
+from cnnrun.data.image_folder import read_folder_tree
 from cnnrun.data.shapes import SHAPE_NAMES, make_shapes
 from cnnrun.errors import UserError
 
@@ -34,23 +36,6 @@ CACHE_FILES = {
     "cifar10": ["cifar-10-batches-py/data_batch_1 … data_batch_5, test_batch"],
     "cifar100": ["cifar-100-python/train, test"],
 }
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
-
-
-MEMORY_CACHE_LIMIT = 1 << 30  # `cache: auto` keeps decoded folder images in memory up to this many bytes
-
-Examples = ArrayExamples | FileExamples
-
-
-@dataclass
-class RawData:
-    """A dataset's examples before splitting and normalisation."""
-
-    train: Examples
-    test: Examples | None
-    class_names: list[str]
-    validation: Examples | None = None  # a validation split that comes with the data (an image folder's validation/)
-    bad_files: list[dict[str, str]] | None = None  # an image folder's files left out (on_bad_file: skip)
 
 
 def _arrays(x_train, y_train, x_test, y_test, class_names: list[str]) -> RawData:
@@ -64,16 +49,17 @@ def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
         size = config.image_size
         return (size, size, config.channels), list(SHAPE_NAMES[: config.num_classes])
     if config.name == "npz":
-        with _open_npz(Path(config.path)) as arrays:
-            shape = _image_shape(arrays["x_train"].shape, config.path)
-            return shape, _label_names(arrays["y_train"])
+        path = Path(config.path)
+        with _open_npz(path) as arrays:
+            shape = _image_shape(_npz_array(arrays, "x_train", path).shape, config.path)
+            return shape, _label_names(_npz_array(arrays, "y_train", path))
     if config.name == "image_folder":
         height, width = _folder_size(config)
-        shape = (height, width, {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode])
+        shape = (height, width, CHANNELS[PIL_MODES[config.color_mode]])
         root = Path(config.path)
         if not root.is_dir() and config.label_mode == "binary":
             return shape, ["class 0", "class 1"]  # two classes by definition; names come with the data
-        return shape, _class_folders(_folder_splits(root)["train"])
+        return shape, class_folders(folder_splits(root)["train"])
     return INPUT_SHAPES[config.name], CLASS_NAMES[config.name]
 
 
@@ -82,99 +68,21 @@ def _folder_size(config: DatasetConfig) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else size
 
 
-def _folder_splits(root: Path) -> dict[str, Path]:
-    """`train/`, `validation/`, `test/` under an image folder, or the folder itself as the training split."""
-    if not root.is_dir():
-        raise UserError(f"dataset.path: {root} is not a folder (it should hold train/ validation/ test/ "
-                        f"of class folders, or class folders)")
-    if (root / "train").is_dir():
-        return {name: root / name for name in ("train", "validation", "test") if (root / name).is_dir()}
-    return {"train": root}
-
-
-def _class_folders(folder: Path) -> list[str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if len(names) < 2:
-        raise UserError(f"dataset.path: {folder} should hold one folder per class (at least two)")
-    return names
-
-
-def _load_image_folder(config: DatasetConfig, seed: int) -> RawData:
+def _load_image_folder(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None) -> RawData:
     """An image_folder dataset: its files, checked, streaming at `image_size` in `color_mode`."""
-    from cnnrun.data.check import PIL_MODES
-
-    return _read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
-                             config.on_bad_file, "dataset.path", seed, config.cache)
+    return read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
+                            config.on_bad_file, "dataset.path", seed, config.cache, stored_files)
 
 
-def _read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str, seed: int,
-                      cache: str = "auto") -> RawData:
-    """Check every file of an image-folder tree (in parallel) and list the good ones, each split in a seeded order.
-
-    A folder tree lists its images class by class; the seeded order makes `holdout_first` and
-    `validation_split` take every class, as they do on Keras' own (shuffled) datasets. Files that do not decode
-    are left out with one warning (`skip`, listed in `RawData.bad_files`) or stop loading (`error`). Class
-    folders without a usable image get a warning.
+def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None = None) -> RawData:
+    """Load a dataset's examples as the config says.
 
     Args:
-        root: `train/` (and optionally `validation/`, `test/`) of class folders, or class folders directly.
-        size: (height, width) every image is resized to.
-        mode: PIL colour mode: RGB, L or RGBA.
-        on_bad_file: `skip` or `error`.
-        key: the config key named in messages.
-        seed: the seed of the order.
-        cache: `auto`, `none`, `memory` or `disk` (see `FileExamples`); `auto` is `memory` when the decoded
-            images take at most `MEMORY_CACHE_LIMIT` bytes, else `none`.
+        config: the experiment's `dataset:` section.
+        seed: the seed of an image folder's order.
+        stored_files: a run's recorded splits of an image folder (`Splits.files()`), reused exactly; ignored
+            for datasets of arrays.
     """
-    from rich.markup import escape
-
-    from cnnrun.data.check import CHANNELS, check_image_folder
-    from cnnrun.report import error_console
-
-    report = check_image_folder(root, mode)
-    bad = report.bad_files
-    if bad:
-        first = "; ".join(f"{b.path}: {b.reason}" for b in bad[:3]) + ("; …" if len(bad) > 3 else "")
-        if on_bad_file == "error":
-            raise UserError(f"{key}: {len(bad)} file(s) in {root} cannot be read: {first}; remove or fix them, "
-                            f"or set dataset.on_bad_file: skip (see `cnnrun data check {root}`)")
-        message = f"{key}: {len(bad)} bad file(s) left out ({first}); the full list goes to the run's bad_files.json"
-        error_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    for folder in report.empty_classes:
-        error_console.print(f"[yellow]warning:[/] {escape(str(folder))}: no usable image in this class folder",
-                            highlight=False, soft_wrap=True)
-    if cache == "auto":
-        decoded = report.num_images * size[0] * size[1] * CHANNELS[mode]
-        cache = "memory" if decoded <= MEMORY_CACHE_LIMIT else "none"
-    cache_dir = _disk_cache_dir() if cache == "disk" else None
-    loaded = {}
-    for split, classes in report.splits.items():
-        paths = [str(p) for entry in classes.values() for p in entry.good]
-        if not paths:
-            raise UserError(f"{report.folders[split]}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
-                            f"in its class folders")
-        labels = np.asarray([label for label, entry in enumerate(classes.values()) for _ in entry.good], np.int64)
-        converted = {k: v for entry in classes.values() for k, v in entry.converted.items()}
-        order = np.random.default_rng(seed).permutation(len(paths))
-        loaded[split] = FileExamples([paths[i] for i in order], labels[order], size, CHANNELS[mode], converted,
-                                     cache, cache_dir)
-    return RawData(loaded["train"], loaded.get("test"), report.class_names, loaded.get("validation"),
-                   bad_files=[b.to_dict() for b in bad])
-
-
-def _disk_cache_dir() -> str:
-    """A temporary folder for `cache: disk`, removed when the process ends."""
-    import atexit
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="cnnrun-cache-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
-
-
-def load_raw(config: DatasetConfig, seed: int) -> RawData:
-    """Load a dataset's train and test arrays as the config says ."""
     if config.name == "shapes":
         args = dict(image_size=config.image_size, channels=config.channels, num_classes=config.num_classes)
         x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
@@ -184,9 +92,9 @@ def load_raw(config: DatasetConfig, seed: int) -> RawData:
     if config.name == "npz":
         return _load_npz(Path(config.path))
     if config.name == "image_folder":
-        return _load_image_folder(config, seed)
+        return _load_image_folder(config, seed, stored_files)
     if config.data_dir:
-        return _load_local_copy(config.name, Path(config.data_dir), seed, config.cache)
+        return _load_local_copy(config.name, Path(config.data_dir), seed, config.cache, stored_files)
     return _download(config.name)
 
 
@@ -195,12 +103,36 @@ def _open_npz(path: Path):
         raise UserError(f"dataset.path: {path} not found (an .npz file with x_train and y_train)")
     try:
         arrays = np.load(path, allow_pickle=False)
+    except EOFError as e:  # an empty file; left to the CLI, click would print only "Aborted."
+        raise UserError(f"dataset.path: {path} is empty (0 bytes); it should be an .npz file with x_train and "
+                        f"y_train") from e
     except (OSError, ValueError) as e:
         raise UserError(f"dataset.path: {path} is not a readable .npz file ({e})") from e
     missing = {"x_train", "y_train"} - set(arrays.files)
     if missing:
-        raise UserError(f"dataset.path: {path} lacks {', '.join(sorted(missing))}; it has {', '.join(arrays.files)}")
+        held = f"it has {', '.join(arrays.files)}" if arrays.files else "it holds no arrays"
+        raise UserError(f"dataset.path: {path} lacks {', '.join(sorted(missing))}; {held}")
     return arrays
+
+
+def _npz_array(arrays, key: str, path: Path) -> np.ndarray:
+    """One numeric array of an open .npz file, with at least one example; never unpickled.
+
+    Raises:
+        UserError: the array holds Python objects (numpy would have to unpickle them, which can run code), is
+            not numeric, or has no examples.
+    """
+    try:
+        array = arrays[key]
+    except ValueError as e:  # numpy refuses object arrays when allow_pickle is False
+        raise UserError(f"dataset.path: {path}: {key} holds Python objects (dtype=object), which cnnrun does not "
+                        f"unpickle; save it as a numeric array (uint8 or float images, integer labels)") from e
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise UserError(f"dataset.path: {path}: {key} has dtype {array.dtype}; it must be numeric "
+                        f"(uint8 or float images, integer labels)")
+    if array.ndim == 0 or len(array) == 0:
+        raise UserError(f"dataset.path: {path}: {key} holds no examples (shape {array.shape})")
+    return array
 
 
 def _image_shape(shape: tuple[int, ...], source: str) -> tuple[int, ...]:
@@ -222,11 +154,11 @@ def _as_nhwc(x: np.ndarray) -> np.ndarray:
 
 def _load_npz(path: Path) -> RawData:
     with _open_npz(path) as arrays:
-        x_train, y_train = arrays["x_train"], arrays["y_train"].reshape(-1)
+        x_train, y_train = _npz_array(arrays, "x_train", path), _npz_array(arrays, "y_train", path).reshape(-1)
         _image_shape(x_train.shape, str(path))
         has_test = "x_test" in arrays.files and "y_test" in arrays.files
-        x_test = _as_nhwc(arrays["x_test"]) if has_test else None
-        y_test = arrays["y_test"].reshape(-1) if has_test else None
+        x_test = _as_nhwc(_npz_array(arrays, "x_test", path)) if has_test else None
+        y_test = _npz_array(arrays, "y_test", path).reshape(-1) if has_test else None
     if len(x_train) != len(y_train):
         raise UserError(f"dataset.path: {path}: x_train has {len(x_train)} images but y_train {len(y_train)} labels")
     if not np.issubdtype(y_train.dtype, np.integer) or y_train.min() < 0:
@@ -245,7 +177,7 @@ def _missing_files_error(name: str, folder: Path) -> UserError:
                      f"(the layout of ~/.keras/datasets)")
 
 
-def _load_local_copy(name: str, folder: Path, seed: int, cache: str) -> RawData:
+def _load_local_copy(name: str, folder: Path, seed: int, cache: str, stored_files: dict[str, Any] | None) -> RawData:
     """Read a dataset from a folder in Keras' cache layout (or, for CIFAR, a train/test tree of JPEGs)."""
     if not folder.is_dir():
         raise UserError(f"dataset.data_dir: {folder} is not a folder")
@@ -264,7 +196,8 @@ def _load_local_copy(name: str, folder: Path, seed: int, cache: str) -> RawData:
             x_train, y_train, x_test, y_test = (
                 _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
     elif (folder / "train").is_dir() and (folder / "test").is_dir():
-        raw = _read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed, cache)
+        raw = read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed, cache,
+                               stored_files)
         if len(raw.class_names) != len(CLASS_NAMES[name]):
             raise UserError(f"dataset.data_dir: {folder}/train should hold {len(CLASS_NAMES[name])} class folders "
                             f"for {name}, found {len(raw.class_names)}")
