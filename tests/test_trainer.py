@@ -74,11 +74,11 @@ def test_a_binary_label_mode_needs_one_output_unit(write_config):
 
 def test_a_pooling_stack_too_deep_for_the_input_names_the_layer_and_the_shapes(write_config):
     layers = [{"Conv2D": {"filters": 4, "kernel_size": 3}}, {"MaxPooling2D": 2}, {"Conv2D": {"filters": 4,
-              "kernel_size": 3}}, {"MaxPooling2D": 2}, {"MaxPooling2D": 2}, "Flatten",
+              "kernel_size": 3}}, {"MaxPooling2D": 2}, {"MaxPooling2D": 2}, {"MaxPooling2D": 2}, "Flatten",
               {"Dense": {"units": "${num_classes}", "activation": "softmax"}}]
     result = run_here("inspect", write_config(tiny_config(model={"layers": layers})))
-    # 16 → conv 14 → pool 7 → conv 5 → pool 2 → pool 1 → the third pooling gets 1×1
-    assert_user_error(result, "model.layers[4] (MaxPooling2D)", "(None, 1, 1, 4)", "zero or negative")
+    # 16 → conv 14 → pool 7 → conv 5 → pool 2 → pool 1 → the fourth pooling gets 1×1
+    assert_user_error(result, "model.layers[5] (MaxPooling2D)", "(None, 1, 1, 4)", "zero or negative")
 
 
 # ---------------------------------------------------------------- names
