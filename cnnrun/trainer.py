@@ -27,7 +27,7 @@ from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
-from cnnrun.model import declared_info, new_model
+from cnnrun.model import declared_info, new_model, seed_everything
 from cnnrun.provenance import new_meta, now
 from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
@@ -121,8 +121,9 @@ class Trainer:
 
             run = create_run(private or output_dir or experiment.output.dir, name or experiment.name)
             resources.enter_context(run.hold())
-            recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots)
             configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder)
+            recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
+                                   stateful=configured.stateful)
             trainer = cls(experiment, run, placement, splits, model, recorder, configured,
                           new_meta(experiment, placement), resources=resources)
             trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation
@@ -183,6 +184,7 @@ class Trainer:
     @classmethod
     def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool) -> "Trainer | None":
         """Read and check everything a resumed run needs, then record that it runs again."""
+        seed_everything(experiment)  # as a new run is seeded before its pipelines are made (and op determinism)
         state = run.read_state().model_dump()  # again, now that this process holds the lock
         stored_info = DatasetInfo(**run.read_json("dataset.json")) if run.file("dataset.json").is_file() else None
         stored_files = run.read_json("splits.json") if run.file("splits.json").is_file() else None
