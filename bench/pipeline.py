@@ -12,7 +12,8 @@ nothing trains. Each runs in its own process, so each peak memory (RSS) is its o
 Usage (from the project root):
     .venv/bin/python bench/pipeline.py [--data ../shared/data/cifar10-jpeg] [--cache auto]
 
-Prints one line per pipeline and a `RESULT` line with the speed ratio.
+Prints one line per pipeline and a `RESULT` line: the first epoch with what each side does before it (cnnrun's
+folder check and statistics, the course's directory listing), and the later epochs, each with its ratio.
 """
 
 import argparse
@@ -108,8 +109,14 @@ def main() -> int:
         return 1
     print(f"course: {course['images']} images, listing {course['load_s']:.1f} s, {course['epoch_s']:.1f} s "
           f"= {course['images_per_s']:.0f} images/s, peak RSS {course['peak_rss_mb']:.0f} MB")
-    print(f"RESULT cnnrun_images_per_s={ours['images_per_s']:.0f} course_images_per_s={course['images_per_s']:.0f} "
-          f"speedup={ours['images_per_s'] / course['images_per_s']:.1f}x "
+    # like for like: each side's first epoch with what it does before it (cnnrun's folder check and statistics,
+    # the course's directory listing), and the later epochs
+    ours_first = ours["images"] / (ours["load_s"] + ours["epoch_s"])
+    course_first = course["images"] / (course["load_s"] + course["epoch_s"])
+    print(f"RESULT first_epoch_with_setup: cnnrun {ours_first:.0f} course {course_first:.0f} images/s "
+          f"({ours_first / course_first:.1f}x); later_epochs: cnnrun {ours['cached_epoch_images_per_s']:.0f} "
+          f"course {course['images_per_s']:.0f} images/s "
+          f"({ours['cached_epoch_images_per_s'] / course['images_per_s']:.1f}x); "
           f"cnnrun_peak_rss_mb={ours['peak_rss_mb']:.0f} course_peak_rss_mb={course['peak_rss_mb']:.0f}")
     return 0
 

@@ -52,17 +52,14 @@ def measure(config: str, setting: str, steps: int) -> dict:
     import keras
 
     from cnnrun.data import load_splits
-    from cnnrun.model import build_model, compile_model
-    from cnnrun.model import seed_everything as _seed_everything
+    from cnnrun.model import new_model
 
     name, data = DATA[config]
     if config == "cifar10_bn_arrays" and not ARRAYS.exists():
         write_arrays(load_experiment("configs/cifar10_bn.yaml", DATA["cifar10_bn"][1]))
     experiment = load_experiment(f"configs/{name}.yaml", [*data, *SETTINGS[setting]])
-    _seed_everything(experiment)
-    splits = load_splits(experiment)
-    model = build_model(experiment, tuple(splits.info.input_shape), splits.info.num_classes)
-    compile_model(model, experiment)
+    splits = load_splits(experiment)  # augmented in the pipeline, as on a CPU (placement: auto)
+    model = new_model(experiment, splits.info, augment_in_model=False)
     data = course_stream(splits, experiment) if setting == "course" else splits.train
     times: list[float] = []
 

@@ -14,12 +14,13 @@ def inspect_experiment(experiment: Experiment):
 
     Returns the built, compiled Keras model.
     """
-    from cnnrun.model import build_model, compile_model, declared_info
+    from cnnrun.model import build_model, compile_model, declared_info, naming_the_file
 
     info = declared_info(experiment)
     input_shape, class_names = tuple(info.input_shape), info.class_names
-    model = build_model(experiment, input_shape, len(class_names))
-    compile_model(model, experiment)  # the optimizer, the loss against dataset.label_mode, the metrics
+    with naming_the_file(experiment):
+        model = build_model(experiment, input_shape, len(class_names))
+        compile_model(model, experiment)  # the optimizer, the loss against dataset.label_mode, the metrics
     table = Table(title=f"{experiment.name}: input {input_shape}, {len(class_names)} classes",
                   title_justify="left")
     table.add_column("#", justify="right", style="dim")

@@ -9,6 +9,7 @@ Example:
 412778
 """
 
+import contextlib
 import inspect
 import re
 from typing import Any
@@ -174,6 +175,18 @@ def declared_info(experiment: Experiment):
                        label_mode=experiment.dataset.label_mode, normalize=experiment.dataset.normalize)
 
 
+@contextlib.contextmanager
+def naming_the_file(experiment: Experiment):
+    """Put the config file's name before a UserError about the model (its layers, optimizer, loss, metrics)."""
+    try:
+        yield
+    except UserError as e:
+        source = experiment.source
+        if source and not str(e).startswith(source):
+            raise UserError(f"{source}: {e}") from e
+        raise
+
+
 def seed_everything(experiment: Experiment) -> None:
     """Seed Python, NumPy and Keras from the experiment's seed (and turn on op determinism when asked)."""
     import keras
@@ -197,8 +210,9 @@ def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: in
 
     seed_everything(experiment)
     augmenter = model_augmenter(experiment, info) if augment_in_model else None
-    model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
-    compile_model(model, experiment)
+    with naming_the_file(experiment):
+        model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
+        compile_model(model, experiment)
     if experiment.train.scale_learning_rate == "linear":
         model.optimizer.learning_rate = float(model.optimizer.learning_rate.numpy()) * replicas
     return model

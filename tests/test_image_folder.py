@@ -141,6 +141,7 @@ def test_data_check_exit_codes(tmp_path):
     assert run_here("data", "check", tmp_path / "flat").returncode == 2
 
 
+@pytest.mark.slow
 def test_augmentation_in_the_model_trains_resumes_and_evaluates(tmp_path, write_config):
     config = tiny_config(augmentation={"horizontal_flip": True, "brightness_range": [0.8, 1.2],
                                        "placement": "model"},

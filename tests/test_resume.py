@@ -164,6 +164,7 @@ def _fingerprint(run):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda run: (run / "checkpoints" / "last.keras").write_bytes(b"not a zip"), "damaged checkpoint"),
+    (lambda run: (run / "checkpoints" / "best.keras").write_bytes(b"PK\x03\x04 cut short"), "best.keras: damaged"),
     (lambda run: (run / "checkpoints" / "last.keras").unlink(), "checkpoint missing"),
     (lambda run: (run / "config.yaml").unlink(), "config.yaml: missing"),
     (lambda run: (run / "state.json").write_text("{"), "state.json"),

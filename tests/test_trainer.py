@@ -64,8 +64,9 @@ def test_a_misspelt_layer_argument_is_reported_before_the_data_is_read(write_con
     layers = [{"Conv2D": {"filters": 4, "kernel_sise": 3}}, *TINY_LAYERS[1:]]
     config = tiny_config(dataset={"name": "image_folder", "path": str(folder), "image_size": 16,
                                   "on_bad_file": "error"}, model={"layers": layers})
-    assert_user_error(run_here("train", write_config(config), "--output-dir", tmp_path / "runs"),
-                      "model.layers[0] (Conv2D)", "kernel_sise", "did you mean 'kernel_size'")
+    path = write_config(config)
+    assert_user_error(run_here("train", path, "--output-dir", tmp_path / "runs"),
+                      f"{path}: model.layers[0] (Conv2D)", "kernel_sise", "did you mean 'kernel_size'")
     assert not (tmp_path / "runs").exists()
 
 

@@ -231,7 +231,9 @@ def resolve_config(path: str | Path, overrides: list[str] | None = None) -> dict
 def validate_experiment(doc: dict[str, Any], source: str) -> Experiment:
     """Validate a resolved config dict; problems become a one-line UserError naming `source` and the key."""
     try:
-        return Experiment.model_validate(doc)
+        experiment = Experiment.model_validate(doc)
+        experiment._source = source
+        return experiment
     except ValidationError as e:
         raise UserError(format_validation_error(e, source)) from e
     except UserError as e:  # raised by a section's own check (unknown layer, optimizer, loss)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
 from cnnrun.config.sections import Section
@@ -223,6 +223,13 @@ class OutputConfig(Section):
 
 class Experiment(Section):
     """A whole experiment: what `cnnrun train` runs, and what a run's `config.yaml` holds (defaults included)."""
+
+    _source: str | None = PrivateAttr(default=None)  # the file it was read from, named in later errors
+
+    @property
+    def source(self) -> str | None:
+        """The config file this experiment was read from, or None."""
+        return self._source
 
     name: str = Field(description="The experiment's name, one folder name (no `/`, not `.` or `..`): runs go to "
                       "`<output.dir>/<name>/`. Default: the config file's name.",
