@@ -147,10 +147,10 @@ CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="The 
 
 def _run_experiment(run_dir: Path | None):
     """The experiment of a run folder (RUN_DIR, or the latest under outputs/), read without importing Keras."""
-    from cnnrun.config import load_experiment
+    from cnnrun.config import load_saved_experiment
     from cnnrun.runs import open_run
 
-    return load_experiment(open_run(run_dir).file("config.yaml"))
+    return load_saved_experiment(open_run(run_dir).file("config.yaml"))
 
 
 @app.command()

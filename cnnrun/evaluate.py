@@ -17,10 +17,10 @@ from cnnrun.runs import Run, load_checkpoint, open_run
 
 def run_model(run: Run, checkpoint: str):
     """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode."""
-    from cnnrun.config import load_experiment
+    from cnnrun.config import load_saved_experiment
     from cnnrun.data import DatasetInfo
 
-    experiment = load_experiment(run.file("config.yaml"))
+    experiment = load_saved_experiment(run.file("config.yaml"))
     info = DatasetInfo(**run.read_json("dataset.json"))
     model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
     return experiment, info, model

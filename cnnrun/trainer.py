@@ -23,7 +23,7 @@ from typing import Any
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.callbacks import Configured, RunRecorder, configured_callbacks, ctrl_c_between_batches, resolve_monitor
-from cnnrun.config import Experiment, experiment_to_yaml, load_experiment
+from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
@@ -158,7 +158,7 @@ class Trainer:
                           f"{_plural(state.epochs_completed, 'epoch')}; nothing to resume. "
                           f"Give --epochs N to train on to N epochs.")
             return None
-        experiment = load_experiment(run.file("config.yaml"))
+        experiment = load_saved_experiment(run.file("config.yaml"))
         if epochs is not None:
             experiment = experiment.model_copy(update={"train": experiment.train.model_copy(
                 update={"epochs": epochs})})

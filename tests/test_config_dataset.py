@@ -122,3 +122,21 @@ def test_what_the_data_layer_reads_is_there_for_every_kind(write_config, tmp_pat
     assert describe(npz.dataset)[0] == (8, 8, 1)
     assert describe(mnist.dataset) == ((28, 28, 1), [str(d) for d in range(10)])
     assert (shapes.has_validation, npz.has_validation, mnist.has_validation) == (True, False, False)
+
+
+OLD_RUN_DATASET = {  # a shapes run's config.yaml as cnnrun wrote it before each kind had its own keys
+    "name": "shapes", "data_dir": None, "path": None, "validation_split": 0.25, "holdout_first": None,
+    "test_split": None, "normalize": "rescale", "label_mode": "categorical", "image_size": 16, "color_mode": "rgb",
+    "cache": "auto", "on_bad_file": "skip", "channels": 1, "num_classes": 3, "num_samples": 120, "test_samples": 40,
+}
+
+
+def test_a_run_folder_written_before_the_dataset_kinds_still_opens(write_config):
+    from cnnrun.config import load_saved_experiment
+
+    path = write_config(tiny_config(dataset=OLD_RUN_DATASET), "config.yaml")
+    with pytest.raises(UserError, match="unknown key 'dataset.data_dir'"):
+        load_experiment(path)  # a user's config with another kind's key is refused
+    dataset = load_saved_experiment(path).dataset
+    assert (dataset.name, dataset.image_size, dataset.num_samples) == ("shapes", 16, 120)
+    assert dataset.validation_split == 0.25

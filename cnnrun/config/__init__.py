@@ -28,6 +28,7 @@ from cnnrun.config.load import (
     experiment_to_yaml,
     format_validation_error,
     load_experiment,
+    load_saved_experiment,
     read_yaml,
     resolve_config,
     validate_experiment,
@@ -53,6 +54,6 @@ __all__ = [
     "DatasetBase", "DatasetConfig", "EarlyStoppingConfig", "Experiment", "ImageFolderDataset", "KerasDataset",
     "ModelConfig", "NpzDataset", "OutputConfig", "ReduceLROnPlateauConfig", "Section", "ShapesDataset",
     "TensorBoardConfig", "TrainConfig", "apply_override", "evaluate_expression", "experiment_to_yaml",
-    "format_validation_error", "iter_layer_entries", "load_experiment", "read_yaml", "resolve_config",
-    "resolve_vars", "substitute", "validate_experiment",
+    "format_validation_error", "iter_layer_entries", "load_experiment", "load_saved_experiment", "read_yaml",
+    "resolve_config", "resolve_vars", "substitute", "validate_experiment",
 ]

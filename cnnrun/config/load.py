@@ -252,6 +252,20 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     return validate_experiment(resolve_config(path, overrides), str(path))
 
 
+def load_saved_experiment(path: str | Path) -> Experiment:
+    """A run folder's own `config.yaml`, as `resume`, `evaluate` and `predict` read it.
+
+    A run written before each dataset kind had its own keys lists every dataset key; those of another kind held
+    their defaults there (the schema of the time refused anything else), so they are dropped, not refused.
+    """
+    doc = resolve_config(path)
+    dataset = doc.get("dataset")
+    if isinstance(dataset, dict) and dataset.get("name") in DATASET_KINDS:
+        own = DATASET_KINDS[dataset["name"]].model_fields
+        doc["dataset"] = {key: value for key, value in dataset.items() if key in own}
+    return validate_experiment(doc, str(path))
+
+
 def experiment_to_yaml(experiment: Experiment) -> str:
     """The complete experiment (defaults included) as YAML: what a run's `config.yaml` holds.
 
