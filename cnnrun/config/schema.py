@@ -231,6 +231,12 @@ class Experiment(Section):
         """The config file this experiment was read from, or None."""
         return self._source
 
+    def __eq__(self, other: object) -> bool:
+        """Two experiments are equal when they say the same, whichever file they were read from."""
+        return isinstance(other, Experiment) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every pydantic model
+
     name: str = Field(description="The experiment's name, one folder name (no `/`, not `.` or `..`): runs go to "
                       "`<output.dir>/<name>/`. Default: the config file's name.",
                       json_schema_extra={"default_shown": "the file's name"})
