@@ -110,8 +110,8 @@ def test_build_augmenter_orders_crop_first_and_cutout_last_with_seeds_of_their_o
     augmenter = build_augmenter(config, seed=7)
     assert [type(layer).__name__ for layer in augmenter.layers] == [
         "RandomPaddedCrop", "RandomAffine", "RandomBrightnessScale", "RandomContrast", "RandomCutout"]
-    crop, cutout = augmenter.layers[0], augmenter.layers[-1]
-    assert len({crop.seed, cutout.seed, augmenter.layers[1].seed}) == 3  # else offsets and centres would match
+    # seeded alike, two layers draw the same numbers (brightness and contrast would change together)
+    assert len({getattr(layer, "seed", None) for layer in augmenter.layers}) == 5
     # crop alone, or cutout alone, is augmentation enough
     assert [type(layer).__name__ for layer in build_augmenter(AugmentationConfig(cutout={"size": 2}), 0).layers] \
         == ["RandomCutout"]

@@ -165,7 +165,7 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
 
     Args:
         config: the experiment's `augmentation:` section.
-        seed: seeds the layers (crop and cutout draw from seeds of their own, derived from it).
+        seed: seeds the layers, each with a seed of its own derived from it (`RandomAffine` with `seed`).
         value_range: the values black and white pixels have where the layers run: (0, 255) on raw pixels in
             the input pipeline, the normalised values inside the model.
         zero: the value, where the layers run, that normalisation turns into 0 (cutout fills with it): 0 inside
@@ -180,7 +180,7 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
     def pixel_value(cval: float) -> float:
         return black + (white - black) * cval / 255.0
 
-    def own_seed(offset: int) -> int:  # layers seeded alike would draw the same numbers
+    def own_seed(offset: int) -> int:  # layers seeded alike draw the same numbers: brightness = contrast
         return (seed + offset) % 2**32
 
     layers = []
@@ -197,10 +197,10 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
             config.horizontal_flip, config.vertical_flip, config.fill_mode, fill_value=pixel_value(config.cval),
             seed=seed))
     if config.brightness_range:
-        layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=seed))
+        layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=own_seed(3)))
     if config.contrast_range:
         low, high = config.contrast_range
-        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=value_range, seed=seed))
+        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=value_range, seed=own_seed(4)))
     if config.cutout is not None:
         layers.append(RandomCutout(config.cutout.size, zero, seed=own_seed(2)))
     return keras.Sequential(layers, name="augmentation") if layers else None
