@@ -70,26 +70,33 @@ def test_reflect_repeats_the_edge_pixel_and_constant_fills_the_value():
         assert seen == set(windows), fill_mode  # all 25 places, the corners (most padding) included
 
 
+def cutout_centres(images: np.ndarray, out: np.ndarray, size: int):
+    """For each image, the centres (row, column) at which setting the paper's square (rows centre − size//2 …
+    centre − size//2 + size − 1, likewise columns, cut at the border) to 0 in every channel gives the output."""
+    height, width = images.shape[1:3]
+    found = []
+    for image, result in zip(images, out, strict=True):
+        matches = []
+        for row in range(height):
+            for col in range(width):
+                expected = image.copy()
+                top, left = row - size // 2, col - size // 2
+                expected[max(top, 0):max(top + size, 0), max(left, 0):max(left + size, 0)] = 0.0
+                if np.array_equal(expected, result):
+                    matches.append((row, col))
+        found.append(matches)
+    return found
+
+
 def test_cutout_sets_exactly_one_clipped_square_per_image_and_nothing_else():
     for size in (4, 3):
         images = pictures(64, seed=size)
         out = np.asarray(RandomCutout(size, fill_value=0.0, seed=3)(images, training=True))
-        height, width = images.shape[1:3]
-        filled, centres = [], []
-        for image, result in zip(images, out, strict=True):
-            matches = []
-            for row in range(height):  # the paper's code: rows centre − size//2 … centre − size//2 + size − 1
-                for col in range(width):
-                    expected = image.copy()
-                    top, left = row - size // 2, col - size // 2
-                    expected[max(top, 0):max(top + size, 0), max(left, 0):max(left + size, 0)] = 0.0
-                    if np.array_equal(expected, result):
-                        matches.append((row, col))
-            assert len(matches) == 1, size  # one square, every channel, nothing else touched
-            centres.append(matches[0])
-            filled.append(int((result == 0).all(axis=-1).sum()))
+        centres = cutout_centres(images, out, size)
+        assert all(len(found) == 1 for found in centres), size  # one square, every channel, nothing else touched
+        filled = [int((result == 0).all(axis=-1).sum()) for result in out]
         assert max(filled) == size * size and min(filled) < size * size  # whole squares, and squares cut at a border
-        assert len(set(centres)) > 32  # drawn per image
+        assert len({found[0] for found in centres}) > 32  # drawn per image
 
 
 def test_crop_and_cutout_pass_images_through_unchanged_at_inference_in_a_model():
@@ -155,6 +162,44 @@ def test_a_model_with_crop_and_cutout_saves_and_loads_in_safe_mode(tmp_path):
     x = pictures(3, 8, 8, 3)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert {"cnnrun>RandomPaddedCrop", "cnnrun>RandomCutout"} <= set(CUSTOM_OBJECTS)
+
+
+JAX_SCRIPT = """
+import sys
+import keras
+import numpy as np
+from cnnrun.data.layers import RandomCutout, RandomPaddedCrop
+assert keras.backend.backend() == "jax"
+x = np.load(sys.argv[1])
+crop = np.asarray(RandomPaddedCrop(3, "reflect", seed=1)(x, training=True))
+cut = np.asarray(RandomCutout(4, seed=1)(x, training=True))
+model = keras.Sequential([keras.Input(x.shape[1:]), RandomPaddedCrop(3, "constant", seed=1), RandomCutout(4, seed=1),
+                          keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+model.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
+model.fit(x, np.arange(len(x)) % 2, batch_size=8, epochs=1, verbose=0)  # a compiled training step draws them
+np.savez(sys.argv[2], crop=crop, cut=cut)
+"""
+
+
+@pytest.mark.slow
+def test_crop_and_cutout_are_exact_on_the_jax_backend_and_train_compiled(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    images = pictures(16)
+    np.save(tmp_path / "x.npy", images)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT)}
+    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, tmp_path / "x.npy", tmp_path / "out.npz"], env=env,
+                            cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    offsets = crop_offsets(images, out["crop"], 3, "reflect")
+    assert all(len(found) == 1 for found in offsets) and len({found[0] for found in offsets}) > 4
+    centres = cutout_centres(images, out["cut"], 4)
+    assert all(len(found) == 1 for found in centres) and len({found[0] for found in centres}) > 4
 
 
 @pytest.mark.slow
