@@ -172,7 +172,7 @@ def source_index(position, size: int, fill_mode: str):
     `wrap` (a b c d | a b c d), `nearest` (a a a a | a b c d | d d d d), `constant` (k k k k | a b c d | k k k k).
     Works for any distance past the border.
     """
-    outside = (position < 0) | (position >= size)
+    outside = ops.logical_or(position < 0, position >= size)
     if fill_mode == "reflect":
         folded = ops.mod(position, 2 * size)
         return ops.where(folded < size, folded, 2 * size - 1 - folded), outside
