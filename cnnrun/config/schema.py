@@ -186,8 +186,29 @@ class CallbacksConfig(Section):
         return self
 
 
+class RandomCropConfig(Section):
+    """Pad and crop back at a random place per image: the CIFAR augmentation of He et al."""
+
+    padding: int = Field(ge=1, le=1024, description="Pixels added on every side; each image is then cut back to "
+                         "its size at its own random place, so it moves by −padding … +padding pixels per axis.")
+    fill_mode: Literal["constant", "reflect", "nearest", "wrap"] = Field(
+        "constant", description="How the padding is filled, as in `augmentation.fill_mode`: `reflect` repeats the edge "
+        "pixel (d c b a | a b c d, Keras' and ImageDataGenerator's meaning; PyTorch's `reflect` does not)."
+    )
+    cval: float = Field(0, ge=0, le=255, description="The fill value for `constant`, as a pixel value (0–255).")
+
+
+class CutoutConfig(Section):
+    """Cutout (DeVries & Taylor 2017): one square per image set to the value normalisation turns into 0."""
+
+    size: int = Field(ge=1, le=1024, description="The square's side in pixels. Its centre is any pixel, drawn per "
+                      "image; a square reaching past the border is cut there. It is filled with the value the "
+                      "model sees as 0: the dataset's mean under `normalize: standardize` (as in the paper), else "
+                      "black.")
+
+
 class AugmentationConfig(Section):
-    """ImageDataGenerator's words; applied to training batches only (Keras preprocessing layers)."""
+    """ImageDataGenerator's words, and the CIFAR recipes' crop and cutout; applied to training batches only."""
 
     rotation_range: float = Field(0, ge=0, le=180, description="Random rotation, ± degrees.")
     width_shift_range: float = Field(0, ge=0, lt=1, description="Random horizontal shift, ± fraction of width.")
@@ -208,6 +229,14 @@ class AugmentationConfig(Section):
         "nearest", description="How pixels outside the image are filled."
     )
     cval: float = Field(0, description="The fill value for `fill_mode: constant`, as a pixel value (0–255).")
+    random_crop: RandomCropConfig | None = Field(
+        None, description="`{padding: 4, fill_mode: reflect}`: pad and crop back at a random place per image, "
+        "before the other changes."
+    )
+    cutout: CutoutConfig | None = Field(
+        None, description="`{size: 8}`: a square per image set to the value the model sees as 0, after the other "
+        "changes."
+    )
     placement: Literal["auto", "pipeline", "model"] = Field(
         "auto", description="Where augmentation runs. `pipeline`: in the `tf.data` input pipeline on the CPU, "
         "overlapping training. `model`: as the model's first layers, on the GPU when there is one (they pass "

@@ -147,25 +147,46 @@ def _encode_labels(labels, info: DatasetInfo):
     return labels
 
 
-def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[float, float] = (0, 255)):
-    """Keras layers that do what ImageDataGenerator's arguments of the same names do.
+def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[float, float] = (0, 255),
+                    zero: float = 0.0):
+    """Keras layers that do what ImageDataGenerator's arguments of the same names do, plus crop and cutout.
 
-    Rotation, shifts, shear, zoom and flips make one `RandomAffine` (one interpolation, composed as
-    ImageDataGenerator composes them); brightness is `RandomBrightnessScale` (multiplicative, as there),
-    contrast Keras' `RandomContrast`. Returns None when nothing is switched on.
+    In this order, each drawn per image:
+    1. `random_crop`: `RandomPaddedCrop`, a whole-pixel shift with the uncovered border filled. First, as in the
+       CIFAR recipes (pad, crop, then flip): the crop is exact, so the one interpolation below still sees
+       untouched pixels, and no crop ever pads a border another transform already filled. With flips alone the
+       order changes nothing: the shifts are symmetric, so a flipped crop and a crop of the flip are equally likely.
+    2. rotation, shifts, shear, zoom and flips: one `RandomAffine` (one interpolation, composed as
+       ImageDataGenerator composes them).
+    3. brightness: `RandomBrightnessScale` (multiplicative, as there); contrast: Keras' `RandomContrast`.
+    4. `cutout`: `RandomCutout`, last (as in the paper), so nothing changes the square's value afterwards.
+
+    Returns None when nothing is switched on.
 
     Args:
         config: the experiment's `augmentation:` section.
-        seed: seeds the layers.
+        seed: seeds the layers, each with a seed of its own derived from it (`RandomAffine` with `seed`).
         value_range: the values black and white pixels have where the layers run: (0, 255) on raw pixels in
             the input pipeline, the normalised values inside the model.
+        zero: the value, where the layers run, that normalisation turns into 0 (cutout fills with it): 0 inside
+            the model; on raw pixels the dataset's mean under `standardize`, else 0.
     """
     import keras
 
-    from cnnrun.data.layers import RandomAffine, RandomBrightnessScale
+    from cnnrun.data.layers import RandomAffine, RandomBrightnessScale, RandomCutout, RandomPaddedCrop
 
     black, white = value_range
+
+    def pixel_value(cval: float) -> float:
+        return black + (white - black) * cval / 255.0
+
+    def own_seed(offset: int) -> int:  # layers seeded alike draw the same numbers: brightness = contrast
+        return (seed + offset) % 2**32
+
     layers = []
+    if config.random_crop is not None:
+        crop = config.random_crop
+        layers.append(RandomPaddedCrop(crop.padding, crop.fill_mode, pixel_value(crop.cval), seed=own_seed(1)))
     zoom = config.zoom_range
     if isinstance(zoom, float | int):
         zoom = (1 - zoom, 1 + zoom)
@@ -173,13 +194,15 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
             or config.zoom_range or config.horizontal_flip or config.vertical_flip):
         layers.append(RandomAffine(
             config.rotation_range, config.height_shift_range, config.width_shift_range, config.shear_range, zoom,
-            config.horizontal_flip, config.vertical_flip, config.fill_mode,
-            fill_value=black + (white - black) * config.cval / 255.0, seed=seed))
+            config.horizontal_flip, config.vertical_flip, config.fill_mode, fill_value=pixel_value(config.cval),
+            seed=seed))
     if config.brightness_range:
-        layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=seed))
+        layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=own_seed(3)))
     if config.contrast_range:
         low, high = config.contrast_range
-        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=value_range, seed=seed))
+        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=value_range, seed=own_seed(4)))
+    if config.cutout is not None:
+        layers.append(RandomCutout(config.cutout.size, zero, seed=own_seed(2)))
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
@@ -240,8 +263,9 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
     import tensorflow as tf
 
     train = experiment.train
-    augmenter = build_augmenter(experiment.augmentation, experiment.seed) if augment and experiment.augmentation \
-        else None
+    zero = info.mean if info.normalize == "standardize" else 0.0  # the raw value normalisation turns into 0
+    augmenter = build_augmenter(experiment.augmentation, experiment.seed, zero=zero) \
+        if augment and experiment.augmentation else None
     source = examples.source()  # built once: every epoch reads the same cache
 
     def one_epoch(epoch):

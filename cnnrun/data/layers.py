@@ -1,6 +1,7 @@
-"""cnnrun's own Keras layers: ImageDataGenerator's augmentation, with its meaning and at Keras-layer speed.
+"""cnnrun's own Keras layers: ImageDataGenerator's augmentation, with its meaning and at Keras-layer speed, and the
+CIFAR recipes' padding-and-crop and cutout, drawn per image.
 
-Importing this module registers the layer with Keras, so checkpoints that hold it load.
+Importing this module registers the layers with Keras, so checkpoints that hold them load.
 """
 
 import math
@@ -162,5 +163,127 @@ class RandomAffine(keras.layers.Layer):
                 "fill_mode": self.fill_mode, "fill_value": self.fill_value, "seed": self.seed}
 
 
+def source_index(position, size: int, fill_mode: str):
+    """The pixel (0 … size − 1) that fills integer `position` along an axis of `size` pixels, and whether the
+    position is outside the picture (where `constant` fills instead).
+
+    The modes extend the picture as Keras' `fill_mode` does (`keras.ops.image.affine_transform`, and so
+    ImageDataGenerator): `reflect` (d c b a | a b c d | d c b a, the edge pixel repeated: NumPy's `symmetric`),
+    `wrap` (a b c d | a b c d), `nearest` (a a a a | a b c d | d d d d), `constant` (k k k k | a b c d | k k k k).
+    Works for any distance past the border.
+    """
+    outside = ops.logical_or(position < 0, position >= size)
+    if fill_mode == "reflect":
+        folded = ops.mod(position, 2 * size)
+        return ops.where(folded < size, folded, 2 * size - 1 - folded), outside
+    if fill_mode == "wrap":
+        return ops.mod(position, size), outside
+    return ops.clip(position, 0, size - 1), outside  # nearest, and constant (whose outside is filled later)
+
+
+@keras.saving.register_keras_serializable(package="cnnrun")
+class RandomPaddedCrop(keras.layers.Layer):
+    """Pad every image by `padding` pixels on each side and cut it back to its size at a random place per image.
+
+    The standard CIFAR augmentation (He et al. 2015, §4.2: "4 pixels are padded on each side, and a 32×32 crop is
+    randomly sampled from the padded image"): each image moves by a whole number of pixels, from −padding to
+    +padding along each axis, its own draw, and the border it uncovers is filled. Keras' `RandomCrop` cannot do
+    this: it crops every image of a batch at one place. No interpolation: every output pixel is an input pixel
+    or the fill value, exactly. Active in training only.
+
+    Args:
+        padding: pixels added on each side; the crop's corner is drawn from [0, 2·padding]² of the padded image.
+        fill_mode: how the padding is filled, in Keras' words: `constant` (`fill_value`), `reflect`
+            (d c b a | a b c d: the edge pixel repeated, as Keras' and ImageDataGenerator's `reflect`; PyTorch's
+            `padding_mode="reflect"` skips it), `nearest` or `wrap`. Defaults to `constant`.
+        fill_value: the value for `constant`, in the values the layer receives. Defaults to 0.
+        seed: seeds the places.
+
+    Example:
+    >>> layer = RandomPaddedCrop(4, "reflect", seed=1)
+    >>> layer(images, training=True).shape == images.shape    # each image shifted by up to 4 pixels
+    True
+    """
+
+    def __init__(self, padding: int, fill_mode: str = "constant", fill_value: float = 0.0, seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if fill_mode not in ("constant", "reflect", "nearest", "wrap"):
+            raise ValueError(f"fill_mode: '{fill_mode}'; use constant, reflect, nearest or wrap")
+        self.padding, self.fill_mode, self.fill_value, self.seed = int(padding), fill_mode, float(fill_value), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        batch, height, width, channels = ops.shape(images)[0], images.shape[1], images.shape[2], images.shape[3]
+        corners = keras.random.randint((batch, 2), 0, 2 * self.padding + 1, seed=self.seed_generator)
+        # output pixel (i, j) of image n is padded pixel (corner + i, corner + j): input (corner − padding + i, …)
+        rows, rows_out = source_index(corners[:, :1] - self.padding + ops.arange(height), height, self.fill_mode)
+        cols, cols_out = source_index(corners[:, 1:] - self.padding + ops.arange(width), width, self.fill_mode)
+        first_row = ops.arange(batch)[:, None, None] * height
+        flat = (first_row + rows[:, :, None]) * width + cols[:, None, :]  # (batch, height, width) into all pixels
+        out = ops.take(ops.reshape(images, (-1, channels)), flat, axis=0)
+        if self.fill_mode != "constant":
+            return out
+        outside = ops.logical_or(rows_out[:, :, None, None], cols_out[:, None, :, None])
+        return ops.where(outside, ops.cast(self.fill_value, out.dtype), out)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cnnrun")
+class RandomCutout(keras.layers.Layer):
+    """Fill a `size`×`size` square at a random place in every image with one value (Cutout, DeVries & Taylor 2017).
+
+    The square's centre is drawn uniformly from the image's pixels, its own per image, so the square may reach
+    past the border and is then cut there (less of it is filled), as in the paper's code: rows
+    `centre − size//2` up to, not including, `centre − size//2 + size`, likewise columns. Every channel is
+    filled. Active in training only.
+
+    Args:
+        size: the square's side in pixels.
+        fill_value: the value the square is set to, in the values the layer receives. The paper sets the
+            normalised input to 0 (the dataset's mean); cnnrun's `build_augmenter` passes the value
+            normalisation turns into 0. Defaults to 0.
+        seed: seeds the places.
+
+    Example:
+    >>> layer = RandomCutout(8, seed=1)
+    >>> (layer(np.ones((1, 32, 32, 3)), training=True) == 0).sum()    # 8·8·3 when the square is inside
+    192
+    """
+
+    def __init__(self, size: int, fill_value: float = 0.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.fill_value, self.seed = int(size), float(fill_value), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        centres = keras.random.randint((batch, 1), 0, height * width, seed=self.seed_generator)  # a pixel each
+        top = ops.floor_divide(centres, width) - self.size // 2
+        left = ops.mod(centres, width) - self.size // 2
+        rows, cols = ops.arange(height), ops.arange(width)
+        in_rows = ops.logical_and(rows >= top, rows < top + self.size)  # (batch, height)
+        in_cols = ops.logical_and(cols >= left, cols < left + self.size)  # (batch, width)
+        square = ops.logical_and(in_rows[:, :, None, None], in_cols[:, None, :, None])
+        return ops.where(square, ops.cast(self.fill_value, images.dtype), images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "fill_value": self.fill_value, "seed": self.seed}
+
+
 # what `keras.saving.load_model` needs to rebuild a model holding these layers
-CUSTOM_OBJECTS = {"cnnrun>RandomAffine": RandomAffine, "cnnrun>RandomBrightnessScale": RandomBrightnessScale}
+CUSTOM_OBJECTS = {f"cnnrun>{layer.__name__}": layer
+                  for layer in (RandomAffine, RandomBrightnessScale, RandomPaddedCrop, RandomCutout)}
