@@ -8,6 +8,8 @@ import math
 import keras
 from keras import ops
 
+from cnnrun.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
+
 
 @keras.saving.register_keras_serializable(package="cnnrun")
 class RandomBrightnessScale(keras.layers.Layer):
@@ -163,4 +165,6 @@ class RandomAffine(keras.layers.Layer):
 
 
 # what `keras.saving.load_model` needs to rebuild a model holding these layers
-CUSTOM_OBJECTS = {"cnnrun>RandomAffine": RandomAffine, "cnnrun>RandomBrightnessScale": RandomBrightnessScale}
+# What loading a checkpoint needs besides Keras' own classes: these layers and cnnrun's learning-rate schedule.
+CUSTOM_OBJECTS = {"cnnrun>RandomAffine": RandomAffine, "cnnrun>RandomBrightnessScale": RandomBrightnessScale,
+                  **SCHEDULE_OBJECTS}
