@@ -58,10 +58,10 @@ class PiecewiseConstantSchedule(ScheduleBase):
 
     schedule: Literal["piecewise_constant"]
     boundaries: list[int] = Field(
-        min_length=1, description="piecewise_constant: where the rate changes, increasing whole numbers ≥ 1 in "
-        "`unit`: `values[i + 1]` starts after `boundaries[i]` steps (or epochs) at the earlier values."
+        min_length=1, description="Where the rate changes, increasing whole numbers ≥ 1 in "
+        "`unit`: after `boundaries[i]` steps (or epochs) in all, the rate is `values[i + 1]`."
     )
-    values: list[float] = Field(description="piecewise_constant: the rates, one more than `boundaries`.")
+    values: list[float] = Field(description="The rates, one more than `boundaries`: `values[0]` first.")
 
     @model_validator(mode="after")
     def _fits(self) -> "PiecewiseConstantSchedule":
@@ -93,14 +93,13 @@ class CosineSchedule(ScheduleBase):
     constant."""
 
     schedule: Literal["cosine"]
-    initial_learning_rate: float = Field(ge=0, description="cosine: the first rate (where a warm-up starts).")
-    decay_steps: float = Field(gt=0, description="cosine, exponential: how long the decay takes (cosine) or the "
-                               "period of one `decay_rate` factor (exponential), in `unit`.")
-    alpha: float = Field(0.0, ge=0, le=1, description="cosine: the last rate, as a fraction of the rate the "
+    initial_learning_rate: float = Field(ge=0, description="The first rate (where a warm-up starts).")
+    decay_steps: float = Field(gt=0, description="How long the cosine decay takes (after the warm-up), in `unit`.")
+    alpha: float = Field(0.0, ge=0, le=1, description="The last rate, as a fraction of the rate the "
                          "decay starts from.")
-    warmup_target: float | None = Field(None, gt=0, description="cosine: the rate a warm-up reaches (default: "
+    warmup_target: float | None = Field(None, gt=0, description="The rate a warm-up reaches (default: "
                                         "no warm-up, the decay starts from `initial_learning_rate`).")
-    warmup_steps: float = Field(0, ge=0, description="cosine: the warm-up's length, in `unit`.")
+    warmup_steps: float = Field(0, ge=0, description="The warm-up's length, in `unit`.")
 
     @model_validator(mode="after")
     def _warmup(self) -> "CosineSchedule":
@@ -134,11 +133,10 @@ class ExponentialSchedule(ScheduleBase):
     rounded down with `staircase: true`."""
 
     schedule: Literal["exponential"]
-    initial_learning_rate: float = Field(gt=0, description="exponential: the first rate.")
-    decay_steps: float = Field(gt=0, description="cosine, exponential: how long the decay takes (cosine) or the "
-                               "period of one `decay_rate` factor (exponential), in `unit`.")
-    decay_rate: float = Field(gt=0, description="exponential: the factor per `decay_steps`.")
-    staircase: bool = Field(False, description="exponential: change the rate only every whole `decay_steps`.")
+    initial_learning_rate: float = Field(gt=0, description="The first rate.")
+    decay_steps: float = Field(gt=0, description="The period of one `decay_rate` factor, in `unit`.")
+    decay_rate: float = Field(gt=0, description="The factor per `decay_steps`.")
+    staircase: bool = Field(False, description="Change the rate only every whole `decay_steps`.")
 
     def scaled(self, factor: float) -> "ExponentialSchedule":
         return self.model_copy(update={"initial_learning_rate": self.initial_learning_rate * factor})
@@ -160,7 +158,7 @@ class PiecewiseLinearSchedule(ScheduleBase):
 
     schedule: Literal["piecewise_linear"]
     points: list[tuple[float, float]] = Field(
-        min_length=2, description="piecewise_linear: `[count, rate]` pairs, counts (in `unit`) ≥ 0 and increasing."
+        min_length=2, description="`[count, rate]` pairs, counts (in `unit`) ≥ 0 and increasing."
     )
 
     @model_validator(mode="after")
@@ -212,7 +210,7 @@ def parse_schedule(value: dict[str, Any]) -> ScheduleBase:
         first = e.errors()[0]
         keys = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"][1:]]  # [0]: the schedule's name
         if first["type"] == "extra_forbidden":
-            known = _keys(SCHEDULES[name])
+            known = schedule_keys(SCHEDULES[name])
             raise UserError(f"{WHERE}: unknown key '{keys[0][1:]}'{did_you_mean(keys[0][1:], known)}; schedule {name} "
                             f"takes: {', '.join(known)}") from None
         if first["type"] == "missing":
@@ -222,7 +220,7 @@ def parse_schedule(value: dict[str, Any]) -> ScheduleBase:
         raise UserError(f"{WHERE}{''.join(keys)}: {first['msg'].removeprefix('Value error, ')}{shown}") from None
 
 
-def _keys(model: type[ScheduleBase]) -> list[str]:
+def schedule_keys(model: type[ScheduleBase]) -> list[str]:
     """A schedule's keys in the order a config writes them: `schedule` first, `unit` last."""
     return ["schedule", *(k for k in model.model_fields if k not in ("schedule", "unit")), "unit"]
 
@@ -232,7 +230,7 @@ def check_learning_rate(value: Any) -> Any:
     if isinstance(value, dict):
         schedule = parse_schedule(value)
         values = schedule.model_dump(mode="json")
-        return {key: values[key] for key in _keys(type(schedule))}
+        return {key: values[key] for key in schedule_keys(type(schedule))}
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise UserError(f"{WHERE}: a number ≥ 0 (0.001) or a schedule mapping ({{schedule: cosine, …}}), "
                         f"got {value!r}")
