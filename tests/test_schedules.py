@@ -15,7 +15,9 @@ import keras
 import numpy as np
 import pytest
 
+from cnnrun.config import load_experiment
 from cnnrun.config.schedules import parse_schedule
+from cnnrun.model import make_optimizer
 from cnnrun.schedules import PiecewiseLinearDecay, describe_learning_rate, learning_rate_at, make_learning_rate
 from tests.conftest import PROJECT, run_here, tiny_config
 from tests.test_errors import assert_user_error
@@ -82,6 +84,19 @@ def test_scale_learning_rate_scales_every_rate_of_a_schedule():
     assert rates(value, [0, 5, 60, 200], scale=4) == pytest.approx(expected, rel=1e-5)
     assert rates({"schedule": "piecewise_linear", "points": [[0, 0.1], [10, 0.2]]}, [5], scale=2) == \
         pytest.approx([0.3])
+
+
+@pytest.mark.parametrize("optimizer, expected", [
+    ({"name": "sgd", "learning_rate": 0.05}, [0.1, 0.1]),
+    ("rmsprop", [0.002, 0.002]),  # RMSprop's own default rate, 0.001
+    ({"name": "sgd", "learning_rate": {"schedule": "piecewise_constant", "boundaries": [2], "values": [0.05, 0.01],
+                                       "unit": "epochs"}}, [0.1, 0.02]),
+])
+def test_scale_learning_rate_linear_multiplies_a_number_the_default_and_a_schedule(write_config, optimizer, expected):
+    config = tiny_config(compile={"optimizer": optimizer}, train={"scale_learning_rate": "linear"})
+    experiment = load_experiment(write_config(config))
+    made = make_optimizer(experiment, steps_per_epoch=3, replicas=2)
+    assert [learning_rate_at(made, 5), learning_rate_at(made, 6)] == pytest.approx(expected)
 
 
 def test_the_header_describes_a_schedule_and_its_rate_now():
