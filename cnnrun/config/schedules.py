@@ -29,6 +29,12 @@ def _count(value: float, unit: str) -> str:
 
 
 class ScheduleBase(Section):
+    """What every schedule has: the unit of its counts, and how it becomes a Keras schedule.
+
+    Subclasses add `schedule: Literal[name]` and Keras' own argument names, and say how they scale, read and
+    convert to steps.
+    """
+
     unit: Literal["steps", "epochs"] = Field(
         "steps", description="What the schedule's counts are in: `steps` (optimizer updates, as Keras counts) or "
         "`epochs` (multiplied by the run's real steps per epoch, ⌈training examples ÷ batch_size⌉)."
