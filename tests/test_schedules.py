@@ -219,10 +219,12 @@ def test_a_checkpoint_with_cnnruns_schedule_loads_in_safe_mode_in_a_new_process(
                                                                                     [0.0, 0.4, 0.0])), loss="mse")
     model.save(tmp_path / "last.keras")
     script = f"""
+import sys
 from pathlib import Path
 from cnnrun.runs import load_checkpoint
-from cnnrun.schedules import learning_rate_at
+assert "cnnrun.schedules" not in sys.modules  # loading alone must find the class
 optimizer = load_checkpoint(Path({str(tmp_path / "last.keras")!r})).optimizer
+from cnnrun.schedules import learning_rate_at
 print(type(optimizer._learning_rate).__name__, learning_rate_at(optimizer, 750), learning_rate_at(optimizer, 2250))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT,
