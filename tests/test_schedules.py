@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cnnrun.config import load_experiment
-from cnnrun.config.schedules import parse_schedule
+from cnnrun.config.schedules import SCHEDULES, parse_schedule
 from cnnrun.model import make_optimizer
 from cnnrun.schedules import PiecewiseLinearDecay, describe_learning_rate, learning_rate_at, make_learning_rate
 from tests.conftest import PROJECT, run_here, tiny_config
@@ -233,3 +233,14 @@ print(type(optimizer._learning_rate).__name__, learning_rate_at(optimizer, 750),
     name, middle, down = result.stdout.split()
     assert name == "PiecewiseLinearDecay"
     assert (float(middle), float(down)) == pytest.approx((0.2, 0.2))
+
+
+def test_every_schedule_has_its_own_table_in_the_readme_reference():
+    from tests.test_config_reference import table_keys
+
+    assert {name: table_keys(f"`compile.optimizer.learning_rate` with `schedule: {name}`") for name in SCHEDULES} == {
+        "piecewise_constant": ["boundaries", "unit", "values"],
+        "cosine": ["alpha", "decay_steps", "initial_learning_rate", "unit", "warmup_steps", "warmup_target"],
+        "exponential": ["decay_rate", "decay_steps", "initial_learning_rate", "staircase", "unit"],
+        "piecewise_linear": ["points", "unit"],
+    }
