@@ -164,7 +164,6 @@ class RandomAffine(keras.layers.Layer):
                 "fill_mode": self.fill_mode, "fill_value": self.fill_value, "seed": self.seed}
 
 
-# what `keras.saving.load_model` needs to rebuild a model holding these layers
-# What loading a checkpoint needs besides Keras' own classes: these layers and cnnrun's learning-rate schedule.
+# what `keras.saving.load_model` needs to rebuild a model holding these layers or cnnrun's learning-rate schedule
 CUSTOM_OBJECTS = {"cnnrun>RandomAffine": RandomAffine, "cnnrun>RandomBrightnessScale": RandomBrightnessScale,
                   **SCHEDULE_OBJECTS}
