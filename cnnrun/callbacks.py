@@ -21,6 +21,7 @@ from cnnrun.config import CheckpointConfig, Experiment
 from cnnrun.errors import UserError
 from cnnrun.report import console, plot_history
 from cnnrun.runs import Run
+from cnnrun.schedules import last_step_learning_rate
 
 # What each stateful Keras callback must carry across a resume (its on_train_begin resets these). EarlyStopping's
 # `stopped_epoch` is not carried: it says whether *this* fit stopped early, and a resumed run that then completes
@@ -106,7 +107,7 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         epoch += 1
         row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["learning_rate"] = last_step_learning_rate(self.model.optimizer)  # with a schedule: the epoch's own
         value = row.get(self.monitor)
         if self.improved(value) or not self.save_best_only:
             if self.verbose:

@@ -18,6 +18,9 @@ from cnnrun.config import Experiment, iter_layer_entries, substitute
 from cnnrun.errors import UserError
 from cnnrun.registry import LOSSES, OPTIMIZERS, REGULARIZERS, check_arguments, check_layer_name, check_name
 
+# the arguments that regularize a layer's kernels (a separable conv has two), which `model.weight_decay` sets
+KERNEL_REGULARIZERS = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
+
 DEFAULT_LOSS = {
     "categorical": "categorical_crossentropy",
     "sparse": "sparse_categorical_crossentropy",
@@ -43,11 +46,21 @@ def _regularizer(value: Any, where: str):
     return getattr(keras.regularizers, REGULARIZERS[name])(factor)
 
 
-def _layer_arguments(cls: type, args: Any, where: str) -> dict[str, Any]:
-    """A layer entry's value as keyword arguments: a mapping, or one value for the first argument."""
+def _layer_arguments(cls: type, args: Any, where: str, weight_decay: float = 0.0) -> dict[str, Any]:
+    """A layer entry's value as keyword arguments: a mapping, or one value for the first argument.
+
+    Args:
+        cls: the Keras layer class.
+        args: the entry's value in the config.
+        where: the entry's place in the config, for error messages.
+        weight_decay: `model.weight_decay`: every kernel the layer has (Conv, Dense; a separable conv's depthwise
+            and pointwise kernels) whose regularizer the entry does not set gets `L2(weight_decay / 2)`: Keras' L2
+            adds `l2 × Σ w²` to the loss, the papers' decay `weight_decay / 2 × Σ w²` (gradient `weight_decay × w`).
+            Defaults to 0 (none).
+    """
     if args is None:
-        return {}
-    if isinstance(args, dict):
+        kwargs: dict[str, Any] = {}
+    elif isinstance(args, dict):
         kwargs = dict(args)
     else:
         first = next(p for p in inspect.signature(cls.__init__).parameters if p != "self")
@@ -57,6 +70,13 @@ def _layer_arguments(cls: type, args: Any, where: str) -> dict[str, Any]:
                 "depthwise_regularizer", "pointwise_regularizer"):
         if key in kwargs:
             kwargs[key] = _regularizer(kwargs[key], f"{where}.{key}")
+    if weight_decay:
+        import keras
+
+        accepted = inspect.signature(cls.__init__).parameters
+        for key in KERNEL_REGULARIZERS:
+            if key in accepted and key not in kwargs:
+                kwargs[key] = keras.regularizers.L2(weight_decay / 2)
     return kwargs
 
 
@@ -86,7 +106,7 @@ def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | N
     raw = substitute(experiment.model.layers, {"num_classes": num_classes}, "model.layers")
     for where, name, args in iter_layer_entries(raw):
         cls = getattr(keras.layers, check_layer_name(name, where))
-        specs.append((where, cls, _layer_arguments(cls, args, where)))
+        specs.append((where, cls, _layer_arguments(cls, args, where, experiment.model.weight_decay)))
     if output_dtype and specs:
         specs[-1][2].setdefault("dtype", output_dtype)
     layers = []
@@ -197,7 +217,8 @@ def seed_everything(experiment: Experiment) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: int = 1):
+def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: int = 1,
+              steps_per_epoch: int | None = None):
     """The experiment's model for `info`'s shape and classes, built from the experiment's seed and compiled.
 
     Args:
@@ -205,6 +226,8 @@ def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: in
         info: a `DatasetInfo` (declared, or of the loaded data: its statistics set in-model augmentation's range).
         augment_in_model: put the augmentation layers first in the model.
         replicas: devices holding a replica; `train.scale_learning_rate: linear` multiplies the rate by it.
+        steps_per_epoch: training batches per epoch, for a learning-rate schedule written in epochs (see
+            `compile_model`). Defaults to None: only good to check the config with such a schedule.
     """
     from cnnrun.data import model_augmenter
 
@@ -212,9 +235,7 @@ def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: in
     augmenter = model_augmenter(experiment, info) if augment_in_model else None
     with naming_the_file(experiment):
         model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
-        compile_model(model, experiment)
-    if experiment.train.scale_learning_rate == "linear":
-        model.optimizer.learning_rate = float(model.optimizer.learning_rate.numpy()) * replicas
+        compile_model(model, experiment, steps_per_epoch, replicas)
     return model
 
 
@@ -231,11 +252,34 @@ def _named(value: str | dict[str, Any], table: dict[str, str], what: str, where:
         raise UserError(f"{where}: {str(e).splitlines()[0]}") from e
 
 
-def make_optimizer(experiment: Experiment):
-    """The configured Keras optimizer."""
+def learning_rate_scale(experiment: Experiment, replicas: int) -> float:
+    """What every learning rate is multiplied by: the replicas under `train.scale_learning_rate: linear`, else 1."""
+    return replicas if experiment.train.scale_learning_rate == "linear" else 1
+
+
+def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1):
+    """The configured Keras optimizer, its learning rate a number or a schedule (`cnnrun.schedules`).
+
+    Args:
+        experiment: the validated experiment.
+        steps_per_epoch: training batches per epoch, which convert a schedule written in epochs to steps. None
+            converts at one step per epoch: enough to check the config, never to train with.
+        replicas: devices holding a replica (`train.scale_learning_rate: linear` multiplies every rate by it).
+            Defaults to 1.
+    """
     import keras
 
-    return _named(experiment.compile.optimizer, OPTIMIZERS, "optimizer", "compile.optimizer", keras.optimizers)
+    from cnnrun.schedules import make_learning_rate
+
+    scale = learning_rate_scale(experiment, replicas)
+    value = experiment.compile.optimizer
+    config = {"name": value} if isinstance(value, str) else dict(value)
+    if "learning_rate" in config:
+        config["learning_rate"] = make_learning_rate(config["learning_rate"], steps_per_epoch, scale)
+    optimizer = _named(config, OPTIMIZERS, "optimizer", "compile.optimizer", keras.optimizers)
+    if "learning_rate" not in config and scale != 1:  # the optimizer's own default rate
+        optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * scale
+    return optimizer
 
 
 def make_loss(experiment: Experiment):
@@ -251,8 +295,19 @@ def make_loss(experiment: Experiment):
     return _named(loss, LOSSES, "loss", "compile.loss", keras.losses)
 
 
-def compile_model(model, experiment: Experiment) -> None:
-    """Compile `model` with the experiment's optimizer, loss, metrics and execution settings."""
+def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1) -> None:
+    """Compile `model` with the experiment's optimizer, loss, metrics and execution settings.
+
+    Compiling again replaces the optimizer: the Trainer does so once the data has loaded when the learning-rate
+    schedule is written in epochs, to convert it with the real steps per epoch.
+
+    Args:
+        model: the built model.
+        experiment: the validated experiment.
+        steps_per_epoch: training batches per epoch, for a schedule written in epochs. Defaults to None: one step
+            per epoch, enough to check the config (`inspect`), never to train with.
+        replicas: devices holding a replica, for `train.scale_learning_rate`. Defaults to 1.
+    """
     import keras
 
     for metric in experiment.compile.metrics:
@@ -262,7 +317,7 @@ def compile_model(model, experiment: Experiment) -> None:
             except ValueError as e:
                 raise UserError(f"compile.metrics: unknown metric '{metric}'") from e
     model.compile(
-        optimizer=make_optimizer(experiment),
+        optimizer=make_optimizer(experiment, steps_per_epoch, replicas),
         loss=make_loss(experiment),
         metrics=list(experiment.compile.metrics),
         jit_compile=experiment.compile.jit_compile,

@@ -27,10 +27,11 @@ from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
-from cnnrun.model import declared_info, new_model, seed_everything
+from cnnrun.model import compile_model, declared_info, learning_rate_scale, new_model, seed_everything
 from cnnrun.provenance import new_meta, now
 from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
+from cnnrun.schedules import describe_learning_rate
 
 FINISHED = ("completed", "stopped_early")
 
@@ -109,6 +110,7 @@ class Trainer:
             in_model = augmentation_in_model(experiment)
             declared = declared_info(experiment)
             model = new_model(experiment, declared, in_model, placement.replicas)  # every config error, before any data
+            schedule = experiment.compile.schedule
 
             splits = load_splits(experiment, augment=not in_model)
             show_warnings(splits.warnings)
@@ -116,7 +118,9 @@ class Trainer:
                     list(splits.info.input_shape) != list(declared.input_shape) or \
                     splits.info.class_names != declared.class_names:
                 # built again for the data's statistics
-                model = new_model(experiment, splits.info, in_model, placement.replicas)
+                model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
+            elif schedule is not None and schedule.unit == "epochs":  # converted with the real steps per epoch
+                compile_model(model, experiment, splits.steps_per_epoch, placement.replicas)
             splits = placement.feed(splits, experiment.train.batch_size)
 
             run = create_run(private or output_dir or experiment.output.dir, name or experiment.name)
@@ -222,7 +226,7 @@ class Trainer:
                              augment=not in_model)
         show_warnings(splits.warnings)
         if model is None:  # killed before the first epoch ended: start again from the beginning
-            model = new_model(experiment, splits.info, in_model, placement.replicas)
+            model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
         splits = placement.feed(splits, batch)
 
         history = run.read_history()[:done]
@@ -371,7 +375,9 @@ class Trainer:
             "training": (f"epochs {first}–{epochs}" if first > 1 else _plural(epochs, "epoch"))
             + f", batch {experiment.train.batch_size}, best by {self.recorder.monitor}"
             + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),
-            "backend": f"{placement.backend}, learning rate {float(model.optimizer.learning_rate.numpy()):g}",
+            "backend": f"{placement.backend}, learning rate "
+            + describe_learning_rate(model.optimizer, experiment.compile.schedule,
+                                     learning_rate_scale(experiment, placement.replicas)),
             "distribution": placement.describe(experiment.train.batch_size),
             "run folder": str(self.run.path) if placement.writes_run_folder else
             f"written by process 0; process {placement.process_id} works in {self.run.path}, removed at the end",

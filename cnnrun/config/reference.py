@@ -9,6 +9,7 @@ Usage:
     python -m cnnrun.config.reference --check    # exit 1 when the README's section is stale
 """
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from cnnrun.config.dataset import DATASET_KINDS, DatasetBase
-from cnnrun.config.schema import Experiment
+from cnnrun.config.schedules import SCHEDULES, schedule_keys
+from cnnrun.config.schema import CompileConfig, Experiment
 
 START = "<!-- config-reference: start (written by `make docs` from cnnrun/config; do not edit by hand) -->"
 END = "<!-- config-reference: end -->"
@@ -78,6 +80,13 @@ def _dataset_tables() -> list[str]:
     return tables
 
 
+def _schedule_tables() -> list[str]:
+    """One table per learning-rate schedule, the keys of `compile.optimizer.learning_rate: {schedule: …}`."""
+    return [_table(f"`compile.optimizer.learning_rate` with `schedule: {name}`",
+                   {k: kind.model_fields[k] for k in schedule_keys(kind)[1:]}, inspect.cleandoc(kind.__doc__ or ""))
+            for name, kind in SCHEDULES.items()]
+
+
 def _section_tables(model: type[BaseModel], path: str) -> list[str]:
     """The table of `model` at `path`, then those of its sections, depth first."""
     tables = [_table(f"`{path or 'top level'}`", model.model_fields)]
@@ -87,6 +96,8 @@ def _section_tables(model: type[BaseModel], path: str) -> list[str]:
             tables.extend(_dataset_tables())
         elif section := _section_of(field):
             tables.extend(_section_tables(section, where))
+    if model is CompileConfig:
+        tables.extend(_schedule_tables())
     return tables
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
+from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
 from cnnrun.errors import UserError
 from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_layer_name, check_name
@@ -33,6 +34,12 @@ class ModelConfig(Section):
         "`- Dropout: 0.2`, `- Flatten: {}`; `- repeat: {times: N, layers: [...]}` repeats a block. The input "
         "shape comes from the dataset; `${num_classes}` is the number of classes.",
     )
+    weight_decay: float = Field(0.0, ge=0, description="The papers' weight decay: adds `weight_decay ÷ 2 × Σ w²` "
+                                "of every Conv and Dense kernel to the loss (Keras' `kernel_regularizer: {l2: "
+                                "weight_decay ÷ 2}`), so each step subtracts `learning_rate × weight_decay × w`, "
+                                "through the optimizer's momentum or moments. A layer that sets its own "
+                                "`kernel_regularizer` (even `null`) keeps it. Keras' decoupled kind is "
+                                "`compile.optimizer.weight_decay`.")
 
     @model_validator(mode="after")
     def _known_layers(self) -> "ModelConfig":
@@ -46,7 +53,11 @@ class ModelConfig(Section):
 class CompileConfig(Section):
     optimizer: str | dict[str, Any] = Field(
         "rmsprop", description="A name (adam, adamw, rmsprop, sgd, nadam, adamax, adagrad, adadelta, lion) or "
-        "`{name: adam, learning_rate: 0.001, ...}` with the Keras optimizer's arguments."
+        "`{name: adam, learning_rate: 0.001, ...}` with the Keras optimizer's arguments. `learning_rate` is a "
+        "number or a schedule, `{schedule: piecewise_constant, boundaries: [91, 136], values: [0.1, 0.01, 0.001], "
+        "unit: epochs}` (the tables below). `weight_decay` here is Keras' decoupled decay (AdamW-style: "
+        "`w ← w − learning_rate × weight_decay × w` each step, outside the loss); the papers' L2 term is "
+        "`model.weight_decay`."
     )
     loss: str | dict[str, Any] | None = Field(
         None, description="A Keras loss name or `{name: ..., from_logits: true, ...}`. Default: the "
@@ -64,6 +75,8 @@ class CompileConfig(Section):
         if not isinstance(name, str):
             raise ValueError("optimizer needs a `name:` (adam, rmsprop, sgd, ...)")
         check_name(name, OPTIMIZERS, "optimizer", "compile.optimizer")
+        if isinstance(self.optimizer, dict) and "learning_rate" in self.optimizer:
+            self.optimizer = {**self.optimizer, "learning_rate": check_learning_rate(self.optimizer["learning_rate"])}
         if self.loss is not None:
             loss = self.loss if isinstance(self.loss, str) else self.loss.get("name")
             if not isinstance(loss, str):
@@ -71,6 +84,12 @@ class CompileConfig(Section):
             check_name(loss, LOSSES, "loss", "compile.loss")
         self.metrics = [canonical_metric(m) for m in self.metrics]
         return self
+
+    @property
+    def schedule(self) -> ScheduleBase | None:
+        """The learning-rate schedule of `optimizer.learning_rate`, or None for a fixed rate."""
+        rate = self.optimizer.get("learning_rate") if isinstance(self.optimizer, dict) else None
+        return parse_schedule(rate) if isinstance(rate, dict) else None
 
 
 class TrainConfig(Section):
@@ -100,7 +119,7 @@ class TrainConfig(Section):
     )
     scale_learning_rate: Literal["none", "linear"] = Field(
         "none", description="`linear`: a new run's learning rate is the configured one × the number of replicas. "
-        "`none`: as configured."
+        "`none`: as configured. A schedule is scaled whole: every rate in it."
     )
     coordinator_timeout: float = Field(
         120, gt=0, description="Several processes: seconds a process other than 0 waits for the coordinator "
@@ -294,6 +313,13 @@ class Experiment(Section):
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Checkpoints and Keras "
                                        "callbacks.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+
+    @model_validator(mode="after")
+    def _one_rate_changer(self) -> "Experiment":
+        if self.callbacks.reduce_lr_on_plateau is not None and self.compile.schedule is not None:
+            raise UserError("callbacks.reduce_lr_on_plateau: cannot change a learning-rate schedule "
+                            "(compile.optimizer.learning_rate); use one or the other")
+        return self
 
     @field_validator("backend", mode="before")
     @classmethod

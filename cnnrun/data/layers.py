@@ -9,6 +9,8 @@ import math
 import keras
 from keras import ops
 
+from cnnrun.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
+
 
 @keras.saving.register_keras_serializable(package="cnnrun")
 class RandomBrightnessScale(keras.layers.Layer):
@@ -284,6 +286,7 @@ class RandomCutout(keras.layers.Layer):
         return {**super().get_config(), "size": self.size, "fill_value": self.fill_value, "seed": self.seed}
 
 
-# what `keras.saving.load_model` needs to rebuild a model holding these layers
-CUSTOM_OBJECTS = {f"cnnrun>{layer.__name__}": layer
-                  for layer in (RandomAffine, RandomBrightnessScale, RandomPaddedCrop, RandomCutout)}
+# what `keras.saving.load_model` needs to rebuild a model holding these layers or cnnrun's learning-rate schedule
+CUSTOM_OBJECTS = {**{f"cnnrun>{layer.__name__}": layer
+                     for layer in (RandomAffine, RandomBrightnessScale, RandomPaddedCrop, RandomCutout)},
+                  **SCHEDULE_OBJECTS}
