@@ -43,7 +43,8 @@ class Node:
         layer: the registry's name of its layer (`Conv2D`).
         args: the layer's arguments as written (`${…}` replaced when expanded with values).
         inputs: the indices of the earlier nodes it takes; `INPUT` is the model's input.
-        name: the Keras layer name its id gives (`body`; `basic2_body` in the second copy of block `basic`), or None.
+        name: its Keras layer name: its id (`body`); in a block, the copy and its id or place (`basic2_body`,
+            `basic2_0` for the first node of the second copy of block `basic`); None: Keras names it.
     """
 
     where: str
@@ -124,7 +125,7 @@ class _Expander:
             elif _old_repeat(entry):
                 previous = self._repeat(entry["repeat"], here, inputs, values)
             else:
-                previous = self._layer(entry, here, inputs, prefix, values)
+                previous = self._layer(entry, here, inputs, prefix, i, values)
             if "id" in entry:
                 scope[entry["id"]] = previous
         return previous
@@ -174,8 +175,9 @@ class _Expander:
             raise UserError(f"model.layers: more than {MAX_LAYERS} layers once blocks and `repeat:` are expanded")
         return len(self.nodes) - 1
 
-    def _layer(self, entry: dict[str, Any], here: str, inputs: tuple[int, ...], prefix: str,
+    def _layer(self, entry: dict[str, Any], here: str, inputs: tuple[int, ...], prefix: str, position: int,
                values: dict[str, Any] | None) -> int:
+        """Append one layer node, named by its id, or in a block copy by the copy and its id or position."""
         rest = {key: value for key, value in entry.items() if key not in NODE_KEYS}
         if len(rest) != 1:
             raise UserError(f"{here}: a node is one layer `Name: {{arguments}}` beside id: and inputs:, got keys "
@@ -191,7 +193,7 @@ class _Expander:
                             f"Concatenate, …)")
         if values is not None:
             args = substitute(args, values, f"{here}.{layer}")
-        name = f"{prefix}{entry['id']}" if "id" in entry else None
+        name = f"{prefix}{entry.get('id', position)}" if prefix else entry.get("id")
         return self._append(Node(where, layer, args, inputs, name))
 
     def _repeat(self, repeat: dict[str, Any], here: str, inputs: tuple[int, ...],
@@ -208,7 +210,7 @@ class _Expander:
                     raise UserError(f"{here}.repeat.layers[{j}]: ids, inputs and blocks do not go in `repeat:`; "
                                     f"write a block in model.blocks and use it with `repeat: N`")
                 previous = self._layer({entry: None} if isinstance(entry, str) else entry,
-                                       f"{here}.repeat.layers[{j}]", (previous,), "", values)
+                                       f"{here}.repeat.layers[{j}]", (previous,), "", j, values)
         return previous
 
     def _block(self, entry: dict[str, Any], here: str, inputs: tuple[int, ...], prefix: str,
