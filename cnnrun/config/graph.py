@@ -55,17 +55,17 @@ class Node:
 
 
 def is_graph(layers: list[Any], blocks: dict[str, Any] | None) -> bool:
-    """Whether a model is a graph (blocks, or a node with `id:`, `inputs:` or `block:`) rather than a chain.
+    """Whether a model is a graph (blocks, a join, or a node with `id:`, `inputs:` or `block:`), not a chain.
 
     A chain builds a `keras.Sequential`, as it always has; a graph a functional `keras.Model`.
     """
     def graph_entry(entry: Any) -> bool:
         if not isinstance(entry, dict):
-            return False
+            return entry in MERGE_LAYERS
         repeated = entry.get("repeat")
         if len(entry) == 1 and isinstance(repeated, dict) and isinstance(repeated.get("layers"), list):
             return any(graph_entry(e) for e in repeated["layers"])
-        return any(key in entry for key in (*NODE_KEYS, "block"))
+        return any(key in entry for key in (*NODE_KEYS, "block", *MERGE_LAYERS))
 
     return bool(blocks) or any(graph_entry(entry) for entry in layers)
 
