@@ -184,7 +184,7 @@ def _graph_model(experiment: Experiment, input_shape, num_classes: int, augmente
     try:
         model = keras.Model(inputs, output, name=name)
     except ValueError as e:  # two layers of one name: an id and a `name:` argument, say
-        raise UserError(f"model.layers: {keras_reason(e)}") from e
+        raise UserError(f"model.layers: {keras_reason(e)} (an id is its layer's name: choose another id)") from e
     return model, nodes[-1].where
 
 

@@ -229,6 +229,8 @@ class _Expander:
                             f"contain itself")
         if len(inputs) != 1:
             raise UserError(f"{here}: a block takes one input, got {len(inputs)}; join them first (Add, …)")
+        if not self.blocks[name]:  # every copy adds a layer: what bounds the expansion
+            raise UserError(f"{here}: block {name} has no layers (model.blocks.{name} is empty)")
         args, first = entry.get("args") or {}, entry.get("first") or {}
         if not isinstance(args, dict) or not isinstance(first, dict):
             raise UserError(f"{here}: args and first are mappings of the block's parameters, e.g. {{f: 16}}")
