@@ -123,10 +123,18 @@ def train(
 
 
 @app.command()
-def inspect(config: ConfigArg, set_: SetOption = None) -> None:
-    """Validate CONFIG and build its model: layers, output shapes and parameters. No data, no training.
+def inspect(
+    config: ConfigArg,
+    set_: SetOption = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the model into this PNG file (needs "
+                                              "pydot and Graphviz: pip install 'cnnrun[plot]').",
+                                              show_default=False)] = None,
+) -> None:
+    """Validate CONFIG and build its model: layers (a graph's with their inputs), output shapes and parameters.
 
-    Example: cnnrun inspect configs/cifar10.yaml --set model.vars.base_filters=64
+    No data, no training.
+
+    Example: cnnrun inspect configs/cifar10_resnet20.yaml --plot resnet20.png
     """
     from cnnrun.backend import use_backend
     from cnnrun.config import load_experiment
@@ -136,7 +144,7 @@ def inspect(config: ConfigArg, set_: SetOption = None) -> None:
     _quiet_imports()
     from cnnrun.inspect import inspect_experiment
 
-    inspect_experiment(experiment)
+    inspect_experiment(experiment, plot)
 
 
 RunArg = Annotated[Path | None, typer.Argument(help="A run folder (default: the latest under outputs/).",

@@ -1,4 +1,7 @@
-"""Build a `keras.Model` from the experiment's layer list, and the compile arguments from its `compile:` section.
+"""Build a `keras.Model` from the experiment's layers, and the compile arguments from its `compile:` section.
+
+A plain layer list builds a `keras.Sequential`; a graph (`id:`, `inputs:`, `model.blocks`) a functional
+`keras.Model`, wired by `cnnrun.graph`.
 
 Every layer's arguments are checked against the Keras class's own signature before anything is built, so a
 typo is one clear line, not a Keras traceback halfway through.
@@ -15,7 +18,9 @@ import re
 from typing import Any
 
 from cnnrun.config import Experiment, iter_layer_entries, substitute
+from cnnrun.config.graph import expand_graph, is_graph
 from cnnrun.errors import UserError
+from cnnrun.graph import connect, keras_reason, misfit
 from cnnrun.registry import LOSSES, OPTIMIZERS, REGULARIZERS, check_arguments, check_layer_name, check_name
 
 # the arguments that regularize a layer's kernels (a separable conv has two), which `model.weight_decay` sets
@@ -89,26 +94,26 @@ def precision_policy(experiment: Experiment) -> str:
     return "mixed_float16" if gpu_visible() else "mixed_bfloat16"
 
 
-def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | None = None
-                 ) -> list[tuple[str, Any]]:
-    """Instantiate the experiment's layers (no model yet), after checking every argument.
+def layer_specs(entries, output_dtype: str | None = None) -> list[tuple[str, type, dict[str, Any]]]:
+    """Each `(where, name, arguments)` entry as `(where, Keras class, keyword arguments)`, every argument checked.
 
     Args:
-        experiment: the validated experiment.
-        num_classes: fills `${num_classes}`.
+        entries: the layers as the config names them, `where` being a layer's place in the config.
         output_dtype: a dtype policy for the last layer (float32 under mixed precision), unless it sets its own.
-
-    Returns `(where, layer)` pairs, `where` being the layer's place in the config for error messages.
     """
     import keras
 
     specs = []
-    raw = substitute(experiment.model.layers, {"num_classes": num_classes}, "model.layers")
-    for where, name, args in iter_layer_entries(raw):
+    for where, name, args in entries:
         cls = getattr(keras.layers, check_layer_name(name, where))
         specs.append((where, cls, _layer_arguments(cls, args, where, experiment.model.weight_decay)))
     if output_dtype and specs:
         specs[-1][2].setdefault("dtype", output_dtype)
+    return specs
+
+
+def instantiate(specs: list[tuple[str, type, dict[str, Any]]]) -> list[tuple[str, Any]]:
+    """Make the layers of `layer_specs`; an argument Keras refuses is one line naming the layer."""
     layers = []
     for where, cls, kwargs in specs:
         try:
@@ -118,11 +123,28 @@ def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | N
     return layers
 
 
-def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classes: int, augmenter=None):
-    """Build the experiment's `keras.Sequential` for inputs of `input_shape` (without the batch axis).
+def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | None = None
+                 ) -> list[tuple[str, Any]]:
+    """Instantiate a chain's layers (no model yet), after checking every argument.
 
-    A layer that cannot follow the one before it (a window larger than its input, say) and an output layer that
-    does not fit the classes and `dataset.label_mode` are one-line errors naming the layer.
+    Args:
+        experiment: the validated experiment.
+        num_classes: fills `${num_classes}`.
+        output_dtype: a dtype policy for the last layer (float32 under mixed precision), unless it sets its own.
+
+    Returns `(where, layer)` pairs, `where` being the layer's place in the config for error messages.
+    """
+    raw = substitute(experiment.model.layers, {"num_classes": num_classes}, "model.layers")
+    return instantiate(layer_specs(iter_layer_entries(raw), output_dtype))
+
+
+def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classes: int, augmenter=None):
+    """Build the experiment's model for inputs of `input_shape` (without the batch axis).
+
+    A chain (a plain layer list) is a `keras.Sequential`; a graph (ids, inputs, blocks) a functional
+    `keras.Model`. A layer that cannot take its input (a window larger than its input, a join of shapes that do
+    not fit) and an output layer that does not fit the classes and `dataset.label_mode` are one-line errors
+    naming the layer.
 
     Args:
         experiment: the validated experiment.
@@ -134,9 +156,22 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
 
     policy = precision_policy(experiment)
     keras.config.set_dtype_policy(policy)  # process-wide in Keras: set for every model, mixed or not
-    layers = build_layers(experiment, num_classes, output_dtype="float32" if policy != "float32" else None)
-    name = experiment.model.name or experiment.name
-    model = keras.Sequential(name=keras_name(name))
+    output_dtype = "float32" if policy != "float32" else None
+    name = keras_name(experiment.model.name or experiment.name)
+    if is_graph(experiment.model.layers, experiment.model.blocks):
+        model, last = _graph_model(experiment, input_shape, num_classes, augmenter, output_dtype, name)
+    else:
+        model, last = _chain_model(experiment, input_shape, num_classes, augmenter, output_dtype, name)
+    check_output(model, num_classes, experiment.dataset.label_mode, last)
+    return model
+
+
+def _chain_model(experiment: Experiment, input_shape, num_classes: int, augmenter, output_dtype, name):
+    """The `keras.Sequential` of a plain layer list, and the place of its last layer."""
+    import keras
+
+    layers = build_layers(experiment, num_classes, output_dtype)
+    model = keras.Sequential(name=name)
     model.add(keras.Input(shape=tuple(input_shape)))
     if augmenter is not None:
         model.add(augmenter)
@@ -145,13 +180,32 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
         try:
             model.add(layer)
         except (ValueError, TypeError) as e:
-            reason = keras_reason(e)
-            hint = "; use padding: same, fewer pooling steps or a larger input" if "zero or negative" in reason \
-                else ""
-            raise UserError(f"{where}: cannot take the output of the layer before it, of shape {before}: "
-                            f"{reason}{hint}") from e
-    check_output(model, num_classes, experiment.dataset.label_mode, layers[-1][0])
-    return model
+            raise misfit(where, "the layer before it", before, e) from e
+    return model, layers[-1][0]
+
+
+def _graph_model(experiment: Experiment, input_shape, num_classes: int, augmenter, output_dtype, name):
+    """The functional `keras.Model` of a graph, and the place of its output node.
+
+    A block's `${p}` takes its value from the use's `args:`, else from the vars; a node's id names its Keras layer
+    (`basic2_body` in the second copy of block `basic`), so `inspect` and `plot_model` show the config's names.
+    """
+    import keras
+
+    variables = {**experiment.vars, **experiment.model.vars, "num_classes": num_classes}
+    nodes = expand_graph(experiment.model.layers, experiment.model.blocks, variables)
+    specs = layer_specs([(node.where, node.layer, node.args) for node in nodes], output_dtype)
+    for node, (_, _, kwargs) in zip(nodes, specs, strict=True):
+        if node.name:
+            kwargs.setdefault("name", node.name)
+    layers = [layer for _, layer in instantiate(specs)]
+    inputs = keras.Input(shape=tuple(input_shape))
+    output = connect(nodes, layers, augmenter(inputs) if augmenter is not None else inputs)
+    try:
+        model = keras.Model(inputs, output, name=name)
+    except ValueError as e:  # two layers of one name: an id and a `name:` argument, say
+        raise UserError(f"model.layers: {keras_reason(e)} (an id is its layer's name: choose another id)") from e
+    return model, nodes[-1].where
 
 
 def check_output(model, num_classes: int, label_mode: str, where: str) -> None:
@@ -163,15 +217,6 @@ def check_output(model, num_classes: int, label_mode: str, where: str) -> None:
         raise UserError(f"{where}: the model's output has shape {shape}, but dataset.label_mode {label_mode} with "
                         f"{num_classes} classes needs one value per example{'' if wanted == 1 else ' per class'}: "
                         f"end with Flatten (or a pooling layer) and a Dense layer of {need}")
-
-
-def keras_reason(error: BaseException) -> str:
-    """The line of a Keras error that says what is wrong (not "Exception encountered when calling …")."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].startswith("Exception encountered"):
-        return lines[1]
-    return lines[0] if lines else type(error).__name__
 
 
 def keras_name(name: str) -> str:

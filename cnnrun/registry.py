@@ -43,7 +43,18 @@ LAYERS: dict[str, str] = {
     "LayerNormalization": "LayerNormalization",
     "Rescaling": "Rescaling",
     "Resizing": "Resizing",
+    # joins: they take the outputs of two or more nodes of a graph (`inputs: [a, b]`)
+    "Add": "Add",
+    "Concatenate": "Concatenate",
+    "Multiply": "Multiply",
+    "Average": "Average",
+    "Maximum": "Maximum",
+    "Minimum": "Minimum",
+    "Subtract": "Subtract",
 }
+
+# the layers of `LAYERS` that join several inputs into one (Keras' merge layers); Subtract takes exactly two
+MERGE_LAYERS = frozenset({"Add", "Concatenate", "Multiply", "Average", "Maximum", "Minimum", "Subtract"})
 
 # config name -> class name in `keras.optimizers`
 OPTIMIZERS: dict[str, str] = {

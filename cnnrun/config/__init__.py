@@ -5,6 +5,7 @@ Only this package reads YAML; everything else receives an `Experiment`: typed, c
 - `schema` and `dataset`: the pydantic models; their field descriptions are the reference documentation.
 - `load`: YAML files, `base:` inheritance, `--set` overrides, then validation.
 - `expressions`: `${name}` and arithmetic on vars, bounded.
+- `graph`: the graph words of `model.layers` (ids, inputs, joins, `model.blocks`), expanded into nodes and checked.
 - `reference`: writes the README's configuration reference from the schema (`make docs`).
 
 Example:

@@ -134,8 +134,32 @@ def substitute(value: Any, variables: dict[str, Any], where: str, keep: tuple[st
     return _VAR.sub(one, value)
 
 
+def variable_names(value: Any) -> set[str]:
+    """The names the `${…}` of every string in `value` use (a block's parameters, say); unparsable ones are skipped.
+
+    Example:
+    >>> sorted(variable_names([{"Conv2D": {"filters": "${f * 2}", "strides": "${stride}"}}]))
+    ['f', 'stride']
+    """
+    if isinstance(value, dict):
+        return set().union(*(variable_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(variable_names(v) for v in value))
+    names: set[str] = set()
+    for expr in _VAR.findall(value) if isinstance(value, str) else ():
+        try:
+            tree = ast.parse(expr.strip()[:MAX_EXPRESSION_LENGTH], mode="eval")
+        except SyntaxError:
+            continue
+        names.update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
+    return names
+
+
 def resolve_vars(doc: dict[str, Any]) -> dict[str, Any]:
-    """Substitute the top-level `vars:` and `model.vars:` (the latter wins) everywhere but in the vars.
+    """Substitute the top-level `vars:` and `model.vars:` (the latter wins) everywhere but in the vars and blocks.
+
+    `model.blocks` keeps its `${…}`: a block's parameters take their values from the `args:` of each use, when
+    the model is built (a var of the same name is the default).
 
     Args:
         doc: a config as read from YAML, `base:` merged and `--set` applied.
@@ -150,7 +174,7 @@ def resolve_vars(doc: dict[str, Any]) -> dict[str, Any]:
         if key == "vars":
             resolved[key] = value
         elif key == "model" and isinstance(value, dict):
-            resolved[key] = {k: v if k == "vars" else substitute(v, variables, f"model.{k}")
+            resolved[key] = {k: v if k in ("vars", "blocks") else substitute(v, variables, f"model.{k}")
                              for k, v in value.items()}
         else:
             resolved[key] = substitute(value, variables, key)

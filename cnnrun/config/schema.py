@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
+from cnnrun.config.graph import MAX_LAYERS, expand_graph, is_graph
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
 from cnnrun.errors import UserError
@@ -20,7 +21,6 @@ from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_layer_na
 
 _DEVICE = re.compile(r"/?(?:device:)?(cpu|gpu):(\d+)", re.IGNORECASE)
 MAX_INT32 = 2**31 - 1  # TensorFlow counts batches and steps in int32
-MAX_LAYERS = 10_000  # layers of one model, `repeat:` expanded: far beyond any CNN, and quick to check
 
 
 class ModelConfig(Section):
@@ -32,7 +32,17 @@ class ModelConfig(Section):
         min_length=1,
         description="The layers, in order, written as in Keras: `- Conv2D: {filters: 32, kernel_size: 3}`, "
         "`- Dropout: 0.2`, `- Flatten: {}`; `- repeat: {times: N, layers: [...]}` repeats a block. The input "
-        "shape comes from the dataset; `${num_classes}` is the number of classes.",
+        "shape comes from the dataset; `${num_classes}` is the number of classes. A graph: a node may carry "
+        "`id: name` beside its layer and `inputs: name` (or a list) to take another node's output than the one "
+        "before it; joins (`Add`, `Concatenate`, `Multiply`, `Average`, `Maximum`, `Minimum`, `Subtract`) take "
+        "`inputs: [a, b]`; `- block: basic` with `args: {f: 16}`, `repeat: N` and `first: {...}` (the first "
+        "copy's args) uses a block of `blocks`. See \"Graphs: residual and inception blocks\".",
+    )
+    blocks: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Reusable lists of nodes by name, used in `layers` as `- block: name`. `${p}` in a block is "
+        "a parameter that each use's `args:` gives (a var of that name is its default); `inputs: in` takes the "
+        "block's input; ids are local to each copy.",
     )
     weight_decay: float = Field(0.0, ge=0, description="The papers' weight decay: adds `weight_decay ÷ 2 × Σ w²` "
                                 "of every Conv and Dense kernel to the loss (Keras' `kernel_regularizer: {l2: "
@@ -43,6 +53,10 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _known_layers(self) -> "ModelConfig":
+        """Layer names, and for a graph its structure (ids, inputs, blocks), checked before Keras is loaded."""
+        if is_graph(self.layers, self.blocks):
+            expand_graph(self.layers, self.blocks)
+            return self
         for count, (where, name, _) in enumerate(iter_layer_entries(self.layers), 1):
             if count > MAX_LAYERS:
                 raise UserError(f"model.layers: more than {MAX_LAYERS} layers once `repeat:` blocks are expanded")
