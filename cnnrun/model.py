@@ -94,19 +94,21 @@ def precision_policy(experiment: Experiment) -> str:
     return "mixed_float16" if gpu_visible() else "mixed_bfloat16"
 
 
-def layer_specs(entries, output_dtype: str | None = None) -> list[tuple[str, type, dict[str, Any]]]:
+def layer_specs(entries, output_dtype: str | None = None, weight_decay: float = 0.0
+                ) -> list[tuple[str, type, dict[str, Any]]]:
     """Each `(where, name, arguments)` entry as `(where, Keras class, keyword arguments)`, every argument checked.
 
     Args:
         entries: the layers as the config names them, `where` being a layer's place in the config.
         output_dtype: a dtype policy for the last layer (float32 under mixed precision), unless it sets its own.
+        weight_decay: `model.weight_decay`, the papers' L2 on every kernel that sets no regularizer of its own.
     """
     import keras
 
     specs = []
     for where, name, args in entries:
         cls = getattr(keras.layers, check_layer_name(name, where))
-        specs.append((where, cls, _layer_arguments(cls, args, where, experiment.model.weight_decay)))
+        specs.append((where, cls, _layer_arguments(cls, args, where, weight_decay)))
     if output_dtype and specs:
         specs[-1][2].setdefault("dtype", output_dtype)
     return specs
@@ -135,7 +137,7 @@ def build_layers(experiment: Experiment, num_classes: int, output_dtype: str | N
     Returns `(where, layer)` pairs, `where` being the layer's place in the config for error messages.
     """
     raw = substitute(experiment.model.layers, {"num_classes": num_classes}, "model.layers")
-    return instantiate(layer_specs(iter_layer_entries(raw), output_dtype))
+    return instantiate(layer_specs(iter_layer_entries(raw), output_dtype, experiment.model.weight_decay))
 
 
 def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classes: int, augmenter=None):
@@ -194,7 +196,8 @@ def _graph_model(experiment: Experiment, input_shape, num_classes: int, augmente
 
     variables = {**experiment.vars, **experiment.model.vars, "num_classes": num_classes}
     nodes = expand_graph(experiment.model.layers, experiment.model.blocks, variables)
-    specs = layer_specs([(node.where, node.layer, node.args) for node in nodes], output_dtype)
+    specs = layer_specs([(node.where, node.layer, node.args) for node in nodes], output_dtype,
+                        experiment.model.weight_decay)
     for node, (_, _, kwargs) in zip(nodes, specs, strict=True):
         if node.name:
             kwargs.setdefault("name", node.name)

@@ -12,7 +12,7 @@ import pytest
 
 from cnnrun.config import load_experiment
 from cnnrun.model import build_model, compile_model
-from tests.conftest import tiny_config
+from tests.conftest import PROJECT, tiny_config
 
 LR, WD, MOMENTUM = 0.5, 0.1, 0.9
 SHAPE, CLASSES = (2, 2, 1), 3
@@ -112,3 +112,11 @@ def test_with_momentum_the_two_weight_decays_part_as_computed_by_hand(write_conf
     np.testing.assert_allclose(steps(as_paper, batches), paper_by_hand, atol=1e-6)
     np.testing.assert_allclose(steps(decoupled, batches), decoupled_by_hand, atol=1e-6)
     assert np.abs(paper_by_hand - decoupled_by_hand).max() > 1e-3
+
+
+def test_the_papers_weight_decay_reaches_every_kernel_of_a_graph():
+    model = build_model(load_experiment(PROJECT / "configs" / "cifar10_resnet20.yaml"), (32, 32, 3), 10)
+    kernels = [layer for layer in model.layers if type(layer).__name__ in ("Conv2D", "Dense")]
+    assert len(kernels) == 19 + 2 + 1  # 19 convolutions on the main path, 2 projection shortcuts, the classifier
+    for layer in kernels:
+        assert layer.kernel_regularizer.get_config() == {"l2": pytest.approx(0.5e-4)}, layer.name
