@@ -25,5 +25,10 @@ fi
   timeout 600 $PY bench/accuracy.py configs/cifar10_bn.yaml --set dataset.name=npz \
       --set "dataset.path=${TMPDIR:-/tmp}/cnnrun-bench-cifar10.npz" --set compile.jit_compile=true \
       --set train.mixed_precision=true --set train.verbose=2 | grep RESULT || echo "full run: not finished in 600 s"
+  echo "# ResNet-20 (He et al.), its recipe to the end: 182 epochs, JPEG tree, XLA + mixed precision (stopped at 600 s)"
+  $PY bench/throughput.py --steps "$STEPS" --configs cifar10_resnet20 --settings default xla_bf16
+  timeout 600 $PY bench/accuracy.py configs/cifar10_resnet20.yaml \
+      --set dataset.data_dir=../shared/data/cifar10-jpeg --set compile.jit_compile=true \
+      --set train.mixed_precision=true --set train.verbose=2 | grep RESULT || echo "resnet20: not finished in 600 s"
 } 2>&1 | tee "$REPORT"
 echo "wrote $REPORT"

@@ -1,7 +1,8 @@
 """Training images per second: cnnrun's defaults, tuned settings, and the course's own pipeline, side by side.
 
 For `configs/fashion_mnist.yaml` (arrays) and `configs/cifar10_bn.yaml` (the CIFAR-10 JPEG tree, augmented; or
-`cifar10_bn_arrays`: the same pictures decoded once into an npz in the temporary folder) it
+`cifar10_bn_arrays`: the same pictures decoded once into an npz in the temporary folder), and
+`configs/cifar10_resnet20.yaml` (He et al.'s ResNet-20 on the JPEG tree, padded-and-cropped and flipped), it
 builds the model and input exactly as `cnnrun train` does and times `fit` over `--steps` batches, twice: the
 first epoch compiles and warms up, the second is timed. Settings:
 
@@ -32,6 +33,7 @@ DATA = {
     "fashion_mnist": ("fashion_mnist", [f"dataset.data_dir={SHARED / 'fashion-mnist'}"]),
     "cifar10_bn": ("cifar10_bn", [f"dataset.data_dir={SHARED / 'cifar10-jpeg'}"]),
     "cifar10_bn_arrays": ("cifar10_bn", ["dataset.name=npz", f"dataset.path={ARRAYS}"]),
+    "cifar10_resnet20": ("cifar10_resnet20", [f"dataset.data_dir={SHARED / 'cifar10-jpeg'}"]),
 }
 SETTINGS = {
     "default": [],

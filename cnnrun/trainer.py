@@ -37,9 +37,7 @@ FINISHED = ("completed", "stopped_early")
 
 
 def _verbosity(setting: str | int) -> int:
-    if setting == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    return int(setting)
+    return (1 if sys.stdout.isatty() else 2) if setting == "auto" else int(setting)
 
 
 def _plural(count: int, word: str) -> str:
