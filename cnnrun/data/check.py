@@ -8,7 +8,7 @@ decoders ignore EXIF). A picture above Pillow's decompression-bomb limit is used
 Python warning; one above twice the limit is refused. `predict` reads its inputs through the same `check_file`.
 
 Example:
->>> report = check_image_folder("data/cats_vs_dogs")
+>>> report = check_image_folder("data/cats_and_dogs")
 >>> report.num_images, len(report.bad_files)
 (2000, 3)
 """
