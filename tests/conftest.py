@@ -1,6 +1,7 @@
 """Shared test helpers: tiny experiments written to tmp_path, the CLI run as a user runs it."""
 
 import contextlib
+import csv
 import io
 import os
 import subprocess
@@ -82,3 +83,15 @@ def run_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     finally:
         sys.argv = argv
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def only_run(folder: Path) -> Path:
+    """The one run folder under `folder` (`<folder>/<name>/<time>`)."""
+    (run,) = [p for p in folder.glob("*/*") if p.is_dir()]
+    return run
+
+
+def history(run: Path) -> list[dict[str, float]]:
+    """A run's history.csv as numbers, one dict per epoch."""
+    with (run / "history.csv").open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

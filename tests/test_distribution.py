@@ -4,7 +4,6 @@ Every test ends by itself: each process it starts is killed after a bounded time
 are 127.0.0.1 only (the coordinator binds there too).
 """
 
-import csv
 import json
 import os
 import re
@@ -14,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT, run_cli, tiny_config
+from tests.conftest import PROJECT, history, only_run, run_cli, tiny_config
 
 TIMEOUT = 120  # seconds any process started here may take
 QUICKSTART = PROJECT / "configs" / "quickstart.yaml"
@@ -45,14 +44,6 @@ def finish_all(processes: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     return results
 
 
-def history(run) -> list[dict[str, float]]:
-    with (run / "history.csv").open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def only_run(folder):
-    (run,) = [p for p in folder.glob("*/*") if p.is_dir()]
-    return run
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """resume: a run picks up exactly where it stopped, after finishing, Ctrl-C or SIGKILL; damage is reported."""
 
-import csv
 import hashlib
 import json
 import os
@@ -14,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT, run_cli, run_here, tiny_config
+from tests.conftest import PROJECT, history, only_run, run_cli, run_here, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +23,6 @@ NO_DROPOUT = tiny_config(train={"epochs": 4, "batch_size": 16, "deterministic": 
                                     "reduce_lr_on_plateau": {"monitor": "val_loss", "patience": 1, "factor": 0.5}})
 
 
-def only_run(folder):
-    (run,) = [p for p in folder.glob("*/*") if p.is_dir()]
-    return run
-
-
-def history(run) -> list[dict]:
-    with (run / "history.csv").open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def weights(run, which="last"):

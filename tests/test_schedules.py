@@ -4,7 +4,6 @@ The references are hand computations (the formulas of the Keras documentation, w
 steps; "step" is Keras' `iterations`, the count of updates made before the one in question.
 """
 
-import csv
 import json
 import math
 import os
@@ -19,7 +18,7 @@ from cnnrun.config import load_experiment
 from cnnrun.config.schedules import SCHEDULES, parse_schedule
 from cnnrun.model import make_optimizer
 from cnnrun.schedules import PiecewiseLinearDecay, describe_learning_rate, learning_rate_at, make_learning_rate
-from tests.conftest import PROJECT, run_here, tiny_config
+from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
 from tests.test_errors import assert_user_error
 
 
@@ -160,14 +159,6 @@ print(",".join(sorted({{m.split(".")[0] for m in sys.modules}} & {{"tensorflow",
     assert result.stdout.strip() == "none"
 
 
-def history(run) -> list[dict[str, float]]:
-    with (run / "history.csv").open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def only_run(folder):
-    (run,) = [p for p in folder.glob("*/*") if p.is_dir()]
-    return run
 
 
 @pytest.mark.slow

@@ -15,24 +15,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import PROJECT, TINY_LAYERS, run_here, tiny_config
+from tests.conftest import PROJECT, TINY_LAYERS, history, only_run, run_here, tiny_config
 from tests.test_errors import assert_user_error
-
-
-def only_run(folder):
-    (run,) = [p for p in folder.glob("*/*") if p.is_dir()]
-    return run
 
 
 def state_of(run) -> dict:
     return json.loads((run / "state.json").read_text())
-
-
-def history_rows(run) -> list[dict]:
-    import csv
-
-    with (run / "history.csv").open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def zip_record(path) -> dict:
@@ -133,7 +121,7 @@ def test_the_value_best_keras_holds_is_read_from_the_checkpoint_itself(write_con
     assert run_here("train", write_config(config), "--output-dir", tmp_path).returncode == 0
     run = only_run(tmp_path)
     record = zip_record(run / "checkpoints" / "best.keras")
-    rows = history_rows(run)
+    rows = history(run)
     assert record["value"] == pytest.approx(max(r["val_loss"] for r in rows))
     state = state_of(run)
     state["best"] = {"monitor": "val_loss", "value": -1.0, "epoch": None}
@@ -141,7 +129,7 @@ def test_the_value_best_keras_holds_is_read_from_the_checkpoint_itself(write_con
     (run / "state.json").write_text(json.dumps(state))
 
     assert run_here("resume", run, "--epochs", "4").returncode == 0
-    rows = history_rows(run)
+    rows = history(run)
     best = max(rows, key=lambda r: r["val_loss"])
     assert state_of(run)["best"]["value"] == pytest.approx(best["val_loss"])
     assert state_of(run)["best"]["epoch"] == int(best["epoch"])
@@ -168,7 +156,7 @@ def test_a_run_killed_before_its_first_epoch_ended_starts_again_in_the_same_fold
 
     result = run_here("resume", run)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert state_of(run)["status"] == "completed" and [r["epoch"] for r in history_rows(run)] == [1, 2]
+    assert state_of(run)["status"] == "completed" and [r["epoch"] for r in history(run)] == [1, 2]
     # the same seed, so the same initial weights: the same model as the straight run
     a = keras.saving.load_model(straight / "checkpoints" / "last.keras", safe_mode=True).get_weights()
     b = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True).get_weights()
@@ -222,7 +210,7 @@ def test_ctrl_c_during_the_final_scoring_interrupts_and_resume_scores_the_run(wr
 
     result = run_here("resume", run)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert state_of(run)["status"] == "completed" and len(history_rows(run)) == 1
+    assert state_of(run)["status"] == "completed" and len(history(run)) == 1
     assert set(json.loads((run / "scores.json").read_text())) == {"best", "last"}
 
 
