@@ -14,6 +14,7 @@ Example:
 ('PiecewiseConstantDecay', {'boundaries': [32031, 47871], 'values': [0.1, 0.01, 0.001]})
 """
 
+from abc import abstractmethod
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
@@ -44,17 +45,17 @@ class ScheduleBase(Section):
         """`count` in this schedule's unit, as optimizer steps."""
         return count * steps_per_epoch if self.unit == "epochs" else count
 
+    @abstractmethod
     def scaled(self, factor: float) -> "ScheduleBase":
         """The same schedule with every learning rate multiplied by `factor` (`train.scale_learning_rate`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self) -> str:
         """The schedule in a few words, for the training header."""
-        raise NotImplementedError
 
+    @abstractmethod
     def keras_arguments(self, steps_per_epoch: int) -> tuple[str, dict[str, Any]]:
         """The Keras schedule class's name and its arguments, every count in steps."""
-        raise NotImplementedError
 
 
 class PiecewiseConstantSchedule(ScheduleBase):
