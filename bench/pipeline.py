@@ -32,7 +32,7 @@ def peak_rss_mb() -> float:
 
 
 def run_cnnrun(data: str, cache: str) -> dict:
-    from cnnrun.cli import _quiet_imports
+    from cnnrun.cli.common import quiet_imports as _quiet_imports
     from cnnrun.config import load_experiment
 
     _quiet_imports()
@@ -55,7 +55,7 @@ def run_cnnrun(data: str, cache: str) -> dict:
 
 
 def run_course(data: str, images: int) -> dict:
-    from cnnrun.cli import _quiet_imports
+    from cnnrun.cli.common import quiet_imports as _quiet_imports
 
     _quiet_imports()
     try:

@@ -47,7 +47,7 @@ SETTINGS = {
 
 def measure(config: str, setting: str, steps: int) -> dict:
     """Runs in a child process: build what `cnnrun train` builds, time the second of two `fit` epochs."""
-    from cnnrun.cli import _quiet_imports
+    from cnnrun.cli.common import quiet_imports as _quiet_imports
     from cnnrun.config import load_experiment
 
     _quiet_imports()

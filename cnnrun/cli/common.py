@@ -1,0 +1,133 @@
+"""What every `cnnrun` command shares: the Typer apps, the option types, and quiet library imports.
+
+Heavy libraries (TensorFlow, Keras, matplotlib) are imported inside the functions that need them, so `--help`
+and config errors answer at once. A user's mistake ends in one line and exit code 2; `--debug` shows the
+traceback. The libraries' warnings and start-up messages are kept out of the terminal (`--debug` shows them too).
+"""
+
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="cnnrun",
+    help="Train, resume and judge convolutional networks described in YAML (Keras 3).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Look at experiment configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Look at datasets before training on them.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_debug = {"on": False}
+
+
+# Options whose values are a fixed set: Typer lists the values in --help and refuses any other (exit 2).
+Checkpoint = StrEnum("Checkpoint", ["best", "last"])  # the best epoch's checkpoint or the last one's
+Split = StrEnum("Split", ["test", "validation"])  # the split evaluate judges on
+Padding = StrEnum("Padding", ["valid", "same"])  # Conv2D's paddings: none, or output size ceil(n / stride)
+Pool = StrEnum("Pool", ["max", "average"])  # kernel-demo's poolings
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="The experiment's YAML file.", show_default=False)]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a key: --set train.epochs=3 (dotted path, value read as YAML). "
+                 "Repeatable.", show_default=False),
+]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of user errors, and the "
+                                              "libraries' warnings and start-up messages.")] = False) -> None:
+    _debug["on"] = debug
+    if not debug:
+        _keep_chatter_out()
+
+
+def _keep_chatter_out() -> None:
+    """Keep the libraries' own messages out of the terminal: cnnrun says what a user needs to know.
+
+    Python warnings (Keras' `UserWarning`s, Pillow's `DecompressionBombWarning`, …) are ignored, the loggers of
+    TensorFlow, JAX and absl show only errors, and TensorFlow's C++ log only errors (`TF_CPP_MIN_LOG_LEVEL=2`,
+    unless the environment says otherwise). `--debug` leaves all of it on.
+    """
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "jax", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_imports() -> None:
+    """Import TensorFlow and Keras (with its backend) with their C++ start-up chatter kept out of the terminal.
+
+    That chatter (oneDNN, CUDA probing, absl's "log messages before InitializeLog") is written before TensorFlow
+    reads TF_CPP_MIN_LOG_LEVEL, so standard error is sent to a temporary file while the libraries load and find
+    their devices; if that fails, what they wrote is shown. The backend must be chosen before (`use_backend`).
+    """
+    import tempfile
+
+    if _debug["on"]:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401  (imports the backend: TensorFlow or JAX)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+
+RunArg = Annotated[Path | None, typer.Argument(help="A run folder (default: the latest under outputs/).",
+                                                show_default=False)]
+CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="The run's checkpoint to use: the best "
+                                                    "epoch's or the last one's.")]
+
+
+def run_experiment_of(run_dir: Path | None):
+    """The experiment of a run folder (RUN_DIR, or the latest under outputs/), read without importing Keras."""
+    from cnnrun.config import load_saved_experiment
+    from cnnrun.runs import open_run
+
+    return load_saved_experiment(open_run(run_dir).file("config.yaml"))
+
+
+
+def echo(line: str) -> None:
+    """Print one line of a teaching command as it is (no rich markup, no wrapping of long formulas)."""
+    from cnnrun.report import console
+
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+ImageArg = Annotated[Path, typer.Argument(help="A PNG or JPEG picture.", show_default=False)]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Where the figure goes (.png, .jpg, .pdf or .svg; "
+                                                "default: named after the image, in the current folder).",
+                                                show_default=False)]
+
+
+
+
+def debug_on() -> bool:
+    """Whether `--debug` was given: user errors then show their traceback."""
+    return _debug["on"]

@@ -1,0 +1,161 @@
+"""The commands of a run's life: train, inspect, resume, evaluate, predict, and `config show`."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnnrun.cli.common import (
+    Checkpoint,
+    CheckpointOption,
+    ConfigArg,
+    RunArg,
+    SetOption,
+    Split,
+    app,
+    config_app,
+    quiet_imports,
+    run_experiment_of,
+)
+from cnnrun.errors import UserError
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    set_: SetOption = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", help="Where runs go (default: "
+                                                   "the config's output.dir, `outputs`).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The run's name (default: the experiment's).")] = None,
+) -> None:
+    """Train the experiment CONFIG into a new run folder.
+
+    Example: cnnrun train configs/quickstart.yaml --set train.epochs=3
+    """
+    from cnnrun.backend import prepare
+    from cnnrun.config import load_experiment
+
+    experiment = load_experiment(config, set_)
+    prepare(experiment)
+    quiet_imports()
+    from cnnrun.trainer import train_experiment
+
+    train_experiment(experiment, output_dir=output_dir, name=name)
+
+
+@app.command()
+def inspect(
+    config: ConfigArg,
+    set_: SetOption = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the model into this PNG file (needs "
+                                              "pydot and Graphviz: pip install 'cnnrun[plot]').",
+                                              show_default=False)] = None,
+) -> None:
+    """Validate CONFIG and build its model: layers (a graph's with their inputs), output shapes and parameters.
+
+    No data, no training.
+
+    Example: cnnrun inspect configs/cifar10_resnet20.yaml --plot resnet20.png
+    """
+    from cnnrun.backend import use_backend
+    from cnnrun.config import load_experiment
+
+    experiment = load_experiment(config, set_)
+    use_backend(experiment.backend)
+    quiet_imports()
+    from cnnrun.inspect import inspect_experiment
+
+    inspect_experiment(experiment, plot)
+
+
+@app.command()
+def resume(
+    run_dir: RunArg = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="The new total number of epochs.")] = None,
+) -> None:
+    """Continue a run where it stopped: weights, optimizer, history, best value and callback state.
+
+    Example: cnnrun resume outputs/quickstart/20260101-120000 --epochs 12
+    """
+    from cnnrun.backend import prepare
+
+    prepare(run_experiment_of(run_dir))
+    quiet_imports()
+    from cnnrun.trainer import resume_run
+
+    resume_run(run_dir, epochs)
+
+
+@app.command()
+def evaluate(
+    run_dir: RunArg = None,
+    checkpoint: CheckpointOption = Checkpoint.best,
+    split: Annotated[Split, typer.Option("--split", help="The split to judge on.")] = Split.test,
+) -> None:
+    """Judge a run's checkpoint on a split; write metrics, confusion matrix, per-class table into RUN_DIR/eval/.
+
+    Example: cnnrun evaluate --checkpoint last --split validation
+    """
+    from cnnrun.backend import use_backend
+
+    use_backend(run_experiment_of(run_dir).backend)
+    quiet_imports()
+    from cnnrun.evaluate import evaluate_run
+
+    evaluate_run(run_dir, checkpoint.value, split.value)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders of images.", show_default=False)],
+    run: Annotated[Path | None, typer.Option("--run", help="The run whose model predicts (default: the latest "
+                                             "under outputs/).", show_default=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes shown per image.")] = 3,
+    checkpoint: CheckpointOption = Checkpoint.best,
+    output: Annotated[Path | None, typer.Option("--output", help="Also write the predictions to this CSV.")] = None,
+) -> None:
+    """Predict the classes of images with a run's model: top-k classes and their probabilities.
+
+    Exit code 0 when every input was predicted, 1 when some were not readable images (each is listed).
+
+    Example: cnnrun predict my_shapes/ --run outputs/quickstart/20260101-120000 --top-k 2 --output predictions.csv
+    """
+    for path in paths:
+        runs = [path] if (path / "state.json").is_file() else sorted(p.parent for p in path.glob("*/state.json"))
+        if runs:
+            what = "is a run folder" if runs == [path] else "holds run folders"
+            raise UserError(f"{path}: {what}, not pictures; name the run with --run {runs[-1]} and give the "
+                            "pictures as arguments")
+    from cnnrun.backend import use_backend
+
+    use_backend(run_experiment_of(run).backend)
+    quiet_imports()
+    from cnnrun.predict import predict_files
+
+    unreadable = predict_files(run, paths, top_k, checkpoint.value, output)
+    if isinstance(unreadable, int) and unreadable:  # the number of inputs that were not readable images
+        raise typer.Exit(1)
+
+
+@config_app.command("show")
+def config_show(config: ConfigArg, set_: SetOption = None) -> None:
+    """Print the resolved experiment: after `base:`, `--set` and `${vars}`, with every default filled in.
+
+    On a terminal the YAML is coloured; written to a file or a pipe it is the YAML as it is, never wrapped, so
+    `cnnrun config show CONFIG > resolved.yaml` saves a config that loads back to the same experiment.
+
+    Example: cnnrun config show configs/cifar10_bn.yaml --set train.epochs=5
+    """
+    from cnnrun.config import experiment_to_yaml, load_experiment
+
+    text = experiment_to_yaml(load_experiment(config, set_))
+    if not sys.stdout.isatty():
+        sys.stdout.write(text)
+        return
+    from rich.syntax import Syntax
+
+    from cnnrun.report import console
+
+    console.print(Syntax(text, "yaml", background_color="default", word_wrap=True))
+
