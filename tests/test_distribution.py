@@ -64,7 +64,8 @@ def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
     one = start("train", QUICKSTART, *NO_DROPOUT, "--output-dir", tmp_path / "one")
     two = start("train", QUICKSTART, *NO_DROPOUT, "--set", "train.devices=[/cpu:0, /cpu:1]",
                 "--output-dir", tmp_path / "two")
-    jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "backend=jax", "--set",
+    jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "dataset.num_samples=1000", "--set",
+                "dataset.test_samples=200", "--set", "backend=jax", "--set",
                 "augmentation={rotation_range: 10, horizontal_flip: true, brightness_range: [0.8, 1.2]}",
                 "--output-dir", tmp_path / "jax")
     for code, _out, err in finish_all([one, two, jax]):

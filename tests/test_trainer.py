@@ -187,9 +187,14 @@ def _wait_for(predicate, process, seconds: float = 120):
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_final_scoring_interrupts_and_resume_scores_the_run(write_config, tmp_path):
-    # one short epoch, then a large test split: scoring takes long enough to be interrupted
-    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False})
-    config["dataset"].update(num_samples=64, test_samples=30000)
+    # one short epoch, then a large test split: scoring takes long enough to be interrupted (random arrays, which
+    # take no time to make, unlike drawn shapes)
+    rng = np.random.default_rng(0)
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, x_train=rng.integers(0, 256, (64, 16, 16, 1), np.uint8), y_train=np.arange(64) % 3,
+             x_test=rng.integers(0, 256, (12000, 16, 16, 1), np.uint8), y_test=np.arange(12000) % 3)
+    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False},
+                         dataset={"name": "npz", "path": str(arrays), "validation_split": 0.25})
     process = _start(write_config(config), tmp_path, "train")
 
     def scoring():
