@@ -248,14 +248,17 @@ def log_hparams(log_dir: str | Path, params: dict[str, Any], trial_id: str) -> N
 
 
 def trial_rows(sweep: Sweep, study) -> list[dict[str, Any]]:
-    """trials.csv's rows: number, status, objective, params, seed, run folder, what it retried, its error."""
+    """trials.csv's rows: number, status, objective, params, seed, run folder, what it retried, its error, and
+    the process that trained it (`host:pid`)."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
+        worker = trial.user_attrs.get("worker")
         objective = trial.value if trial.value is not None else trial.user_attrs.get("objective")
         rows.append({"trial": trial.number, "status": trial.state.name.lower(), sweep.monitor: objective,
                      **{name: trial.params.get(name) for name in sweep.config.params},
                      "seed": trial.user_attrs.get("seed"), "run_folder": trial.user_attrs.get("run_folder"),
-                     "retry_of": trial.user_attrs.get("retry_of"), "error": trial.user_attrs.get("error")})
+                     "retry_of": trial.user_attrs.get("retry_of"), "error": trial.user_attrs.get("error"),
+                     "worker": f"{worker['host']}:{worker['pid']}" if worker else None})
     return rows
 
 
