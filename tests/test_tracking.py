@@ -88,15 +88,15 @@ def test_tensorboard_is_on_by_default_with_scalars_learning_rate_and_graph(track
     assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "(graph)"} <= tags
 
 
-def test_tensorboard_false_turns_it_off(write_config):
+def test_tensorboard_false_turns_it_off(write_config, tmp_path):
     from cnnrun.callbacks import configured_callbacks
     from cnnrun.runs import Run
 
     on = load_experiment(write_config(tiny_config()))
     off = load_experiment(write_config(tiny_config(callbacks={"tensorboard": False})))
-    names = [type(c).__name__ for c in configured_callbacks(on, Run(on_path := write_config({}).parent)).callbacks]
-    assert names == ["TensorBoard"] and off.callbacks.tensorboard is None
-    assert configured_callbacks(off, Run(on_path)).callbacks == []
+    (board,) = configured_callbacks(on, Run(tmp_path)).callbacks
+    assert type(board).__name__ == "TensorBoard" and board.log_dir == str(tmp_path / "tensorboard")
+    assert off.callbacks.tensorboard is None and configured_callbacks(off, Run(tmp_path)).callbacks == []
 
 
 def test_mlflow_tracking_uri_in_the_environment_turns_tracking_on(write_config, monkeypatch):
