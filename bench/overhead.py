@@ -9,8 +9,11 @@ alternating, `--repeat` times each; the medians are compared.
 - fit: the time spent in Keras' `fit` (cnnrun's `fit_seconds` in state.json; the plain script times its call).
 - process: the whole process, start to exit, as a user waits for it.
 
+With `--tensorboard`, it compares cnnrun with TensorBoard on (the default: scalars, learning rate, graph) and
+off (`callbacks.tensorboard: false`) instead, the two alternating in the same way.
+
 Usage (from the project root):
-    .venv/bin/python bench/overhead.py [--epochs 10] [--repeat 3]
+    .venv/bin/python bench/overhead.py [--epochs 10] [--repeat 3] [--tensorboard]
 """
 
 import argparse
@@ -61,11 +64,12 @@ def plain(epochs: int) -> dict:
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - started}
 
 
-def cnnrun(epochs: int) -> dict:
+def cnnrun(epochs: int, tensorboard: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as output:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "cnnrun", "train", "configs/fashion_mnist.yaml", "--set",
                         f"dataset.data_dir={DATA}", "--set", f"train.epochs={epochs}", "--set", "train.verbose=2",
+                        *([] if tensorboard else ["--set", "callbacks.tensorboard=false"]),
                         "--output-dir", output], capture_output=True, text=True, check=True)
         process = time.perf_counter() - started
         run = next(Path(output).glob("*/*/"))
@@ -76,14 +80,35 @@ def cnnrun(epochs: int) -> dict:
     return {"fit_s": state["fit_seconds"], "process_s": process, "val_accuracy": float(last["val_accuracy"])}
 
 
+def compare_tensorboard(epochs: int, repeat: int) -> int:
+    """cnnrun with TensorBoard on against off, alternating which goes first; the medians compared."""
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for i in range(repeat):
+        for on in (False, True) if i % 2 == 0 else (True, False):
+            runs[on].append(cnnrun(epochs, tensorboard=on))
+            r = runs[on][-1]
+            print(f"tensorboard {'on' if on else 'off'}: fit {r['fit_s']:.1f} s, process {r['process_s']:.1f} s, "
+                  f"val_accuracy {r['val_accuracy']:.4f}", flush=True)
+    median = {on: {key: statistics.median(r[key] for r in rs) for key in ("fit_s", "process_s")}
+              for on, rs in runs.items()}
+    print(f"RESULT tensorboard epochs={epochs} repeat={repeat} off_fit_s={median[False]['fit_s']:.1f} "
+          f"on_fit_s={median[True]['fit_s']:.1f} fit_ratio={median[True]['fit_s'] / median[False]['fit_s']:.3f} "
+          f"off_process_s={median[False]['process_s']:.1f} on_process_s={median[True]['process_s']:.1f} "
+          f"process_ratio={median[True]['process_s'] / median[False]['process_s']:.3f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tensorboard", action="store_true", help="compare cnnrun with TensorBoard on and off")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"{DATA} not found: this benchmark needs the real Fashion-MNIST files there")
         return 2
+    if args.tensorboard:
+        return compare_tensorboard(args.epochs, args.repeat)
     runs: dict[str, list[dict]] = {"plain": [], "cnnrun": []}
     for i in range(args.repeat):
         for name, train in (("plain", plain), ("cnnrun", cnnrun)) if i % 2 == 0 else \

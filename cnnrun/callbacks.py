@@ -1,7 +1,8 @@
 """The Keras callbacks a Trainer trains with: the run recorder, the configured ones, and Ctrl-C between batches.
 
 `RunRecorder` keeps the run folder current after every epoch; `configured_callbacks` turns the experiment's
-`callbacks:` section into Keras' own callbacks; `ctrl_c_between_batches` makes Ctrl-C stop training cleanly.
+`callbacks:` section into Keras' own callbacks (and `tracking:` into MLflow's tracker); `ctrl_c_between_batches`
+makes Ctrl-C stop training cleanly.
 
 Example:
 >>> recorder = RunRecorder(run, "val_loss", experiment.callbacks.checkpoint, plots=True)
@@ -11,6 +12,7 @@ Example:
 import contextlib
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from cnnrun.errors import UserError
 from cnnrun.report import console, plot_history
 from cnnrun.runs import Run
 from cnnrun.schedules import last_step_learning_rate
+from cnnrun.tracking import MlflowTracker, check_mlflow, tracking_uri
 
 # What each stateful Keras callback must carry across a resume (its on_train_begin resets these). EarlyStopping's
 # `stopped_epoch` is not carried: it says whether *this* fit stopped early, and a resumed run that then completes
@@ -127,22 +130,37 @@ class RunRecorder(keras.callbacks.Callback):
 
 @dataclass
 class Configured:
-    """The Keras callbacks an experiment asks for, and those whose state must survive a resume (by name)."""
+    """The Keras callbacks an experiment asks for, and those whose state must survive a resume (by name).
+
+    Used as a context manager around a run (the Trainer holds it): leaving it calls `on_run_end()` of every
+    callback that has one (MLflow's tracker: scores, files, final status), after the run is scored or failed.
+    """
 
     callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
     stateful: dict[str, keras.callbacks.Callback] = field(default_factory=dict)
 
+    def __enter__(self) -> "Configured":
+        return self
 
-def configured_callbacks(experiment: Experiment, run: Run | None, private: bool = False) -> Configured:
-    """The Keras callbacks of the experiment's `callbacks:` section, besides the run recorder.
+    def __exit__(self, *exc: object) -> None:
+        for callback in self.callbacks:
+            if hasattr(callback, "on_run_end"):
+                callback.on_run_end()
 
-    Called once before any data is read (with `run=None`) to check the monitors, and again with the run.
+
+def configured_callbacks(experiment: Experiment, run: Run | None, private: bool = False,
+                         extra: Sequence[keras.callbacks.Callback] = ()) -> Configured:
+    """The Keras callbacks of the experiment's `callbacks:` and `tracking:` sections, besides the run recorder.
+
+    Called once before any data is read (with `run=None`) to check the monitors and that MLflow is installed
+    when asked for, and again with the run.
 
     Args:
         experiment: the experiment.
         run: the run folder (TensorBoard's default log folder is inside it), or None to check only.
         private: the run folder is this process's private one (a cluster's process other than 0): TensorBoard
             logs go into it even when `log_dir` names a shared place. Defaults to False.
+        extra: callbacks of the caller's own (a sweep's pruning), run after the configured ones. Defaults to none.
     """
     config = experiment.callbacks
     configured = Configured()
@@ -161,6 +179,11 @@ def configured_callbacks(experiment: Experiment, run: Run | None, private: bool 
         args = config.tensorboard.model_dump()
         args["log_dir"] = str(run.file("tensorboard")) if private or not args["log_dir"] else args["log_dir"]
         configured.callbacks.append(keras.callbacks.TensorBoard(**args))
+    check_mlflow(experiment)
+    uri = tracking_uri(experiment)
+    if uri is not None and run is not None and not private:
+        configured.callbacks.append(MlflowTracker(run, experiment, uri))
+    configured.callbacks += extra
     return configured
 
 

@@ -64,6 +64,9 @@ class Holder:
             return False
         except PermissionError:
             pass  # it exists, under another user
+        with contextlib.suppress(OSError, IndexError):
+            if Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False  # a zombie: it has ended, and waits only for its parent to collect it
         started = process_start(self.pid)
         return self.start is None or started is None or started == self.start
 

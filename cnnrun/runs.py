@@ -28,7 +28,7 @@ from cnnrun.atomic import atomic_write_csv, atomic_write_json, checkpoint_info, 
 from cnnrun.errors import UserError
 from cnnrun.lock import LOCK_NAME, hold_folder
 
-Status = Literal["running", "completed", "stopped_early", "interrupted", "failed"]
+Status = Literal["running", "completed", "stopped_early", "interrupted", "failed", "pruned"]
 STATUSES: tuple[str, ...] = get_args(Status)
 
 
@@ -51,7 +51,8 @@ class RunState(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow")
 
-    status: Status = Field(description="running, completed, stopped_early, interrupted or failed.")
+    status: Status = Field(description="running, completed, stopped_early, interrupted, failed, or pruned (a "
+                         "sweep stopped the trial).")
     epochs_completed: int = Field(0, ge=0, description="Epochs finished and recorded.")
     epochs_planned: int = Field(ge=1, description="The total number of epochs asked for.")
     best: Best | None = Field(None, description="What best.keras holds.")

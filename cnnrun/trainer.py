@@ -17,6 +17,7 @@ Example:
 import contextlib
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from cnnrun.report import console, format_metrics, header_panel, results_table, 
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 from cnnrun.schedules import describe_learning_rate
 
-FINISHED = ("completed", "stopped_early")
+FINISHED = ("completed", "stopped_early", "pruned")
 
 
 def _verbosity(setting: str | int) -> int:
@@ -77,6 +78,7 @@ class Trainer:
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def __enter__(self) -> "Trainer":
+        self.resources.enter_context(self.configured)  # leaving it ends the callbacks' run (MLflow's tracker)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,7 +87,8 @@ class Trainer:
     # ------------------------------------------------------------------ two ways in
 
     @classmethod
-    def new(cls, experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> "Trainer":
+    def new(cls, experiment: Experiment, output_dir: str | None = None, name: str | None = None,
+            callbacks: Sequence[Any] = ()) -> "Trainer":
         """A Trainer for a new run folder `<output_dir>/<name>/<time>/`.
 
         The model is built and compiled on the dataset's declared shape before any data is read; the run folder
@@ -96,6 +99,7 @@ class Trainer:
             experiment: the validated experiment.
             output_dir: where run folders go. Defaults to the experiment's `output.dir`.
             name: the run's name. Defaults to the experiment's name.
+            callbacks: Keras callbacks of the caller's own (a sweep's pruning). Defaults to none.
         """
         resources = contextlib.ExitStack()
         try:
@@ -123,7 +127,8 @@ class Trainer:
 
             run = create_run(private or output_dir or experiment.output.dir, name or experiment.name)
             resources.enter_context(run.hold())
-            configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder)
+            configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder,
+                                              extra=callbacks)
             recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
                                    stateful=configured.stateful)
             trainer = cls(experiment, run, placement, splits, model, recorder, configured,

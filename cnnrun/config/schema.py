@@ -16,6 +16,7 @@ from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
 from cnnrun.config.graph import MAX_LAYERS, expand_graph, is_graph
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
+from cnnrun.config.tracking import TrackingConfig
 from cnnrun.errors import UserError
 from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_layer_name, check_name
 
@@ -209,7 +210,15 @@ class CallbacksConfig(Section):
         None, description="Keras' ReduceLROnPlateau arguments."
     )
     terminate_on_nan: bool = Field(False, description="Stop as soon as the loss is NaN.")
-    tensorboard: TensorBoardConfig | None = Field(None, description="Keras' TensorBoard arguments.")
+    tensorboard: TensorBoardConfig | None = Field(
+        default_factory=TensorBoardConfig, description="On by default: Keras' TensorBoard arguments (scalars per "
+        "epoch, the learning rate, the graph) into the run folder's `tensorboard/`; `false` turns it off."
+    )
+
+    @field_validator("tensorboard", mode="before")
+    @classmethod
+    def _on_or_off(cls, value: Any) -> Any:
+        return None if value is False else {} if value is True else value
 
     @model_validator(mode="after")
     def _canonical_monitors(self) -> "CallbacksConfig":
@@ -327,6 +336,8 @@ class Experiment(Section):
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Checkpoints and Keras "
                                        "callbacks.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers that also "
+                                     "keep the run (MLflow).")
 
     @model_validator(mode="after")
     def _one_rate_changer(self) -> "Experiment":

@@ -1,0 +1,46 @@
+"""`cnnrun sweep`: search a hyperparameter space with Optuna, every trial a normal run folder."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnnrun.cli.common import app, quiet_imports
+
+
+@app.command()
+def sweep(
+    path: Annotated[Path, typer.Argument(help="The sweep file: an experiment config with a `sweep:` section.",
+                                         show_default=False)],
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Trials trained at once, each in its own "
+                                         "process (and on its own GPU when there are GPUs).")] = 1,
+    worker: Annotated[int | None, typer.Option("--worker", hidden=True, min=0,
+                                               help="Internal: this process is worker I of --workers.")] = None,
+) -> None:
+    """Run the sweep PATH: train its trials into <output.dir>/<name>/, write trials.csv and plots.
+
+    Running it again resumes the sweep until it has `sweep.trials` trials. With an RDB `sweep.storage`, the same
+    command on other machines joins the same study.
+
+    Example: cnnrun sweep configs/quickstart_sweep.yaml --workers 2
+    """
+    from cnnrun.backend import prepare
+    from cnnrun.config.sweep import load_sweep
+
+    checked = load_sweep(path)
+    prepare(checked.experiment)
+    quiet_imports()
+    from cnnrun.callbacks import configured_callbacks
+    from cnnrun.sweep import open_study, prepare_study, run_trials, start_workers, with_objective, write_results
+
+    checked = with_objective(checked)
+    configured_callbacks(checked.experiment, None)  # the monitors, and MLflow when asked for: before any trial
+    study = open_study(checked, worker or 0)
+    if worker is not None:  # one of --workers N: take trials until the sweep has them
+        run_trials(checked, study)
+        return
+    prepare_study(checked, study)
+    code = start_workers(path, workers) if workers > 1 else run_trials(checked, study)
+    write_results(checked, study)
+    if code:
+        raise typer.Exit(code)
