@@ -38,6 +38,9 @@ def tiny_config(**sections) -> dict:
         "output": {"plots": True},
     }
     config.update(sections)
+    # TensorBoard (on by default) adds about a second to a run this small: tests not about it leave it off
+    if isinstance(config.get("callbacks", {}), dict):
+        config["callbacks"] = {"tensorboard": False, **config.get("callbacks", {})}
     return config
 
 

@@ -23,7 +23,8 @@ def sweep_config(folder: Path, name: str = "grid", epochs: int = 2, **sweep) -> 
     """A 4-point grid on the tiny experiment: a learning rate that trains, one that cannot, two widths."""
     config = tiny_config(name=name, compile={"optimizer": {"name": "adam", "learning_rate": 0.01}},
                          train={"epochs": epochs, "batch_size": 16, "verbose": 0},
-                         output={"dir": str(folder / "outputs"), "plots": False})
+                         output={"dir": str(folder / "outputs"), "plots": False},
+                         callbacks={"tensorboard": True})  # each trial's HParams session goes there
     config["sweep"] = {"method": "grid", "params": {LR: {"choice": [0.01, 1e-9]}, FILTERS: {"choice": [2, 4]}},
                        "objective": {"metric": "val_loss", "mode": "min"}, "pruner": "median", **sweep}
     return config

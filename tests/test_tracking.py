@@ -19,6 +19,7 @@ def tracked(tmp_path_factory):
     uri = f"sqlite:///{folder}/mlflow.db"
     config = tiny_config(tracking={"mlflow": {"uri": uri, "experiment": "tiny-tracked"}},
                          train={"epochs": 2, "batch_size": 16, "verbose": 0}, output={"plots": False})
+    del config["callbacks"]  # TensorBoard as a user gets it: on by default
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run_here("train", path, "--output-dir", folder / "outputs")
@@ -92,7 +93,9 @@ def test_tensorboard_false_turns_it_off(write_config, tmp_path):
     from cnnrun.callbacks import configured_callbacks
     from cnnrun.runs import Run
 
-    on = load_experiment(write_config(tiny_config()))
+    default = tiny_config()
+    del default["callbacks"]  # as a user writes it: no callbacks section
+    on = load_experiment(write_config(default))
     off = load_experiment(write_config(tiny_config(callbacks={"tensorboard": False})))
     (board,) = configured_callbacks(on, Run(tmp_path)).callbacks
     assert type(board).__name__ == "TensorBoard" and board.log_dir == str(tmp_path / "tensorboard")
