@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
+from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.graph import MAX_LAYERS, expand_graph, is_graph
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
@@ -327,6 +328,8 @@ class Experiment(Section):
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Checkpoints and Keras "
                                        "callbacks.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="How checkpoints are judged: "
+                                     "train's test scores, `evaluate` and `predict`.")
 
     @model_validator(mode="after")
     def _one_rate_changer(self) -> "Experiment":
