@@ -128,6 +128,36 @@ class RunRecorder(keras.callbacks.Callback):
             plot_history(self.history, self.run.file("history.png"))
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Judge and save the optimizer's moving average of the weights (`compile.optimizer.use_ema: true`).
+
+    Keras' `SwapEMAWeights(swap_on_epoch=True)`: validation, `best.keras`, `last.keras` and so the test scores,
+    `evaluate` and `predict` all see the averaged weights, while training goes on from the trained ones. A
+    checkpoint holds the averaged weights in the model and the trained ones in the optimizer's average slots, so a
+    model whose optimizer has already taken steps (a resumed run) swaps them back before its first epoch, and a
+    resumed run trains exactly as a straight one, also past its planned end (Keras' callback would make both the
+    average after the last planned epoch; this one keeps the trained weights; cnnrun scores the checkpoints, not
+    the model left in memory).
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._ema_weights_in_model = int(self.model.optimizer.iterations) > 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+
+def uses_ema(experiment: Experiment) -> bool:
+    """Whether the optimizer keeps a moving average of the weights (`use_ema: true`)."""
+    optimizer = experiment.compile.optimizer
+    return isinstance(optimizer, dict) and bool(optimizer.get("use_ema"))
+
+
 @dataclass
 class Configured:
     """The Keras callbacks an experiment asks for, and those whose state must survive a resume (by name).
@@ -164,6 +194,8 @@ def configured_callbacks(experiment: Experiment, run: Run | None, private: bool 
     """
     config = experiment.callbacks
     configured = Configured()
+    if uses_ema(experiment):  # first: every other callback sees the averaged weights at the end of an epoch
+        configured.callbacks.append(AveragedWeights())
     if config.early_stopping:
         args = config.early_stopping.model_dump()
         args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.early_stopping.monitor")

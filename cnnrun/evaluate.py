@@ -13,6 +13,7 @@ from rich.table import Table
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
 from cnnrun.report import console, format_metrics, results_table, show_warnings
 from cnnrun.runs import Run, load_checkpoint, open_run
+from cnnrun.scoring import tta_probabilities, tta_scores
 
 
 def run_model(run: Run, checkpoint: str):
@@ -24,20 +25,6 @@ def run_model(run: Run, checkpoint: str):
     info = DatasetInfo(**run.read_json("dataset.json"))
     model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
     return experiment, info, model
-
-
-def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
-    """Class probabilities from model outputs: logits go through softmax (or sigmoid), a sigmoid unit becomes
-    two columns (class 0, class 1)."""
-    loss = experiment.compile.loss
-    from_logits = isinstance(loss, dict) and loss.get("from_logits", False)
-    if outputs.shape[-1] == 1:
-        p = 1 / (1 + np.exp(-outputs)) if from_logits else outputs
-        return np.concatenate([1 - p, p], axis=-1)
-    if from_logits:
-        shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
-    return outputs
 
 
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -108,7 +95,8 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
         split: `test` or `validation`.
 
     Returns:
-        The headline metrics, as Keras' `evaluate` computes them.
+        The headline metrics, as Keras' `evaluate` computes them; with `evaluate.tta`, also `tta_accuracy` and
+        `tta_loss`, and the confusion matrix and per-class table are those of the averaged views.
     """
     from cnnrun.data import load_splits
 
@@ -122,11 +110,15 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     examples = splits.examples[split]
     truth = examples.labels
     metrics = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
-    predicted = probabilities(model.predict(data, verbose=0), experiment).argmax(axis=-1)
+    averaged = tta_probabilities(model, data, experiment)  # the plain outputs without `evaluate.tta`
+    if experiment.evaluate.tta:
+        metrics |= tta_scores(averaged, truth)
+    predicted = averaged.argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
 
     out, prefix = run.file("eval"), f"{checkpoint}_{split}"
-    report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), **metrics}
+    report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), "tta": experiment.evaluate.tta,
+              **metrics}
     atomic_write_json(out / f"{prefix}_metrics.json", report)
     atomic_write_csv(out / f"{prefix}_per_class.csv", rows)
     title = f"{experiment.name}: {checkpoint}.keras on {split}"

@@ -340,6 +340,12 @@ def make_loss(experiment: Experiment):
     if name in DEFAULT_LOSS.values() and name != expected:
         raise UserError(f"compile.loss: {name} does not fit dataset.label_mode "
                         f"'{experiment.dataset.label_mode}'; use {expected} (or change label_mode)")
+    if isinstance(loss, dict) and name == "sparse_categorical_crossentropy" and "label_smoothing" in loss:
+        from cnnrun import losses  # Keras' sparse crossentropy has no label smoothing
+
+        args = {k: v for k, v in loss.items() if k != "name"}
+        check_arguments(losses.SmoothedSparseCategoricalCrossentropy, args, "compile.loss")
+        return losses.SmoothedSparseCategoricalCrossentropy(**args)
     return _named(loss, LOSSES, "loss", "compile.loss", keras.losses)
 
 

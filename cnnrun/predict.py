@@ -72,7 +72,8 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
         The number of inputs that could not be read (0 when every one was predicted).
     """
     from cnnrun.data import preprocess
-    from cnnrun.evaluate import probabilities, run_model
+    from cnnrun.evaluate import run_model
+    from cnnrun.scoring import tta_probabilities
 
     files = collect_images(paths)
     run = open_run(run_path)
@@ -80,8 +81,10 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     images, readable, reasons = read_images(files, info.input_shape)
     results = [{"file": str(path), "error": f"not a readable image: {reason}"} for path, reason in reasons.items()]
     if readable:
-        batch = preprocess(images, info).numpy()
-        probs = probabilities(model.predict(batch, verbose=0), experiment)
+        import tensorflow as tf
+
+        batch = tf.data.Dataset.from_tensor_slices(preprocess(images, info)).batch(64)
+        probs = tta_probabilities(model, batch, experiment)  # averaged over the views of `evaluate.tta`, if any
         k = min(top_k, len(info.class_names))
         for path, p in zip(readable, probs, strict=True):
             order = np.argsort(-p)[:k]

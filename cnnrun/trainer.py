@@ -33,6 +33,7 @@ from cnnrun.provenance import new_meta, now
 from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 from cnnrun.schedules import describe_learning_rate
+from cnnrun.scoring import score_checkpoints
 
 FINISHED = ("completed", "stopped_early", "pruned")
 
@@ -314,7 +315,7 @@ class Trainer:
         run, status = self.run, self.fit_ended
         try:
             with ctrl_c_between_batches() as ctrl_c, self.placement.locally():
-                scores = self._scores(ctrl_c)
+                scores = score_checkpoints(self.run, self.splits, self.experiment, [ctrl_c])
         except KeyboardInterrupt:
             self._interrupted(None)
         if scores:
@@ -327,8 +328,9 @@ class Trainer:
         rows = [("status", status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
         if best["epoch"] is not None:
             rows.append(("best epoch", f"{best['epoch']} ({best['monitor']} {best['value']:.4f})"))
-        for which, metrics in scores.items():
-            rows.append((f"test, {which}.keras", format_metrics(metrics)))
+        for which in ("best", "last"):
+            if which in scores:
+                rows.append((f"test, {which}.keras", format_metrics(scores[which])))
         if not scores:
             rows.append(("test", "no test split"))
         if self.placement.processes > 1:
@@ -337,19 +339,6 @@ class Trainer:
         rows.append(("run folder", str(run.path)))
         results_table(f"{self.experiment.name}: results", rows)
         return run
-
-    def _scores(self, ctrl_c) -> dict[str, dict[str, float]]:
-        """Test-split metrics of `best.keras` and `last.keras`, loaded from the run folder in safe mode."""
-        if self.splits.test is None:
-            return {}
-        scores = {}
-        for which in ("best", "last"):
-            path = self.run.checkpoints / f"{which}.keras"
-            if path.exists():
-                model = load_checkpoint(path)
-                metrics = model.evaluate(self.splits.test, verbose=0, return_dict=True, callbacks=[ctrl_c])
-                scores[which] = {k: float(v) for k, v in metrics.items()}
-        return scores
 
     def _add_fit_seconds(self, started: float | None, **changes: Any) -> None:
         seconds = self.run.read_state().fit_seconds

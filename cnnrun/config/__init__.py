@@ -2,7 +2,8 @@
 
 Only this package reads YAML; everything else receives an `Experiment`: typed, complete, validated.
 
-- `schema` and `dataset`: the pydantic models; their field descriptions are the reference documentation.
+- `schema` and the section modules (`dataset`, `callbacks`, `evaluate`, `tracking`, `sweep`): the pydantic
+  models; their field descriptions are the reference documentation.
 - `load`: YAML files, `base:` inheritance, `--set` overrides, then validation.
 - `expressions`: `${name}` and arithmetic on vars, bounded.
 - `graph`: the graph words of `model.layers` (ids, inputs, joins, `model.blocks`), expanded into nodes and checked.
@@ -14,6 +15,13 @@ Example:
 3
 """
 
+from cnnrun.config.callbacks import (
+    CallbacksConfig,
+    CheckpointConfig,
+    EarlyStoppingConfig,
+    ReduceLROnPlateauConfig,
+    TensorBoardConfig,
+)
 from cnnrun.config.dataset import (
     DATASET_KINDS,
     DatasetBase,
@@ -36,15 +44,10 @@ from cnnrun.config.load import (
 )
 from cnnrun.config.schema import (
     AugmentationConfig,
-    CallbacksConfig,
-    CheckpointConfig,
     CompileConfig,
-    EarlyStoppingConfig,
     Experiment,
     ModelConfig,
     OutputConfig,
-    ReduceLROnPlateauConfig,
-    TensorBoardConfig,
     TrainConfig,
     iter_layer_entries,
 )

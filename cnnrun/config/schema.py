@@ -12,7 +12,11 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from cnnrun.config.callbacks import (
+    CallbacksConfig,
+)
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
+from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.graph import MAX_LAYERS, expand_graph, is_graph
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
@@ -159,75 +163,6 @@ class TrainConfig(Section):
         return self
 
 
-class CheckpointConfig(Section):
-    monitor: str = Field("val_loss", description="The logged value that decides the best model (`val_acc` "
-                         "works). Without validation data, `val_` is dropped.")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
-    save_best_only: bool = Field(
-        True, description="true: `best.keras` changes only when `monitor` improves; false: every epoch."
-    )
-    initial_value_threshold: float | None = Field(None, description="`best.keras` is written only once "
-                                                  "`monitor` beats this value.")
-    verbose: int = Field(0, ge=0, le=1, description="1: print a line when `best.keras` is written.")
-
-
-class EarlyStoppingConfig(Section):
-    monitor: str = Field("val_loss", description="The logged value to watch (`val_acc` works).")
-    min_delta: float = Field(0.0, description="A smaller change does not count as an improvement.")
-    patience: int = Field(0, ge=0, description="Epochs without improvement before training stops.")
-    verbose: int = Field(0, description="1: say when training stops.")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
-    baseline: float | None = Field(None, description="Stop unless `monitor` beats this value.")
-    restore_best_weights: bool = Field(False, description="End with the best epoch's weights (in this process).")
-    start_from_epoch: int = Field(0, ge=0, description="Epochs to wait before watching.")
-
-
-class ReduceLROnPlateauConfig(Section):
-    monitor: str = Field("val_loss", description="The logged value to watch.")
-    factor: float = Field(0.1, gt=0, lt=1, description="New learning rate = rate × factor.")
-    patience: int = Field(10, ge=0, description="Epochs without improvement before the rate is lowered.")
-    verbose: int = Field(0, description="1: say when the rate changes.")
-    mode: Literal["auto", "min", "max"] = Field("auto", description="min, max, or auto from the name.")
-    min_delta: float = Field(1e-4, description="A smaller change does not count as an improvement.")
-    cooldown: int = Field(0, ge=0, description="Epochs to wait after a change before watching again.")
-    min_lr: float = Field(0.0, description="The rate never goes below this.")
-
-
-class TensorBoardConfig(Section):
-    log_dir: str | None = Field(None, description="Default: `tensorboard/` in the run folder.")
-    histogram_freq: int = Field(0, description="Epochs between weight histograms (0: none).")
-    write_graph: bool = Field(True, description="Write the model graph.")
-    update_freq: Literal["epoch", "batch"] | int = Field("epoch", description="How often to write metrics.")
-
-
-class CallbacksConfig(Section):
-    checkpoint: CheckpointConfig = Field(
-        default_factory=CheckpointConfig, description="Always on: `best.keras` by `monitor`, `last.keras` "
-        "after every epoch. Keras' ModelCheckpoint arguments."
-    )
-    early_stopping: EarlyStoppingConfig | None = Field(None, description="Keras' EarlyStopping arguments.")
-    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = Field(
-        None, description="Keras' ReduceLROnPlateau arguments."
-    )
-    terminate_on_nan: bool = Field(False, description="Stop as soon as the loss is NaN.")
-    tensorboard: TensorBoardConfig | None = Field(
-        default_factory=TensorBoardConfig, description="On by default: Keras' TensorBoard arguments (scalars per "
-        "epoch, the learning rate, the graph) into the run folder's `tensorboard/`; `false` turns it off."
-    )
-
-    @field_validator("tensorboard", mode="before")
-    @classmethod
-    def _on_or_off(cls, value: Any) -> Any:
-        return None if value is False else {} if value is True else value
-
-    @model_validator(mode="after")
-    def _canonical_monitors(self) -> "CallbacksConfig":
-        for section in (self.checkpoint, self.early_stopping, self.reduce_lr_on_plateau):
-            if section is not None:
-                section.monitor = canonical_metric(section.monitor)
-        return self
-
-
 class RandomCropConfig(Section):
     """Pad and crop back at a random place per image: the CIFAR augmentation of He et al."""
 
@@ -336,6 +271,8 @@ class Experiment(Section):
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig, description="Checkpoints and Keras "
                                        "callbacks.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="How checkpoints are judged: "
+                                     "train's test scores, `evaluate` and `predict`.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers that also "
                                      "keep the run (MLflow).")
 

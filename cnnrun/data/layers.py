@@ -9,6 +9,7 @@ import math
 import keras
 from keras import ops
 
+from cnnrun.losses import SmoothedSparseCategoricalCrossentropy
 from cnnrun.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
 
 
@@ -289,4 +290,5 @@ class RandomCutout(keras.layers.Layer):
 # what `keras.saving.load_model` needs to rebuild a model holding these layers or cnnrun's learning-rate schedule
 CUSTOM_OBJECTS = {**{f"cnnrun>{layer.__name__}": layer
                      for layer in (RandomAffine, RandomBrightnessScale, RandomPaddedCrop, RandomCutout)},
-                  **SCHEDULE_OBJECTS}
+                  **SCHEDULE_OBJECTS,
+                  "cnnrun>SmoothedSparseCategoricalCrossentropy": SmoothedSparseCategoricalCrossentropy}
