@@ -99,13 +99,16 @@ def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names
     return fig
 
 
-def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test") -> dict[str, Any]:
+def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test",
+                 explain: int = 0) -> dict[str, Any]:
     """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
         checkpoint: `best` or `last`.
         split: `test` or `validation`.
+        explain: also write Grad-CAM over the N most confidently misclassified examples
+            (`<checkpoint>_<split>_explained.png`). Defaults to 0 (none).
 
     Returns:
         The headline metrics, as Keras' `evaluate` computes them.
@@ -122,7 +125,8 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     examples = splits.examples[split]
     truth = examples.labels
     metrics = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
-    predicted = probabilities(model.predict(data, verbose=0), experiment).argmax(axis=-1)
+    probs = probabilities(model.predict(data, verbose=0), experiment)
+    predicted = probs.argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
 
     out, prefix = run.file("eval"), f"{checkpoint}_{split}"
@@ -133,6 +137,10 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     atomic_write_figure(confusion_figure(matrix, info.class_names, title), out / f"{prefix}_confusion.png", dpi=100)
     atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names),
                         out / f"{prefix}_misclassified.png", dpi=100)
+    if explain:
+        from cnnrun.explain.mistakes import explain_misclassified
+
+        explain_misclassified(model, info, examples.pixels, truth, probs, explain, out / f"{prefix}_explained.png")
 
     table = Table(title=f"per class ({split})", title_justify="left")
     for column in rows[0]:

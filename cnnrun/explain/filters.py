@@ -101,8 +101,7 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
     tiles, labels, how = kernel_tiles(kernel, per_channel)
     height, width, inputs, outputs = kernel.shape
     target = Path(out) if out is not None else Path.cwd() / f"{path.name.replace('/', '_')}_filters.png"
-    columns = min(inputs, MAX_CHANNELS) if per_channel and inputs != 1 and not (inputs == 3 and not per_channel) \
-        else min(outputs, 16)
+    columns = min(inputs, MAX_CHANNELS) if per_channel and inputs > 1 else min(outputs, 8)
     title = f"{path.name}: {outputs} kernels of {height}×{width}×{inputs}, {how}; gray 0, white +, black −"
     atomic_write_figure(tile_grid(tiles, labels, title, columns=columns), target)
     console.print(f"{path.name} ({type(path.layer).__name__}): {outputs} kernels of {height}×{width}×{inputs}, "

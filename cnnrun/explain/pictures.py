@@ -129,7 +129,8 @@ def _write(out: Path, method: str, files: list[Path], images: np.ndarray, maps: 
         used.add(stem)
         target = out / f"{stem}_{file_name(method)}.png"
         explained = f"{TITLES[method]} for {names[classes[i]]}"
-        atomic_write_figure(explained_figure(images[i], maps[i], top, f"{path.name}: predicted {title}", explained), target)
+        figure = explained_figure(images[i], maps[i], top, f"{path.name}: predicted {title}", explained)
+        atomic_write_figure(figure, target)
         titles.append(title)
         colors.append("black" if true is None else "darkgreen" if true == names[predicted] else "firebrick")
         table.add_row(str(path), f"{names[predicted]} {probs[i, predicted]:.3f}", names[classes[i]], true or "",
@@ -142,36 +143,3 @@ def _write(out: Path, method: str, files: list[Path], images: np.ndarray, maps: 
     console.print(table)
     console.print(f"wrote {len(files)} pictures, {file_name(method)}_grid.png and {file_name(method)}_heat_maps.npz "
                   f"into {out}")
-
-
-def explain_misclassified(model, info, pixels, truth: np.ndarray, probs: np.ndarray, count: int, target: Path) -> int:
-    """Grad-CAM over the `count` most confidently misclassified examples of a split, as one grid (`evaluate`).
-
-    Args:
-        model: the checkpoint's model.
-        info: the run's DatasetInfo (class names, normalisation).
-        pixels: gives the uint8 pictures at some indices of the split (`Examples.pixels`).
-        truth: the split's true classes.
-        probs: the model's probabilities for the split.
-        count: how many examples at most.
-        target: the PNG to write.
-
-    Returns:
-        How many examples the grid shows.
-    """
-    from cnnrun.data import preprocess
-
-    predicted = probs.argmax(axis=-1)
-    wrong = np.flatnonzero(predicted != truth)
-    chosen = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
-    names = info.class_names
-    images = pixels(chosen)
-    path = find_layer(model, "auto")
-    maps = heat_maps(model, preprocess(images, info).numpy(), predicted[chosen], "gradcam", path) if len(chosen) \
-        else np.zeros((0, *images.shape[1:3]))
-    titles = [f"{names[truth[i]]} → {names[predicted[i]]} {probs[i, predicted[i]]:.2f}" for i in chosen]
-    title = f"Grad-CAM at {path.name} for the predicted class: the {len(chosen)} most confident mistakes"
-    if not len(chosen):
-        title = "no misclassified examples"
-    atomic_write_figure(overlay_grid(images, maps, titles, ["firebrick"] * len(chosen), title), target)
-    return len(chosen)
