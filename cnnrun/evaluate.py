@@ -86,13 +86,16 @@ def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names
     return fig
 
 
-def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test") -> dict[str, Any]:
+def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test",
+                 explain: int = 0) -> dict[str, Any]:
     """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
         checkpoint: `best` or `last`.
         split: `test` or `validation`.
+        explain: also write Grad-CAM over the N most confidently misclassified examples
+            (`<checkpoint>_<split>_explained.png`). Defaults to 0 (none).
 
     Returns:
         The headline metrics, as Keras' `evaluate` computes them; with `evaluate.tta`, also `tta_accuracy` and
@@ -113,6 +116,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     averaged = tta_probabilities(model, data, experiment)  # the plain outputs without `evaluate.tta`
     if experiment.evaluate.tta:
         metrics |= tta_scores(averaged, truth)
+
     predicted = averaged.argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
 
@@ -125,6 +129,10 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     atomic_write_figure(confusion_figure(matrix, info.class_names, title), out / f"{prefix}_confusion.png", dpi=100)
     atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names),
                         out / f"{prefix}_misclassified.png", dpi=100)
+    if explain:
+        from cnnrun.explain.mistakes import explain_misclassified
+
+        explain_misclassified(model, info, examples.pixels, truth, averaged, explain, out / f"{prefix}_explained.png")
 
     table = Table(title=f"per class ({split})", title_justify="left")
     for column in rows[0]:

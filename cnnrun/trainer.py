@@ -28,6 +28,7 @@ from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
+from cnnrun.explain.samples import write_samples
 from cnnrun.model import compile_model, declared_info, learning_rate_scale, new_model, seed_everything
 from cnnrun.provenance import new_meta, now
 from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
@@ -265,6 +266,7 @@ class Trainer:
         atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
         self.meta["ended"] = None
         run.write_json("meta.json", self.meta)
+        write_samples(run, self.splits, experiment)  # samples.png: what the model sees
 
     # ------------------------------------------------------------------ fit and finish
 

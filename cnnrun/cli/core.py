@@ -92,6 +92,8 @@ def evaluate(
     run_dir: RunArg = None,
     checkpoint: CheckpointOption = Checkpoint.best,
     split: Annotated[Split, typer.Option("--split", help="The split to judge on.")] = Split.test,
+    explain: Annotated[int, typer.Option("--explain", min=0, help="Also draw Grad-CAM over the N most confidently "
+                                         "misclassified examples (eval/<checkpoint>_<split>_explained.png).")] = 0,
 ) -> None:
     """Judge a run's checkpoint on a split; write metrics, confusion matrix, per-class table into RUN_DIR/eval/.
 
@@ -103,7 +105,7 @@ def evaluate(
     quiet_imports()
     from cnnrun.evaluate import evaluate_run
 
-    evaluate_run(run_dir, checkpoint.value, split.value)
+    evaluate_run(run_dir, checkpoint.value, split.value, explain)
 
 
 @app.command()

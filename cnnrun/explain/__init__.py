@@ -1,0 +1,11 @@
+"""What a trained network sees: Grad-CAM and saliency maps, learnt filters, feature maps, and the data itself.
+
+- `network`: find a layer (inside a nested model too) and run a model with one layer's output taken or replaced.
+- `gradients`: gradients through the Keras backend (TensorFlow or JAX) and the four heat maps built on them.
+- `pictures`: `cnnrun explain` and `evaluate --explain N`: heat maps over pictures, as PNG files.
+- `filters`, `activations`: `cnnrun filters` and `cnnrun activations`.
+- `samples`: `cnnrun data show` and the run folder's `samples.png`.
+- `figures`: the matplotlib figures of all of them.
+
+Nothing here trains or changes a model: a run's checkpoint is read, never written.
+"""

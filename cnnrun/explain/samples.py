@@ -1,0 +1,98 @@
+"""`cnnrun data show` and the run folder's `samples.png`: look at the data before (and while) training on it.
+
+The course opens every experiment with a look at the data: its shape and a picture. Here that look is a grid of
+training pictures per class exactly as the model receives them (after the resize and colour mode of the data
+layer, before normalisation), a second grid after the experiment's augmentation, and the images per class and
+split as a bar chart.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from cnnrun.atomic import atomic_write_figure
+from cnnrun.report import console
+
+SAMPLES = "samples.png"
+
+
+def sample_indices(labels: np.ndarray, classes: int, per_class: int, seed: int) -> list[np.ndarray]:
+    """Up to `per_class` example indices of each class, drawn in a seeded order (the same seed, the same ones)."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    return [order[labels[order] == c][:per_class] for c in range(classes)]
+
+
+def samples_figure(examples, class_names: list[str], per_class: int, seed: int, title: str, augmenter=None):
+    """A row of training pictures per class (uint8, as the model receives them); augmented when `augmenter`."""
+    from cnnrun.explain.figures import mosaic_figure
+
+    chosen = sample_indices(np.asarray(examples.labels), len(class_names), per_class, seed)
+    rows = [examples.pixels(indices) for indices in chosen]
+    if augmenter is not None:
+        rows = [np.clip(np.rint(np.asarray(augmenter(row.astype(np.float32), training=True))), 0, 255)
+                .astype(np.uint8) if len(row) else row for row in rows]
+    kept = [(row, name) for row, name in zip(rows, class_names, strict=True) if len(row)]
+    return mosaic_figure([row for row, _ in kept], [name for _, name in kept], title)
+
+
+def write_samples(run, splits, experiment, per_class: int = 8) -> None:
+    """Write the run folder's `samples.png` once (a resumed run keeps the first), when `output.plots` is on."""
+    target = run.file(SAMPLES)
+    if not experiment.output.plots or target.exists():
+        return
+    shape = "×".join(map(str, splits.info.input_shape))
+    title = f"{experiment.name}: training pictures as the model receives them ({shape}, before normalisation)"
+    atomic_write_figure(samples_figure(splits.examples["train"], splits.info.class_names, per_class,
+                                       experiment.seed, title), target)
+
+
+def show_data(experiment, per_class: int = 8, out: Path | None = None) -> list[Path]:
+    """Write `samples.png`, `samples_augmented.png` (with an `augmentation:` section) and `class_counts.png`, and
+    print the images per class and split.
+
+    Args:
+        experiment: the validated experiment.
+        per_class: pictures per class. Defaults to 8.
+        out: the folder. Defaults to `data_show/` in the current folder.
+
+    Returns:
+        The files written.
+    """
+    from cnnrun.data import build_augmenter, load_splits
+    from cnnrun.explain.figures import counts_figure
+    from cnnrun.report import show_warnings
+
+    splits = load_splits(experiment, augment=False)
+    show_warnings(splits.warnings)
+    info, train = splits.info, splits.examples["train"]
+    folder = Path(out) if out is not None else Path.cwd() / "data_show"
+    shape = "×".join(map(str, info.input_shape))
+    written = [folder / SAMPLES]
+    atomic_write_figure(samples_figure(train, info.class_names, per_class, experiment.seed,
+                                       f"{experiment.name}: training pictures as the model receives them ({shape}, "
+                                       f"before normalisation)"), written[-1])
+    if experiment.augmentation is not None:
+        zero = info.mean if info.normalize == "standardize" else 0.0
+        augmenter = build_augmenter(experiment.augmentation, experiment.seed, zero=zero)
+        if augmenter is not None:
+            written.append(folder / "samples_augmented.png")
+            atomic_write_figure(samples_figure(train, info.class_names, per_class, experiment.seed,
+                                               f"{experiment.name}: the same pictures after the augmentation "
+                                               f"(one random draw)", augmenter), written[-1])
+    counts = {name: np.bincount(np.asarray(part.labels), minlength=info.num_classes).tolist()
+              for name, part in splits.examples.items()}
+    written.append(folder / "class_counts.png")
+    atomic_write_figure(counts_figure(counts, info.class_names, f"{experiment.name}: images per class"), written[-1])
+
+    table = Table(title=f"{experiment.name}: {experiment.dataset.name}, input {tuple(info.input_shape)}, "
+                  f"{info.num_classes} classes", title_justify="left")
+    table.add_column("class")
+    for name in counts:
+        table.add_column(name, justify="right")
+    for i, class_name in enumerate(info.class_names):
+        table.add_row(class_name, *(f"{values[i]:,}" for values in counts.values()))
+    table.add_row("all", *(f"{sum(values):,}" for values in counts.values()), style="bold")
+    console.print(table)
+    console.print(f"wrote {', '.join(p.name for p in written)} into {folder}", highlight=False)
+    return written

@@ -1,0 +1,150 @@
+"""explain, filters, activations, evaluate --explain, data show and samples.png on one tiny trained run."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_here, tiny_config
+from tests.test_errors import assert_user_error
+
+LAYERS = [
+    {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu", "name": "edges"}},
+    {"MaxPooling2D": {"pool_size": 2, "name": "pool"}},
+    {"Flatten": {"name": "flat"}},
+    {"Dense": {"units": "${num_classes}", "activation": "softmax", "name": "scores"}},
+]
+VERTICAL = np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], np.float32)  # kernel-demo's vertical edge
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run (16×16 shapes, 1 epoch) and a folder of its kind of pictures, one per class folder."""
+    import yaml
+
+    from cnnrun.data.shapes import make_shapes
+
+    folder = tmp_path_factory.mktemp("explain")
+    config = folder / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(model={"layers": LAYERS}, train={"epochs": 1, "batch_size": 16})))
+    result = run_here("train", config, "--output-dir", folder / "outputs")
+    assert result.returncode == 0, result.stderr
+    (run,) = (folder / "outputs").glob("*/*")
+    pictures, names = make_shapes(4, image_size=16, seed=11)[0], make_shapes(4, image_size=16, seed=11)[2]
+    labels = make_shapes(4, image_size=16, seed=11)[1]
+    for i, (image, label) in enumerate(zip(pictures, labels, strict=True)):
+        (folder / "pictures" / names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / "pictures" / names[label] / f"p{i}.png")
+    return run, folder / "pictures", config
+
+
+def test_explain_writes_a_figure_per_picture_a_grid_and_the_maps(trained, tmp_path):
+    run, pictures, _ = trained
+    result = run_here("explain", run, pictures, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["gradcam_grid.png", "gradcam_heat_maps.npz"] + sorted(f"p{i}_gradcam.png" for i in range(4))
+    saved = np.load(tmp_path / "out" / "gradcam_heat_maps.npz")
+    assert saved["maps"].shape == (4, 16, 16)
+    assert np.allclose(saved["maps"].reshape(4, -1).max(axis=1), 1) or saved["maps"].max() == 0
+    assert np.array_equal(saved["classes"], saved["probabilities"].argmax(axis=1))
+    assert "Grad-CAM at pool" in result.stdout  # auto: the last layer with a spatial output
+
+
+def test_a_class_by_name_is_explained_for_every_picture(trained, tmp_path):
+    run, pictures, _ = trained
+    result = run_here("explain", run, pictures, "--class", "square", "--method", "saliency", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert set(np.load(tmp_path / "saliency_heat_maps.npz")["classes"]) == {1}
+
+
+def test_a_file_that_is_not_a_picture_is_named_and_the_others_are_explained(trained, tmp_path):
+    run, pictures, _ = trained
+    (tmp_path / "notes.png").write_text("not a picture")
+    result = run_here("explain", run, pictures, tmp_path / "notes.png", "--out", tmp_path / "out")
+    assert_user_error(result, "notes.png", "not a readable picture", "the other 4 explained")
+    assert len(list((tmp_path / "out").glob("p*_gradcam.png"))) == 4
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--layer", "edgs"], ["--layer edgs", "did you mean 'edges'"]),
+    (["--layer", "scores"], ["--layer scores", "no height and width", "e.g. pool"]),
+    (["--class", "sqare"], ["--class sqare", "did you mean 'square'"]),
+    (["--method", "saliency", "--layer", "edges"], ["--layer edges", "on the input picture"]),
+])
+def test_bad_explain_arguments_are_one_line(trained, tmp_path, args, fragments):
+    run, pictures, _ = trained
+    assert_user_error(run_here("explain", run, pictures, *args, "--out", tmp_path / "out"), *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_filters_draw_a_hand_set_vertical_edge_kernel_as_that_kernel(trained, tmp_path):
+    from cnnrun.atomic import atomic_save_model
+    from cnnrun.explain.filters import conv_layer, kernel_tiles
+    from cnnrun.runs import load_checkpoint
+
+    run, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    model = load_checkpoint(copy / "checkpoints" / "best.keras")
+    kernel, bias = model.get_layer("edges").get_weights()
+    kernel[:, :, 0, 0] = VERTICAL
+    model.get_layer("edges").set_weights([kernel, bias])
+    atomic_save_model(model, copy / "checkpoints" / "best.keras")
+
+    path, drawn = conv_layer(load_checkpoint(copy / "checkpoints" / "best.keras"), None)
+    tiles, _, how = kernel_tiles(drawn)
+    assert path.name == "edges" and how == "one input channel"
+    assert np.array_equal(tiles[0], [[0, 0.5, 1]] * 3)  # black, gray, white columns: kernel-demo's picture
+    result = run_here("filters", copy, "--out", tmp_path / "f.png")
+    assert result.returncode == 0, result.stderr
+    assert "edges (Conv2D): 4 kernels of 3×3×1" in result.stdout and (tmp_path / "f.png").stat().st_size > 0
+    assert_user_error(run_here("filters", copy, "--layer", "flat"), "--layer flat", "no convolution kernel")
+
+
+def test_activations_have_the_shapes_inspect_prints(trained, tmp_path):
+    run, pictures, config = trained
+    result = run_here("activations", run, next(pictures.glob("*/*.png")), "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = dict(re.findall(r"^(\w+) \(\w+\): output shape (\(.*?\))", result.stdout, re.MULTILINE))
+    table = run_here("inspect", config).stdout
+    inspected = {name: re.search(rf"│ {name}\s.*?(\(None[^)]*\))", table).group(1) for name in shown}
+    assert list(shown) == ["edges", "pool"] and shown == inspected
+    assert len(list(tmp_path.glob("*.png"))) == 2
+    assert_user_error(run_here("activations", run, pictures / "nope.png"), "nope.png", "no such file")
+
+
+def test_evaluate_explain_draws_the_most_confident_mistakes(trained):
+    run, _, _ = trained
+    result = run_here("evaluate", run, "--explain", "4")
+    assert result.returncode == 0, result.stderr
+    assert (run / "eval" / "best_test_explained.png").stat().st_size > 0
+
+
+def test_a_run_shows_what_it_saw_and_data_show_draws_the_same(trained, tmp_path):
+    run, _, config = trained
+    assert (run / "samples.png").stat().st_size > 0
+    result = run_here("data", "show", config, "--per-class", "3", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["class_counts.png", "samples.png"]
+    counts = re.search(r"│ all\s+│\s+(\d+)\s+│\s+(\d+)\s+│\s+(\d+)", result.stdout).groups()
+    assert tuple(map(int, counts)) == (90, 30, 40)  # 120 · 0.75, 120 · 0.25, the test samples
+
+
+@pytest.mark.slow
+def test_the_jax_backend_gives_the_same_maps_as_tensorflow(trained, tmp_path):
+    from tests.conftest import run_cli
+
+    run, pictures, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = copy / "config.yaml"
+    config.write_text(config.read_text().replace("backend: tensorflow", "backend: jax"))
+    assert "backend: jax" in config.read_text()
+    on_jax = run_cli("explain", copy, pictures, "--out", tmp_path / "jax")
+    assert on_jax.returncode == 0, on_jax.stderr
+    assert run_here("explain", run, pictures, "--out", tmp_path / "tf").returncode == 0
+    jax_maps, tf_maps = (np.load(tmp_path / kind / "gradcam_heat_maps.npz")["maps"] for kind in ("jax", "tf"))
+    assert np.allclose(jax_maps, tf_maps, atol=1e-4)
