@@ -84,8 +84,9 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
         The folder written.
     """
     from cnnrun.data import DatasetInfo, preprocess
-    from cnnrun.evaluate import probabilities, run_model
+    from cnnrun.evaluate import run_model
     from cnnrun.predict import collect_images, read_images
+    from cnnrun.scoring import probabilities
 
     files = collect_images(paths)
     run = open_run(run_path)
