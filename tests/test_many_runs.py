@@ -1,10 +1,16 @@
-"""`cnnrun runs` lists run folders (damaged ones as a row) and `cnnrun compare` shows what differs between runs."""
+"""Many runs: `cnnrun runs` lists run folders (damaged ones as a row), `cnnrun compare` shows what differs
+between runs, `cnnrun export` takes one out for serving (each format reloads with its own runtime and predicts
+what the checkpoint predicts on raw pixels, the run's normalisation inside, its augmentation layers left out).
+
+One module, so that its two tiny trained runs serve every test (test time is scarce)."""
 
 import csv
 import io
 import json
 import shutil
+import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -12,22 +18,25 @@ from cnnrun.compare import compare_runs
 from tests.conftest import run_here, tiny_config
 from tests.test_errors import assert_user_error
 
-pytestmark = pytest.mark.slow  # the module trains two tiny runs (a few seconds)
+pytestmark = pytest.mark.slow  # the module trains two tiny runs and converts one three times (tf2onnx, TFLite)
 
 
-def _optimizer(learning_rate: float) -> dict:
-    return {"optimizer": {"name": "adam", "learning_rate": learning_rate}}
+def _config(learning_rate: float, batch_size: int) -> dict:
+    """A tiny experiment whose model holds its augmentation layers and whose inputs are standardised."""
+    config = tiny_config(compile={"optimizer": {"name": "adam", "learning_rate": learning_rate}},
+                         train={"epochs": 1, "batch_size": batch_size}, output={"plots": False},
+                         augmentation={"horizontal_flip": True, "placement": "model"})
+    config["dataset"]["normalize"] = "standardize"
+    return config
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """Two trained runs that differ in two keys (epochs, learning rate), a copy of the first that says it is
+    """Two trained runs that differ in two keys (learning rate, batch size), a copy of the first that says it is
     still running, and a copy whose state.json is damaged; returns the folder and the four run folders."""
     root = tmp_path_factory.mktemp("many_runs")
-    configs = {"a": tiny_config(compile=_optimizer(0.001)),
-               "b": tiny_config(compile=_optimizer(0.01), train={"epochs": 1, "batch_size": 16})}
     folders = {}
-    for key, config in configs.items():
+    for key, config in {"a": _config(0.001, 16), "b": _config(0.01, 32)}.items():
         path = root / f"{key}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         result = run_here("train", path, "--output-dir", root / "outputs")
@@ -35,7 +44,7 @@ def outputs(tmp_path_factory):
         (folders[key],) = set((root / "outputs" / "tiny").iterdir()) - set(folders.values())
     running = shutil.copytree(folders["a"], root / "outputs" / "tiny" / "20991231-000000")
     state = json.loads((running / "state.json").read_text())
-    (running / "state.json").write_text(json.dumps({**state, "status": "running", "epochs_completed": 1}))
+    (running / "state.json").write_text(json.dumps({**state, "status": "running", "epochs_completed": 0}))
     meta = json.loads((running / "meta.json").read_text())
     (running / "meta.json").write_text(json.dumps({**meta, "started": "2099-12-31T00:00:00+00:00"}))
     damaged = shutil.copytree(folders["a"], root / "outputs" / "broken" / "20000101-000000")
@@ -57,7 +66,7 @@ def test_runs_lists_a_completed_a_running_and_a_damaged_run_one_row_each(outputs
     state = json.loads((runs["a"] / "state.json").read_text())
     scores = json.loads((runs["a"] / "scores.json").read_text())
     classes = len(json.loads((runs["a"] / "dataset.json").read_text())["class_names"])
-    assert first["status"] == "completed" and (first["epochs"], first["planned"]) == (2, 2)
+    assert first["status"] == "completed" and (first["epochs"], first["planned"]) == (1, 1)
     assert (first["monitor"], first["best"]) == ("val_loss", state["best"]["value"])
     assert (first["test_best"], first["test_last"]) == (scores["best"]["accuracy"], scores["last"]["accuracy"])
     # Conv2D(4, 3×3) on one channel: 3·3·4 + 4 = 40; Dense on the 8·8·4 = 256 pooled values: 257 per class
@@ -65,7 +74,7 @@ def test_runs_lists_a_completed_a_running_and_a_damaged_run_one_row_each(outputs
     assert first["fit_seconds"] == state["fit_seconds"] and first["backend"] == "tensorflow"
     assert first["started"] == json.loads((runs["a"] / "meta.json").read_text())["started"]
     running = rows[runs["running"].relative_to(root).as_posix()]
-    assert (running["status"], running["epochs"], running["problem"]) == ("running", 1, None)
+    assert (running["status"], running["epochs"], running["problem"]) == ("running", 0, None)
     damaged = rows["broken/20000101-000000"]
     assert damaged["status"] == "damaged" and "state.json: damaged JSON" in damaged["problem"]
 
@@ -76,9 +85,9 @@ def test_runs_lists_a_completed_a_running_and_a_damaged_run_one_row_each(outputs
 
 def test_where_keeps_the_runs_that_match_a_column_and_a_config_key(outputs):
     root, runs = outputs
-    rows = _json_rows(root, "--where", "status=completed", "--where", "train.epochs=1")
+    rows = _json_rows(root, "--where", "status=completed", "--where", "train.batch_size=32")
     assert [row["run"] for row in rows] == [runs["b"].relative_to(root).as_posix()]
-    assert rows[0]["train.epochs"] == 1  # a config key asked for becomes a column
+    assert rows[0]["train.batch_size"] == 32  # a config key asked for becomes a column
     rows = _json_rows(root, "--where", "compile.optimizer=adam", "--where", "compile.optimizer.learning_rate=1e-3")
     assert {row["run"] for row in rows} == {runs[key].relative_to(root).as_posix()
                                             for key in ("a", "running", "damaged")}
@@ -118,12 +127,12 @@ def test_compare_of_two_runs_that_differ_in_two_keys_lists_exactly_those_two(out
     assert "config keys that differ (2)" in result.stdout
     differ_table = result.stdout.split("scores")[0]
     keys = [line.split("│")[1].strip() for line in differ_table.splitlines() if line.startswith("│")]
-    assert keys == ["compile.optimizer.learning_rate", "train.epochs"]
+    assert keys == ["compile.optimizer.learning_rate", "train.batch_size"]
     scores = json.loads((runs["b"] / "scores.json").read_text())
     assert f"{scores['best']['accuracy']:.4f}" in result.stdout
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     differing = compare_runs([runs["a"], runs["b"]], tmp_path / "again.png")
-    assert differing == {"compile.optimizer.learning_rate": [0.001, 0.01], "train.epochs": [2, 1]}
+    assert differing == {"compile.optimizer.learning_rate": [0.001, 0.01], "train.batch_size": [16, 32]}
 
 
 def test_compare_needs_two_readable_runs(outputs, tmp_path):
@@ -132,3 +141,86 @@ def test_compare_needs_two_readable_runs(outputs, tmp_path):
     assert_user_error(run_here("compare", runs["a"], runs["damaged"]), "state.json: damaged JSON")
     assert_user_error(run_here("compare", runs["a"], runs["a"]), "given twice")
     assert_user_error(run_here("compare", runs["a"], runs["b"], "--out", tmp_path / "c.txt"), "--out", ".png")
+
+
+def _reloaded(path, format_):
+    """The exported model loaded by hand with its runtime: float32 pixels in, probabilities out."""
+    if format_ == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        return lambda x: loaded.serve(tf.constant(x)).numpy()
+    if format_ == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {session.get_inputs()[0].name: x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+
+    def predict(x):
+        (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+        interpreter.resize_tensor_input(given["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(given["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(output["index"])
+
+    return predict
+
+
+@pytest.mark.parametrize("format_, default_name", [
+    ("saved_model", "best_saved_model"), ("onnx", "best.onnx"), ("litert", None)])
+def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pixels(outputs, tmp_path, format_,
+                                                                                      default_name):
+    run = outputs[1]["a"]
+    from cnnrun.runs import load_checkpoint
+
+    out = run / "export" / default_name if default_name else tmp_path / "served.tflite"
+    args = ["--out", out] if default_name is None else []
+    result = run_here("export", run, "--format", format_, *args)
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout and "max difference" in result.stdout and "within" in result.stdout
+    assert "augmentation layers left out" in result.stdout
+
+    info = json.loads((run / "dataset.json").read_text())
+    pixels = np.random.default_rng(0).integers(0, 256, (5, *info["input_shape"])).astype(np.float32)
+    model = load_checkpoint(run / "checkpoints" / "best.keras")
+    expected = model.predict((pixels - info["mean"]) / (info["std"] + 1e-7), verbose=0)  # as training normalises
+    got = _reloaded(out, format_)(pixels)
+    assert got.shape == expected.shape == (5, len(info["class_names"]))
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_the_served_model_leaves_the_augmentation_layers_out(outputs):
+    run = outputs[1]["a"]
+    from cnnrun.data import DatasetInfo
+    from cnnrun.export import serving_model
+    from cnnrun.runs import load_checkpoint
+
+    model = load_checkpoint(run / "checkpoints" / "best.keras")
+    serving = serving_model(model, DatasetInfo(**json.loads((run / "dataset.json").read_text())))
+    assert "augmentation" in [layer.name for layer in model.layers]
+    assert "augmentation" not in [layer.name for layer in serving._flatten_layers()]
+    assert {"RandomAffine"}.isdisjoint(type(layer).__name__ for layer in serving._flatten_layers())
+
+
+def test_a_missing_export_package_names_the_extra_before_the_model_loads(outputs, monkeypatch):
+    run = outputs[1]["a"]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how Python marks a module that cannot be imported
+    assert_user_error(run_here("export", run, "--format", "onnx"), "--format onnx needs onnxruntime",
+                      "pip install 'cnnrun[export]'")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--format", "litert", "--out", "model.onnx"], ["--out model.onnx", "ending in .tflite"]),
+    (["--format", "pdf"], []),
+])
+def test_a_wrong_export_format_or_file_name_is_one_line(outputs, args, fragments):
+    run = outputs[1]["a"]
+    result = run_here("export", run, *args)
+    if fragments:
+        assert_user_error(result, *fragments)
+    else:
+        assert result.returncode == 2 and "Traceback" not in result.stderr and "pdf" in result.stderr
