@@ -145,7 +145,7 @@ def compare_runs(paths: list[Path], out: Path) -> dict[str, list[Any]]:
     labels = [run_label(run) for run in runs]
     if len(set(labels)) < len(labels):
         labels = [str(run.path) for run in runs]
-    differing = differing_keys([read_yaml(run.file("config.yaml")) for run in runs])
+    differing = differing_keys([read_yaml(run.file("config.yaml"), c_parser=True) for run in runs])
 
     keys = Table(title=f"config keys that differ ({len(differing)})", title_justify="left")
     scores = Table(title="scores", title_justify="left")

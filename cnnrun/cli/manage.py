@@ -31,7 +31,7 @@ def runs(
 
     Example: cnnrun runs outputs --where status=completed --sort -test_best
     """
-    from cnnrun.runs_table import list_runs, print_table, select, to_csv, to_json
+    from cnnrun.runs_table import list_runs, select, table_text, to_csv, to_json
 
     rows = select(list_runs(folder), where, sort)
     if format_ is TableFormat.csv:
@@ -39,7 +39,7 @@ def runs(
     elif format_ is TableFormat.json:
         sys.stdout.write(to_json(rows))
     else:
-        print_table(rows, title=f"{len(rows)} run{'s' * (len(rows) != 1)} under {folder}")
+        sys.stdout.write(f"{len(rows)} run{'s' * (len(rows) != 1)} under {folder}\n{table_text(rows)}")
 
 
 @app.command()
