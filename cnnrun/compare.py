@@ -41,8 +41,15 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The dotted keys whose values are not the same in every config, each with its value per config (`MISSING`
-    where a config lacks the key), in the order the keys first appear."""
+    where a config lacks the key), in the order the keys first appear.
+
+    A name alone (`optimizer: sgd`) and a mapping with a name (`optimizer: {name: adam, learning_rate: 0.01}`)
+    are compared as `compile.optimizer.name`.
+    """
     flats = [flatten(config) for config in configs]
+    named = {key.removesuffix(".name") for flat in flats for key in flat if key.endswith(".name")}
+    flats = [{f"{key}.name" if key in named and isinstance(value, str) else key: value  # `sgd` = `{name: sgd}`
+              for key, value in flat.items()} for flat in flats]
     keys = list(dict.fromkeys(key for flat in flats for key in flat))
     differing = {}
     for key in keys:

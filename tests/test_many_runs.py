@@ -224,3 +224,32 @@ def test_a_wrong_export_format_or_file_name_is_one_line(outputs, args, fragments
         assert_user_error(result, *fragments)
     else:
         assert result.returncode == 2 and "Traceback" not in result.stderr and "pdf" in result.stderr
+
+
+def test_a_graph_model_is_served_without_its_augmentation_and_with_its_normalisation():
+    from cnnrun.config import validate_experiment
+    from cnnrun.data import DatasetInfo, model_augmenter
+    from cnnrun.export import serving_model
+    from cnnrun.model import build_model
+    from tests.test_graph_run import RESIDUAL_NET
+
+    experiment = validate_experiment(tiny_config(model=RESIDUAL_NET, augmentation={"horizontal_flip": True,
+                                                                                    "placement": "model"}), "test")
+    info = DatasetInfo(class_names=["a", "b", "c"], input_shape=[16, 16, 1], label_mode="categorical",
+                       normalize="standardize", mean=100.0, std=50.0)
+    model = build_model(experiment, (16, 16, 1), 3, model_augmenter(experiment, info))
+    serving = serving_model(model, info)
+    assert "augmentation" in [layer.name for layer in model.layers]
+    assert "augmentation" not in [layer.name for layer in serving._flatten_layers()]
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 1)).astype(np.float32)
+    expected = model.predict((pixels - 100.0) / (50.0 + 1e-7), verbose=0)
+    np.testing.assert_allclose(serving.predict(pixels, verbose=0), expected, atol=1e-5, rtol=0)
+
+
+def test_a_name_alone_and_a_mapping_with_a_name_compare_as_one_key():
+    from cnnrun.compare import MISSING, differing_keys
+
+    configs = [{"compile": {"optimizer": "sgd", "loss": "mse"}},
+               {"compile": {"optimizer": {"name": "adam", "learning_rate": 0.01}, "loss": "mse"}}]
+    assert differing_keys(configs) == {"compile.optimizer.name": ["sgd", "adam"],
+                                       "compile.optimizer.learning_rate": [MISSING, 0.01]}
