@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -15,8 +16,9 @@ import pytest
 import yaml
 
 from cnnrun.compare import compare_runs
-from tests.conftest import run_here, tiny_config
+from tests.conftest import PROJECT, run_here, tiny_config
 from tests.test_errors import assert_user_error
+from tests.test_speed_paths import HEAVY, PROBE
 
 pytestmark = pytest.mark.slow  # the module trains two tiny runs and converts one three times (tf2onnx, TFLite)
 
@@ -113,6 +115,16 @@ def test_sort_descending_puts_runs_without_a_value_last_and_csv_reads_back(outpu
 def test_an_unknown_or_malformed_key_is_one_line_listing_what_is_valid(outputs, args, fragments):
     root, _ = outputs
     assert_user_error(run_here("runs", root, *args), *fragments)
+
+
+def test_runs_imports_neither_tensorflow_nor_keras_nor_matplotlib(outputs):
+    root, _ = outputs
+    result = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "runs", str(root), "--where",
+                             "compile.optimizer=adam", "--sort", "-best"], capture_output=True, text=True,
+                            cwd=PROJECT, timeout=120)
+    exit_code, heavy = json.loads(result.stdout.splitlines()[-1])
+    assert (exit_code, heavy) == (0, [])
+    assert "4 runs under" in result.stdout  # the damaged run's config.yaml is intact
 
 
 def test_runs_of_a_folder_that_does_not_exist_is_one_line(tmp_path):
