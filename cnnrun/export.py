@@ -3,9 +3,10 @@
 The exported model takes raw pixel values (0-255, float32, the run's image size) and gives class probabilities:
 the run's normalisation (`rescale`: ÷ 255, `standardize`: the training set's mean and std) is a `Rescaling` layer
 inside it, so a server needs no cnnrun code. Augmentation layers placed in the model (`placement: model`) are
-left out: they do nothing at inference, and a server needs none of their code. After writing, the exported file
-is loaded back with its own runtime (a reloaded SavedModel, ONNX Runtime, the LiteRT interpreter) and must
-predict what the `.keras` checkpoint predicts, on a few of the run's test images, within `TOLERANCE`.
+left out: they do nothing at inference, and a server needs none of their code. The exported model computes in
+float32, a mixed-precision run's too. After writing, the exported file is loaded back with its own runtime (a
+reloaded SavedModel, ONNX Runtime, the LiteRT interpreter) and must predict what the `.keras` checkpoint predicts
+(a mixed-precision one's weights computing in float32), on a few of the run's test images, within `TOLERANCE`.
 
 | format | file | runtime used for the check | packages |
 |---|---|---|---|
@@ -68,11 +69,46 @@ def export_path(run: Run, format_: str, checkpoint: str, out: Path | None) -> Pa
     return out
 
 
+def computes_in_float32(model) -> bool:
+    """Whether every layer of `model` computes in float32 (not a mixed-precision run's bfloat16 or float16)."""
+    return all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers())
+
+
+def inference_model(model):
+    """`model` without its `augmentation` layers, computing in float32.
+
+    A float32 model's layers are shared (the same objects, the same weights). A mixed-precision run's layers are
+    copied with a float32 policy and given the same weights (mixed precision keeps float32 weights anyway), since
+    a served model computes in float32 (ONNX refuses the mix of bfloat16 and float32).
+    """
+    import keras
+
+    mixed = not computes_in_float32(model)
+
+    def copy(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"}) if mixed else layer
+
+    if isinstance(model, keras.Sequential):
+        inner = keras.Sequential([keras.Input(shape=tuple(model.input_shape[1:])),
+                                  *(copy(layer) for layer in model.layers if layer.name != "augmentation")],
+                                 name=model.name)
+    else:
+        def skip_augmentation(layer, *args, **kwargs):
+            return args[0] if layer.name == "augmentation" else layer(*args, **kwargs)
+
+        inner = keras.models.clone_model(model, clone_function=copy, call_function=skip_augmentation)
+    if mixed:
+        for layer in inner.layers:
+            if layer.weights:
+                layer.set_weights(model.get_layer(layer.name).get_weights())
+    return inner
+
+
 def serving_model(model, info):
     """A Keras model that takes raw pixel values and gives what `model` gives for the normalised pixels.
 
     `Rescaling` does the run's normalisation (as `cnnrun.data.preprocess` does it for training); the layers of
-    `model` follow, shared (the same weights), without the `augmentation` layers.
+    `model` follow, without the augmentation layers, in float32 (`inference_model`).
 
     Args:
         model: the run's checkpoint, loaded.
@@ -82,21 +118,14 @@ def serving_model(model, info):
 
     pixels = keras.Input(shape=tuple(info.input_shape), dtype="float32", name="pixels")
     if info.normalize == "rescale":
-        normalised = keras.layers.Rescaling(1 / 255.0, name="normalisation")(pixels)
+        normalised = keras.layers.Rescaling(1 / 255.0, dtype="float32", name="normalisation")(pixels)
     elif info.normalize == "standardize":
         scale = 1 / (info.std + 1e-7)
-        normalised = keras.layers.Rescaling(scale, offset=-info.mean * scale, name="normalisation")(pixels)
+        normalised = keras.layers.Rescaling(scale, offset=-info.mean * scale, dtype="float32",
+                                            name="normalisation")(pixels)
     else:
         normalised = pixels
-    if isinstance(model, keras.Sequential):
-        inner = keras.Sequential([keras.Input(shape=tuple(info.input_shape)),
-                                  *(layer for layer in model.layers if layer.name != "augmentation")],
-                                 name=model.name)
-    else:
-        def skip_augmentation(layer, *args, **kwargs):
-            return args[0] if layer.name == "augmentation" else layer(*args, **kwargs)
-
-        inner = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=skip_augmentation)
+    inner = inference_model(model)
     serving = keras.Model(pixels, inner(normalised), name=f"{model.name}_serving")
     serving(np.zeros((1, *info.input_shape), np.float32))  # Keras exports only a model that has been called
     return serving
@@ -227,7 +256,8 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     path = export_path(run, format_, checkpoint, out)
     experiment, info, model = run_model(run, checkpoint)
     images, split = sample_images(run, experiment, info)
-    expected = model.predict(preprocess(images, info), verbose=0)
+    mixed = not computes_in_float32(model)  # then the reference is the checkpoint's weights computing in float32
+    expected = (inference_model(model) if mixed else model).predict(preprocess(images, info), verbose=0)
     serving = serving_model(model, info)
     write_export(serving, format_, path)
     got = exported_predictor(path, format_)(images.astype(np.float32))
@@ -240,8 +270,8 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
         ("wrote", str(path)),
         ("input", f"pixels: float32 ({shape}), values 0-255; normalisation {info.normalize} inside{left_out}"),
         ("output", f"{expected.shape[-1]} values per image: {', '.join(info.class_names)}"),
-        ("check", f"max difference {difference:.2e} from the .keras model on {len(images)} {split} images "
-                  f"({'within' if ok else 'MORE than'} {TOLERANCE:g})"),
+        ("check", f"max difference {difference:.2e} from the .keras model{' (in float32)' if mixed else ''} on "
+                  f"{len(images)} {split} images ({'within' if ok else 'MORE than'} {TOLERANCE:g})"),
     ])
     if not ok:
         console.print(f"[red]the exported model does not predict what {checkpoint}.keras predicts[/]")

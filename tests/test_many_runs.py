@@ -265,3 +265,32 @@ def test_a_name_alone_and_a_mapping_with_a_name_compare_as_one_key():
                {"compile": {"optimizer": {"name": "adam", "learning_rate": 0.01}, "loss": "mse"}}]
     assert differing_keys(configs) == {"compile.optimizer.name": ["sgd", "adam"],
                                        "compile.optimizer.learning_rate": [MISSING, 0.01]}
+
+
+def test_a_mixed_precision_model_is_exported_computing_in_float32(tmp_path):
+    import keras
+    import onnxruntime
+
+    from cnnrun.config import validate_experiment
+    from cnnrun.data import DatasetInfo
+    from cnnrun.export import computes_in_float32, inference_model, serving_model, write_export
+    from cnnrun.model import build_model
+
+    experiment = validate_experiment(tiny_config(train={"epochs": 1, "mixed_precision": True}), "test")
+    try:
+        model = build_model(experiment, (16, 16, 1), 3)  # bfloat16 on a CPU, float32 output
+    finally:
+        keras.config.set_dtype_policy("float32")  # build_model sets Keras' process-wide policy
+    assert not computes_in_float32(model)
+    info = DatasetInfo(class_names=["a", "b", "c"], input_shape=[16, 16, 1], label_mode="categorical",
+                       normalize="rescale")
+    serving = serving_model(model, info)
+    assert computes_in_float32(serving)
+    write_export(serving, "onnx", tmp_path / "model.onnx")  # ONNX refuses bfloat16 mixed with float32
+    pixels = np.random.default_rng(2).integers(0, 256, (3, 16, 16, 1)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: pixels})[0]
+    reference = inference_model(model).predict(pixels / 255.0, verbose=0)
+    np.testing.assert_allclose(got, reference, atol=1e-5, rtol=0)
+    bfloat16 = model.predict(pixels / 255.0, verbose=0)
+    np.testing.assert_allclose(got, bfloat16, atol=0.05, rtol=0)  # the same model, less exactly computed
