@@ -234,6 +234,15 @@ def exported_predictor(path: Path, format_: str) -> Callable[[np.ndarray], np.nd
     return predict
 
 
+def _output_text(width: int, class_names: list[str], loss) -> str:
+    """What the exported model gives per image, in words: probabilities (or logits) of which classes."""
+    kind = "logit" if isinstance(loss, dict) and loss.get("from_logits", False) else "probability"
+    if width == 1:
+        return f"1 value per image: the {kind} of {class_names[-1]} (against {class_names[0]})"
+    plural = "logits" if kind == "logit" else "probabilities"
+    return f"{width} {plural} per image: {', '.join(class_names)}"
+
+
 def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "best", out: Path | None = None) -> bool:
     """Export a run's checkpoint for serving and check the exported model against the checkpoint.
 
@@ -269,7 +278,7 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     results_table(f"{experiment.name}: {checkpoint}.keras exported as {format_}", [
         ("wrote", str(path)),
         ("input", f"pixels: float32 ({shape}), values 0-255; normalisation {info.normalize} inside{left_out}"),
-        ("output", f"{expected.shape[-1]} values per image: {', '.join(info.class_names)}"),
+        ("output", _output_text(expected.shape[-1], info.class_names, experiment.compile.loss)),
         ("check", f"max difference {difference:.2e} from the .keras model{' (in float32)' if mixed else ''} on "
                   f"{len(images)} {split} images ({'within' if ok else 'MORE than'} {TOLERANCE:g})"),
     ])
