@@ -79,7 +79,7 @@ def _state(run: Run) -> dict[str, Any]:
         return RunState.model_validate(data).model_dump()
     except ValidationError as e:
         only_status = all(error["loc"] == ("status",) for error in e.errors())
-        if only_status and isinstance(data.get("status"), str) and data["status"]:
+        if only_status and isinstance(data, dict) and isinstance(data.get("status"), str) and data["status"]:
             return RunState.model_validate({**data, "status": "running"}).model_dump() | {"status": data["status"]}
         return run.read_state()  # raises the one-line error
 
@@ -96,6 +96,8 @@ def read_row(path: Path, root: Path) -> dict[str, Any]:
             if not isinstance(meta, dict):
                 raise UserError(f"{run.file('meta.json')}: a JSON {type(meta).__name__}, not an object")
             row["started"] = meta.get("started")
+            if not isinstance(row["started"], str | None):
+                raise UserError(f"{run.file('meta.json')}: started: {row['started']!r} is not a time")
             distribution = meta.get("distribution")
             row["backend"] = distribution.get("backend") if isinstance(distribution, dict) else None
         state = _state(run)

@@ -294,3 +294,31 @@ def test_a_mixed_precision_model_is_exported_computing_in_float32(tmp_path):
     np.testing.assert_allclose(got, reference, atol=1e-5, rtol=0)
     bfloat16 = model.predict(pixels / 255.0, verbose=0)
     np.testing.assert_allclose(got, bfloat16, atol=0.05, rtol=0)  # the same model, less exactly computed
+
+
+@pytest.mark.parametrize("files, problem", [
+    ({"state.json": "[1, 2]"}, "state.json: [1, 2] is not a cnnrun run state"),
+    ({"state.json": '{"status": "pruned", "epochs_planned": 4}', "meta.json": '{"started": 5}'},
+     "meta.json: started: 5 is not a time"),
+    ({"meta.json": '{"started": "2026-11-27T10:00:00+00:00"}'}, "state.json: missing"),
+])
+def test_a_folder_with_files_of_the_wrong_shape_is_a_damaged_row(tmp_path, files, problem):
+    from cnnrun.runs_table import list_runs
+
+    folder = tmp_path / "outputs" / "x" / "20261127-100000"
+    (folder / "checkpoints").mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    (row,) = list_runs(tmp_path / "outputs")
+    assert row["status"] == "damaged" and problem in row["problem"], row
+
+
+def test_a_status_this_version_does_not_know_is_shown_as_it_is(tmp_path):
+    from cnnrun.runs_table import list_runs
+
+    folder = tmp_path / "x" / "20261127-100000"
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text('{"status": "pruned", "epochs_completed": 2, "epochs_planned": 4}')
+    (row,) = list_runs(tmp_path)
+    assert (row["run"], row["status"], row["epochs"], row["planned"], row["problem"]) == \
+        ("x/20261127-100000", "pruned", 2, 4, None)
