@@ -146,6 +146,9 @@ def sample_images(run: Run, experiment, info, count: int = SAMPLES) -> tuple[np.
         name = next(split for split in ("test", "validation", "train") if files.get(split))
         paths = [Path(files["root"]) / relative for relative in files[name][:count]]
         images, _, _ = read_images(paths, info.input_shape)
+        if images is None:
+            raise UserError(f"{files['root']}: none of the first {len(paths)} {name} images splits.json lists can be "
+                            f"read, so the export cannot be checked; is the dataset still there?")
         return images, name
     from cnnrun.data import DatasetInfo
 

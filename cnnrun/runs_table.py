@@ -38,7 +38,8 @@ def find_run_folders(root: Path) -> list[Path]:
     a sweep's folder with its trials beside it, or a folder of folders of runs, are found at any depth.
     """
     if not root.is_dir():
-        raise UserError(f"{root}: no such folder; give a folder of runs, e.g. outputs")
+        what = "not a folder" if root.exists() else "no such folder"
+        raise UserError(f"{root}: {what}; give a folder of runs, e.g. outputs")
     found = []
     for folder, subfolders, files in os.walk(root):
         if any(marker in files or marker in subfolders for marker in MARKERS):
