@@ -20,7 +20,7 @@ from tests.conftest import PROJECT, run_here, tiny_config
 from tests.test_errors import assert_user_error
 from tests.test_speed_paths import HEAVY, PROBE
 
-pytestmark = pytest.mark.slow  # the module trains two tiny runs and converts one three times (tf2onnx, TFLite)
+slow = pytest.mark.slow  # the tests of the two tiny trained runs (`outputs`): a few seconds, once for the module
 
 
 def _config(learning_rate: float, batch_size: int) -> dict:
@@ -60,6 +60,7 @@ def _json_rows(*args) -> list[dict]:
     return json.loads(result.stdout)
 
 
+@slow
 def test_runs_lists_a_completed_a_running_and_a_damaged_run_one_row_each(outputs):
     root, runs = outputs
     rows = {row["run"]: row for row in _json_rows(root)}
@@ -85,6 +86,7 @@ def test_runs_lists_a_completed_a_running_and_a_damaged_run_one_row_each(outputs
     assert "4 runs under" in table.stdout and "damaged" in table.stdout and "running" in table.stdout
 
 
+@slow
 def test_where_keeps_the_runs_that_match_a_column_and_a_config_key(outputs):
     root, runs = outputs
     rows = _json_rows(root, "--where", "status=completed", "--where", "train.batch_size=32")
@@ -95,6 +97,7 @@ def test_where_keeps_the_runs_that_match_a_column_and_a_config_key(outputs):
                                             for key in ("a", "running", "damaged")}
 
 
+@slow
 def test_sort_descending_puts_runs_without_a_value_last_and_csv_reads_back(outputs):
     root, runs = outputs
     result = run_here("runs", root, "--sort", "-test_best", "--format", "csv")
@@ -107,6 +110,7 @@ def test_sort_descending_puts_runs_without_a_value_last_and_csv_reads_back(outpu
     assert by_start[0]["run"] == runs["running"].relative_to(root).as_posix()  # started in 2099
 
 
+@slow
 @pytest.mark.parametrize("args, fragments", [
     (["--where", "colour=red"], ["'colour' is not a column", "status", "train.epochs"]),
     (["--sort", "-bets"], ["'bets' is not a column", "did you mean 'best'"]),
@@ -117,6 +121,7 @@ def test_an_unknown_or_malformed_key_is_one_line_listing_what_is_valid(outputs, 
     assert_user_error(run_here("runs", root, *args), *fragments)
 
 
+@slow
 def test_runs_imports_neither_tensorflow_nor_keras_nor_matplotlib(outputs):
     root, _ = outputs
     result = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), "runs", str(root), "--where",
@@ -131,6 +136,7 @@ def test_runs_of_a_folder_that_does_not_exist_is_one_line(tmp_path):
     assert_user_error(run_here("runs", tmp_path / "nowhere"), "nowhere: no such folder")
 
 
+@slow
 def test_compare_of_two_runs_that_differ_in_two_keys_lists_exactly_those_two(outputs, tmp_path):
     _, runs = outputs
     figure = tmp_path / "curves.png"
@@ -147,6 +153,7 @@ def test_compare_of_two_runs_that_differ_in_two_keys_lists_exactly_those_two(out
     assert differing == {"compile.optimizer.learning_rate": [0.001, 0.01], "train.batch_size": [16, 32]}
 
 
+@slow
 def test_compare_needs_two_readable_runs(outputs, tmp_path):
     _, runs = outputs
     assert_user_error(run_here("compare", runs["a"]), "give two or more run folders, got 1")
@@ -182,6 +189,7 @@ def _reloaded(path, format_):
     return predict
 
 
+@slow
 @pytest.mark.parametrize("format_, default_name", [
     ("saved_model", "best_saved_model"), ("onnx", "best.onnx"), ("litert", None)])
 def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pixels(outputs, tmp_path, format_,
@@ -205,6 +213,7 @@ def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pi
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
+@slow
 def test_the_served_model_leaves_the_augmentation_layers_out(outputs):
     run = outputs[1]["a"]
     from cnnrun.data import DatasetInfo
@@ -218,6 +227,7 @@ def test_the_served_model_leaves_the_augmentation_layers_out(outputs):
     assert {"RandomAffine"}.isdisjoint(type(layer).__name__ for layer in serving._flatten_layers())
 
 
+@slow
 def test_a_missing_export_package_names_the_extra_before_the_model_loads(outputs, monkeypatch):
     run = outputs[1]["a"]
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how Python marks a module that cannot be imported
@@ -225,6 +235,7 @@ def test_a_missing_export_package_names_the_extra_before_the_model_loads(outputs
                       "pip install 'cnnrun[export]'")
 
 
+@slow
 @pytest.mark.parametrize("args, fragments", [
     (["--format", "litert", "--out", "model.onnx"], ["--out model.onnx", "ending in .tflite"]),
     (["--format", "pdf"], []),
