@@ -5,7 +5,7 @@
 
 import sys
 
-from cnnrun.cli import core, explain, sweep, teach  # noqa: F401  (registers the commands)
+from cnnrun.cli import core, explain, manage, sweep, teach  # noqa: F401  (registers the commands)
 from cnnrun.cli.common import app, debug_on
 from cnnrun.errors import UserError
 
