@@ -107,7 +107,13 @@ def layer_specs(entries, output_dtype: str | None = None, weight_decay: float = 
 
     specs = []
     for where, name, args in entries:
-        cls = getattr(keras.layers, check_layer_name(name, where))
+        class_name = check_layer_name(name, where)
+        if class_name.startswith("cnnrun."):  # cnnrun's own layers
+            from cnnrun.whitening import PatchWhitening
+
+            cls = {"cnnrun.PatchWhitening": PatchWhitening}[class_name]
+        else:
+            cls = getattr(keras.layers, class_name)
         specs.append((where, cls, _layer_arguments(cls, args, where, weight_decay)))
     if output_dtype and specs:
         specs[-1][2].setdefault("dtype", output_dtype)

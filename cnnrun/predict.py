@@ -93,7 +93,8 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     position = {str(path): i for i, path in enumerate(files)}
     results.sort(key=lambda r: position[r["file"]])
 
-    table = Table(title=f"predictions ({checkpoint}.keras of {run.path})", title_justify="left")
+    views = f", averaged over {' and '.join(experiment.evaluate.tta)} views" if experiment.evaluate.tta else ""
+    table = Table(title=f"predictions ({checkpoint}.keras of {run.path}{views})", title_justify="left")
     table.add_column("file")
     table.add_column("class", style="bold")
     table.add_column("probability", justify="right")

@@ -43,6 +43,7 @@ LAYERS: dict[str, str] = {
     "LayerNormalization": "LayerNormalization",
     "Rescaling": "Rescaling",
     "Resizing": "Resizing",
+    "PatchWhitening": "cnnrun.PatchWhitening",  # cnnrun's own (cnnrun/whitening.py): airbench's frozen first layer
     # joins: they take the outputs of two or more nodes of a graph (`inputs: [a, b]`)
     "Add": "Add",
     "Concatenate": "Concatenate",

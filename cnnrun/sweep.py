@@ -121,7 +121,11 @@ def prepare_study(sweep: Sweep, study) -> None:
             study.enqueue_trial(params, skip_if_exists=True)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if worker and not Holder(worker["pid"], worker["host"], "", worker["start"], "").alive():
+        # without a worker: its process died between taking the trial and saying who it is (one machine only: a
+        # shared RDB's trials are judged by their heartbeat below)
+        dead = not Holder(worker["pid"], worker["host"], "", worker["start"], "").alive() if worker \
+            else sweep.config.storage is None
+        if dead:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     if sweep.config.storage is not None:
         import optuna

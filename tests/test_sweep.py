@@ -147,7 +147,7 @@ def test_a_killed_two_worker_sweep_resumes_to_exactly_the_planned_trials(tmp_pat
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     rows = trials_csv(sweep_dir)
     finished = done(rows)
-    assert len(finished) == 4 and {(float(r[LR]), int(r[FILTERS])) for r in finished} == GRID
+    assert len(finished) == 4 and {(float(r[LR]), int(r[FILTERS])) for r in finished} == GRID, rows
     failed = [row for row in rows if row["status"] == "fail"]
     assert killed <= {Path(row["run_folder"]) for row in failed}  # (a trial killed after scoring is retried too)
     assert sorted(int(row["retry_of"]) for row in rows if row["retry_of"]) == sorted(int(r["trial"]) for r in failed)
