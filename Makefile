@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/cnnrun train configs/quickstart.yaml
 
+# two test processes: the 2-core machines CI and the course use (pytest-xdist)
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: install
 	$(BIN)/ruff check .

@@ -293,7 +293,7 @@ def load_checkpoint(path: Path):
     """
     import keras
 
-    from cnnrun.data.layers import CUSTOM_OBJECTS
+    from cnnrun.whitening import CUSTOM_OBJECTS
 
     try:
         if not path.is_file():
@@ -331,7 +331,7 @@ def _other_checkpoint(path: Path) -> str:
     try:
         import keras
 
-        from cnnrun.data.layers import CUSTOM_OBJECTS
+        from cnnrun.whitening import CUSTOM_OBJECTS
 
         keras.saving.load_model(other, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
     except Exception:

@@ -35,6 +35,7 @@ from cnnrun.report import console, format_metrics, header_panel, results_table, 
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
 from cnnrun.schedules import describe_learning_rate
 from cnnrun.scoring import score_checkpoints
+from cnnrun.whitening import adapt_whitening
 
 FINISHED = ("completed", "stopped_early", "pruned")
 
@@ -125,6 +126,7 @@ class Trainer:
                 model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
             elif schedule is not None and schedule.unit == "epochs":  # converted with the real steps per epoch
                 compile_model(model, experiment, splits.steps_per_epoch, placement.replicas)
+            adapt_whitening(model, splits)  # PatchWhitening layers, from the training split only
             splits = placement.feed(splits, experiment.train.batch_size)
 
             run = create_run(private or output_dir or experiment.output.dir, name or experiment.name)

@@ -22,6 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnnrun.data.layers import CUSTOM_OBJECTS as DATA_OBJECTS
+
 PATCHES_FROM = 5000  # training images whose patches estimate the covariance (airbench: 5,000)
 
 
@@ -84,12 +86,26 @@ def patches_of(images: np.ndarray, k: int) -> np.ndarray:
     return windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * images.shape[-1])
 
 
-def adapt_whitening(model, training_images: np.ndarray) -> int:
-    """Fill every `PatchWhitening` layer of a new model from training images as the model receives them
-    (normalised), each layer from its own input. Returns how many layers were filled."""
+def adapt_whitening(model, splits) -> int:
+    """Fill every `PatchWhitening` layer of a new model from the first `PATCHES_FROM` training images as the model
+    receives them (normalised, not augmented), each layer from its own input. Returns how many it filled.
+
+    Args:
+        model: the new, untrained model.
+        splits: the run's data (`cnnrun.data.Splits`); only its training split is read.
+    """
+    from cnnrun.data import preprocess
+
     layers = [layer for layer in model.layers if isinstance(layer, PatchWhitening)]
+    if layers:
+        train = splits.examples["train"]
+        training_images = preprocess(train.pixels(np.arange(min(PATCHES_FROM, len(train)))), splits.info).numpy()
     for layer in layers:
         inputs = training_images if layer is model.layers[0] else \
             keras.Model(model.inputs, layer.input).predict(training_images, verbose=0)
         layer.adapt(np.asarray(inputs))
     return len(layers)
+
+
+# what `keras.saving.load_model` needs to rebuild a model holding cnnrun's own layers, schedules and losses
+CUSTOM_OBJECTS = {**DATA_OBJECTS, "cnnrun>PatchWhitening": PatchWhitening}

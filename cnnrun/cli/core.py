@@ -28,10 +28,12 @@ def train(
     output_dir: Annotated[str | None, typer.Option("--output-dir", help="Where runs go (default: "
                                                    "the config's output.dir, `outputs`).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="The run's name (default: the experiment's).")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train with this many seeds (seed, seed + 1, …) "
+                                       "into sibling run folders; print the mean ± std of every test metric.")] = 1,
 ) -> None:
     """Train the experiment CONFIG into a new run folder.
 
-    Example: cnnrun train configs/quickstart.yaml --set train.epochs=3
+    Example: cnnrun train configs/quickstart.yaml --set train.epochs=3 --seeds 3
     """
     from cnnrun.backend import prepare
     from cnnrun.config import load_experiment
@@ -39,6 +41,11 @@ def train(
     experiment = load_experiment(config, set_)
     prepare(experiment)
     quiet_imports()
+    if seeds > 1:
+        from cnnrun.seeds import train_seeds
+
+        train_seeds(experiment, seeds, output_dir=output_dir, name=name)
+        return
     from cnnrun.trainer import train_experiment
 
     train_experiment(experiment, output_dir=output_dir, name=name)

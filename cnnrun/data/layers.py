@@ -11,7 +11,6 @@ from keras import ops
 
 from cnnrun.losses import SmoothedSparseCategoricalCrossentropy
 from cnnrun.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
-from cnnrun.whitening import PatchWhitening
 
 
 @keras.saving.register_keras_serializable(package="cnnrun")
@@ -292,5 +291,4 @@ class RandomCutout(keras.layers.Layer):
 CUSTOM_OBJECTS = {**{f"cnnrun>{layer.__name__}": layer
                      for layer in (RandomAffine, RandomBrightnessScale, RandomPaddedCrop, RandomCutout)},
                   **SCHEDULE_OBJECTS,
-                  "cnnrun>SmoothedSparseCategoricalCrossentropy": SmoothedSparseCategoricalCrossentropy,
-                  "cnnrun>PatchWhitening": PatchWhitening}
+                  "cnnrun>SmoothedSparseCategoricalCrossentropy": SmoothedSparseCategoricalCrossentropy}
