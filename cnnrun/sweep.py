@@ -126,7 +126,7 @@ def prepare_study(sweep: Sweep, study) -> None:
         dead = not Holder(worker["pid"], worker["host"], "", worker["start"], "").alive() if worker \
             else sweep.config.storage is None
         if dead:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.tell(trial.number, state=TrialState.FAIL)
     if sweep.config.storage is not None:
         import optuna
 
