@@ -267,6 +267,11 @@ def seed_everything(experiment: Experiment) -> None:
     import tensorflow as tf
 
     keras.utils.set_random_seed(experiment.seed)
+    if experiment.seed == 0:
+        # TensorFlow cannot take a global seed of 0 with an op seed that is a tensor (the training stream's
+        # per-epoch shuffle): its check for the seed pair (0, 0) asks a tensor for its truth value and fails.
+        # Any other global seed will do but 2³¹ − 1, which TensorFlow reduces to 0 too.
+        tf.random.set_seed(2**31 - 2)
     if experiment.train.deterministic:
         tf.config.experimental.enable_op_determinism()
 

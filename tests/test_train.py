@@ -78,3 +78,11 @@ def test_sparse_logits_without_validation(write_config, tmp_path):
     assert state["best"]["monitor"] == "accuracy"  # no validation data: val_ is dropped
     assert not (run / "scores.json").exists() and not (run / "history.png").exists()
     assert "no test split" in result.stdout
+
+
+def test_seed_zero_trains(write_config, tmp_path):
+    # TensorFlow refused its global seed 0 with the per-epoch shuffle's tensor seed ("symbolic tf.Tensor as a
+    # Python bool") before any epoch ran
+    config = tiny_config(seed=0, train={"epochs": 1, "batch_size": 16}, output={"plots": False})
+    result = run_here("train", write_config(config), "--output-dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
