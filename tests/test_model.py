@@ -111,3 +111,26 @@ def test_optimizer_arguments_are_checked():
     model = build_model(experiment, (16, 16, 1), 3)
     with pytest.raises(UserError, match="did you mean 'learning_rate'"):
         compile_model(model, experiment)
+
+
+def test_cifar10_fast_is_airbench94_written_by_hand():
+    # airbench94's network in plain Keras (a trained 2×2 Conv2D stands in for the frozen whitening: the same
+    # weights); airbench counts 1,975,096 with its frozen BatchNorm scales, which `scale: false` leaves out
+    import keras
+
+    def group(filters):
+        return [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False), keras.layers.MaxPooling2D(2),
+                keras.layers.BatchNormalization(momentum=0.4, epsilon=1e-12, scale=False),
+                keras.layers.Activation("gelu"), keras.layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                keras.layers.BatchNormalization(momentum=0.4, epsilon=1e-12, scale=False),
+                keras.layers.Activation("gelu")]
+
+    hand = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(24, 2), keras.layers.Activation("gelu"),
+                             *group(64), *group(256), *group(256), keras.layers.MaxPooling2D(3),
+                             keras.layers.Flatten(), keras.layers.Dense(10, use_bias=False),
+                             keras.layers.Rescaling(1 / 9)])
+    experiment = load_experiment(PROJECT / "configs" / "cifar10_fast.yaml")
+    shape, classes = describe(experiment.dataset)
+    ours = build_model(experiment, shape, len(classes))
+    assert ours.count_params() == hand.count_params() == 1_975_096 - 2 * 64 - 4 * 256
+    assert [layer.output.shape for layer in ours.layers[-4:]] == [layer.output.shape for layer in hand.layers[-4:]]
