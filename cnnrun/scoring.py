@@ -90,8 +90,8 @@ def tta_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float
 
 def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
     """Test-split metrics of a run's `best.keras` and `last.keras`, loaded from the run folder in safe mode: what
-    `scores.json` holds. With `evaluate.tta`, also those of the averaged views (`tta_accuracy`, `tta_loss`) and
-    the views' names (`tta`).
+    `scores.json` holds. When both checkpoints hold the same epoch (their records say so) it is scored once. With
+    `evaluate.tta`, also the metrics of the averaged views (`tta_accuracy`, `tta_loss`) and the views' names.
 
     Args:
         run: the run folder (`cnnrun.runs.Run`).
@@ -99,14 +99,19 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
         experiment: the run's experiment.
         callbacks: Keras callbacks for `evaluate` and `predict` (Ctrl-C between batches). Defaults to none.
     """
+    from cnnrun.atomic import checkpoint_info
     from cnnrun.runs import load_checkpoint
 
     if splits.test is None:
         return {}
     tta, scores = experiment.evaluate.tta, {}
+    epochs = {which: (checkpoint_info(run.checkpoints / f"{which}.keras") or {}).get("epoch")
+              for which in ("best", "last")}
     for which in ("best", "last"):
         path = run.checkpoints / f"{which}.keras"
-        if path.exists():
+        if which == "last" and "best" in scores and epochs["best"] is not None and epochs["best"] == epochs["last"]:
+            scores["last"] = dict(scores["best"])  # the same epoch's weights: scored once
+        elif path.exists():
             model = load_checkpoint(path)
             metrics = model.evaluate(splits.test, verbose=0, return_dict=True, callbacks=list(callbacks))
             scores[which] = {k: float(v) for k, v in metrics.items()}
