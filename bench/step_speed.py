@@ -1,0 +1,57 @@
+"""How fast one training step of a config's model runs here: pictures per second of `fit` on random data.
+
+Builds and compiles the model exactly as `cnnrun train` does (`new_model`: the config's optimizer, loss, dtype
+policy, `jit_compile`), then times `fit` over `--steps` batches of random pictures of the dataset's declared shape
+after `--warmup` batches that compile the step. No data is read, so settings (batch size, `compile.jit_compile`,
+`train.mixed_precision`, thread counts through the environment) can be compared on the step alone.
+
+Usage (from the project root):
+    .venv/bin/python bench/step_speed.py configs/cifar10_fast.yaml [--set train.batch_size=512] [--steps 5]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override, repeatable")
+    parser.add_argument("--steps", type=int, default=5, help="timed batches")
+    parser.add_argument("--warmup", type=int, default=2, help="batches before the clock starts")
+    args = parser.parse_args(argv)
+
+    from cnnrun.backend import prepare
+    from cnnrun.config import load_experiment
+
+    experiment = load_experiment(args.config, args.sets)
+    prepare(experiment)
+    from cnnrun.model import declared_info, new_model
+
+    info = declared_info(experiment)
+    model = new_model(experiment, info, augment_in_model=False, steps_per_epoch=args.warmup + args.steps)
+    batch = experiment.train.batch_size
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, *info.input_shape)).astype("float32")
+    y = rng.integers(0, info.num_classes, batch)
+    if experiment.dataset.label_mode == "categorical":
+        y = np.eye(info.num_classes, dtype="float32")[y]
+    for _ in range(args.warmup):
+        model.train_on_batch(x, y)
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        model.train_on_batch(x, y)
+    seconds = (time.perf_counter() - started) / args.steps
+    print(f"RESULT config={args.config} sets={','.join(args.sets) or '-'} batch={batch} "
+          f"seconds_per_step={seconds:.2f} images_per_second={batch / seconds:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
