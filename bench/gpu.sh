@@ -6,7 +6,8 @@
 # It records the GPU model, then measures training images/s of configs/cifar10_bn.yaml on the CIFAR-10 JPEG tree
 # (../shared/data/cifar10-jpeg, streamed) and on the same pictures as arrays, with and without XLA and mixed
 # precision (bench/throughput.py), then trains the full 50 epochs with the fastest settings if it fits in 10
-# minutes (it is stopped at 600 s and says so). Installs cnnrun's GPU extra into .venv when TensorFlow sees no GPU.
+# minutes (it is stopped at 600 s and says so), ResNet-20 likewise, and airbench94 (configs/cifar10_fast.yaml) with 3
+# seeds through bench/time_to_accuracy.py. Installs cnnrun's GPU extra into .venv when TensorFlow sees no GPU.
 set -uo pipefail
 STEPS=${1:-200}
 REPORT=${OUT:-.}/bench-gpu-$(date +%Y%m%d-%H%M%S).txt
@@ -30,5 +31,9 @@ fi
   timeout 600 $PY bench/accuracy.py configs/cifar10_resnet20.yaml \
       --set dataset.data_dir=../shared/data/cifar10-jpeg --set compile.jit_compile=true \
       --set train.mixed_precision=true --set train.verbose=2 | grep RESULT || echo "resnet20: not finished in 600 s"
+  echo "# airbench94 (configs/cifar10_fast.yaml): time to accuracy, 3 seeds, XLA + mixed precision (stopped at 600 s)"
+  timeout 600 $PY bench/time_to_accuracy.py configs/cifar10_fast.yaml --seeds 3 \
+      --set dataset.data_dir=../shared/data/cifar10-jpeg --set train.mixed_precision=true --set train.verbose=0 \
+      --out "${OUT:-.}/time_to_accuracy_gpu.png" | grep -E "RESULT|seed|%" || echo "cifar10_fast: not finished in 600 s"
 } 2>&1 | tee "$REPORT"
 echo "wrote $REPORT"
