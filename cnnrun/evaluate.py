@@ -116,7 +116,6 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     averaged = tta_probabilities(model, data, experiment)  # the plain outputs without `evaluate.tta`
     if experiment.evaluate.tta:
         metrics |= tta_scores(averaged, truth)
-
     predicted = averaged.argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from cnnrun.atomic import os_error_reason, partial_path, replacing
 from cnnrun.errors import UserError
+from cnnrun.report import c_messages_hidden
 from cnnrun.runs import Run, open_run
 
 KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
@@ -178,29 +179,6 @@ def _replacing_folder(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _c_messages_hidden() -> Iterator[None]:
-    """Send what C++ code writes to standard error (file descriptor 2) to a temporary file while the block
-    runs; if the block raises, what was written is shown."""
-    import sys
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def write_export(serving, format_: str, path: Path) -> None:
     """Write `serving` with Keras' `model.export` to `path`, whole or not at all (written beside, then moved)."""
     writing = _replacing_folder(path) if format_ == "saved_model" else replacing(path)
@@ -228,7 +206,7 @@ def exported_predictor(path: Path, format_: str) -> Callable[[np.ndarray], np.nd
     def predict(images: np.ndarray) -> np.ndarray:
         (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
         interpreter.resize_tensor_input(given["index"], images.shape)
-        with _c_messages_hidden():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        with c_messages_hidden():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             interpreter.allocate_tensors()
             interpreter.set_tensor(given["index"], images)
             interpreter.invoke()

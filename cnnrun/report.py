@@ -1,8 +1,9 @@
 """What a person sees: the history plot, the header panel before training and the results table after."""
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,26 @@ def show_warnings(lines: Iterable[str]) -> None:
 
     for line in lines:
         error_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def c_messages_hidden() -> Iterator[None]:
+    """Send what C++ code writes to standard error (file descriptor 2) to a temporary file while the block runs;
+    if the block raises, what was written is shown. TensorFlow's start-up chatter and LiteRT's delegate lines are
+    written there, below Python's reach."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -6,7 +6,6 @@ traceback. The libraries' warnings and start-up messages are kept out of the ter
 """
 
 import os
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -74,27 +73,15 @@ def quiet_imports() -> None:
     reads TF_CPP_MIN_LOG_LEVEL, so standard error is sent to a temporary file while the libraries load and find
     their devices; if that fails, what they wrote is shown. The backend must be chosen before (`use_backend`).
     """
-    import tempfile
-
     if _debug["on"]:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras  # noqa: F401  (imports the backend: TensorFlow or JAX)
-            import tensorflow as tf
+    from cnnrun.report import c_messages_hidden
 
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with c_messages_hidden():
+        import keras  # noqa: F401  (imports the backend: TensorFlow or JAX)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 
