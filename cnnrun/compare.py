@@ -1,8 +1,9 @@
 """`cnnrun compare`: what differs between runs, how they scored, and their learning curves in one figure.
 
 The configs compared are the runs' own `config.yaml` (the resolved experiment, every default filled in),
-flattened into dotted keys (`compile.optimizer.learning_rate`, `model.layers[3].Dense.units`); only the keys whose
-values differ are shown, so two runs of one experiment with two `--set`s show exactly those two keys.
+flattened into dotted keys, the paths `--set` takes (`compile.optimizer.learning_rate`,
+`model.layers.3.Dense.units`); only the keys whose values differ are shown, so two runs of one experiment with
+two `--set`s show exactly those two keys.
 
 Example:
 >>> compare_runs([Path("outputs/quickstart/20261127-101500"), Path("outputs/quickstart/20261127-103000")],
@@ -20,25 +21,6 @@ FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 MISSING = "(absent)"  # how a key that one run's config does not have is shown
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as `{dotted key: value}`: mappings joined with `.`, list items as `[i]`.
-
-    Example:
-    >>> flatten({"train": {"epochs": 3}, "model": {"layers": [{"Dense": {"units": 4}}]}})
-    {'train.epochs': 3, 'model.layers[0].Dense.units': 4}
-    """
-    if isinstance(config, dict) and config:
-        items = {f"{prefix}.{key}" if prefix else str(key): value for key, value in config.items()}
-    elif isinstance(config, list) and config:
-        items = {f"{prefix}[{i}]": value for i, value in enumerate(config)}
-    else:
-        return {prefix: config}
-    flat: dict[str, Any] = {}
-    for key, value in items.items():
-        flat.update(flatten(value, key))
-    return flat
-
-
 def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The dotted keys whose values are not the same in every config, each with its value per config (`MISSING`
     where a config lacks the key), in the order the keys first appear.
@@ -46,7 +28,9 @@ def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     A name alone (`optimizer: sgd`) and a mapping with a name (`optimizer: {name: adam, learning_rate: 0.01}`)
     are compared as `compile.optimizer.name`.
     """
-    flats = [flatten(config) for config in configs]
+    from cnnrun.config.load import dotted_keys
+
+    flats = [dotted_keys(config) for config in configs]
     named = {key.removesuffix(".name") for flat in flats for key in flat if key.endswith(".name")}
     flats = [{f"{key}.name" if key in named and isinstance(value, str) else key: value  # `sgd` = `{name: sgd}`
               for key, value in flat.items()} for flat in flats]

@@ -24,6 +24,7 @@ from typing import Any
 import keras
 
 from cnnrun.config import Experiment
+from cnnrun.config.load import dotted_keys
 from cnnrun.errors import UserError
 from cnnrun.runs import Run
 from cnnrun.schedules import last_step_learning_rate
@@ -57,17 +58,6 @@ def check_mlflow(experiment: Experiment) -> None:
         asked = "tracking.mlflow" if experiment.tracking.mlflow else "$MLFLOW_TRACKING_URI"
         raise UserError(f"{asked}: MLflow tracking needs MLflow, which is not installed; "
                         f"pip install 'cnnrun[tracking]' (or unset MLFLOW_TRACKING_URI)") from e
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """A nested config as dotted keys: `{"train": {"epochs": 3}}` → `{"train.epochs": "3"}` (lists by index)."""
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
-    if items is None or not value:
-        return {prefix: str(value)[:MAX_PARAM_LENGTH]} if prefix else {}
-    flat: dict[str, str] = {}
-    for key, item in items:
-        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -122,7 +112,8 @@ class MlflowTracker(keras.callbacks.Callback):
         mlflow_run = self.client.create_run(experiment_id, run_name=f"{self.experiment.name}/{self.run.path.name}",
                                             tags=tags)
         self.run_id = mlflow_run.info.run_id
-        params = [Param(key, value) for key, value in flatten(self.experiment.model_dump(mode="json")).items()]
+        params = [Param(key, str(value)[:MAX_PARAM_LENGTH])
+                  for key, value in dotted_keys(self.experiment.model_dump(mode="json")).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         self.client.log_batch(self.run_id, tags=[RunTag("cnnrun.seed", str(self.experiment.seed))])

@@ -125,6 +125,23 @@ def load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return deep_merge(load_with_bases(base_path, (*seen, path)), doc)
 
 
+def dotted_keys(doc: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as `{dotted path: value}`, in the paths `--set` takes (list items by number); an empty
+    mapping or list is a value of its own.
+
+    Example:
+    >>> dotted_keys({"train": {"epochs": 3}, "model": {"layers": [{"Dense": {"units": 4}}]}})
+    {'train.epochs': 3, 'model.layers.0.Dense.units': 4}
+    """
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else None
+    if items is None or not doc:
+        return {prefix: doc} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        flat.update(dotted_keys(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
 def apply_override(doc: dict[str, Any], assignment: str) -> None:
     """Apply one `--set KEY=VALUE`: KEY is a dotted path (list items by number), VALUE is read as YAML."""
     key, sep, raw = assignment.partition("=")
