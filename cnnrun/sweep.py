@@ -135,7 +135,10 @@ def prepare_study(sweep: Sweep, study) -> None:
     retried = {t.user_attrs.get("retry_of") for t in trials}
     for trial in trials:
         if trial.state == TrialState.FAIL and "error" not in trial.user_attrs and trial.number not in retried:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            # a process killed after taking a queued grid point but before drawing it has no params yet: its
+            # point is in the queue's fixed params
+            params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+            study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
             folder = trial.user_attrs.get("run_folder")
             if folder and (Path(folder) / "state.json").is_file():
                 with Run(Path(folder)).hold() as run:  # takes over the dead process's lock

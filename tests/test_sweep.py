@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -198,3 +199,26 @@ def test_a_storage_that_cannot_be_reached_is_refused_before_any_trial(tmp_path):
 def test_a_file_without_a_sweep_section_is_refused(tmp_path):
     path = write(tmp_path, tiny_config())
     assert_user_error(run_here("sweep", path), str(path), "`sweep:` section")
+
+
+def test_a_grid_point_taken_by_a_process_killed_before_it_drew_it_is_retried_with_the_same_point(tmp_path):
+    """The race the two-worker kill test once hit: a worker pops a queued grid point (the trial is RUNNING with no
+    params yet) and is killed; the retry must train that point, not a random one (which repeats another)."""
+    import optuna
+
+    from cnnrun.config.sweep import load_sweep
+    from cnnrun.sweep import open_study, prepare_study, with_objective
+
+    sweep = with_objective(load_sweep(write(tmp_path, sweep_config(tmp_path, pruner="none"))))
+    study = open_study(sweep)
+    prepare_study(sweep, study)
+    taken = study.ask()  # what optimize() does first: the first queued point, not yet drawn
+    assert taken.params == {}
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    taken.set_user_attr("worker", {"pid": int(ended.stdout), "host": socket.gethostname(), "start": None})
+    prepare_study(sweep, open_study(sweep))  # the next command: the dead trial is failed and queued again
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    points = [(t.system_attrs["fixed_params"][LR], t.system_attrs["fixed_params"][FILTERS]) for t in waiting]
+    assert sorted(points) == sorted(GRID)  # the three untouched points and the retried first one
+    retry = next(t for t in waiting if t.user_attrs.get("retry_of") == taken.number)
+    assert retry.system_attrs["fixed_params"] == {LR: 0.01, FILTERS: 2}
