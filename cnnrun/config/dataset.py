@@ -13,7 +13,7 @@ Example:
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
 from cnnrun.config.sections import Section
 
@@ -34,6 +34,15 @@ def _absolute(path: str) -> str:
 
 # a path as written in the config, stored absolute
 ResolvedPath = Annotated[str, StringConstraints(min_length=1), AfterValidator(_absolute)]
+
+
+def _number_as_name(value: Any) -> Any:
+    """MNIST's and an npz's classes are named 0, 1, 2…: `classes: [3, 5]` means the names "3" and "5"."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# a class name as written in the config
+ClassName = Annotated[str, BeforeValidator(_number_as_name), StringConstraints(min_length=1)]
 
 
 class DatasetBase(Section):
@@ -60,6 +69,27 @@ class DatasetBase(Section):
         "categorical", description="`categorical`: one-hot labels. `sparse`: integer labels. `binary`: 0/1 "
         "labels for two classes (a sigmoid output)."
     )
+    classes: list[ClassName] | None = Field(
+        None, description="Use only these classes, in this order (the first is label 0), by the dataset's own "
+        "names (CIFAR-10's `cat`, an image folder's class folders, MNIST's `3`); the others are left out of "
+        "every split. Unset: every class. The run's `dataset.json` names exactly these."
+    )
+    samples_per_class: int | None = Field(
+        None, gt=0, description="Train on N pictures of each class, drawn with the experiment's `seed` from the "
+        "training split once validation and test are held out (they keep all their pictures). Unset: all."
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _two_different_classes(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is None:
+            return None
+        twice = sorted({name for name in classes if classes.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(repr(name) for name in twice)} listed twice; name each class once")
+        if len(classes) < 2:
+            raise ValueError(f"at least 2 classes to tell apart, got {len(classes)}")
+        return classes
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> "DatasetBase":
@@ -67,6 +97,8 @@ class DatasetBase(Section):
             raise ValueError("set either validation_split or holdout_first, not both")
         if (self.validation_split or 0) + (self.test_split or 0) >= 1:
             raise ValueError("validation_split + test_split must leave training data (a sum under 1)")
+        if self.label_mode == "binary" and self.classes is not None and len(self.classes) != 2:
+            raise ValueError(f"label_mode: binary takes 2 classes; classes lists {len(self.classes)}")
         return self
 
 

@@ -27,6 +27,7 @@ from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
 from cnnrun.data.examples import Examples, FileExamples, RawData
 from cnnrun.data.faults import data_error
 from cnnrun.data.sources import describe, load_raw
+from cnnrun.data.subsets import per_class_sample
 from cnnrun.errors import UserError
 
 __all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe", "preprocess", "data_error",
@@ -313,12 +314,25 @@ def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
     return {name: part for name, part in parts.items() if part is not None}
 
 
+def _held_out(config: DatasetConfig, raw: RawData) -> str:
+    """What the split took from the training data before `samples_per_class` draws from it, for a message."""
+    taken = []
+    if raw.validation is None and (config.validation_split is not None or config.holdout_first is not None):
+        taken.append("validation")
+    if config.test_split is not None:
+        taken.append("test")
+    return f" once {' and '.join(taken)} {'are' if len(taken) > 1 else 'is'} held out" if taken else ""
+
+
 def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
                 stored_files: dict[str, Any] | None = None, initial_epoch: int = 0, augment: bool = True) -> Splits:
     """Load the experiment's dataset and make train, validation and test pipelines, once.
 
-    Normalisation statistics come from the training split only and are applied to every split. Nothing is
-    printed: what the user should hear is in `Splits.warnings`.
+    Only the classes `dataset.classes` chooses are read, numbered in its order. Validation and test are held
+    out first; `samples_per_class` then draws the training split's subset (see `per_class_sample`): the same for
+    the same seed, so resume and evaluate see the subset training saw. Normalisation statistics come from the
+    training split only and are applied to every split. Nothing is printed: what the user should hear is in
+    `Splits.warnings`.
 
     Args:
         experiment: the validated experiment.
@@ -337,6 +351,9 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
     if config.label_mode == "binary" and len(raw.class_names) != 2:
         raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
     examples = _split(config, raw)
+    if config.samples_per_class and not raw.presplit:  # a run's recorded splits hold its subset already
+        examples["train"] = per_class_sample(examples["train"], config.samples_per_class, experiment.seed,
+                                             raw.class_names, _held_out(config, raw))
     train = examples["train"]
     if stored is not None:
         mean, std = stored.mean, stored.std

@@ -202,7 +202,8 @@ def _first_line(e: BaseException) -> str:
 
 
 def check_image_folder(root: str | Path, mode: str | None = None, workers: int | None = None,
-                       on_progress: Callable[[int, int], Any] | None = None) -> FolderReport:
+                       on_progress: Callable[[int, int], Any] | None = None,
+                       classes: list[str] | None = None) -> FolderReport:
     """Check every picture of an image folder, in parallel.
 
     The folder holds `train/` (and optionally `validation/`, `test/`) of class folders, or class folders directly.
@@ -214,6 +215,8 @@ def check_image_folder(root: str | Path, mode: str | None = None, workers: int |
             they are get converted to it (`ClassReport.converted`). Defaults to None (check only).
         workers: threads; defaults to ThreadPoolExecutor's choice.
         on_progress: called with (files done, files in all) now and then.
+        classes: check only these class folders, and report them in this order (`dataset.classes`, names the
+            caller has checked: see `cnnrun.data.subsets.chosen_classes`). Defaults to None: every class folder.
 
     Returns:
         A `FolderReport`.
@@ -235,6 +238,11 @@ def check_image_folder(root: str | Path, mode: str | None = None, workers: int |
                                                  f"extra {', '.join(extra)}" if extra else "") if part)
             raise UserError(f"{folder}: should hold the same class folders as {folders['train']} "
                             f"({', '.join(names)}); {detail}")
+    if classes is not None:
+        missing = [name for name in classes if name not in names]
+        if missing:
+            raise UserError(f"{folders['train']}: no class folder {missing[0]}; it holds {', '.join(names)}")
+        names = list(classes)
 
     splits = {split: {name: ClassReport(name) for name in names} for split in folders}
     jobs: list[tuple[str, str, Path]] = []

@@ -43,7 +43,8 @@ class ArrayExamples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, part: slice) -> "ArrayExamples":
+    def take(self, part: slice | np.ndarray) -> "ArrayExamples":
+        """The examples in `part`: a slice, or an array of indices."""
         return replace(self, images=self.images[part], labels=self.labels[part])
 
     def source(self):
@@ -103,8 +104,10 @@ class FileExamples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, part: slice) -> "FileExamples":
-        return replace(self, paths=self.paths[part], labels=self.labels[part])
+    def take(self, part: slice | np.ndarray) -> "FileExamples":
+        """The examples in `part`: a slice, or an array of indices."""
+        paths = self.paths[part] if isinstance(part, slice) else [self.paths[i] for i in part]
+        return replace(self, paths=paths, labels=self.labels[part])
 
     def _files(self):
         import tensorflow as tf

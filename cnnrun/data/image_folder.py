@@ -22,7 +22,8 @@ import numpy as np
 
 from cnnrun.data.check import FolderReport, check_image_folder
 from cnnrun.data.examples import FileExamples, RawData
-from cnnrun.data.folders import CHANNELS, SPLIT_NAMES, suffix_list
+from cnnrun.data.folders import CHANNELS, SPLIT_NAMES, class_folders, folder_splits, is_image_file, suffix_list
+from cnnrun.data.subsets import chosen_classes
 from cnnrun.errors import UserError
 
 MEMORY_CACHE_LIMIT = 1 << 30  # `cache: auto` keeps decoded folder images in memory up to this many bytes
@@ -34,7 +35,8 @@ def _first(names: list[str]) -> str:
 
 
 def read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: str, key: str, seed: int,
-                     cache: str = "auto", stored_files: dict[str, Any] | None = None) -> RawData:
+                     cache: str = "auto", stored_files: dict[str, Any] | None = None, classes: list[str] | None = None,
+                     samples_per_class: int | None = None) -> RawData:
     """Check every file of an image-folder tree (in parallel) and list the good ones, each split in a seeded order.
 
     A folder tree lists its images class by class; the seeded order makes `holdout_first` and
@@ -53,11 +55,20 @@ def read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: 
             images take at most `MEMORY_CACHE_LIMIT` bytes, else `none`.
         stored_files: a run's recorded splits (`Splits.files()`): each split is exactly those files, in that
             order; None draws the splits from the folder as it is.
+        classes: read only these class folders, labelled in this order (`dataset.classes`); the others are
+            neither checked nor listed. Defaults to None: every class folder, in sorted order.
+        samples_per_class: `dataset.samples_per_class`: a class folder with fewer pictures in the training
+            split folder is an error before any file is decoded; defaults to None. (The subset itself is drawn
+            after the split, by `cnnrun.data.subsets.per_class_sample`; a run's `stored_files` hold it already.)
 
     Returns:
         A `RawData`; `presplit` is True when the splits came from `stored_files`.
     """
-    report = check_image_folder(root, mode)
+    train_folder = folder_splits(root)["train"]
+    names = chosen_classes(classes, class_folders(train_folder), f"the image folder {root}")
+    if samples_per_class and stored_files is None:
+        _enough_files(train_folder, names, samples_per_class)
+    report = check_image_folder(root, mode, classes=names)
     warnings: list[str] = []
     bad = report.bad_files
     if bad:
@@ -76,7 +87,7 @@ def read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: 
     if stored_files is None:
         listed = _drawn(report, seed)
     else:
-        listed = _recorded(report, root, stored_files, warnings)
+        listed = _recorded(report, root, stored_files, warnings, sampled=bool(samples_per_class))
     converted = {k: v for classes in report.splits.values() for entry in classes.values()
                  for k, v in entry.converted.items()}
     loaded = {split: FileExamples(paths, labels, size, CHANNELS[mode], converted, cache, cache_dir)
@@ -99,12 +110,23 @@ def _drawn(report: FolderReport, seed: int) -> dict[str, tuple[list[str], np.nda
     return listed
 
 
-def _recorded(report: FolderReport, root: Path, stored: dict[str, Any],
-              warnings: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+def _enough_files(train_folder: Path, names: list[str], count: int) -> None:
+    """A UserError when a class folder of the training split holds fewer than `count` pictures (not decoded)."""
+    for name in names:
+        found = sum(1 for path in (train_folder / name).iterdir() if is_image_file(path))
+        if found < count:
+            raise UserError(f"dataset.samples_per_class: {count}, but class '{name}' has only {found} pictures in "
+                            f"{train_folder / name}")
+
+
+def _recorded(report: FolderReport, root: Path, stored: dict[str, Any], warnings: list[str],
+              sampled: bool = False) -> dict[str, tuple[list[str], np.ndarray]]:
     """Each split of a run's recorded files that is still readable, with the label its class folder gives.
 
     Adds to `warnings` the count of good files in the folder that no split records (ignored) and of recorded
-    files that are gone or unreadable now (left out, the first few named).
+    files that are gone or unreadable now (left out, the first few named). When the run `sampled` its training
+    pictures (`samples_per_class`), the training split folder's files outside the splits are the ones the subset
+    left out, not new ones: they are not counted.
     """
     _check_recorded(stored)
     good = {str(p): p for classes in report.splits.values() for entry in classes.values() for p in entry.good}
@@ -127,7 +149,8 @@ def _recorded(report: FolderReport, root: Path, stored: dict[str, Any],
         listed[split] = (paths, np.asarray([label_of[Path(p).parent.name] for p in paths], np.int64))
     if "train" not in listed:
         raise UserError(f"splits.json: no train split recorded for {root}")
-    new = len(set(good) - recorded)
+    left_out = {str(p) for entry in report.splits["train"].values() for p in entry.good} if sampled else set()
+    new = len(set(good) - recorded - left_out)
     if new:
         warnings.append(f"{new} new file(s) in {root} not in the run's splits, ignored")
     if gone:

@@ -14,9 +14,10 @@ import numpy as np
 
 from cnnrun.config import DatasetConfig
 from cnnrun.data.examples import ArrayExamples, RawData
-from cnnrun.data.folders import CHANNELS, PIL_MODES, class_folders, folder_splits
+from cnnrun.data.folders import CHANNELS, PIL_MODES, class_folders, folder_splits, subfolders
 from cnnrun.data.image_folder import read_folder_tree
 from cnnrun.data.shapes import SHAPE_NAMES, make_shapes
+from cnnrun.data.subsets import chosen_classes, only_classes
 from cnnrun.errors import UserError
 
 CLASS_NAMES = {
@@ -44,7 +45,19 @@ def _arrays(x_train, y_train, x_test, y_test, class_names: list[str]) -> RawData
 
 
 def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
-    """The input shape and class names of a dataset, without loading its images (npz reads its labels)."""
+    """The input shape and class names of a dataset, without loading its images (npz reads its labels).
+
+    The class names are those `dataset.classes` chooses, checked against the dataset's own (a UserError names
+    an unknown one), so the model's `${num_classes}` is right before any data is loaded.
+    """
+    shape, names = _shape_and_names(config)
+    if names is None:  # two classes by definition; names come with the data
+        return shape, list(config.classes or ["class 0", "class 1"])
+    return shape, chosen_classes(config.classes, names, _where(config))
+
+
+def _shape_and_names(config: DatasetConfig) -> tuple[tuple[int, ...], list[str] | None]:
+    """The input shape and all class names of a dataset; None for the names of a binary image folder not there."""
     if config.name == "shapes":
         size = config.image_size
         return (size, size, config.channels), list(SHAPE_NAMES[: config.num_classes])
@@ -58,9 +71,16 @@ def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
         shape = (height, width, CHANNELS[PIL_MODES[config.color_mode]])
         root = Path(config.path)
         if not root.is_dir() and config.label_mode == "binary":
-            return shape, ["class 0", "class 1"]  # two classes by definition; names come with the data
+            return shape, None
         return shape, class_folders(folder_splits(root)["train"])
     return INPUT_SHAPES[config.name], CLASS_NAMES[config.name]
+
+
+def _where(config: DatasetConfig) -> str:
+    """The dataset as messages name it."""
+    if config.name == "image_folder":
+        return f"the image folder {config.path}"
+    return f"{config.name} ({config.path})" if config.name == "npz" else config.name
 
 
 def _folder_size(config: DatasetConfig) -> tuple[int, int]:
@@ -71,11 +91,15 @@ def _folder_size(config: DatasetConfig) -> tuple[int, int]:
 def _load_image_folder(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None) -> RawData:
     """An image_folder dataset: its files, checked, streaming at `image_size` in `color_mode`."""
     return read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
-                            config.on_bad_file, "dataset.path", seed, config.cache, stored_files)
+                            config.on_bad_file, "dataset.path", seed, config.cache, stored_files, config.classes,
+                            config.samples_per_class)
 
 
 def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None = None) -> RawData:
-    """Load a dataset's examples as the config says.
+    """Load a dataset's examples as the config says, only those of the classes `dataset.classes` chooses.
+
+    An image folder reads only the chosen class folders; datasets of arrays are loaded whole and then keep the
+    chosen classes' examples (see `cnnrun.data.subsets.only_classes`). `samples_per_class` is left to the split.
 
     Args:
         config: the experiment's `dataset:` section.
@@ -83,6 +107,12 @@ def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | No
         stored_files: a run's recorded splits of an image folder (`Splits.files()`), reused exactly; ignored
             for datasets of arrays.
     """
+    raw = _load_all(config, seed, stored_files)
+    return only_classes(raw, chosen_classes(config.classes, raw.class_names, _where(config)))
+
+
+def _load_all(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None) -> RawData:
+    """A dataset's examples as `load_raw` takes them: every class, but an image folder's chosen ones only."""
     if config.name == "shapes":
         args = dict(image_size=config.image_size, channels=config.channels, num_classes=config.num_classes)
         x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
@@ -94,7 +124,7 @@ def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | No
     if config.name == "image_folder":
         return _load_image_folder(config, seed, stored_files)
     if config.data_dir:
-        return _load_local_copy(config.name, Path(config.data_dir), seed, config.cache, stored_files)
+        return _load_local_copy(config, Path(config.data_dir), seed, stored_files)
     return _download(config.name)
 
 
@@ -177,8 +207,9 @@ def _missing_files_error(name: str, folder: Path) -> UserError:
                      f"(the layout of ~/.keras/datasets)")
 
 
-def _load_local_copy(name: str, folder: Path, seed: int, cache: str, stored_files: dict[str, Any] | None) -> RawData:
+def _load_local_copy(config: DatasetConfig, folder: Path, seed: int, stored_files: dict[str, Any] | None) -> RawData:
     """Read a dataset from a folder in Keras' cache layout (or, for CIFAR, a train/test tree of JPEGs)."""
+    name = config.name
     if not folder.is_dir():
         raise UserError(f"dataset.data_dir: {folder} is not a folder")
     if name == "fashion_mnist":
@@ -196,12 +227,12 @@ def _load_local_copy(name: str, folder: Path, seed: int, cache: str, stored_file
             x_train, y_train, x_test, y_test = (
                 _as_nhwc(f["x_train"]), f["y_train"], _as_nhwc(f["x_test"]), f["y_test"])
     elif (folder / "train").is_dir() and (folder / "test").is_dir():
-        raw = read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed, cache,
-                               stored_files)
-        if len(raw.class_names) != len(CLASS_NAMES[name]):
+        found = subfolders(folder / "train")
+        if len(found) != len(CLASS_NAMES[name]):
             raise UserError(f"dataset.data_dir: {folder}/train should hold {len(CLASS_NAMES[name])} class folders "
-                            f"for {name}, found {len(raw.class_names)}")
-        return raw
+                            f"for {name}, found {len(found)}")
+        return read_folder_tree(folder, INPUT_SHAPES[name][:2], "RGB", "skip", "dataset.data_dir", seed,
+                                config.cache, stored_files, config.classes, config.samples_per_class)
     else:
         x_train, y_train, x_test, y_test = _read_cifar_batches(name, folder)
     return _arrays(x_train, y_train, x_test, y_test, CLASS_NAMES[name])
