@@ -55,7 +55,7 @@ def _relabelled(part: Examples | None, new_label: np.ndarray) -> Examples | None
     if part is None:
         return None
     labels = np.asarray(part.labels)
-    known = labels < len(new_label)  # an npz's test labels may go past its training classes: not chosen
+    known = (labels >= 0) & (labels < len(new_label))  # an npz's test labels may go past its training classes
     mapped = np.full(len(labels), -1, np.int64)
     mapped[known] = new_label[labels[known]]
     rows = np.flatnonzero(mapped >= 0)
