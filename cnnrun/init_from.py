@@ -185,11 +185,12 @@ def match_layers(model: Any, source: Source, replace_head: bool = False) -> Matc
         else:
             loaded.append(path)
     if not loaded:
-        raise UserError(f"model.init_from: no layer of this model has the name and weight shapes of a layer of "
-                        f"{source.run} ({source.checkpoint}), nothing would be loaded"
-                        f"{' but the head replace_head leaves out' if replace_head and head in source.weights else ''}"
-                        f": this model has {_few(mine) or 'no layer with weights'}; the run has "
-                        f"{_few(source.weights) or 'no layer with weights'}")
+        but_head = " but the head, which replace_head leaves fresh" if replace_head and head in source.weights else ""
+        raise UserError(f"model.init_from: nothing to load from {source.run} ({source.checkpoint}): no layer of "
+                        f"this model has the name and weight shapes of one of its layers{but_head} (this model has "
+                        f"{_few(mine) or 'no layer with weights'}; the run has "
+                        f"{_few(source.weights) or 'no layer with weights'}); give the layers to carry over the "
+                        f"same names")
     return Matching(source.run, source.checkpoint, loaded, new)
 
 

@@ -110,6 +110,25 @@ def test_last_takes_the_weights_of_last_keras(run_a, tmp_path):
     assert not np.all(best[0] == 0.5)
 
 
+def test_the_layers_of_a_nested_model_are_matched_by_their_path():
+    import keras
+
+    from cnnrun.init_from import Source, match_layers
+
+    backbone = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+                                 keras.layers.BatchNormalization(name="bn")], name="backbone")
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, name="dense")(keras.layers.GlobalAveragePooling2D()(backbone(inputs)))
+    model = keras.Model(inputs, outputs)
+    zeros = [np.zeros(shape) for shape in [(3, 3, 3, 4), (4,)]]
+    source = Source("run", "best.keras", {"backbone/conv": zeros, "backbone/bn": [np.zeros(8)] * 4,
+                                          "conv": zeros, "dense": [np.zeros((4, 2)), np.zeros(2)]})
+    matching = match_layers(model, source)
+    assert matching.loaded == ["backbone/conv", "dense"]
+    assert matching.new == {"backbone/bn": "weights [(4,), (4,), (4,), (4,)], the run's [(8,), (8,), (8,), (8,)]"}
+    assert matching.status(backbone) == "1 loaded, 1 new"
+
+
 def test_layer_names_do_not_depend_on_the_models_built_before_in_the_process():
     from cnnrun.model import build_model
 
@@ -154,17 +173,11 @@ def test_a_run_records_what_it_loaded_and_resume_does_not_load_again(run_a, tmp_
     assert meta["init_from"] == record and meta["resumed"][0]["at_epoch"] == 1
 
 
-def _damaged(run_a, tmp_path):
+def _copy_of(run_a, tmp_path, change=None) -> str:
+    """A copy of the earlier run with `change(best.keras)` done to its best checkpoint."""
     copy = tmp_path / "a"
     shutil.copytree(run_a, copy)
-    (copy / "checkpoints" / "best.keras").write_bytes(b"not a zip archive")
-    return str(copy)
-
-
-def _without_best(run_a, tmp_path):
-    copy = tmp_path / "a"
-    shutil.copytree(run_a, copy)
-    (copy / "checkpoints" / "best.keras").unlink()
+    change(copy / "checkpoints" / "best.keras")
     return str(copy)
 
 
@@ -172,35 +185,34 @@ OTHER_NAMES = [{"Conv2D": {**CONV, "name": "mine"}}, {"MaxPooling2D": 2}, "Flatt
     "units": "${num_classes}", "activation": "softmax", "name": "head"}}]
 NO_DENSE = [{"Conv2D": {**CONV, "filters": "${num_classes}"}}, "GlobalAveragePooling2D", {"Activation": "softmax"}]
 
-
-@pytest.mark.parametrize("case, fragments", [
-    ("no such folder", ["model.init_from", "nowhere: no such run folder"]),
-    ("not a run", ["model.init_from", "empty/config.yaml: missing", "not a complete cnnrun run folder"]),
-    ("no best.keras", ["model.init_from", "checkpoints/best.keras: missing", "a:last"]),
-    ("middle", ["model.init_from", "end with :best or :last", "':middle'"]),
-    ("damaged", ["model.init_from", "best.keras: damaged checkpoint",
+BAD = {  # what the model section says, given the earlier run and a folder of the test's own; what the line says
+    "no such folder": (lambda a, tmp: {"init_from": str(tmp / "nowhere")},
+                       ["model.init_from", "nowhere: no such run folder"]),
+    "not a run": (lambda a, tmp: {"init_from": str(tmp / "empty")},
+                  ["model.init_from", "empty/config.yaml: missing", "not a complete cnnrun run folder"]),
+    "no best.keras": (lambda a, tmp: {"init_from": _copy_of(a, tmp, lambda path: path.unlink())},
+                      ["model.init_from", "checkpoints/best.keras: missing", "a:last"]),
+    "middle": (lambda a, tmp: {"init_from": f"{a}:middle"},
+               ["model.init_from", "end with :best or :last", "':middle'"]),
+    "damaged": (lambda a, tmp: {"init_from": _copy_of(a, tmp, lambda path: path.write_bytes(b"not a zip"))},
+                ["model.init_from", "best.keras: damaged checkpoint",
                  "checkpoints/last.keras is intact: use model.init_from: "]),
-    ("loads nothing", ["model.init_from", "nothing would be loaded", "this model has mine, head",
+    "loads nothing": (lambda a, tmp: {"init_from": str(a), "layers": OTHER_NAMES},
+                      ["model.init_from", "nothing to load from", "this model has mine, head",
                        "the run has conv2d, conv2d_1, dense"]),
-    ("head of other shapes", ["model.init_from", "last Dense layer 'dense'", "set model.replace_head: true"]),
-    ("replace_head without a Dense", ["model.replace_head", "no Dense layer"]),
-    ("replace_head alone", ["model.replace_head: only with model.init_from"]),
-])
-def test_a_bad_init_from_is_one_line_and_writes_nothing(run_a, tmp_path, case, fragments):
+    "head of other shapes": (lambda a, tmp: {"init_from": str(a), "classes": 2},
+                             ["model.init_from", "last Dense layer 'dense'", "set model.replace_head: true"]),
+    "replace_head without a Dense": (lambda a, tmp: {"init_from": str(a), "replace_head": True, "layers": NO_DENSE},
+                                     ["model.replace_head", "no Dense layer"]),
+    "replace_head alone": (lambda a, tmp: {"replace_head": True}, ["model.replace_head: only with model.init_from"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_a_bad_init_from_is_one_line_and_writes_nothing(run_a, tmp_path, case):
     (tmp_path / "empty").mkdir()
-    model = {
-        "no such folder": {"init_from": str(tmp_path / "nowhere")},
-        "not a run": {"init_from": str(tmp_path / "empty")},
-        "no best.keras": {"init_from": _without_best(run_a, tmp_path) if case == "no best.keras" else ""},
-        "middle": {"init_from": f"{run_a}:middle"},
-        "damaged": {"init_from": _damaged(run_a, tmp_path) if case == "damaged" else ""},
-        "loads nothing": {"init_from": str(run_a), "layers": OTHER_NAMES},
-        "head of other shapes": {"init_from": str(run_a)},
-        "replace_head without a Dense": {"init_from": str(run_a), "replace_head": True, "layers": NO_DENSE},
-        "replace_head alone": {"replace_head": True},
-    }[case]
-    config = _config(classes=2 if case == "head of other shapes" else 4, **model)
+    model, fragments = BAD[case]
     path = tmp_path / "b.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(_config(**model(run_a, tmp_path))))
     assert_user_error(run_here("train", path, "--output-dir", tmp_path / "out"), *fragments)
     assert not (tmp_path / "out").exists()

@@ -58,8 +58,9 @@ class ModelConfig(Section):
     init_from: str | None = Field(None, description="Start from an earlier run: `RUN_DIR`, `RUN_DIR:best` (the "
                                   "default) or `RUN_DIR:last`. Each layer whose name and weight shapes match a "
                                   "layer of that checkpoint (a nested model's layers too) starts with its weights; "
-                                  "the others keep their fresh initialisation; never the optimizer's state. "
-                                  "Recorded absolute. See \"Start from a pretrained network\".")
+                                  "the others keep their fresh initialisation; never the optimizer's state. A "
+                                  "relative path is taken from the current folder and recorded absolute. See "
+                                  "\"Start from a pretrained network\".")
     replace_head: bool = Field(False, description="With `init_from`: the last Dense layer keeps its fresh "
                                "initialisation even when it matches (a head for this dataset's classes). `false`: "
                                "a last Dense of another shape than the run's is an error.")
