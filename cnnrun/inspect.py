@@ -18,7 +18,8 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     Every error a training would meet before its first step is found here: layer arguments, shapes that do not
     fit (a join of two shapes included), an output that does not match the classes, the optimizer, the loss
     against `dataset.label_mode`. A graph's table has an `inputs` column: the layers each node takes, by name (a
-    node's `id:` is its layer's name).
+    node's `id:` is its layer's name). With `model.init_from`, an `init_from` column says which layers would take
+    the run's weights and which start fresh (`cnnrun.init_from.plan_init`), and a line sums it up.
 
     Args:
         experiment: the validated experiment.
@@ -26,6 +27,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
 
     Returns the built, compiled Keras model.
     """
+    from cnnrun.init_from import plan_init
     from cnnrun.model import build_model, compile_model, declared_info, naming_the_file
 
     if plot is not None:
@@ -35,6 +37,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     with naming_the_file(experiment):
         model = build_model(experiment, input_shape, len(class_names))
         compile_model(model, experiment)  # the optimizer, the loss against dataset.label_mode, the metrics
+        matching = plan_init(model, experiment)  # model.init_from: the run's checkpoint read and matched
     graph = not _is_sequential(model)
     table = Table(title=f"{experiment.name}: input {input_shape}, {len(class_names)} classes",
                   title_justify="left")
@@ -47,17 +50,21 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     table.add_column("output shape")
     table.add_column("params", justify="right")
     table.add_column("params arithmetic")
+    if matching is not None:
+        table.add_column("init_from")
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     for i, layer in enumerate(layers):
         shape = tuple(layer.output.shape)
         size, params = layer_arithmetic(layer)
         inputs = [", ".join(layer_inputs(layer))] if graph else []
         table.add_row(str(i), layer.name, type(layer).__name__, *inputs, size, str(shape),
-                      f"{layer.count_params():,}", params)
+                      f"{layer.count_params():,}", params, *([matching.status(layer)] if matching else []))
     console.print(table)
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     total = model.count_params()
     console.print(f"Total params: [bold]{total:,}[/] (trainable {trainable:,}, non-trainable {total - trainable:,})")
+    if matching is not None:
+        console.print(f"init from: {matching.describe()}", markup=False, highlight=False, soft_wrap=True)
     if plot is not None:
         draw(model, plot)
     return model

@@ -21,6 +21,8 @@ from cnnrun.config import Experiment, iter_layer_entries, substitute
 from cnnrun.config.graph import expand_graph, is_graph
 from cnnrun.errors import UserError
 from cnnrun.graph import connect, keras_reason, misfit
+from cnnrun.init_from import copy_matching_weights
+from cnnrun.layer_names import name_unnamed
 from cnnrun.registry import LOSSES, OPTIMIZERS, REGULARIZERS, check_arguments, check_layer_name, check_name
 
 # the arguments that regularize a layer's kernels (a separable conv has two), which `model.weight_decay` sets
@@ -121,7 +123,9 @@ def layer_specs(entries, output_dtype: str | None = None, weight_decay: float = 
 
 
 def instantiate(specs: list[tuple[str, type, dict[str, Any]]]) -> list[tuple[str, Any]]:
-    """Make the layers of `layer_specs`; an argument Keras refuses is one line naming the layer."""
+    """Make the layers of `layer_specs`, unnamed ones named by `name_unnamed`; an argument Keras refuses is one line
+    naming the layer."""
+    name_unnamed(specs)
     layers = []
     for where, cls, kwargs in specs:
         try:
@@ -278,7 +282,8 @@ def seed_everything(experiment: Experiment) -> None:
 
 def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: int = 1,
               steps_per_epoch: int | None = None):
-    """The experiment's model for `info`'s shape and classes, built from the experiment's seed and compiled.
+    """The experiment's model for `info`'s shape and classes, built from the experiment's seed, compiled, and its
+    layers that match `model.init_from`'s checkpoint given that checkpoint's weights (`cnnrun.init_from`).
 
     Args:
         experiment: the validated experiment.
@@ -295,6 +300,7 @@ def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: in
     with naming_the_file(experiment):
         model = build_model(experiment, tuple(info.input_shape), info.num_classes, augmenter)
         compile_model(model, experiment, steps_per_epoch, replicas)
+        copy_matching_weights(model, experiment)
     return model
 
 

@@ -284,12 +284,17 @@ def open_run(path: str | Path | None, output_dir: str | Path = "outputs") -> Run
     return run
 
 
-def load_checkpoint(path: Path):
+def load_checkpoint(path: Path, use_other: str = "--checkpoint "):
     """Load a `.keras` checkpoint in Keras' safe mode (no code from a checkpoint ever runs).
 
     A checkpoint that cannot be loaded is a one-line UserError that says what is wrong with it (missing,
     truncated or not a `.keras` file, refused by safe mode and why) and, for a run's `best.keras` or
     `last.keras`, whether the other one is intact.
+
+    Args:
+        path: the `.keras` file.
+        use_other: how the message asks for the other checkpoint, followed by `best` or `last`. Defaults to the
+            commands' `--checkpoint ` (`model.init_from` asks for `RUN_DIR:`).
     """
     import keras
 
@@ -300,7 +305,7 @@ def load_checkpoint(path: Path):
             raise FileNotFoundError(path)
         return keras.saving.load_model(path, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
     except Exception as e:  # a damaged zip or model file raises many kinds of errors
-        raise UserError(f"{path}: {_what_is_wrong(path, e)}{_other_checkpoint(path)}") from e
+        raise UserError(f"{path}: {_what_is_wrong(path, e)}{_other_checkpoint(path, use_other)}") from e
 
 
 def _what_is_wrong(path: Path, error: Exception) -> str:
@@ -319,7 +324,7 @@ def _what_is_wrong(path: Path, error: Exception) -> str:
     return f"damaged checkpoint ({type(error).__name__}: {text[:160]})"
 
 
-def _other_checkpoint(path: Path) -> str:
+def _other_checkpoint(path: Path, use_other: str) -> str:
     """`; checkpoints/last.keras is intact: use --checkpoint last` (or `is damaged too`), for best/last."""
     names = {"best.keras": "last", "last.keras": "best"}
     if path.parent.name != "checkpoints" or path.name not in names:
@@ -336,4 +341,4 @@ def _other_checkpoint(path: Path) -> str:
         keras.saving.load_model(other, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
     except Exception:
         return f"; {shown} is damaged too"
-    return f"; {shown} is intact: use --checkpoint {names[path.name]}"
+    return f"; {shown} is intact: use {use_other}{names[path.name]}"

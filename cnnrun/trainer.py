@@ -29,6 +29,7 @@ from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, 
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
 from cnnrun.explain.samples import write_samples
+from cnnrun.init_from import init_record, init_row
 from cnnrun.model import compile_model, declared_info, learning_rate_scale, new_model, seed_everything
 from cnnrun.provenance import new_meta, now
 from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
@@ -136,7 +137,7 @@ class Trainer:
             recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
                                    stateful=configured.stateful)
             trainer = cls(experiment, run, placement, splits, model, recorder, configured,
-                          new_meta(experiment, placement), resources=resources)
+                          new_meta(experiment, placement) | init_record(experiment, model), resources=resources)
             trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation
                                  else None)
             return trainer
@@ -241,8 +242,8 @@ class Trainer:
         recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
                                history=history, best=best, stateful=configured.stateful,
                                restored=state.get("callbacks") if done else None)
-        if meta is None:  # killed before meta.json was written
-            meta = new_meta(experiment, placement)
+        if meta is None:  # killed before meta.json was written (so before any epoch: a model from init_from)
+            meta = new_meta(experiment, placement) | init_record(experiment, model)
         meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": now(), "command": sys.argv,
                                                       "distribution": placement.to_dict()}]
         trainer = cls(experiment, run, placement, splits, model, recorder, configured, meta, initial_epoch=done,
@@ -368,6 +369,7 @@ class Trainer:
             "classes": f"{info.num_classes}: {classes}",
             "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input "
                      f"{tuple(info.input_shape)}",
+            **init_row(self.meta, resumed),
             "training": (f"epochs {first}–{epochs}" if first > 1 else _plural(epochs, "epoch"))
             + f", batch {experiment.train.batch_size}, best by {self.recorder.monitor}"
             + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),

@@ -55,10 +55,29 @@ class ModelConfig(Section):
                                 "through the optimizer's momentum or moments. A layer that sets its own "
                                 "`kernel_regularizer` (even `null`) keeps it. Keras' decoupled kind is "
                                 "`compile.optimizer.weight_decay`.")
+    init_from: str | None = Field(None, description="Start from an earlier run: `RUN_DIR`, `RUN_DIR:best` (the "
+                                  "default) or `RUN_DIR:last`. Each layer whose name and weight shapes match a "
+                                  "layer of that checkpoint (a nested model's layers too) starts with its weights; "
+                                  "the others keep their fresh initialisation; never the optimizer's state. A "
+                                  "relative path is taken from the current folder and recorded absolute. See "
+                                  "\"Start from a pretrained network\".")
+    replace_head: bool = Field(False, description="With `init_from`: the last Dense layer keeps its fresh "
+                               "initialisation even when it matches (a head for this dataset's classes). `false`: "
+                               "a last Dense of another shape than the run's is an error.")
+
+    @field_validator("init_from")
+    @classmethod
+    def _run_folder(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        folder, which = split_init_from(value)
+        return f"{os.path.abspath(os.path.expanduser(folder))}:{which}"
 
     @model_validator(mode="after")
     def _known_layers(self) -> "ModelConfig":
         """Layer names, and for a graph its structure (ids, inputs, blocks), checked before Keras is loaded."""
+        if self.replace_head and self.init_from is None:
+            raise UserError("model.replace_head: only with model.init_from (the run whose head it replaces)")
         if is_graph(self.layers, self.blocks):
             expand_graph(self.layers, self.blocks)
             return self
@@ -309,6 +328,18 @@ class Experiment(Section):
         dataset = self.dataset
         own_folder = dataset.name == "image_folder" and (Path(dataset.path) / "validation").is_dir()
         return dataset.validation_split is not None or dataset.holdout_first is not None or own_folder
+
+
+def split_init_from(value: str) -> tuple[str, str]:
+    """`model.init_from` as `(run folder, "best" or "last")`: `RUN_DIR`, `RUN_DIR:best` or `RUN_DIR:last`."""
+    folder, colon, which = value.rpartition(":")
+    if not colon or not folder or "/" in which or "\\" in which:  # no suffix (a Windows drive is no suffix)
+        folder, which = value, "best"
+    if which not in ("best", "last"):
+        raise ValueError(f"end with :best or :last (which checkpoint of the run), not ':{which}'")
+    if not folder.strip():
+        raise ValueError("a run folder, e.g. outputs/NAME/20261127-101500 (optionally :best or :last)")
+    return folder, which
 
 
 def iter_layer_entries(layers: list[Any], where: str = "model.layers"):
