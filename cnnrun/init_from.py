@@ -25,6 +25,7 @@ Example:
 """
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def read_source(init_from: str) -> Source:
     """
     folder, which = split_init_from(init_from)
     try:
-        run = open_run(folder)
+        run = open_run(latest_finished(Path(folder)))
     except UserError as e:
         raise UserError(f"model.init_from: {e}") from e
     path = run.checkpoints / f"{which}.keras"
@@ -130,6 +131,20 @@ def read_source(init_from: str) -> Source:
         raise UserError(f"model.init_from: {path}: missing; {run.path} has no checkpoints/{which}.keras{hint}")
     stat = path.stat()
     return _read_checkpoint(str(run.path), path.name, stat.st_mtime_ns, stat.st_size)
+
+
+def latest_finished(folder: Path) -> Path:
+    """`folder` itself when it is a run folder; for the folder of an experiment's runs (`outputs/NAME`), its most
+    recent finished run (completed or stopped early; the folders' names are their start times). `meta.json`
+    records which run the weights came from."""
+    if (folder / "state.json").is_file() or not folder.is_dir():
+        return folder
+    finished = sorted(state.parent for state in folder.glob("*/state.json")
+                      if re.search(r'"status":\s*"(completed|stopped_early)"', state.read_text(errors="replace")))
+    if not finished:
+        raise UserError(f"model.init_from: {folder} is neither a run folder nor holds a finished run "
+                        f"(outputs/NAME/<time> with checkpoints)")
+    return finished[-1]
 
 
 @functools.lru_cache(maxsize=1)

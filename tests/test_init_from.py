@@ -94,6 +94,21 @@ def test_replace_head_keeps_a_fresh_last_dense_for_another_number_of_classes(run
                             "dense": "the head (replace_head)"}
 
 
+def test_an_experiments_folder_of_runs_means_its_latest_finished_run(run_a, tmp_path):
+    """`init_from: outputs/NAME` takes the newest run that finished, not one still running or interrupted."""
+    from cnnrun.init_from import plan_init
+    from cnnrun.model import build_model
+
+    runs = tmp_path / "a"
+    older, newer, running = runs / "20260101-000000", runs / "20260102-000000", runs / "20260103-000000"
+    for copy in (older, newer, running):
+        shutil.copytree(run_a, copy)
+    state = json.loads((running / "state.json").read_text())
+    (running / "state.json").write_text(json.dumps({**state, "status": "interrupted"}))
+    experiment = validate_experiment(_config(init_from=str(runs)), "b.yaml")
+    assert plan_init(build_model(experiment, (16, 16, 1), 4), experiment).run == str(newer)
+
+
 def test_last_takes_the_weights_of_last_keras(run_a, tmp_path):
     import keras
 
@@ -190,7 +205,7 @@ BAD = {  # what the model section says, given the earlier run and a folder of th
     "no such folder": (lambda a, tmp: {"init_from": str(tmp / "nowhere")},
                        ["model.init_from", "nowhere: no such run folder"]),
     "not a run": (lambda a, tmp: {"init_from": str(tmp / "empty")},
-                  ["model.init_from", "empty/config.yaml: missing", "not a complete cnnrun run folder"]),
+                  ["model.init_from", "empty is neither a run folder nor holds a finished run"]),
     "no best.keras": (lambda a, tmp: {"init_from": _copy_of(a, tmp, lambda path: path.unlink())},
                       ["model.init_from", "checkpoints/best.keras: missing", "a:last"]),
     "middle": (lambda a, tmp: {"init_from": f"{a}:middle"},

@@ -56,7 +56,8 @@ class ModelConfig(Section):
                                 "`kernel_regularizer` (even `null`) keeps it. Keras' decoupled kind is "
                                 "`compile.optimizer.weight_decay`.")
     init_from: str | None = Field(None, description="Start from an earlier run: `RUN_DIR`, `RUN_DIR:best` (the "
-                                  "default) or `RUN_DIR:last`. Each layer whose name and weight shapes match a "
+                                  "default) or `RUN_DIR:last`; the folder of an experiment's runs (`outputs/NAME`) "
+                                  "is its latest finished run. Each layer whose name and weight shapes match a "
                                   "layer of that checkpoint (a nested model's layers too) starts with its weights; "
                                   "the others keep their fresh initialisation; never the optimizer's state. A "
                                   "relative path is taken from the current folder and recorded absolute. See "
