@@ -154,6 +154,10 @@ class Backbone:
             return UserError(f"{self.where}: {self.application} needs inputs of at least "
                              f"{smallest[1]}×{smallest[2]} pixels; its input here is {given} (make the images "
                              f"larger: dataset.image_size, or a Resizing layer before the backbone)")
+        if "must have 3 channels" in reason:
+            return UserError(f"{self.where}: {self.application} with weights: imagenet takes colour images (3 "
+                             f"channels); its input here has {input_shape[-1]} (dataset.channels: 3, or "
+                             f"color_mode: rgb)")
         if "Incomplete or corrupted file" in reason:
             return UserError(f"{self.where}: weights: imagenet: the file in {keras_models_folder()} is damaged "
                              f"({reason}); delete it and download it again")

@@ -3,6 +3,7 @@ preprocessing inside the model, BatchNormalization frozen, weights files, and on
 
 import csv
 import inspect
+import json
 
 import keras
 import numpy as np
@@ -32,17 +33,21 @@ def built(config: dict, shape=(32, 32, 3), classes=3):
     return build_model(validate_experiment(config, "test.yaml"), shape, classes)
 
 
-def by_hand(backbone, dense, images: np.ndarray) -> np.ndarray:
-    """MobileNetV2 (alpha 0.35, no top, average pooling) after its preprocess_input, then the head: written with
-    Keras alone, its weights copied from `backbone` and `dense`."""
-    network = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, pooling="avg",
-                                             input_shape=images.shape[1:])
+def mobilenet_v2(shape=(32, 32, 3)):
+    """The backbone written with Keras alone: MobileNetV2, alpha 0.35, no top, random weights."""
+    return keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=shape)
+
+
+def by_hand(backbone, dense, images: np.ndarray, network=None) -> np.ndarray:
+    """`mobilenet_v2()` (or `network`) after its preprocess_input, average pooling, then the head: written with
+    Keras alone, the weights copied from `backbone` and `dense`."""
+    network = network or mobilenet_v2(images.shape[1:])
     network.set_weights(backbone.get_weights())
     head = keras.layers.Dense(dense.units, activation="softmax")
     head.build((None, network.output_shape[-1]))
     head.set_weights(dense.get_weights())
     features = network(keras.applications.mobilenet_v2.preprocess_input(images.copy()), training=False)
-    return keras.ops.convert_to_numpy(head(features))
+    return keras.ops.convert_to_numpy(head(keras.ops.mean(features, axis=(1, 2))))
 
 
 def pictures(count=4, size=32, seed=0) -> np.ndarray:
@@ -92,7 +97,7 @@ def test_the_model_is_mobilenet_v2_with_its_preprocessing_and_the_head_as_writte
 
 
 def test_a_weights_file_saved_from_the_backbone_is_loaded(tmp_path, monkeypatch):
-    network = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(32, 32, 3))
+    network = mobilenet_v2()
     rng = np.random.default_rng(2)
     for layer in network.layers:
         if isinstance(layer, keras.layers.BatchNormalization):  # statistics a new network would not have
@@ -157,7 +162,7 @@ def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_p
                                                                                                tmp_path):
     from cnnrun.runs import load_checkpoint
 
-    network = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(32, 32, 3))
+    network = mobilenet_v2()
     rng = np.random.default_rng(3)
     for layer in network.layers:  # "pretrained" statistics, which training must keep
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -165,7 +170,8 @@ def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_p
             layer.moving_variance.assign(rng.uniform(0.5, 2, size=layer.moving_variance.shape))
     network.save_weights(tmp_path / "pretrained.weights.h5")
     config = backbone_config({"weights": str(tmp_path / "pretrained.weights.h5"), "trainable": True},
-                             dataset={**DATA, "validation_split": None})  # no validation: one trace less
+                             dataset={**DATA, "validation_split": None},  # no validation: one trace less
+                             output={"plots": False})
     trained = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")
     assert trained.returncode == 0, trained.stderr[-2000:]
     (run,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
@@ -177,25 +183,19 @@ def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_p
         for name in ("moving_mean", "moving_variance", "gamma", "beta"):
             np.testing.assert_array_equal(getattr(before, name).numpy(), getattr(after, name).numpy())
     assert not np.array_equal(network.get_layer("Conv1").kernel.numpy(), backbone.get_layer("Conv1").kernel.numpy())
+    images = pictures(2, seed=4).astype("uint8")  # written as PNG files, read back exactly
+    expected = by_hand(backbone, model.layers[-1], images.astype("float32"), network)
 
     assert run_here("evaluate", run).returncode == 0
-    images = pictures(2, seed=4).astype("uint8")
     for i, image in enumerate(images):
         keras.utils.save_img(tmp_path / f"{i}.png", image)
     predicted = run_here("predict", tmp_path / "0.png", tmp_path / "1.png", "--run", run, "--top-k", "3",
                          "--output", tmp_path / "predictions.csv")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
-    expected = by_hand(backbone, model.layers[-1], images.astype("float32"))
-    names = json_classes(run)
+    names = json.loads((run / "dataset.json").read_text())["class_names"]
     with open(tmp_path / "predictions.csv") as f:
         for row, probabilities in zip(csv.DictReader(f), expected, strict=True):
             got = {row[f"class_{k}"]: float(row[f"probability_{k}"]) for k in (1, 2, 3)}
             np.testing.assert_allclose([got[name] for name in names], probabilities, atol=2e-6)
     np.testing.assert_allclose(model(images.astype("float32")), expected, rtol=1e-5, atol=1e-6)
     assert "backbone (Functional)" in (run / "summary.txt").read_text()
-
-
-def json_classes(run) -> list[str]:
-    import json
-
-    return json.loads((run / "dataset.json").read_text())["class_names"]
