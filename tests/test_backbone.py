@@ -124,7 +124,8 @@ def test_a_weights_file_saved_from_the_backbone_is_loaded(tmp_path, monkeypatch)
                                                "its input here is 16×16"]),
     ({"backbone": {"weights": "missing.weights.h5"}}, ["missing.weights.h5 not found"]),
     ({"backbone": {"weights": "missing.keras"}}, ["imagenet, null (random) or the path of a .weights.h5"]),
-])
+], ids=["unknown name", "include_top", "pooling", "normalised twice", "unknown argument", "input too small",
+        "missing weights file", "not a weights file"])
 def test_a_mistake_in_a_backbone_is_one_line_before_anything_is_written(write_config, tmp_path, change, fragments):
     backbone = change.get("backbone")
     sections = {key: value for key, value in change.items() if key != "backbone"}

@@ -70,7 +70,7 @@ class ModelConfig(Section):
                     raise UserError(f"model.layers: more than {MAX_LAYERS} layers once `repeat:` blocks are "
                                     f"expanded")
                 check_layer_name(name, where)
-        for where, args in self.backbones():
+        for where, args in self.backbones():  # a graph's structure is checked as it is expanded there
             check_backbone(args, where)
             resolve_weights_path(args)
         return self
