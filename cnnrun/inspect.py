@@ -28,6 +28,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     Returns the built, compiled Keras model.
     """
     from cnnrun.init_from import plan_init
+    from cnnrun.backbones import describe_backbones, find_backbones
     from cnnrun.model import build_model, compile_model, declared_info, naming_the_file
 
     if plot is not None:
@@ -53,13 +54,16 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     if matching is not None:
         table.add_column("init_from")
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    applications = {backbone.name: application for application, backbone in find_backbones(model)}
     for i, layer in enumerate(layers):
         shape = tuple(layer.output.shape)
         size, params = layer_arithmetic(layer)
         inputs = [", ".join(layer_inputs(layer))] if graph else []
-        table.add_row(str(i), layer.name, type(layer).__name__, *inputs, size, str(shape),
-                      f"{layer.count_params():,}", params, *([matching.status(layer)] if matching else []))
+        table.add_row(str(i), layer.name, applications.get(layer.name, type(layer).__name__), *inputs, size,
+                      str(shape), f"{layer.count_params():,}", params, *([matching.status(layer)] if matching else []))
     console.print(table)
+    for line in describe_backbones(model):
+        console.print(line)
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     total = model.count_params()
     console.print(f"Total params: [bold]{total:,}[/] (trainable {trainable:,}, non-trainable {total - trainable:,})")

@@ -110,6 +110,11 @@ def layer_specs(entries, output_dtype: str | None = None, weight_decay: float = 
     specs = []
     for where, name, args in entries:
         class_name = check_layer_name(name, where)
+        if class_name == "cnnrun.backbone":  # built on its input's shape: `cnnrun.backbones.Backbone`
+            from cnnrun.backbones import Backbone
+
+            specs.append((where, Backbone, {"config": args, "where": where}))
+            continue
         if class_name.startswith("cnnrun."):  # cnnrun's own layers
             from cnnrun.whitening import PatchWhitening
 
@@ -179,8 +184,10 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
 
 
 def _chain_model(experiment: Experiment, input_shape, num_classes: int, augmenter, output_dtype, name):
-    """The `keras.Sequential` of a plain layer list, and the place of its last layer."""
+    """The `keras.Sequential` of a plain layer list, and the place of its last layer (a backbone adds two)."""
     import keras
+
+    from cnnrun.backbones import Backbone
 
     layers = build_layers(experiment, num_classes, output_dtype)
     model = keras.Sequential(name=name)
@@ -189,10 +196,11 @@ def _chain_model(experiment: Experiment, input_shape, num_classes: int, augmente
         model.add(augmenter)
     for where, layer in layers:
         before = tuple(model.output_shape) if model.layers else (None, *input_shape)
-        try:
-            model.add(layer)
-        except (ValueError, TypeError) as e:
-            raise misfit(where, "the layer before it", before, e) from e
+        for part in layer.layers(before[1:]) if isinstance(layer, Backbone) else [layer]:
+            try:
+                model.add(part)
+            except (ValueError, TypeError) as e:
+                raise misfit(where, "the layer before it", before, e) from e
     return model, layers[-1][0]
 
 

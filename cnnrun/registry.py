@@ -44,6 +44,7 @@ LAYERS: dict[str, str] = {
     "Rescaling": "Rescaling",
     "Resizing": "Resizing",
     "PatchWhitening": "cnnrun.PatchWhitening",  # cnnrun's own (cnnrun/whitening.py): airbench's frozen first layer
+    "backbone": "cnnrun.backbone",  # a keras.applications network (cnnrun/backbones.py; its keys: config/backbone.py)
     # joins: they take the outputs of two or more nodes of a graph (`inputs: [a, b]`)
     "Add": "Add",
     "Concatenate": "Concatenate",

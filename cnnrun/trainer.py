@@ -265,7 +265,7 @@ class Trainer:
         if self.splits.bad_files:
             run.write_json("bad_files.json", list(self.splits.bad_files))
         summary: list[str] = []
-        self.model.summary(print_fn=lambda line, **_: summary.append(line))
+        self.model.summary(print_fn=lambda line, **_: summary.append(line), show_trainable=True)
         atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
         self.meta["ended"] = None
         run.write_json("meta.json", self.meta)

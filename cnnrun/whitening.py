@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnnrun.backbones import CUSTOM_OBJECTS as BACKBONE_OBJECTS
 from cnnrun.data.layers import CUSTOM_OBJECTS as DATA_OBJECTS
 
 PATCHES_FROM = 5000  # training images whose patches estimate the covariance (airbench: 5,000)
@@ -108,4 +109,4 @@ def adapt_whitening(model, splits) -> int:
 
 
 # what `keras.saving.load_model` needs to rebuild a model holding cnnrun's own layers, schedules and losses
-CUSTOM_OBJECTS = {**DATA_OBJECTS, "cnnrun>PatchWhitening": PatchWhitening}
+CUSTOM_OBJECTS = {**DATA_OBJECTS, **BACKBONE_OBJECTS, "cnnrun>PatchWhitening": PatchWhitening}

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from cnnrun.config.backbone import check_backbone, resolve_weights_path
 from cnnrun.config.callbacks import (
     CallbacksConfig,
 )
@@ -41,7 +42,10 @@ class ModelConfig(Section):
         "`id: name` beside its layer and `inputs: name` (or a list) to take another node's output than the one "
         "before it; joins (`Add`, `Concatenate`, `Multiply`, `Average`, `Maximum`, `Minimum`, `Subtract`) take "
         "`inputs: [a, b]`; `- block: basic` with `args: {f: 16}`, `repeat: N` and `first: {...}` (the first "
-        "copy's args) uses a block of `blocks`. See \"Graphs: residual and inception blocks\".",
+        "copy's args) uses a block of `blocks`. See \"Graphs: residual and inception blocks\". `- backbone: {name: "
+        "MobileNetV2, weights: imagenet, trainable: false, pooling: avg}` is a `keras.applications` network "
+        "without its top, its family's `preprocess_input` in front (needs `dataset.normalize: none`); see "
+        "\"Start from a pretrained network\".",
     )
     blocks: dict[str, list[Any]] = Field(
         default_factory=dict,
@@ -76,17 +80,28 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _known_layers(self) -> "ModelConfig":
-        """Layer names, and for a graph its structure (ids, inputs, blocks), checked before Keras is loaded."""
+        """Layer names, and for a graph its structure (ids, inputs, blocks), checked before Keras is loaded;
+        a backbone's keys too (its weights file made absolute)."""
         if self.replace_head and self.init_from is None:
             raise UserError("model.replace_head: only with model.init_from (the run whose head it replaces)")
-        if is_graph(self.layers, self.blocks):
-            expand_graph(self.layers, self.blocks)
-            return self
-        for count, (where, name, _) in enumerate(iter_layer_entries(self.layers), 1):
-            if count > MAX_LAYERS:
-                raise UserError(f"model.layers: more than {MAX_LAYERS} layers once `repeat:` blocks are expanded")
-            check_layer_name(name, where)
+        if not is_graph(self.layers, self.blocks):
+            for count, (where, name, _) in enumerate(iter_layer_entries(self.layers), 1):
+                if count > MAX_LAYERS:
+                    raise UserError(f"model.layers: more than {MAX_LAYERS} layers once `repeat:` blocks are "
+                                    f"expanded")
+                check_layer_name(name, where)
+        for where, args in self.backbones():  # a graph's structure is checked as it is expanded there
+            check_backbone(args, where)
+            resolve_weights_path(args)
         return self
+
+    def backbones(self) -> list[tuple[str, Any]]:
+        """`(where, arguments)` of every `backbone` node, as written (the mappings of `layers` and `blocks`)."""
+        if is_graph(self.layers, self.blocks):
+            entries = [(node.where, node.layer, node.args) for node in expand_graph(self.layers, self.blocks)]
+        else:
+            entries = list(iter_layer_entries(self.layers))
+        return [(where, args) for where, name, args in entries if name == "backbone"]
 
 
 class CompileConfig(Section):
@@ -295,6 +310,17 @@ class Experiment(Section):
                                      "train's test scores, `evaluate` and `predict`.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers that also "
                                      "keep the run (MLflow).")
+
+    @model_validator(mode="after")
+    def _normalised_once(self) -> "Experiment":
+        """A backbone normalises its images itself (its family's `preprocess_input`): the data must not."""
+        backbones = self.model.backbones()
+        if backbones and self.dataset.normalize != "none":
+            where, args = backbones[0]
+            raise UserError(f"dataset.normalize: {self.dataset.normalize} would normalise the images twice: "
+                            f"{where} applies {args['name']}'s own preprocess_input inside the model, on pixel "
+                            f"values 0-255; set dataset.normalize: none")
+        return self
 
     @model_validator(mode="after")
     def _one_rate_changer(self) -> "Experiment":
