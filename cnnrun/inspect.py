@@ -27,8 +27,8 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
 
     Returns the built, compiled Keras model.
     """
-    from cnnrun.init_from import plan_init
     from cnnrun.backbones import describe_backbones, find_backbones
+    from cnnrun.init_from import plan_init
     from cnnrun.model import build_model, compile_model, declared_info, naming_the_file
 
     if plot is not None:
