@@ -18,6 +18,7 @@ from cnnrun.config.callbacks import (
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
 from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.graph import MAX_LAYERS, expand_graph, is_graph
+from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
 from cnnrun.config.tracking import TrackingConfig
@@ -112,7 +113,7 @@ class CompileConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, ge=1, le=MAX_INT32, description="Total number of epochs.")
+    epochs: int = Field(10, ge=1, le=MAX_INT32, description="Total number of epochs (with `phases`: their sum).")
     batch_size: int = Field(32, ge=1, le=MAX_INT32, description="Examples per batch: under a distribution, the "
                             "global batch, split evenly over the replicas.")
     shuffle: bool = Field(True, description="Shuffle the training data every epoch (seeded).")
@@ -144,6 +145,27 @@ class TrainConfig(Section):
         120, gt=0, description="Several processes: seconds a process other than 0 waits for the coordinator "
         "(the first address of `KERAS_DISTRIBUTION_JOB_ADDRESSES`) to accept connections."
     )
+    phases: list[PhaseConfig] | None = Field(
+        None, description="Fine-tuning in phases, one after the other: `- {epochs: 3, trainable: none, "
+        "learning_rate: 0.001}` then `- {epochs: 2, trainable: all, learning_rate: 1.0e-5}`. Each phase: `epochs`; "
+        "`trainable`: `none` (the base is frozen, the head trains), `all`, `{from: LAYER_NAME}` or `{last: N}` "
+        "(the base's last N layers with weights); `learning_rate` (a number or a schedule, counted from the "
+        "phase's first epoch) and `optimizer` (as `compile.optimizer`, its default). Each phase starts with a "
+        "fresh optimizer; BatchNormalization layers of the base never train. See \"Phases\"."
+    )
+
+    @field_validator("phases", mode="before")
+    @classmethod
+    def _known_phases(cls, value: Any) -> Any:
+        return check_phases(value)
+
+    @model_validator(mode="after")
+    def _epochs_of_phases(self) -> "TrainConfig":
+        if self.phases:
+            self.epochs = total_epochs(self.phases, self.epochs, "epochs" in self.model_fields_set)
+            if self.epochs > MAX_INT32:
+                raise UserError(f"train.phases: {self.epochs} epochs in all; at most {MAX_INT32}")
+        return self
 
     @model_validator(mode="after")
     def _known_devices(self) -> "TrainConfig":
@@ -281,6 +303,15 @@ class Experiment(Section):
         if self.callbacks.reduce_lr_on_plateau is not None and self.compile.schedule is not None:
             raise UserError("callbacks.reduce_lr_on_plateau: cannot change a learning-rate schedule "
                             "(compile.optimizer.learning_rate); use one or the other")
+        for index, phase in enumerate(self.train.phases or []):
+            optimizer = phase_optimizer(self.compile.optimizer, phase)
+            if isinstance(optimizer, dict) and optimizer.get("use_ema"):
+                raise UserError("compile.optimizer.use_ema: not with train.phases (each phase starts a fresh "
+                                "optimizer); leave it out or train without phases")
+            if self.callbacks.reduce_lr_on_plateau is not None and \
+                    isinstance(optimizer, dict) and isinstance(optimizer.get("learning_rate"), dict):
+                raise UserError(f"callbacks.reduce_lr_on_plateau: cannot change the learning-rate schedule of "
+                                f"train.phases.{index}; use one or the other")
         return self
 
     @field_validator("backend", mode="before")
