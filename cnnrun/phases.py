@@ -29,6 +29,7 @@ Example:
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,10 @@ def trained_base(model, trainable: str | dict[str, Any], where: str = "trainable
 def _near(name: str, base: Base) -> str:
     """`; near names: a, b, c` (or the base's first and last layer when none is near)."""
     close = difflib.get_close_matches(name, list(base.positions), n=5, cutoff=0.5)
+    numbered = re.compile(rf"{re.escape(re.sub(r'_[0-9]+$', '', name))}(_[0-9]+)?")
+    if any(numbered.fullmatch(other) for other in close):  # conv2d_3 for conv2d: Keras' automatic names
+        return (f"; near names: {', '.join(close)} (Keras numbers automatic names by what was built before: give "
+                f"the layer a `name:` in the config)")
     if close:
         return f"; near names: {', '.join(close)}"
     inside = f" of {', '.join(base.backbones)}" if base.backbones else ""

@@ -68,6 +68,18 @@ def test_train_epochs_is_the_phases_sum_and_a_different_one_is_an_error():
         experiment_of(phased_config(epochs=3))
 
 
+def test_a_moving_average_or_a_plateau_cut_of_a_phase_schedule_is_an_error():
+    with pytest.raises(UserError, match=r"compile.optimizer.use_ema: not with train.phases"):
+        experiment_of(tiny_config(compile={"optimizer": {"name": "adam", "use_ema": True}},
+                                  train={"phases": [{"epochs": 1, "trainable": "all"}]}))
+    cosine = {"schedule": "cosine", "initial_learning_rate": 0.01, "decay_steps": 2, "unit": "epochs"}
+    with pytest.raises(UserError, match=r"reduce_lr_on_plateau: cannot change the learning-rate schedule of "
+                                        r"train.phases.1"):
+        experiment_of(tiny_config(callbacks={"reduce_lr_on_plateau": {}}, train={"phases": [
+            {"epochs": 1, "trainable": "none", "learning_rate": 0.01},
+            {"epochs": 1, "trainable": "all", "learning_rate": cosine}]}))
+
+
 @pytest.mark.parametrize("phase, fragments", [
     ({"epochs": 2, "trainable": "some"}, ["train.phases.1.trainable: none, all", "'some'"]),
     ({"epochs": 2, "trainable": {"last": 0}}, ["train.phases.1.trainable.last: a whole number ≥ 1"]),
@@ -124,6 +136,9 @@ def test_a_layer_name_the_model_lacks_lists_near_names():
     with pytest.raises(UserError, match=r"trainable.from: the model has no layer 'blok_16_expand'; near names: "
                                         r"block_16_expand"):
         set_trainable(model, {"from": "blok_16_expand"})
+    with pytest.raises(UserError, match=r"no layer 'dense_4'; near names: dense \(Keras numbers automatic names "
+                                        r"by what was built before: give the layer a `name:` in the config\)"):
+        set_trainable(model, {"from": "dense_4"})
     with pytest.raises(UserError, match=r"trainable.last: 53, but the base has 52 layers with weights"):
         set_trainable(model, {"last": 53})
 
