@@ -48,7 +48,7 @@ from cnnrun.model import compile_model, make_optimizer, naming_the_file
 from cnnrun.report import console
 from cnnrun.runs import Run
 
-AUGMENTATION = "augmentation"  # cnnrun's in-model augmentation (`cnnrun.data.augmenter`): never a backbone
+AUGMENTATION = "augmentation"  # the name of cnnrun's in-model augmentation (`cnnrun.data.model_augmenter`)
 
 
 def _walk(layers, order: list, positions: dict[str, int]) -> None:
@@ -247,21 +247,26 @@ def phase_start_in_checkpoint(path: Path, experiment: Experiment) -> int:
         return 0
     phase = (checkpoint_info(path) or {}).get("phase")
     if not isinstance(phase, int) or not 1 <= phase <= len(spans):
-        raise UserError(f"{path}: records phase {phase!r}, but the run's config.yaml has phases 1 to {len(spans)}")
+        says = "has no phase record" if phase is None else f"records phase {phase!r}"
+        raise UserError(f"{path}: {says}, but the run's config.yaml has phases 1 to {len(spans)}")
     return spans[phase - 1][0]
 
 
+def _epochs(first: int, end: int) -> str:
+    """`epochs 4–5` (or `epoch 4`) for the epochs after `first` up to `end`, numbered from 1 as Keras shows them."""
+    return f"epoch {end}" if end == first + 1 else f"epochs {first + 1}–{end}"
+
+
 def describe_phases(experiment: Experiment) -> str:
-    """The phases in a few words for the training header, e.g. `1: epochs 1–3, none, 0.001; 2: epochs 4–5, …`."""
+    """The phases in a few words for the header: `1: epochs 1–3, trainable none, rmsprop 0.001; 2: epoch 4, …`."""
     parts = []
     for index, (phase, (first, end)) in enumerate(zip(experiment.train.phases or [], phase_spans(experiment.train),
                                                        strict=True), 1):
-        epochs = f"epoch {end}" if end == first + 1 else f"epochs {first + 1}–{end}"
         optimizer = phase_optimizer(experiment.compile.optimizer, phase)
         name = optimizer if isinstance(optimizer, str) else optimizer["name"]
         rate = optimizer.get("learning_rate") if isinstance(optimizer, dict) else None
         shown = "" if rate is None else f" {rate:g}" if not isinstance(rate, dict) else f" {rate['schedule']}"
-        parts.append(f"{index}: {epochs}, trainable {describe_trainable(phase.trainable)}, {name}{shown}")
+        parts.append(f"{index}: {_epochs(first, end)}, trainable {describe_trainable(phase.trainable)}, {name}{shown}")
     return "; ".join(parts)
 
 
@@ -274,6 +279,6 @@ def announce_phase(model, experiment: Experiment, run: Run, epoch: int) -> None:
     first, end = phase_spans(train)[index]
     trained = sum(math.prod(w.shape) for w in model.trainable_weights)
     run.update_state(phase=index + 1)
-    console.print(f"phase {index + 1} of {len(train.phases)}: epochs {first + 1}–{end}, trainable "
+    console.print(f"phase {index + 1} of {len(train.phases)}: {_epochs(first, end)}, trainable "
                   f"{describe_trainable(train.phases[index].trainable)} ({trained:,} of {model.count_params():,} "
                   f"parameters train)")

@@ -13,7 +13,7 @@ recorder and resume ask: which phase an epoch is in, where each phase starts, wh
 Epochs are counted as Keras counts them: `epoch` is the number of epochs done (0 before the first), so phase 2 of
 a 3 + 2 run spans epochs 3 to 5 (shown to the user as epochs 4–5). `cnnrun.phases` applies a phase to a model.
 
-Example:
+Example (`TrainConfig` is `train:`, in `cnnrun.config.schema`):
 >>> train = TrainConfig(phases=[{"epochs": 3, "trainable": "none"}, {"epochs": 2, "trainable": "all"}])
 >>> train.epochs, phase_spans(train)
 (5, [(0, 3), (3, 5)])
