@@ -67,7 +67,8 @@ class RunRecorder(keras.callbacks.Callback):
     and `history.png`, each replaced whole. Each checkpoint carries its own record (monitor, value, epoch) inside
     the `.keras` file, so the value `best.keras` holds is known from the file itself at every instant, even when
     the process dies between two writes. `last.keras` is the truth about how far training got: its optimizer's
-    iteration count says how many epochs it holds, and resume trims the history to match.
+    iteration count says how many epochs it holds (with phases, of the phase its record names), and resume trims
+    the history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
 
     Args:
         run: the run folder.
@@ -77,13 +78,17 @@ class RunRecorder(keras.callbacks.Callback):
         history: rows of the epochs already done (resume), appended to. Defaults to none.
         best: `{"monitor", "value", "epoch"}` of the current `best.keras` (resume), or None.
         stateful: the Keras callbacks whose state is saved every epoch and restored at the start, by config name.
-        restored: their saved state (resume), or None.
+        restored: their saved state (resume), or None. Put back at the start of the first fit only: with
+            phases, each later phase's fit starts the callbacks afresh, as in a run that was never stopped.
+        phases: `(first, end)` epochs of each of `train.phases` (`cnnrun.config.phases.phase_spans`): each
+            epoch's history row, state.json and `last.keras`'s record then say its phase (from 1). Defaults to
+            none (no phases, no `phase` column).
     """
 
     def __init__(self, run: Run, monitor: str, checkpoint: CheckpointConfig, plots: bool = True,
                  history: list[dict[str, Any]] | None = None, best: dict[str, Any] | None = None,
                  stateful: dict[str, keras.callbacks.Callback] | None = None,
-                 restored: dict[str, Any] | None = None):
+                 restored: dict[str, Any] | None = None, phases: Sequence[tuple[int, int]] = ()):
         super().__init__()
         self.run, self.monitor, self.plots = run, monitor, plots
         self.mode = monitor_mode(monitor, checkpoint.mode)
@@ -91,6 +96,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.history = list(history or [])
         self.best = best or {"monitor": monitor, "value": checkpoint.initial_value_threshold, "epoch": None}
         self.stateful, self.restored = stateful or {}, restored or {}
+        self.phases = list(phases)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Put the saved wait counts and best values back (this runs after the callbacks' own reset)."""
@@ -99,6 +105,7 @@ class RunRecorder(keras.callbacks.Callback):
                 for attr, value in values.items():
                     if attr in CALLBACK_STATE[name]:
                         setattr(self.stateful[name], attr, value)
+        self.restored = {}
 
     def improved(self, value: float | None) -> bool:
         if value is None:
@@ -109,7 +116,9 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         epoch += 1
-        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+        number = next((i for i, (first, end) in enumerate(self.phases, 1) if first < epoch <= end), None)
+        phase = {"phase": number} if number else {}
+        row = {"epoch": epoch, **phase, **{k: float(v) for k, v in (logs or {}).items()}}
         row["learning_rate"] = last_step_learning_rate(self.model.optimizer)  # with a schedule: the epoch's own
         value = row.get(self.monitor)
         if self.improved(value) or not self.save_best_only:
@@ -122,8 +131,8 @@ class RunRecorder(keras.callbacks.Callback):
         self.run.write_history(self.history)
         callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
                      for name, cb in self.stateful.items()}
-        self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks)
-        atomic_save_model(self.model, self.run.checkpoints / "last.keras", info={"epoch": epoch})
+        self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
+        atomic_save_model(self.model, self.run.checkpoints / "last.keras", info={"epoch": epoch, **phase})
         if self.plots:
             plot_history(self.history, self.run.file("history.png"))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrun.config import Experiment
-from cnnrun.config.schema import split_init_from
+from cnnrun.config.model import split_init_from
 from cnnrun.errors import UserError
 from cnnrun.runs import load_checkpoint, open_run
 

@@ -28,8 +28,9 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     Returns the built, compiled Keras model.
     """
     from cnnrun.backbones import describe_backbones, find_backbones
+    from cnnrun.compiling import compile_model
     from cnnrun.init_from import plan_init
-    from cnnrun.model import build_model, compile_model, declared_info, naming_the_file
+    from cnnrun.model import build_model, declared_info, naming_the_file
 
     if plot is not None:
         check_plotting()

@@ -30,7 +30,7 @@ error_console = make_console(stderr=True)
 def main_metric(history: list[dict[str, Any]]) -> str | None:
     """The first logged metric that is not the loss or the learning rate (e.g. `accuracy`)."""
     for key in history[0] if history else []:
-        if key not in ("epoch", "loss", "learning_rate") and not key.startswith("val_"):
+        if key not in ("epoch", "phase", "loss", "learning_rate") and not key.startswith("val_"):
             return key
     return None
 

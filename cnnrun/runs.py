@@ -45,8 +45,8 @@ class Best(BaseModel):
 class RunState(BaseModel):
     """`state.json`: how far a run got and what resume needs to go on exactly.
 
-    Keys the Trainer adds beyond these (e.g. where augmentation runs, whether the test split was scored) are
-    kept as they are.
+    Keys the Trainer adds beyond these (e.g. where augmentation runs, whether the test split was scored, the
+    phase of `train.phases` training is in) are kept as they are.
     """
 
     model_config = ConfigDict(strict=True, extra="allow")
@@ -137,7 +137,8 @@ class Run:
         return state.best.model_dump() if state.best is not None else None
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
-        """Write history.csv: one row per completed epoch, `epoch` first, then Keras' log keys."""
+        """Write history.csv: one row per completed epoch, `epoch` first (then `phase`, with phases), then Keras'
+        log keys."""
         columns = ["epoch"]
         for row in rows:
             columns += [k for k in row if k not in columns]
@@ -150,7 +151,7 @@ class Run:
         if not path.exists():
             return []
         with path.open(newline="", encoding="utf-8") as f:
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            return [{k: (int(v) if k in ("epoch", "phase") else float(v)) for k, v in row.items() if v != ""}
                     for row in csv.DictReader(f)]
 
     def check_writable(self, *subfolders: str) -> None:

@@ -24,17 +24,20 @@ from typing import Any
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.callbacks import Configured, RunRecorder, configured_callbacks, ctrl_c_between_batches, resolve_monitor
+from cnnrun.compiling import compile_model
 from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
+from cnnrun.config.phases import begins_phase, fit_spans, phase_spans, with_total_epochs
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
 from cnnrun.explain.samples import write_samples
-from cnnrun.init_from import init_record, init_row
-from cnnrun.model import compile_model, declared_info, learning_rate_scale, new_model, seed_everything
+from cnnrun.header import plural, show_header
+from cnnrun.init_from import init_record
+from cnnrun.model import declared_info, new_model, seed_everything
+from cnnrun.phases import announce_phase, check_phases, phase_start_in_checkpoint, start_phase
 from cnnrun.provenance import new_meta, now
-from cnnrun.report import console, format_metrics, header_panel, results_table, show_warnings
+from cnnrun.report import console, format_metrics, results_table, show_warnings
 from cnnrun.runs import Run, create_run, load_checkpoint, open_run
-from cnnrun.schedules import describe_learning_rate
 from cnnrun.scoring import score_checkpoints
 from cnnrun.whitening import adapt_whitening
 
@@ -43,10 +46,6 @@ FINISHED = ("completed", "stopped_early", "pruned")
 
 def _verbosity(setting: str | int) -> int:
     return (1 if sys.stdout.isatty() else 2) if setting == "auto" else int(setting)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 @dataclass
@@ -116,6 +115,7 @@ class Trainer:
             in_model = augmentation_in_model(experiment)
             declared = declared_info(experiment)
             model = new_model(experiment, declared, in_model, placement.replicas)  # every config error, before any data
+            check_phases(model, experiment)  # the layer names of `trainable: {from: X}` too
             schedule = experiment.compile.schedule
 
             splits = load_splits(experiment, augment=not in_model)
@@ -128,6 +128,7 @@ class Trainer:
             elif schedule is not None and schedule.unit == "epochs":  # converted with the real steps per epoch
                 compile_model(model, experiment, splits.steps_per_epoch, placement.replicas)
             adapt_whitening(model, splits)  # PatchWhitening layers, from the training split only
+            start_phase(model, experiment, 0, splits.steps_per_epoch, placement.replicas)
             splits = placement.feed(splits, experiment.train.batch_size)
 
             run = create_run(private or output_dir or experiment.output.dir, name or experiment.name)
@@ -135,7 +136,7 @@ class Trainer:
             configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder,
                                               extra=callbacks)
             recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
-                                   stateful=configured.stateful)
+                                   stateful=configured.stateful, phases=phase_spans(experiment.train))
             trainer = cls(experiment, run, placement, splits, model, recorder, configured,
                           new_meta(experiment, placement) | init_record(experiment, model), resources=resources)
             trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation
@@ -158,7 +159,8 @@ class Trainer:
 
         Args:
             run_path: the run folder; None means the most recently started run under `outputs/`.
-            epochs: the new total number of epochs. Defaults to the planned total.
+            epochs: the new total number of epochs. Defaults to the planned total. With `train.phases` the last
+                phase grows or shrinks to make this total.
 
         Returns:
             The Trainer, or None when there is nothing left to do (said in one line).
@@ -167,13 +169,12 @@ class Trainer:
         state = run.read_state()
         if state.status in FINISHED and epochs is None:
             console.print(f"{run.path} is {state.status} after "
-                          f"{_plural(state.epochs_completed, 'epoch')}; nothing to resume. "
+                          f"{plural(state.epochs_completed, 'epoch')}; nothing to resume. "
                           f"Give --epochs N to train on to N epochs.")
             return None
         experiment = load_saved_experiment(run.file("config.yaml"))
         if epochs is not None:
-            experiment = experiment.model_copy(update={"train": experiment.train.model_copy(
-                update={"epochs": epochs})})
+            experiment = experiment.model_copy(update={"train": with_total_epochs(experiment.train, epochs)})
         resources = contextlib.ExitStack()
         try:
             placement = place(experiment)
@@ -212,14 +213,15 @@ class Trainer:
             model = load_checkpoint(last)
             if stored_info is None:
                 stored_info = DatasetInfo(**run.read_json("dataset.json"))  # says it is missing
-            done = int(model.optimizer.iterations.numpy()) // -(-stored_info.sizes["train"] // batch)
+            done = phase_start_in_checkpoint(last, experiment) + \
+                int(model.optimizer.iterations.numpy()) // -(-stored_info.sizes["train"] // batch)
         if (run.checkpoints / "best.keras").exists():
             load_checkpoint(run.checkpoints / "best.keras")  # a damaged best.keras is found now, not after training
         best = run.recorded_best()  # from best.keras itself: state.json may lag behind it
         fit_ended = None if more_epochs else state.get("fit_ended")
         if done >= experiment.train.epochs or fit_ended:
             if state["status"] in FINISHED:
-                console.print(f"{run.path} already has {_plural(done, 'epoch')}; give --epochs N with N > {done} "
+                console.print(f"{run.path} already has {plural(done, 'epoch')}; give --epochs N with N > {done} "
                               f"to train on.")
                 return None
             fit_ended = fit_ended or "completed"  # trained, not yet scored: score it
@@ -235,13 +237,15 @@ class Trainer:
         show_warnings(splits.warnings)
         if model is None:  # killed before the first epoch ended: start again from the beginning
             model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
+        start_phase(model, experiment, done, splits.steps_per_epoch, placement.replicas)
         splits = placement.feed(splits, batch)
 
         history = run.read_history()[:done]
         configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder)
         recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
                                history=history, best=best, stateful=configured.stateful,
-                               restored=state.get("callbacks") if done else None)
+                               restored=state.get("callbacks") if done and not begins_phase(experiment.train, done)
+                               else None, phases=phase_spans(experiment.train))
         if meta is None:  # killed before meta.json was written (so before any epoch: a model from init_from)
             meta = new_meta(experiment, placement) | init_record(experiment, model)
         meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": now(), "command": sys.argv,
@@ -276,24 +280,38 @@ class Trainer:
     def fit(self) -> str:
         """Train from `initial_epoch` to the experiment's epoch total; return how it ended.
 
+        With `train.phases`, one Keras fit per phase, each phase started by `cnnrun.phases.start_phase` (its
+        trainable set, a fresh optimizer); early stopping ends the run in any phase.
+
         Returns `completed` or `stopped_early`. Ctrl-C marks the run `interrupted` and exits with 130; an error
         marks it `failed` (a picture that vanished from the data folder is one line naming it).
         """
         if self.fit_ended:
             return self.fit_ended
         experiment, splits = self.experiment, self.splits
-        self._header()
+        show_header(self)
         started = time.perf_counter()
         # a distributed validation set does not know its length; Keras would warn after the first pass
         validation_steps = -(-splits.info.sizes.get("validation", 0) // experiment.train.batch_size) or None
+        stopped, train = False, splits.train
         try:
             with ctrl_c_between_batches() as ctrl_c:
-                self.model.fit(splits.train, validation_data=splits.validation, epochs=experiment.train.epochs,
-                               initial_epoch=self.initial_epoch, steps_per_epoch=splits.steps_per_epoch,
-                               callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
-                               validation_steps=validation_steps,
-                               shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
-                               verbose=_verbosity(experiment.train.verbose))
+                for first, end in fit_spans(experiment.train, self.initial_epoch):  # one fit per phase
+                    if first > self.initial_epoch:  # a later phase: its trainable set, a fresh optimizer, and
+                        start_phase(self.model, experiment, first, splits.steps_per_epoch, self.placement.replicas)
+                        # the stream from its first epoch on (a new fit reads the stream from its start)
+                        train = self.placement.feed(splits.from_epoch(first), experiment.train.batch_size).train
+                    announce_phase(self.model, experiment, self.run, first)
+                    self.model.fit(train, validation_data=splits.validation, epochs=end,
+                                   initial_epoch=first, steps_per_epoch=splits.steps_per_epoch,
+                                   callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
+                                   validation_steps=validation_steps,
+                                   shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
+                                   verbose=_verbosity(experiment.train.verbose))
+                    stopped = any(getattr(c, "stopped_epoch", 0) for c in self.configured.callbacks) or \
+                        self.model.stop_training
+                    if stopped:  # early stopping ends the run, in any phase
+                        break
         except KeyboardInterrupt:
             self._interrupted(started)
         except BaseException as e:
@@ -303,7 +321,6 @@ class Trainer:
             if error is not None:
                 raise error from e
             raise
-        stopped = any(getattr(c, "stopped_epoch", 0) for c in self.configured.callbacks) or self.model.stop_training
         self.fit_ended = "stopped_early" if stopped else "completed"
         self._add_fit_seconds(started, fit_ended=self.fit_ended)
         return self.fit_ended
@@ -356,30 +373,6 @@ class Trainer:
         console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {self.run.path}\n"
                       f"Continue with: cnnrun resume {self.run.path}")
         raise SystemExit(130) from None
-
-    def _header(self) -> None:
-        experiment, info, model, placement = self.experiment, self.splits.info, self.model, self.placement
-        sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
-        classes = ", ".join(info.class_names[:10]) + (" …" if info.num_classes > 10 else "")
-        epochs, first = experiment.train.epochs, self.initial_epoch + 1
-        resumed = bool(self.meta.get("resumed"))
-        header_panel({
-            "experiment": experiment.name + (f" — {experiment.description}" if experiment.description else ""),
-            "dataset": f"{experiment.dataset.name}: {sizes}",
-            "classes": f"{info.num_classes}: {classes}",
-            "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input "
-                     f"{tuple(info.input_shape)}",
-            **init_row(self.meta, resumed),
-            "training": (f"epochs {first}–{epochs}" if first > 1 else _plural(epochs, "epoch"))
-            + f", batch {experiment.train.batch_size}, best by {self.recorder.monitor}"
-            + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),
-            "backend": f"{placement.backend}, learning rate "
-            + describe_learning_rate(model.optimizer, experiment.compile.schedule,
-                                     learning_rate_scale(experiment, placement.replicas)),
-            "distribution": placement.describe(experiment.train.batch_size),
-            "run folder": str(self.run.path) if placement.writes_run_folder else
-            f"written by process 0; process {placement.process_id} works in {self.run.path}, removed at the end",
-        }, title="cnnrun resume" if resumed else "cnnrun train")
 
 
 def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> Run:

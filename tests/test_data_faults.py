@@ -82,8 +82,9 @@ def test_a_picture_that_vanishes_becomes_one_line_naming_it(tmp_path):
 def test_a_picture_that_vanishes_during_fit_is_named_in_one_line(tmp_path):
     import keras
 
+    from cnnrun.compiling import compile_model
     from cnnrun.data import data_error
-    from cnnrun.model import build_model, compile_model
+    from cnnrun.model import build_model
 
     root = photo_folder(tmp_path / "photos", count=160, size=16)
     experiment = folder_experiment(root, cache="none", train={"epochs": 2, "batch_size": 4})

@@ -96,7 +96,8 @@ def test_a_resumed_stream_gives_each_epoch_the_order_of_a_straight_run():
 def test_a_cached_folder_trains_its_second_epoch_from_the_cache_after_the_pictures_are_gone(tmp_path, cache):
     import keras
 
-    from cnnrun.model import build_model, compile_model
+    from cnnrun.compiling import compile_model
+    from cnnrun.model import build_model
 
     root = photo_folder(tmp_path / "photos", count=160, size=16)
     experiment = folder_experiment(root, cache=cache, train={"epochs": 2, "batch_size": 4})

@@ -3,10 +3,11 @@
 import keras
 import pytest
 
+from cnnrun.compiling import compile_model
 from cnnrun.config import load_experiment, validate_experiment
 from cnnrun.data import describe
 from cnnrun.errors import UserError
-from cnnrun.model import build_model, compile_model
+from cnnrun.model import build_model
 from cnnrun.registry import LAYERS
 from tests.conftest import PROJECT, tiny_config
 

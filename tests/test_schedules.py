@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import pytest
 
+from cnnrun.compiling import make_optimizer
 from cnnrun.config import load_experiment
 from cnnrun.config.schedules import SCHEDULES, parse_schedule
-from cnnrun.model import make_optimizer
 from cnnrun.schedules import PiecewiseLinearDecay, describe_learning_rate, learning_rate_at, make_learning_rate
 from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
 from tests.test_errors import assert_user_error

@@ -42,14 +42,13 @@ from cnnrun.config.load import (
     resolve_config,
     validate_experiment,
 )
+from cnnrun.config.model import ModelConfig, iter_layer_entries
 from cnnrun.config.schema import (
     AugmentationConfig,
     CompileConfig,
     Experiment,
-    ModelConfig,
     OutputConfig,
     TrainConfig,
-    iter_layer_entries,
 )
 from cnnrun.config.sections import Section
 
