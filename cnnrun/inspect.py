@@ -31,6 +31,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     from cnnrun.compiling import compile_model
     from cnnrun.init_from import plan_init
     from cnnrun.model import build_model, declared_info, naming_the_file
+    from cnnrun.phases import check_phases, describe_phases
 
     if plot is not None:
         check_plotting()
@@ -40,6 +41,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
         model = build_model(experiment, input_shape, len(class_names))
         compile_model(model, experiment)  # the optimizer, the loss against dataset.label_mode, the metrics
         matching = plan_init(model, experiment)  # model.init_from: the run's checkpoint read and matched
+    check_phases(model, experiment)  # train.phases: their layer names and optimizers
     graph = not _is_sequential(model)
     table = Table(title=f"{experiment.name}: input {input_shape}, {len(class_names)} classes",
                   title_justify="left")
@@ -70,6 +72,8 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
     console.print(f"Total params: [bold]{total:,}[/] (trainable {trainable:,}, non-trainable {total - trainable:,})")
     if matching is not None:
         console.print(f"init from: {matching.describe()}", markup=False, highlight=False, soft_wrap=True)
+    if experiment.train.phases:
+        console.print(f"phases: {describe_phases(experiment)}", markup=False, highlight=False, soft_wrap=True)
     if plot is not None:
         draw(model, plot)
     return model

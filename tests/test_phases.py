@@ -280,6 +280,14 @@ def test_a_layer_name_the_model_lacks_is_one_line_before_any_data_and_nothing_is
     assert_user_error(run_here("train", too_many, "--output-dir", tmp_path / "runs"),
                       "train.phases.0.trainable.last: 2, but the base has 1 layer with weights")
     assert not (tmp_path / "runs").exists()
+    assert_user_error(run_here("inspect", path), "train.phases.1.trainable.from: the model has no layer 'conv_b'")
+
+
+def test_inspect_shows_the_phases(write_config):
+    phases = [{"epochs": 1, "trainable": "none"}, {"epochs": 2, "trainable": "all", "learning_rate": 1.0e-5}]
+    result = run_here("inspect", write_config(phased_config(phases)))
+    assert result.returncode == 0, result.stderr
+    assert "phases: 1: epoch 1, trainable none, adam; 2: epochs 2–3, trainable all, adam 1e-05" in result.stdout
 
 
 def test_resume_epochs_that_leave_the_last_phase_no_epoch_is_one_line(straight):
