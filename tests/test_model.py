@@ -30,12 +30,32 @@ def test_course_parameter_counts(name, params):
     assert model.count_params() == params
 
 
-def cifar10_params(base: int) -> int:
+def cifar10_params(base: int, classes: int = 10) -> int:
     """The course's CIFAR-10 network counted by hand: six 3×3 Conv2D (base, base, 2·base, 2·base, 4·base,
-    4·base filters, with biases) on 32×32×3, three 2×2 poolings (32 → 4), Flatten, Dense(10)."""
+    4·base filters, with biases) on 32×32×3, three 2×2 poolings (32 → 4), Flatten, Dense(classes)."""
     filters = [base, base, 2 * base, 2 * base, 4 * base, 4 * base]
     conv = sum((3 * 3 * c_in + 1) * c_out for c_in, c_out in zip([3, *filters[:-1]], filters, strict=True))
-    return conv + (4 * 4 * filters[-1] + 1) * 10
+    return conv + (4 * 4 * filters[-1] + 1) * classes
+
+
+@pytest.mark.parametrize("name, classes", [("cifar10_8class.yaml", 8), ("cifar10_pets_transfer.yaml", 2)])
+def test_the_transfer_configs_are_the_batch_norm_network_with_a_head_for_their_classes(name, classes):
+    experiment = load_experiment(PROJECT / "configs" / name)
+    shape, names = describe(experiment.dataset)
+    assert len(names) == classes
+    batch_norm = 2 * (32 + 32 + 64 + 64 + 128 + 128)  # its six BatchNormalization layers' offsets and scales…
+    moving = batch_norm  # … and moving means and variances
+    assert build_model(experiment, shape, classes).count_params() == cifar10_params(32, classes) + batch_norm + moving
+
+
+def test_cats_vs_dogs_transfer_is_xception_without_its_top_and_a_sigmoid():
+    import keras
+
+    experiment = load_experiment(PROJECT / "configs" / "cats_vs_dogs_transfer.yaml",
+                                 ["model.layers.0.backbone.weights=null"])
+    xception = keras.applications.Xception(include_top=False, weights=None, pooling="avg", input_shape=(150, 150, 3))
+    model = build_model(experiment, (150, 150, 3), 2)
+    assert model.count_params() == xception.count_params() + 2048 + 1
 
 
 def test_inspect_prints_the_exact_total_of_the_course_and_the_wider_cifar10_network():
