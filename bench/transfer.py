@@ -71,7 +71,8 @@ def main(argv: list[str]) -> int:
     phases = yaml.safe_load(PETS.read_text())["train"]["phases"]
     budget = sum(phase["epochs"] for phase in phases)
     scratch, wall = train(PETS, args.output_dir, "pets_scratch",
-                          [*sets, "model.init_from=null", "train.phases=null", f"train.epochs={budget}"])
+                          [*sets, "model.init_from=null", "model.replace_head=false", "train.phases=null",
+                           f"train.epochs={budget}"])
     rows["cat vs dog, from scratch"] = figures(scratch, wall)
     transfer, wall = train(PETS, args.output_dir, "pets_transfer", [*sets, f"model.init_from={pretrained}"])
     rows["cat vs dog, from the 8 classes"] = figures(transfer, wall)
