@@ -8,25 +8,32 @@ Three `cnnrun train` runs, each a normal run folder under `--output-dir`:
 3. the same file from scratch: no `init_from`, no phases, as many epochs as the two phases together, the
    optimizer and learning rate of `compile:`.
 
-Prints, per run, the test accuracy of best.keras and last.keras (2,000 cat and dog test pictures), its training
-time and its wall time (the command from start to end: loading, building, scoring included), then the gain.
+The two cat-vs-dog runs are trained with `--seeds` seeds (the config's seed, seed + 1, …; each seed also draws its
+own 1,000 pictures): one seed's difference is within the noise of training on 1,000 pictures. Prints, per kind of
+run, the mean ± standard deviation over the seeds of the test accuracy of best.keras and last.keras (2,000 cat and
+dog test pictures), its training time and its wall time (the command from start to end: loading, building,
+scoring included), each seed's figure, then the gain (transfer minus scratch, seed by seed).
 The figures are read from the run folders, as a user would read them.
 
 Usage (from the project root):
     .venv/bin/python bench/transfer.py --data-dir ../shared/data/cifar10-jpeg [--output-dir bench_transfer] \\
-        [--pretrained RUN_DIR] [--set KEY=VALUE]...
+        [--pretrained RUN_DIR] [--seeds 3] [--set KEY=VALUE]...
 
 `--pretrained` reuses an earlier run of the eight classes instead of training one; `--set` goes to all three runs.
 """
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnnrun.config import resolve_config  # noqa: E402  (the project's own, from its root)
 
 PROJECT = Path(__file__).resolve().parents[1]
 PRETRAIN, PETS = PROJECT / "configs" / "cifar10_8class.yaml", PROJECT / "configs" / "cifar10_pets_transfer.yaml"
@@ -53,37 +60,52 @@ def figures(run: Path, wall: float) -> dict[str, float]:
             "last": scores["last"]["accuracy"], "fit": state["fit_seconds"], "wall": wall}
 
 
+def spread(values: list[float]) -> str:
+    """`mean ± sample std` of a list (the value alone for one)."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 as a JPEG tree (../shared/data/cifar10-jpeg)")
     parser.add_argument("--output-dir", type=Path, default=Path("bench_transfer"))
     parser.add_argument("--pretrained", type=Path, help="a finished run of configs/cifar10_8class.yaml to reuse")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the two cat-vs-dog runs: 42, 43, …")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override for every run")
     args = parser.parse_args(argv)
     sets = [f"dataset.data_dir={Path(args.data_dir).resolve()}", *args.sets]
 
-    rows = {}
+    rows: dict[str, list[dict[str, float]]] = {}
     if args.pretrained is None:
         pretrained, wall = train(PRETRAIN, args.output_dir, "cifar10_8class", sets)
-        rows["8 classes (pretraining)"] = figures(pretrained, wall)
+        rows["8 classes (pretraining)"] = [figures(pretrained, wall)]
     else:
         pretrained = args.pretrained.resolve()
     phases = yaml.safe_load(PETS.read_text())["train"]["phases"]
     budget = sum(phase["epochs"] for phase in phases)
-    scratch, wall = train(PETS, args.output_dir, "pets_scratch",
-                          [*sets, "model.init_from=null", "model.replace_head=false", "train.phases=null",
-                           f"train.epochs={budget}"])
-    rows["cat vs dog, from scratch"] = figures(scratch, wall)
-    transfer, wall = train(PETS, args.output_dir, "pets_transfer", [*sets, f"model.init_from={pretrained}"])
-    rows["cat vs dog, from the 8 classes"] = figures(transfer, wall)
+    first = resolve_config(PETS)["seed"]  # the config's, through its `base:`
+    for seed in range(first, first + args.seeds):  # each seed draws its own 1,000 pictures too
+        scratch, wall = train(PETS, args.output_dir, "pets_scratch",
+                              [*sets, f"seed={seed}", "model.init_from=null", "model.replace_head=false",
+                               "train.phases=null", f"train.epochs={budget}"])
+        rows.setdefault("cat vs dog, from scratch", []).append(figures(scratch, wall))
+        transfer, wall = train(PETS, args.output_dir, "pets_transfer",
+                               [*sets, f"seed={seed}", f"model.init_from={pretrained}"])
+        rows.setdefault("cat vs dog, from the 8 classes", []).append(figures(transfer, wall))
 
-    print(f"\n{'run':32} {'epochs':>6} {'test best':>9} {'test last':>9} {'fit s':>7} {'wall s':>7}")
-    for name, row in rows.items():
-        print(f"{name:32} {row['epochs']:>6} {row['best']:>9.4f} {row['last']:>9.4f} {row['fit']:>7.1f} "
-              f"{row['wall']:>7.1f}")
-    gain = rows["cat vs dog, from the 8 classes"]["best"] - rows["cat vs dog, from scratch"]["best"]
-    print(f"RESULT transfer_gain_best={gain:+.4f} scratch_best={rows['cat vs dog, from scratch']['best']:.4f} "
-          f"transfer_best={rows['cat vs dog, from the 8 classes']['best']:.4f} epochs={budget}")
+    print(f"\n{'run':32} {'seeds':>5} {'test best':>15} {'test last':>15} {'fit s':>7} {'wall s':>7}")
+    for name, runs in rows.items():
+        print(f"{name:32} {len(runs):>5} {spread([r['best'] for r in runs]):>15} "
+              f"{spread([r['last'] for r in runs]):>15} {statistics.fmean(r['fit'] for r in runs):>7.1f} "
+              f"{statistics.fmean(r['wall'] for r in runs):>7.1f}")
+        print("    each seed, best: " + ", ".join(f"{r['best']:.4f}" for r in runs))
+    scratch_best = [r["best"] for r in rows["cat vs dog, from scratch"]]
+    transfer_best = [r["best"] for r in rows["cat vs dog, from the 8 classes"]]
+    gains = [t - s for t, s in zip(transfer_best, scratch_best, strict=True)]
+    print(f"RESULT transfer_gain_best={spread(gains)} scratch_best={spread(scratch_best)} "
+          f"transfer_best={spread(transfer_best)} epochs={budget} seeds={args.seeds}")
     return 0
 
 
