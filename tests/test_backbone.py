@@ -200,3 +200,35 @@ def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_p
             np.testing.assert_allclose([got[name] for name in names], probabilities, atol=2e-6)
     np.testing.assert_allclose(model(images.astype("float32")), expected, rtol=1e-5, atol=1e-6)
     assert "backbone (Functional)" in (run / "summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_backbone_fine_tuned_in_phases_trains_only_from_the_named_layer_and_keeps_its_statistics(write_config,
+                                                                                                  tmp_path):
+    """The keras-io recipe end to end from the command line: a pretrained backbone (a weights file), phase 1 the
+    head alone, phase 2 the backbone from `block_16_expand` on. Every earlier layer keeps the file's weights, the
+    named block's change, no BatchNormalization statistic moves, and history.csv numbers the phases."""
+    from cnnrun.runs import load_checkpoint
+
+    network = mobilenet_v2()
+    network.save_weights(tmp_path / "pretrained.weights.h5")
+    phases = [{"epochs": 1, "trainable": "none"}, {"epochs": 1, "trainable": {"from": "block_16_expand"}}]
+    config = backbone_config({"weights": str(tmp_path / "pretrained.weights.h5")},
+                             dataset={**DATA, "validation_split": None}, output={"plots": False},
+                             train={"batch_size": 16, "phases": phases})
+    trained = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
+    with open(run / "history.csv") as f:
+        assert [(row["epoch"], row["phase"]) for row in csv.DictReader(f)] == [("1", "1"), ("2", "2")]
+
+    backbone = load_checkpoint(run / "checkpoints" / "last.keras").get_layer("backbone")
+    names = [layer.name for layer in network.layers]
+    tuned = names.index("block_16_expand")
+    for index, before in enumerate(network.layers):
+        if not before.weights:
+            continue
+        same = all(np.array_equal(b, a) for b, a in zip(before.get_weights(),
+                                                         backbone.get_layer(before.name).get_weights(), strict=True))
+        frozen = index < tuned or isinstance(before, keras.layers.BatchNormalization)
+        assert same == frozen, before.name
