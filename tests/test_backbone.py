@@ -159,8 +159,12 @@ def test_imagenet_weights_without_network_name_the_file_and_the_folder(write_con
 
 
 @pytest.mark.slow
-def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_preprocessing(write_config,
-                                                                                               tmp_path):
+def test_a_backbone_fine_tuned_in_phases_trains_from_the_named_layer_keeps_its_statistics_and_predicts(write_config,
+                                                                                                      tmp_path):
+    """The keras-io recipe end to end from the command line: a pretrained backbone (a weights file with BN
+    statistics of its own), phase 1 the head alone, phase 2 the backbone from `block_16_expand` on. Every earlier
+    layer keeps the file's weights, the named block's change, no BatchNormalization weight moves, history.csv
+    numbers the phases; the checkpoint loads in safe mode and evaluate and predict see the model written by hand."""
     from cnnrun.runs import load_checkpoint
 
     network = mobilenet_v2()
@@ -170,27 +174,32 @@ def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_p
             layer.moving_mean.assign(rng.normal(0, 0.1, size=layer.moving_mean.shape))
             layer.moving_variance.assign(rng.uniform(0.5, 2, size=layer.moving_variance.shape))
     network.save_weights(tmp_path / "pretrained.weights.h5")
-    config = backbone_config({"weights": str(tmp_path / "pretrained.weights.h5"), "trainable": True},
+    phases = [{"epochs": 1, "trainable": "none"}, {"epochs": 1, "trainable": {"from": "block_16_expand"}}]
+    config = backbone_config({"weights": str(tmp_path / "pretrained.weights.h5")},
                              dataset={**DATA, "validation_split": None},  # no validation: one trace less
-                             output={"plots": False})
+                             output={"plots": False}, train={"batch_size": 16, "phases": phases})
     trained = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")
     assert trained.returncode == 0, trained.stderr[-2000:]
     (run,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
+    with open(run / "history.csv") as f:
+        assert [(row["epoch"], row["phase"]) for row in csv.DictReader(f)] == [("1", "1"), ("2", "2")]
 
-    model = load_checkpoint(run / "checkpoints" / "best.keras")  # safe mode
+    model = load_checkpoint(run / "checkpoints" / "last.keras")  # safe mode
     backbone = model.get_layer("backbone")
-    norms = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for before, after in ((layer, backbone.get_layer(layer.name)) for layer in norms):
-        for name in ("moving_mean", "moving_variance", "gamma", "beta"):
-            np.testing.assert_array_equal(getattr(before, name).numpy(), getattr(after, name).numpy())
-    assert not np.array_equal(network.get_layer("Conv1").kernel.numpy(), backbone.get_layer("Conv1").kernel.numpy())
+    tuned = [layer.name for layer in network.layers].index("block_16_expand")
+    for index, before in enumerate(network.layers):
+        if before.weights:
+            same = all(np.array_equal(b, a) for b, a in zip(
+                before.get_weights(), backbone.get_layer(before.name).get_weights(), strict=True))
+            assert same == (index < tuned or isinstance(before, keras.layers.BatchNormalization)), before.name
     images = pictures(2, seed=4).astype("uint8")  # written as PNG files, read back exactly
     expected = by_hand(backbone, model.layers[-1], images.astype("float32"), network)
 
-    assert run_here("evaluate", run).returncode == 0
+    assert run_here("evaluate", run, "--checkpoint", "last").returncode == 0
     for i, image in enumerate(images):
         keras.utils.save_img(tmp_path / f"{i}.png", image)
     predicted = run_here("predict", tmp_path / "0.png", tmp_path / "1.png", "--run", run, "--top-k", "3",
+                         "--checkpoint", "last",
                          "--output", tmp_path / "predictions.csv")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     names = json.loads((run / "dataset.json").read_text())["class_names"]
@@ -200,35 +209,3 @@ def test_a_backbone_run_trains_evaluates_predicts_and_its_checkpoint_keeps_the_p
             np.testing.assert_allclose([got[name] for name in names], probabilities, atol=2e-6)
     np.testing.assert_allclose(model(images.astype("float32")), expected, rtol=1e-5, atol=1e-6)
     assert "backbone (Functional)" in (run / "summary.txt").read_text()
-
-
-@pytest.mark.slow
-def test_a_backbone_fine_tuned_in_phases_trains_only_from_the_named_layer_and_keeps_its_statistics(write_config,
-                                                                                                  tmp_path):
-    """The keras-io recipe end to end from the command line: a pretrained backbone (a weights file), phase 1 the
-    head alone, phase 2 the backbone from `block_16_expand` on. Every earlier layer keeps the file's weights, the
-    named block's change, no BatchNormalization statistic moves, and history.csv numbers the phases."""
-    from cnnrun.runs import load_checkpoint
-
-    network = mobilenet_v2()
-    network.save_weights(tmp_path / "pretrained.weights.h5")
-    phases = [{"epochs": 1, "trainable": "none"}, {"epochs": 1, "trainable": {"from": "block_16_expand"}}]
-    config = backbone_config({"weights": str(tmp_path / "pretrained.weights.h5")},
-                             dataset={**DATA, "validation_split": None}, output={"plots": False},
-                             train={"batch_size": 16, "phases": phases})
-    trained = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    (run,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
-    with open(run / "history.csv") as f:
-        assert [(row["epoch"], row["phase"]) for row in csv.DictReader(f)] == [("1", "1"), ("2", "2")]
-
-    backbone = load_checkpoint(run / "checkpoints" / "last.keras").get_layer("backbone")
-    names = [layer.name for layer in network.layers]
-    tuned = names.index("block_16_expand")
-    for index, before in enumerate(network.layers):
-        if not before.weights:
-            continue
-        same = all(np.array_equal(b, a) for b, a in zip(before.get_weights(),
-                                                         backbone.get_layer(before.name).get_weights(), strict=True))
-        frozen = index < tuned or isinstance(before, keras.layers.BatchNormalization)
-        assert same == frozen, before.name
