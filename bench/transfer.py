@@ -30,8 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnrun.config import resolve_config  # noqa: E402  (the project's own, from its root)
 
@@ -83,9 +81,8 @@ def main(argv: list[str]) -> int:
         rows["8 classes (pretraining)"] = [figures(pretrained, wall)]
     else:
         pretrained = args.pretrained.resolve()
-    phases = yaml.safe_load(PETS.read_text())["train"]["phases"]
-    budget = sum(phase["epochs"] for phase in phases)
-    first = resolve_config(PETS)["seed"]  # the config's, through its `base:`
+    pets = resolve_config(PETS)  # the config as cnnrun reads it, through its `base:`
+    budget, first = sum(phase["epochs"] for phase in pets["train"]["phases"]), pets["seed"]
     for seed in range(first, first + args.seeds):  # each seed draws its own 1,000 pictures too
         scratch, wall = train(PETS, args.output_dir, "pets_scratch",
                               [*sets, f"seed={seed}", "model.init_from=null", "model.replace_head=false",

@@ -25,7 +25,6 @@ Example:
 """
 
 import functools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 from cnnrun.config import Experiment
 from cnnrun.config.model import split_init_from
 from cnnrun.errors import UserError
-from cnnrun.runs import load_checkpoint, open_run
+from cnnrun.runs import Run, load_checkpoint, open_run
 
 
 @dataclass(frozen=True)
@@ -139,12 +138,20 @@ def latest_finished(folder: Path) -> Path:
     records which run the weights came from."""
     if (folder / "state.json").is_file() or not folder.is_dir():
         return folder
-    finished = sorted(state.parent for state in folder.glob("*/state.json")
-                      if re.search(r'"status":\s*"(completed|stopped_early)"', state.read_text(errors="replace")))
+    finished = sorted(run.path for run in map(Run, (state.parent for state in folder.glob("*/state.json")))
+                      if _status(run) in ("completed", "stopped_early"))
     if not finished:
         raise UserError(f"model.init_from: {folder} is neither a run folder nor holds a finished run "
                         f"(outputs/NAME/<time> with checkpoints)")
     return finished[-1]
+
+
+def _status(run: Run) -> str | None:
+    """The run's status, or None when its state.json is damaged (such a run is not a source)."""
+    try:
+        return run.read_state().status
+    except UserError:
+        return None
 
 
 @functools.lru_cache(maxsize=1)

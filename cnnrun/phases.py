@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrun.atomic import checkpoint_info
+from cnnrun.backbones import layers_within
 from cnnrun.compiling import compile_model, make_optimizer
 from cnnrun.config import Experiment
 from cnnrun.config.phases import (
@@ -115,11 +116,7 @@ def _models(model) -> list:
     """`model` and every model nested in it, outer first."""
     import keras
 
-    found = [model]
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found += _models(layer)
-    return found
+    return [model, *(layer for layer in layers_within(model) if isinstance(layer, keras.Model))]
 
 
 def trained_base(model, trainable: str | dict[str, Any], where: str = "trainable") -> list:
