@@ -8,14 +8,18 @@ through cnnrun's Trainer into a temporary folder.
 
 Prints one line per epoch, then per seed the minutes at which each target accuracy was first reached (plain and
 with TTA, whichever `evaluate.tta` the config has: `[flip, translate]` when it has none), the final accuracies'
-mean ± standard deviation, and writes the curves (accuracy against minutes) as a PNG.
+mean ± standard deviation, and writes the curves (accuracy against minutes) as a PNG and their rows as a CSV beside
+it (`--out curve.png` also writes `curve.csv`). `--with OTHER.csv` draws another config's curves, written earlier by
+this bench, on the same plot: the like-for-like comparison of two recipes on one clock.
 
 Usage (from the project root):
     .venv/bin/python bench/time_to_accuracy.py configs/cifar10_fast.yaml --seeds 3 \\
-        --set dataset.data_dir=../shared/data/cifar10-jpeg [--targets 0.90,0.93,0.94] [--out time_to_accuracy.png]
+        --set dataset.data_dir=../shared/data/cifar10-jpeg [--targets 0.90,0.93,0.94] [--out time_to_accuracy.png] \\
+        [--with cifar10_bn.csv]
 """
 
 import argparse
+import csv
 import statistics
 import sys
 import tempfile
@@ -33,7 +37,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=1, help="seeds: the config's seed, seed + 1, …")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override, repeatable")
     parser.add_argument("--targets", default="0.90,0.93,0.94", help="test accuracies to time, comma-separated")
-    parser.add_argument("--out", type=Path, default=Path("time_to_accuracy.png"), help="the curves' PNG")
+    parser.add_argument("--out", type=Path, default=Path("time_to_accuracy.png"),
+                        help="the curves' PNG; their rows go to the same name with .csv")
+    parser.add_argument("--with", dest="others", type=Path, action="append", default=[],
+                        help="a CSV this bench wrote for another config, drawn on the same plot (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -93,17 +100,40 @@ def first_reached(rows, column: int, target: float) -> str:
                  if accs[column - 2] >= target), "not reached")
 
 
-def draw(curves: dict[int, list], out: Path) -> None:
+COLUMNS = ["config", "seed", "epoch", "minutes", "test_accuracy", "test_accuracy_tta"]
+
+
+def write_rows(curves: dict[int, list], config: Path, path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for seed, rows in curves.items():
+            writer.writerows([config.name, seed, epoch, f"{minutes:.3f}", f"{plain:.4f}", f"{tta:.4f}"]
+                             for epoch, minutes, plain, tta in rows)
+
+
+def read_rows(path: Path) -> dict[str, list]:
+    """Another run's curves, keyed "CONFIG, seed N", as the rows `train_seed` returns."""
+    curves: dict[str, list] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            accuracies = float(row["test_accuracy"]), float(row["test_accuracy_tta"])
+            curves.setdefault(f"{row['config']}, seed {row['seed']}", []).append(
+                (int(row["epoch"]), float(row["minutes"]), *accuracies))
+    return curves
+
+
+def draw(curves: dict[str, list], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for seed, rows in curves.items():
+    for name, rows in curves.items():
         minutes = [r[1] for r in rows]
-        line, = ax.plot(minutes, [r[3] for r in rows], marker="o", label=f"seed {seed}, with TTA")
-        ax.plot(minutes, [r[2] for r in rows], linestyle="--", color=line.get_color(), label=f"seed {seed}")
+        line, = ax.plot(minutes, [r[3] for r in rows], marker="o", label=f"{name}, with TTA")
+        ax.plot(minutes, [r[2] for r in rows], linestyle="--", color=line.get_color(), label=name)
     ax.set(xlabel="minutes (loading and building included)", ylabel="test accuracy", title="time to accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -132,8 +162,12 @@ def main(argv: list[str]) -> int:
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"RESULT config={args.config} seeds={args.seeds} final_{name}={statistics.fmean(values):.4f}"
               f"±{spread:.4f} minutes={statistics.fmean(rows[-1][1] for rows in curves.values()):.1f}")
-    draw(curves, args.out)
-    print(f"wrote {args.out}")
+    write_rows(curves, args.config, args.out.with_suffix(".csv"))
+    named = {f"{args.config.name}, seed {seed}": rows for seed, rows in curves.items()}
+    for other in args.others:
+        named.update(read_rows(other))
+    draw(named, args.out)
+    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0
 
 

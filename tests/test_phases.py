@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnnrun.config import validate_experiment
+from cnnrun.config import load_experiment, validate_experiment
 from cnnrun.config.phases import with_total_epochs
 from cnnrun.errors import UserError
 from cnnrun.model import declared_info, new_model
@@ -66,6 +66,17 @@ def test_train_epochs_is_the_phases_sum_and_a_different_one_is_an_error():
     assert experiment_of(phased_config(epochs=4)).train.epochs == 4
     with pytest.raises(UserError, match=r"train.epochs: 3, but train.phases add up to 4 epochs"):
         experiment_of(phased_config(epochs=3))
+
+
+def test_phases_in_a_file_with_a_base_replace_the_bases_epoch_count(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(phased_config(phases=None, epochs=20)))
+    (tmp_path / "phased.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "train": {"phases": TWO_PLUS_TWO}}))
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "train": {"epochs": 3,
+                                                                                        "phases": TWO_PLUS_TWO}}))
+    assert load_experiment(tmp_path / "base.yaml").train.epochs == 20
+    assert load_experiment(tmp_path / "phased.yaml").train.epochs == 4
+    with pytest.raises(UserError, match=r"train.epochs: 3, but train.phases add up to 4 epochs"):
+        load_experiment(tmp_path / "both.yaml")
 
 
 def test_a_moving_average_or_a_plateau_cut_of_a_phase_schedule_is_an_error():

@@ -122,7 +122,11 @@ def load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = path.parent / base
     if not base_path.is_file():
         raise UserError(f"{path}: base: {base_path} not found")
-    return deep_merge(load_with_bases(base_path, (*seen, path)), doc)
+    merged = deep_merge(load_with_bases(base_path, (*seen, path)), doc)
+    train = doc.get("train")
+    if isinstance(train, dict) and "phases" in train and "epochs" not in train:
+        merged["train"].pop("epochs", None)  # the phases' sum, not the base's count (which the file cannot unset)
+    return merged
 
 
 def dotted_keys(doc: Any, prefix: str = "") -> dict[str, Any]:
