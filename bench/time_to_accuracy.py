@@ -112,13 +112,17 @@ def write_rows(curves: dict[int, list], config: Path, path: Path) -> None:
                              for epoch, minutes, plain, tta in rows)
 
 
+def label(config: str, seed) -> str:
+    return f"{config}, seed {seed}"
+
+
 def read_rows(path: Path) -> dict[str, list]:
-    """Another run's curves, keyed "CONFIG, seed N", as the rows `train_seed` returns."""
+    """Another run's curves, keyed by `label`, as the rows `train_seed` returns."""
     curves: dict[str, list] = {}
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             accuracies = float(row["test_accuracy"]), float(row["test_accuracy_tta"])
-            curves.setdefault(f"{row['config']}, seed {row['seed']}", []).append(
+            curves.setdefault(label(row["config"], row["seed"]), []).append(
                 (int(row["epoch"]), float(row["minutes"]), *accuracies))
     return curves
 
@@ -148,6 +152,9 @@ def main(argv: list[str]) -> int:
 
     base = load_experiment(args.config, args.sets).seed
     targets = [float(t) for t in args.targets.split(",")]
+    others = {}  # read before training, so that a wrong --with fails now, not after an hour
+    for other in args.others:
+        others.update(read_rows(other))
     curves = {}
     with tempfile.TemporaryDirectory() as output:
         for seed in range(base, base + args.seeds):
@@ -163,10 +170,7 @@ def main(argv: list[str]) -> int:
         print(f"RESULT config={args.config} seeds={args.seeds} final_{name}={statistics.fmean(values):.4f}"
               f"±{spread:.4f} minutes={statistics.fmean(rows[-1][1] for rows in curves.values()):.1f}")
     write_rows(curves, args.config, args.out.with_suffix(".csv"))
-    named = {f"{args.config.name}, seed {seed}": rows for seed, rows in curves.items()}
-    for other in args.others:
-        named.update(read_rows(other))
-    draw(named, args.out)
+    draw({**{label(args.config.name, seed): rows for seed, rows in curves.items()}, **others}, args.out)
     print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0
 
