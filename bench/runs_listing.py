@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from cnnrun.runs import find_latest_run, open_run
+    from cnnrun.run_folder.folder import find_latest_run, open_run
 
     run = open_run(args.run_dir) if args.run_dir else find_latest_run("outputs")
     with tempfile.TemporaryDirectory(prefix="runs-bench-") as folder:

@@ -27,12 +27,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="batches before the clock starts")
     args = parser.parse_args(argv)
 
-    from cnnrun.backend import prepare
     from cnnrun.config import load_experiment
+    from cnnrun.devices.backend import prepare
 
     experiment = load_experiment(args.config, args.sets)
     prepare(experiment)
-    from cnnrun.model import declared_info, new_model
+    from cnnrun.model.build import declared_info, new_model
 
     info = declared_info(experiment)
     model = new_model(experiment, info, augment_in_model=False, steps_per_epoch=args.warmup + args.steps)

@@ -54,7 +54,7 @@ def measure(config: str, setting: str, steps: int) -> dict:
     import keras
 
     from cnnrun.data import load_splits
-    from cnnrun.model import new_model
+    from cnnrun.model.build import new_model
 
     name, data = DATA[config]
     if config == "cifar10_bn_arrays" and not ARRAYS.exists():

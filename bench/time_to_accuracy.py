@@ -49,7 +49,7 @@ def test_accuracy_each_epoch(experiment, started: float):
     cnnrun's own callbacks) and keeps (minutes, plain accuracy, TTA accuracy), the judging's time taken out."""
     import keras
 
-    from cnnrun.scoring import tta_probabilities
+    from cnnrun.model.scoring import tta_probabilities
 
     views = experiment.evaluate.tta or ["flip", "translate"]
     plain_views, with_views = (experiment.model_copy(update={"evaluate": experiment.evaluate.model_copy(
@@ -77,12 +77,12 @@ def test_accuracy_each_epoch(experiment, started: float):
 
 def train_seed(config: Path, sets: list[str], seed: int, output: str):
     """One seed's rows: (epoch, minutes, test accuracy, test accuracy with TTA)."""
-    from cnnrun.backend import prepare
     from cnnrun.config import load_experiment
+    from cnnrun.devices.backend import prepare
 
     experiment = load_experiment(config, [*sets, f"seed={seed}"])
     prepare(experiment)
-    from cnnrun.trainer import Trainer
+    from cnnrun.training.trainer import Trainer
 
     started = time.perf_counter()
     judge = test_accuracy_each_epoch(experiment, started)

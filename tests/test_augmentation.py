@@ -103,7 +103,7 @@ def test_brightness_zoom_and_contrast_mean_what_they_mean_in_image_data_generato
 
 
 def test_augmentation_keeps_shapes_and_is_identity_at_inference():
-    from cnnrun.demos.augment import COURSE_AUGMENTATION
+    from cnnrun.teach.augment import COURSE_AUGMENTATION
 
     augmenter = build_augmenter(AugmentationConfig(**COURSE_AUGMENTATION), seed=0)
     x = np.random.default_rng(0).uniform(0, 255, (4, 18, 14, 3)).astype(np.float32)
@@ -135,7 +135,7 @@ def test_augment_preview_writes_changed_versions_and_a_grid(tmp_path):
 
 
 def test_augment_preview_with_a_config_is_seeded_and_flips(tmp_path, write_config):
-    from cnnrun.demos.augment import augment_preview, augmentation_from
+    from cnnrun.teach.augment import augment_preview, augmentation_from
 
     original = np.random.default_rng(4).integers(0, 256, (24, 24), dtype=np.uint8)
     picture = tmp_path / "gray.png"

@@ -28,7 +28,7 @@ def backbone_config(backbone=None, layers=None, **sections):
 
 
 def built(config: dict, shape=(32, 32, 3), classes=3):
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
 
     return build_model(validate_experiment(config, "test.yaml"), shape, classes)
 
@@ -68,7 +68,7 @@ def test_the_table_of_backbones_is_keras_applications_with_each_model_s_module()
     ("EfficientNetB0", keras.applications.efficientnet),
 ])
 def test_the_preprocessing_layer_is_the_family_s_preprocess_input(application, family):
-    from cnnrun.backbones import BackbonePreprocessing
+    from cnnrun.model.backbones import BackbonePreprocessing
 
     images = pictures(seed=1)
     layer = BackbonePreprocessing(application)
@@ -165,7 +165,7 @@ def test_a_backbone_fine_tuned_in_phases_trains_from_the_named_layer_keeps_its_s
     statistics of its own), phase 1 the head alone, phase 2 the backbone from `block_16_expand` on. Every earlier
     layer keeps the file's weights, the named block's change, no BatchNormalization weight moves, history.csv
     numbers the phases; the checkpoint loads in safe mode and evaluate and predict see the model written by hand."""
-    from cnnrun.runs import load_checkpoint
+    from cnnrun.run_folder.folder import load_checkpoint
 
     network = mobilenet_v2()
     rng = np.random.default_rng(3)

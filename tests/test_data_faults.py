@@ -82,9 +82,9 @@ def test_a_picture_that_vanishes_becomes_one_line_naming_it(tmp_path):
 def test_a_picture_that_vanishes_during_fit_is_named_in_one_line(tmp_path):
     import keras
 
-    from cnnrun.compiling import compile_model
     from cnnrun.data import data_error
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.model.compiling import compile_model
 
     root = photo_folder(tmp_path / "photos", count=160, size=16)
     experiment = folder_experiment(root, cache="none", train={"epochs": 2, "batch_size": 4})
@@ -207,7 +207,7 @@ def _sideways_jpeg(path: Path) -> np.ndarray:
 
 
 def test_exif_orientation_is_honoured_in_training_and_predict(tmp_path):
-    from cnnrun.predict import read_images
+    from cnnrun.tasks.predict import read_images
 
     photo_folder(tmp_path / "photos", count=8, size=20)
     path = tmp_path / "photos" / "circle" / "sideways.jpg"
@@ -222,7 +222,7 @@ def test_exif_orientation_is_honoured_in_training_and_predict(tmp_path):
 
 
 def test_predict_reads_pictures_exactly_as_training_does(tmp_path):
-    from cnnrun.predict import read_images
+    from cnnrun.tasks.predict import read_images
 
     root = photo_folder(tmp_path / "photos", count=8, size=20)
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (25, 18, 3), np.uint8)).convert("CMYK").save(
@@ -239,7 +239,7 @@ def test_predict_reads_pictures_exactly_as_training_does(tmp_path):
 
 @pytest.mark.slow
 def test_predict_files_counts_the_inputs_it_could_not_read(tmp_path, write_config):
-    from cnnrun.predict import predict_files
+    from cnnrun.tasks.predict import predict_files
 
     config = write_config(tiny_config(train={"epochs": 1, "batch_size": 16}))
     assert run_here("train", config, "--output-dir", tmp_path / "out").returncode == 0

@@ -61,7 +61,7 @@ def test_with_pipelines_returns_new_splits_and_leaves_the_old_ones_whole():
 
 
 def test_the_distribution_fills_batches_into_new_splits_not_in_place():
-    from cnnrun.distribute import Placement
+    from cnnrun.devices.distribute import Placement
 
     splits = shapes_splits()  # 90 training examples: the last batch of 16 holds 10
     placement = Placement("tensorflow", "data_parallel", ["/cpu:0", "/cpu:1"], engine=object())
@@ -96,8 +96,8 @@ def test_a_resumed_stream_gives_each_epoch_the_order_of_a_straight_run():
 def test_a_cached_folder_trains_its_second_epoch_from_the_cache_after_the_pictures_are_gone(tmp_path, cache):
     import keras
 
-    from cnnrun.compiling import compile_model
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.model.compiling import compile_model
 
     root = photo_folder(tmp_path / "photos", count=160, size=16)
     experiment = folder_experiment(root, cache=cache, train={"epochs": 2, "batch_size": 4})

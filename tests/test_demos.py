@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnrun.demos.channels import describe_image, image_info, parse_crop
-from cnnrun.demos.images import read_image
-from cnnrun.demos.kernels import KERNELS, convolve, kernel_demo, named_kernel, parse_kernel_values, pool
 from cnnrun.errors import UserError
+from cnnrun.teach.channels import describe_image, image_info, parse_crop
+from cnnrun.teach.images import read_image
+from cnnrun.teach.kernels import KERNELS, convolve, kernel_demo, named_kernel, parse_kernel_values, pool
 
 DOCUMENTED_KERNELS = {
     "vertical": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cnnrun.config import validate_experiment
 from cnnrun.data.shapes import make_shapes
-from cnnrun.scoring import probabilities
+from cnnrun.model.scoring import probabilities
 from tests.conftest import run_cli, run_here, tiny_config
 
 

@@ -8,7 +8,7 @@ import keras
 import pytest
 
 from cnnrun.config import resolve_config, validate_experiment
-from cnnrun.model import build_model
+from cnnrun.model.build import build_model
 from tests.conftest import PROJECT, tiny_config
 
 SHAPE, CLASSES = (16, 16, 3), 3

@@ -47,7 +47,7 @@ def _weights(model) -> dict[str, list[np.ndarray]]:
 
 def _built(config: dict) -> dict[str, list[np.ndarray]]:
     """The weights a new run of `config` starts with, by layer name."""
-    from cnnrun.model import declared_info, new_model
+    from cnnrun.model.build import declared_info, new_model
 
     experiment = validate_experiment(config, "b.yaml")
     return _weights(new_model(experiment, declared_info(experiment), augment_in_model=False))
@@ -75,8 +75,8 @@ def test_a_new_model_takes_exactly_the_layers_of_the_same_name_and_shapes_from_b
 
 
 def test_replace_head_keeps_a_fresh_last_dense_for_another_number_of_classes(run_a):
-    from cnnrun.init_from import plan_init
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.model.init_from import plan_init
 
     # 2 classes; conv2d_1 without a bias has other weights than the run's conv2d_1
     layers = [{"Conv2D": CONV}, {"MaxPooling2D": 2}, {"Conv2D": {**CONV, "use_bias": False}}, "Flatten", HEAD]
@@ -96,8 +96,8 @@ def test_replace_head_keeps_a_fresh_last_dense_for_another_number_of_classes(run
 
 def test_an_experiments_folder_of_runs_means_its_latest_finished_run(run_a, tmp_path):
     """`init_from: outputs/NAME` takes the newest run that finished, not one still running or interrupted."""
-    from cnnrun.init_from import plan_init
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.model.init_from import plan_init
 
     runs = tmp_path / "a"
     older, newer, running = runs / "20260101-000000", runs / "20260102-000000", runs / "20260103-000000"
@@ -128,7 +128,7 @@ def test_last_takes_the_weights_of_last_keras(run_a, tmp_path):
 def test_the_layers_of_a_nested_model_are_matched_by_their_path():
     import keras
 
-    from cnnrun.init_from import Source, match_layers
+    from cnnrun.model.init_from import Source, match_layers
 
     backbone = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
                                  keras.layers.BatchNormalization(name="bn")], name="backbone")
@@ -145,7 +145,7 @@ def test_the_layers_of_a_nested_model_are_matched_by_their_path():
 
 
 def test_layer_names_do_not_depend_on_the_models_built_before_in_the_process():
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
 
     layers = [{"Conv2D": CONV}, {"Conv2D": {**CONV, "name": "conv2d"}}, {"MaxPooling2D": 2}, "Flatten", HEAD]
     experiment = validate_experiment(_config(layers=layers), "b.yaml")

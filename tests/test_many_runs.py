@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnnrun.compare import compare_runs
+from cnnrun.tasks.compare import compare_runs
 from tests.conftest import PROJECT, run_here, tiny_config
 from tests.test_errors import assert_user_error
 from tests.test_speed_paths import HEAVY, PROBE
@@ -195,7 +195,7 @@ def _reloaded(path, format_):
 def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pixels(outputs, tmp_path, format_,
                                                                                       default_name):
     run = outputs[1]["a"]
-    from cnnrun.runs import load_checkpoint
+    from cnnrun.run_folder.folder import load_checkpoint
 
     out = run / "export" / default_name if default_name else tmp_path / "served.tflite"
     args = ["--out", out] if default_name is None else []
@@ -217,8 +217,8 @@ def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pi
 def test_the_served_model_leaves_the_augmentation_layers_out(outputs):
     run = outputs[1]["a"]
     from cnnrun.data import DatasetInfo
-    from cnnrun.export import serving_model
-    from cnnrun.runs import load_checkpoint
+    from cnnrun.run_folder.folder import load_checkpoint
+    from cnnrun.tasks.export import serving_model
 
     model = load_checkpoint(run / "checkpoints" / "best.keras")
     serving = serving_model(model, DatasetInfo(**json.loads((run / "dataset.json").read_text())))
@@ -252,8 +252,8 @@ def test_a_wrong_export_format_or_file_name_is_one_line(outputs, args, fragments
 def test_a_graph_model_is_served_without_its_augmentation_and_with_its_normalisation():
     from cnnrun.config import validate_experiment
     from cnnrun.data import DatasetInfo, model_augmenter
-    from cnnrun.export import serving_model
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.tasks.export import serving_model
     from tests.test_graph_run import RESIDUAL_NET
 
     experiment = validate_experiment(tiny_config(model=RESIDUAL_NET, augmentation={"horizontal_flip": True,
@@ -270,7 +270,7 @@ def test_a_graph_model_is_served_without_its_augmentation_and_with_its_normalisa
 
 
 def test_a_name_alone_and_a_mapping_with_a_name_compare_as_one_key():
-    from cnnrun.compare import MISSING, differing_keys
+    from cnnrun.tasks.compare import MISSING, differing_keys
 
     configs = [{"compile": {"optimizer": "sgd", "loss": "mse"}},
                {"compile": {"optimizer": {"name": "adam", "learning_rate": 0.01}, "loss": "mse"}}]
@@ -284,8 +284,8 @@ def test_a_mixed_precision_model_is_exported_computing_in_float32(tmp_path):
 
     from cnnrun.config import validate_experiment
     from cnnrun.data import DatasetInfo
-    from cnnrun.export import computes_in_float32, inference_model, serving_model, write_export
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.tasks.export import computes_in_float32, inference_model, serving_model, write_export
 
     experiment = validate_experiment(tiny_config(train={"epochs": 1, "mixed_precision": True}), "test")
     try:
@@ -314,7 +314,7 @@ def test_a_mixed_precision_model_is_exported_computing_in_float32(tmp_path):
     ({"meta.json": '{"started": "2026-11-27T10:00:00+00:00"}'}, "state.json: missing"),
 ])
 def test_a_folder_with_files_of_the_wrong_shape_is_a_damaged_row(tmp_path, files, problem):
-    from cnnrun.runs_table import list_runs
+    from cnnrun.tasks.runs_table import list_runs
 
     folder = tmp_path / "outputs" / "x" / "20261127-100000"
     (folder / "checkpoints").mkdir(parents=True)
@@ -325,7 +325,7 @@ def test_a_folder_with_files_of_the_wrong_shape_is_a_damaged_row(tmp_path, files
 
 
 def test_a_status_this_version_does_not_know_is_shown_as_it_is(tmp_path):
-    from cnnrun.runs_table import list_runs
+    from cnnrun.tasks.runs_table import list_runs
 
     folder = tmp_path / "x" / "20261127-100000"
     folder.mkdir(parents=True)

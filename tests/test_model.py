@@ -3,12 +3,12 @@
 import keras
 import pytest
 
-from cnnrun.compiling import compile_model
 from cnnrun.config import load_experiment, validate_experiment
+from cnnrun.config.registry import LAYERS
 from cnnrun.data import describe
 from cnnrun.errors import UserError
-from cnnrun.model import build_model
-from cnnrun.registry import LAYERS
+from cnnrun.model.build import build_model
+from cnnrun.model.compiling import compile_model
 from tests.conftest import PROJECT, tiny_config
 
 COURSE_PARAMS = {

@@ -14,9 +14,9 @@ import yaml
 from cnnrun.config import load_experiment, validate_experiment
 from cnnrun.config.phases import with_total_epochs
 from cnnrun.errors import UserError
-from cnnrun.model import declared_info, new_model
-from cnnrun.phases import set_trainable, start_phase
-from cnnrun.trainer import Trainer, resume_run
+from cnnrun.model.build import declared_info, new_model
+from cnnrun.model.phases import set_trainable, start_phase
+from cnnrun.training.trainer import Trainer, resume_run
 from tests.conftest import history, only_run, run_here, tiny_config
 from tests.test_errors import assert_user_error
 from tests.test_trainer import photo_folder

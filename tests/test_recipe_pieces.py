@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from cnnrun.config import load_experiment
-from cnnrun.losses import SmoothedSparseCategoricalCrossentropy
-from cnnrun.scoring import tta_probabilities, views
+from cnnrun.model.losses import SmoothedSparseCategoricalCrossentropy
+from cnnrun.model.scoring import tta_probabilities, views
 from tests.conftest import only_run, run_here, tiny_config
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from cnnrun.atomic import atomic_write_bytes, atomic_write_json
 from cnnrun.errors import UserError
-from cnnrun.runs import Run, create_run
+from cnnrun.run_folder.folder import Run, create_run
 
 ROOT = os.geteuid() == 0
 

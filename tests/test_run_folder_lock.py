@@ -15,14 +15,14 @@ import textwrap
 import pytest
 
 from cnnrun.errors import UserError
-from cnnrun.runs import Run
+from cnnrun.run_folder.folder import Run
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 HOLD_AND_SLEEP = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from cnnrun.runs import Run
+    from cnnrun.run_folder.folder import Run
     with Run(Path(sys.argv[1])).hold():
         print("held", flush=True)
         time.sleep(120)

@@ -7,7 +7,7 @@ import pytest
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
-from cnnrun.runs import Run, create_run, find_latest_run, open_run
+from cnnrun.run_folder.folder import Run, create_run, find_latest_run, open_run
 
 COMPLETED = {"status": "completed", "epochs_completed": 2, "epochs_planned": 2,
              "best": {"monitor": "val_loss", "value": 0.5, "epoch": 2}, "callbacks": {}}

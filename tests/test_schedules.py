@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 
-from cnnrun.compiling import make_optimizer
 from cnnrun.config import load_experiment
 from cnnrun.config.schedules import SCHEDULES, parse_schedule
-from cnnrun.schedules import PiecewiseLinearDecay, describe_learning_rate, learning_rate_at, make_learning_rate
+from cnnrun.model.compiling import make_optimizer
+from cnnrun.model.schedules import PiecewiseLinearDecay, describe_learning_rate, learning_rate_at, make_learning_rate
 from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
 from tests.test_errors import assert_user_error
 
@@ -212,10 +212,10 @@ def test_a_checkpoint_with_cnnruns_schedule_loads_in_safe_mode_in_a_new_process(
     script = f"""
 import sys
 from pathlib import Path
-from cnnrun.runs import load_checkpoint
-assert "cnnrun.schedules" not in sys.modules  # loading alone must find the class
+from cnnrun.run_folder.folder import load_checkpoint
+assert "cnnrun.model.schedules" not in sys.modules  # loading alone must find the class
 optimizer = load_checkpoint(Path({str(tmp_path / "last.keras")!r})).optimizer
-from cnnrun.schedules import learning_rate_at
+from cnnrun.model.schedules import learning_rate_at
 print(type(optimizer._learning_rate).__name__, learning_rate_at(optimizer, 750), learning_rate_at(optimizer, 2250))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT,

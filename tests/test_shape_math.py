@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnnrun import shape_math
 from cnnrun.errors import UserError
+from cnnrun.teach import shape_math
 
 
 def _built(input_shape, layer):
@@ -109,7 +109,7 @@ def test_chain_matches_a_keras_model():
 
 def test_convolve_matches_keras_conv2d_with_the_kernel_flipped():
     """kernel-demo's picture is what a one-filter Conv2D gives (scipy convolves, Keras cross-correlates)."""
-    from cnnrun.demos.kernels import convolve
+    from cnnrun.teach.kernels import convolve
 
     rng = np.random.default_rng(1)
     gray = rng.random((11, 13))
@@ -125,7 +125,7 @@ def test_convolve_matches_keras_conv2d_with_the_kernel_flipped():
 
 
 def test_inspect_arithmetic_column():
-    from cnnrun.inspect import layer_arithmetic
+    from cnnrun.tasks.inspect import layer_arithmetic
 
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(16, 3, padding="same"),
                               keras.layers.MaxPooling2D(2), keras.layers.SeparableConv2D(8, 3, strides=2),

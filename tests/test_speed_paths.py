@@ -78,9 +78,9 @@ def test_a_table_into_a_pipe_takes_the_width_it_needs_unless_columns_is_set(tmp_
 def test_mixed_precision_and_xla_train_on_the_cpu():
     import keras
 
-    from cnnrun.compiling import compile_model
     from cnnrun.data import load_splits
-    from cnnrun.model import build_model
+    from cnnrun.model.build import build_model
+    from cnnrun.model.compiling import compile_model
 
     experiment = validate_experiment(tiny_config(train={"epochs": 1, "batch_size": 16, "mixed_precision": True},
                                                  compile={"optimizer": "adam", "jit_compile": True,

@@ -207,7 +207,7 @@ def test_a_grid_point_taken_by_a_process_killed_before_it_drew_it_is_retried_wit
     import optuna
 
     from cnnrun.config.sweep import load_sweep
-    from cnnrun.sweep import open_study, prepare_study, with_objective
+    from cnnrun.training.sweep import open_study, prepare_study, with_objective
 
     sweep = with_objective(load_sweep(write(tmp_path, sweep_config(tmp_path, pruner="none"))))
     study = open_study(sweep)

@@ -90,8 +90,8 @@ def test_tensorboard_is_on_by_default_with_scalars_learning_rate_and_the_model_g
 
 
 def test_tensorboard_false_turns_it_off(write_config, tmp_path):
-    from cnnrun.callbacks import configured_callbacks
-    from cnnrun.runs import Run
+    from cnnrun.run_folder.folder import Run
+    from cnnrun.training.callbacks import configured_callbacks
 
     default = tiny_config()
     del default["callbacks"]  # as a user writes it: no callbacks section
@@ -103,7 +103,7 @@ def test_tensorboard_false_turns_it_off(write_config, tmp_path):
 
 
 def test_mlflow_tracking_uri_in_the_environment_turns_tracking_on(write_config, monkeypatch):
-    from cnnrun.tracking import tracking_uri
+    from cnnrun.training.tracking import tracking_uri
 
     experiment = load_experiment(write_config(tiny_config()))
     assert tracking_uri(experiment) is None

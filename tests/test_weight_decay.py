@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from cnnrun.compiling import compile_model
 from cnnrun.config import load_experiment
-from cnnrun.model import build_model
+from cnnrun.model.build import build_model
+from cnnrun.model.compiling import compile_model
 from tests.conftest import PROJECT, tiny_config
 
 LR, WD, MOMENTUM = 0.5, 0.1, 0.9

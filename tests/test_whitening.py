@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 
-from cnnrun.whitening import PatchWhitening
+from cnnrun.model.whitening import PatchWhitening
 from tests.conftest import only_run, run_here, tiny_config
 
 

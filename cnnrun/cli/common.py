@@ -94,7 +94,7 @@ CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="The 
 def run_experiment_of(run_dir: Path | None):
     """The experiment of a run folder (RUN_DIR, or the latest under outputs/), read without importing Keras."""
     from cnnrun.config import load_saved_experiment
-    from cnnrun.runs import open_run
+    from cnnrun.run_folder.folder import open_run
 
     return load_saved_experiment(open_run(run_dir).file("config.yaml"))
 

@@ -35,18 +35,18 @@ def train(
 
     Example: cnnrun train configs/quickstart.yaml --set train.epochs=3 --seeds 3
     """
-    from cnnrun.backend import prepare
     from cnnrun.config import load_experiment
+    from cnnrun.devices.backend import prepare
 
     experiment = load_experiment(config, set_)
     prepare(experiment)
     quiet_imports()
     if seeds > 1:
-        from cnnrun.seeds import train_seeds
+        from cnnrun.training.seeds import train_seeds
 
         train_seeds(experiment, seeds, output_dir=output_dir, name=name)
         return
-    from cnnrun.trainer import train_experiment
+    from cnnrun.training.trainer import train_experiment
 
     train_experiment(experiment, output_dir=output_dir, name=name)
 
@@ -65,13 +65,13 @@ def inspect(
 
     Example: cnnrun inspect configs/cifar10_resnet20.yaml --plot resnet20.png
     """
-    from cnnrun.backend import use_backend
     from cnnrun.config import load_experiment
+    from cnnrun.devices.backend import use_backend
 
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)
     quiet_imports()
-    from cnnrun.inspect import inspect_experiment
+    from cnnrun.tasks.inspect import inspect_experiment
 
     inspect_experiment(experiment, plot)
 
@@ -85,11 +85,11 @@ def resume(
 
     Example: cnnrun resume outputs/quickstart/20260101-120000 --epochs 12
     """
-    from cnnrun.backend import prepare
+    from cnnrun.devices.backend import prepare
 
     prepare(run_experiment_of(run_dir))
     quiet_imports()
-    from cnnrun.trainer import resume_run
+    from cnnrun.training.trainer import resume_run
 
     resume_run(run_dir, epochs)
 
@@ -106,11 +106,11 @@ def evaluate(
 
     Example: cnnrun evaluate --checkpoint last --split validation
     """
-    from cnnrun.backend import use_backend
+    from cnnrun.devices.backend import use_backend
 
     use_backend(run_experiment_of(run_dir).backend)
     quiet_imports()
-    from cnnrun.evaluate import evaluate_run
+    from cnnrun.tasks.evaluate import evaluate_run
 
     evaluate_run(run_dir, checkpoint.value, split.value, explain)
 
@@ -136,11 +136,11 @@ def predict(
             what = "is a run folder" if runs == [path] else "holds run folders"
             raise UserError(f"{path}: {what}, not pictures; name the run with --run {runs[-1]} and give the "
                             "pictures as arguments")
-    from cnnrun.backend import use_backend
+    from cnnrun.devices.backend import use_backend
 
     use_backend(run_experiment_of(run).backend)
     quiet_imports()
-    from cnnrun.predict import predict_files
+    from cnnrun.tasks.predict import predict_files
 
     unreadable = predict_files(run, paths, top_k, checkpoint.value, output)
     if isinstance(unreadable, int) and unreadable:  # the number of inputs that were not readable images

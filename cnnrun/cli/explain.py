@@ -28,7 +28,7 @@ def _is_run(path: Path) -> bool:
 
 def _start(run_dir: Path | None) -> None:
     """Choose the run's backend and import Keras quietly."""
-    from cnnrun.backend import use_backend
+    from cnnrun.devices.backend import use_backend
 
     use_backend(run_experiment_of(run_dir).backend)
     quiet_imports()
@@ -126,8 +126,8 @@ def data_show(
 
     Example: cnnrun data show configs/quickstart.yaml --per-class 6
     """
-    from cnnrun.backend import use_backend
     from cnnrun.config import load_experiment
+    from cnnrun.devices.backend import use_backend
 
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)

@@ -31,7 +31,7 @@ def runs(
 
     Example: cnnrun runs outputs --where status=completed --sort -test_best
     """
-    from cnnrun.runs_table import list_runs, select, table_text, to_csv, to_json
+    from cnnrun.tasks.runs_table import list_runs, select, table_text, to_csv, to_json
 
     rows = select(list_runs(folder), where, sort)
     if format_ is TableFormat.csv:
@@ -53,7 +53,7 @@ def compare(
 
     Example: cnnrun compare outputs/quickstart/20261127-101500 outputs/quickstart/20261127-103000 --out lr.png
     """
-    from cnnrun.compare import compare_runs
+    from cnnrun.tasks.compare import compare_runs
 
     compare_runs(run_dirs, out)
 
@@ -75,14 +75,14 @@ def export(
 
     Example: cnnrun export outputs/quickstart/20261127-101500 --format onnx
     """
-    from cnnrun.backend import use_backend
-    from cnnrun.export import check_packages
+    from cnnrun.devices.backend import use_backend
+    from cnnrun.tasks.export import check_packages
 
     check_packages(format_.value)
     run_experiment_of(run_dir)  # a run folder that is not one: one line, before Keras loads
     use_backend("tensorflow")  # Keras exports through TensorFlow; a .keras checkpoint loads on any backend
     quiet_imports()
-    from cnnrun.export import export_run
+    from cnnrun.tasks.export import export_run
 
     if not export_run(run_dir, format_.value, checkpoint.value, out):
         raise typer.Exit(1)

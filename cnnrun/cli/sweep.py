@@ -24,14 +24,21 @@ def sweep(
 
     Example: cnnrun sweep configs/quickstart_sweep.yaml --workers 2
     """
-    from cnnrun.backend import prepare
     from cnnrun.config.sweep import load_sweep
+    from cnnrun.devices.backend import prepare
 
     checked = load_sweep(path)
     prepare(checked.experiment)
     quiet_imports()
-    from cnnrun.callbacks import configured_callbacks
-    from cnnrun.sweep import open_study, prepare_study, run_trials, start_workers, with_objective, write_results
+    from cnnrun.training.callbacks import configured_callbacks
+    from cnnrun.training.sweep import (
+        open_study,
+        prepare_study,
+        run_trials,
+        start_workers,
+        with_objective,
+        write_results,
+    )
 
     checked = with_objective(checked)
     configured_callbacks(checked.experiment, None)  # the monitors, and MLflow when asked for: before any trial

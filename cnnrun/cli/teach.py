@@ -31,7 +31,7 @@ def kernel_demo(
 
     Example: cnnrun kernel-demo cat.jpg --kernel sobel_x --kernel sharpen --padding same --stride 2 --pool max
     """
-    from cnnrun.demos.kernels import kernel_demo as run_demo
+    from cnnrun.teach.kernels import kernel_demo as run_demo
 
     run_demo(image, kernel, kernel_values, padding.value, stride, [p.value for p in pool or []], pool_size, out,
              echo=echo)
@@ -48,7 +48,7 @@ def image_info(
 
     Example: cnnrun image-info cat.png --crop 100:132,200:232
     """
-    from cnnrun.demos.channels import image_info as run_info
+    from cnnrun.teach.channels import image_info as run_info
 
     run_info(image, crop, out, echo=echo)
 
@@ -72,7 +72,7 @@ def conv_shape(
     Example: cnnrun conv-shape --input 28x28x1 --kernel 3 --padding same --filters 16 --then pool:2 --then conv:3x3x32
     """
     from cnnrun.report import console
-    from cnnrun.shape_math import chain_lines, conv_chain
+    from cnnrun.teach.shape_math import chain_lines, conv_chain
 
     layers = conv_chain(input_, kernel, stride, padding.value, filters, then)
     for line in chain_lines(layers):
@@ -117,7 +117,7 @@ def augment_preview(
 
     Example: cnnrun augment-preview cat.jpg -n 8 --config configs/cats_vs_dogs.yaml
     """
-    from cnnrun.demos.augment import augment_preview as run_preview
+    from cnnrun.teach.augment import augment_preview as run_preview
 
     quiet_imports()
     run_preview(image, config, count, out, seed, echo=echo)

@@ -13,7 +13,7 @@ constructor (`alpha`), checked against its signature when the model is built. Ke
 top or to cnnrun (`include_top`, `input_shape`, …) are refused here.
 
 Checking a node needs neither TensorFlow nor Keras: the names are strings in `BACKBONES`, which a test keeps equal
-to `keras.applications`. `cnnrun.backbones` builds the Keras model.
+to `keras.applications`. `cnnrun.model.backbones` builds the Keras model.
 
 Example:
 >>> check_backbone({"name": "MobileNetV2", "weights": None, "alpha": 0.35}, "model.layers[0]")

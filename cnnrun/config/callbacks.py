@@ -4,8 +4,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from cnnrun.config.registry import canonical_metric
 from cnnrun.config.sections import Section
-from cnnrun.registry import canonical_metric
 
 
 class CheckpointConfig(Section):

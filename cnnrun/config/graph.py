@@ -10,7 +10,7 @@ first copy. Inside a block, `in` is the block's input and ids are local to each 
 mistake of structure without Keras: an unknown id, a node that takes a later one (a cycle), a block that calls
 itself, a parameter a block does not use, a branch whose output goes nowhere. The schema runs it when the config
 is read (without values: `${…}` stays as written); the model builder runs it again with the values, and Keras
-then checks that the shapes fit (`cnnrun.graph`).
+then checks that the shapes fit (`cnnrun.model.graph`).
 
 Example:
 >>> nodes = expand_graph([{"Conv2D": {"filters": 4, "kernel_size": 3}, "id": "a"}, "ReLU"], {})
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnrun.config.expressions import substitute, variable_names
+from cnnrun.config.registry import MERGE_LAYERS, check_layer_name
 from cnnrun.errors import UserError, did_you_mean
-from cnnrun.registry import MERGE_LAYERS, check_layer_name
 
 INPUT = -1  # the model's input, where a node's inputs are indices of earlier nodes
 MAX_LAYERS = 10_000  # layers of one model, blocks and `repeat:` expanded: far beyond any CNN, and quick to check

@@ -1,5 +1,5 @@
 """The `model:` section: the layers (a chain or a graph, backbones among them), the blocks, the weight decay and
-where the weights start from (`init_from`). Checked without Keras: layer names come from `cnnrun.registry`'s table
+where the weights start from (`init_from`). Checked without Keras: layer names come from `cnnrun.config.registry`'s table
 of strings, a graph's structure from `cnnrun.config.graph`, a backbone's keys from `cnnrun.config.backbone`.
 """
 
@@ -10,9 +10,9 @@ from pydantic import Field, field_validator, model_validator
 
 from cnnrun.config.backbone import check_backbone, resolve_weights_path
 from cnnrun.config.graph import MAX_LAYERS, expand_graph, is_graph
+from cnnrun.config.registry import check_layer_name
 from cnnrun.config.sections import Section
 from cnnrun.errors import UserError
-from cnnrun.registry import check_layer_name
 
 
 class ModelConfig(Section):

@@ -11,7 +11,7 @@ then everything with a small learning rate. A config writes that as
 This module checks the phases (no Keras needed) and answers the questions about epochs that the Trainer, the run
 recorder and resume ask: which phase an epoch is in, where each phase starts, what `resume --epochs N` means.
 Epochs are counted as Keras counts them: `epoch` is the number of epochs done (0 before the first), so phase 2 of
-a 3 + 2 run spans epochs 3 to 5 (shown to the user as epochs 4–5). `cnnrun.phases` applies a phase to a model.
+a 3 + 2 run spans epochs 3 to 5 (shown to the user as epochs 4–5). `cnnrun.model.phases` applies a phase to a model.
 
 Example (`TrainConfig` is `train:`, in `cnnrun.config.schema`):
 >>> train = TrainConfig(phases=[{"epochs": 3, "trainable": "none"}, {"epochs": 2, "trainable": "all"}])
@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from cnnrun.config.registry import OPTIMIZERS, check_name
 from cnnrun.config.schedules import WHERE, check_learning_rate
 from cnnrun.config.sections import Section
 from cnnrun.errors import UserError, did_you_mean
-from cnnrun.registry import OPTIMIZERS, check_name
 
 TRAINABLE = "none, all, {from: LAYER_NAME} or {last: N}"
 

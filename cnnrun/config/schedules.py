@@ -1,7 +1,7 @@
 """Learning-rate schedules as a config writes them: `compile.optimizer.learning_rate: {schedule: …}`.
 
 One pydantic model per schedule, chosen by `schedule:`. Checking one needs neither TensorFlow nor Keras; the Keras
-objects are made by `cnnrun.schedules.make_learning_rate`. Every count (`boundaries`, `decay_steps`,
+objects are made by `cnnrun.model.schedules.make_learning_rate`. Every count (`boundaries`, `decay_steps`,
 `warmup_steps`, the first number of each `points` pair) is in `unit`: `steps` (optimizer updates, Keras' own
 unit) or `epochs` (converted with the run's real steps per epoch once its data has loaded).
 

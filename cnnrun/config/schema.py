@@ -2,7 +2,7 @@
 
 The field descriptions are the reference documentation of the YAML: `python -m cnnrun.config.reference` writes
 them into the README. Checking a config here needs neither TensorFlow nor Keras: layer, optimizer and loss names
-are read from `cnnrun.registry`'s tables of strings.
+are read from `cnnrun.config.registry`'s tables of strings.
 """
 
 import os
@@ -17,11 +17,11 @@ from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
 from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
+from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
 from cnnrun.config.tracking import TrackingConfig
 from cnnrun.errors import UserError
-from cnnrun.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name
 
 _DEVICE = re.compile(r"/?(?:device:)?(cpu|gpu):(\d+)", re.IGNORECASE)
 MAX_INT32 = 2**31 - 1  # TensorFlow counts batches and steps in int32

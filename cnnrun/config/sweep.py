@@ -3,7 +3,7 @@
 `load_sweep` reads it and checks everything that can be checked before any trial starts: the `sweep:` section
 against `SweepConfig`, the experiment against the schema, every param path against the experiment, the config
 of every grid point (or of both ends of every range) against the schema, and the objective metric against
-what a run logs (`cnnrun.sweep.with_objective`, once Keras is loaded).
+what a run logs (`cnnrun.training.sweep.with_objective`, once Keras is loaded).
 
 Example:
 >>> sweep = load_sweep("configs/quickstart_sweep.yaml")
@@ -149,7 +149,7 @@ class Sweep:
     doc: dict[str, Any]
     experiment: Experiment
     config: SweepConfig
-    monitor: str = ""  # the objective metric as a run logs it, once checked (`cnnrun.sweep.with_objective`)
+    monitor: str = ""  # the objective metric as a run logs it, once checked (`cnnrun.training.sweep.with_objective`)
 
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of the params' values, in order (method grid)."""

@@ -214,7 +214,7 @@ def augmentation_in_model(experiment: Experiment) -> bool:
     """
     import keras
 
-    from cnnrun.distribute import gpu_visible
+    from cnnrun.devices.distribute import gpu_visible
 
     augmentation = experiment.augmentation
     if augmentation is None or augmentation.placement == "pipeline":

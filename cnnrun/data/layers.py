@@ -9,8 +9,8 @@ import math
 import keras
 from keras import ops
 
-from cnnrun.losses import SmoothedSparseCategoricalCrossentropy
-from cnnrun.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
+from cnnrun.model.losses import SmoothedSparseCategoricalCrossentropy
+from cnnrun.model.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
 
 
 @keras.saving.register_keras_serializable(package="cnnrun")

@@ -44,10 +44,10 @@ def show_activations(run_path: str | Path | None, image: Path, layers: list[str]
     """
     from cnnrun.data import preprocess
     from cnnrun.errors import UserError
-    from cnnrun.evaluate import run_model
     from cnnrun.explain.figures import tile_grid
-    from cnnrun.predict import read_images
-    from cnnrun.runs import open_run
+    from cnnrun.run_folder.folder import open_run
+    from cnnrun.tasks.evaluate import run_model
+    from cnnrun.tasks.predict import read_images
 
     run = open_run(run_path)
     if not image.is_file():

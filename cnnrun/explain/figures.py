@@ -5,7 +5,7 @@ Every function returns a figure; the caller writes it with `cnnrun.atomic.atomic
 
 import numpy as np
 
-from cnnrun.demos.images import pyplot
+from cnnrun.teach.images import pyplot
 
 HEAT = "jet"  # the heat maps' colours: blue (nothing) to red (where the class was decided)
 

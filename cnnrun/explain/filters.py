@@ -93,7 +93,7 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
         The file written.
     """
     from cnnrun.explain.figures import tile_grid
-    from cnnrun.runs import load_checkpoint, open_run
+    from cnnrun.run_folder.folder import load_checkpoint, open_run
 
     run = open_run(run_path)
     model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")

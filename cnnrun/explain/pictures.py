@@ -17,7 +17,7 @@ from cnnrun.explain.figures import explained_figure, overlay_grid
 from cnnrun.explain.gradients import LAYER_METHODS, heat_maps
 from cnnrun.explain.network import find_layer, is_spatial
 from cnnrun.report import console
-from cnnrun.runs import open_run
+from cnnrun.run_folder.folder import open_run
 
 TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "saliency": "saliency", "smoothgrad": "SmoothGrad"}
 
@@ -84,9 +84,9 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
         The folder written.
     """
     from cnnrun.data import DatasetInfo, preprocess
-    from cnnrun.evaluate import run_model
-    from cnnrun.predict import collect_images, read_images
-    from cnnrun.scoring import probabilities
+    from cnnrun.model.scoring import probabilities
+    from cnnrun.tasks.evaluate import run_model
+    from cnnrun.tasks.predict import collect_images, read_images
 
     files = collect_images(paths)
     run = open_run(run_path)

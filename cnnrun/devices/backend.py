@@ -1,0 +1,174 @@
+"""What must happen before Keras is imported: the backend choice and the cluster checks.
+
+Keras fixes its backend when it is first imported, so `prepare` runs first (the CLI calls it before anything
+imports Keras): it checks the environment, sets `KERAS_BACKEND` and, in a cluster, waits for the coordinator.
+Nothing here imports Keras or TensorFlow; `cnnrun.devices.distribute` starts the strategies afterwards.
+
+Example:
+>>> cluster = prepare(experiment)     # None on one machine
+>>> import keras                      # now on experiment.backend
+"""
+
+import errno
+import importlib.util
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+from cnnrun.config import Experiment
+from cnnrun.errors import UserError
+
+CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                     "KERAS_DISTRIBUTION_PROCESS_ID")
+GUIDE = "see the README, 'Training on several GPUs / machines'"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The processes that `KERAS_DISTRIBUTION_*` describe; process 0 runs the coordinator."""
+
+    coordinator: str
+    num_processes: int
+    process_id: int
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.coordinator.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def read_cluster() -> Cluster | None:
+    """The cluster that this process's `KERAS_DISTRIBUTION_*` variables describe, or None when none is set."""
+    environ = os.environ
+    present = [name for name in CLUSTER_VARIABLES if environ.get(name)]
+    if not present:
+        return None
+    missing = [name for name in CLUSTER_VARIABLES if name not in present]
+    if missing:
+        raise UserError(f"{', '.join(present)} set but not {', '.join(missing)}: a process of a cluster needs "
+                        f"all three; {GUIDE}")
+    addresses = [a.strip() for a in environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",")]
+    host, _, port = addresses[0].rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: '{addresses[0]}' is not HOST:PORT (e.g. 10.0.0.1:1234), "
+                        f"the address of process 0")
+    try:
+        num_processes = int(environ["KERAS_DISTRIBUTION_NUM_PROCESSES"])
+        process_id = int(environ["KERAS_DISTRIBUTION_PROCESS_ID"])
+    except ValueError as e:
+        raise UserError("KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID: whole numbers, "
+                        "e.g. 2 and 0") from e
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise UserError(f"KERAS_DISTRIBUTION_PROCESS_ID: {process_id} is not one of 0 … {num_processes - 1} "
+                        f"(KERAS_DISTRIBUTION_NUM_PROCESSES is {num_processes})")
+    if len(addresses) > 1 and len(addresses) != num_processes:
+        raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {len(addresses)} addresses for "
+                        f"{num_processes} processes; give one per process, or only process 0's")
+    return Cluster(addresses[0], num_processes, process_id)
+
+
+def use_backend(backend: str) -> None:
+    """Make `backend` the Keras backend of this process: it must be chosen before keras is first imported.
+
+    Args:
+        backend: `tensorflow` or `jax`.
+    """
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        raise UserError("backend: jax is not installed; pip install 'cnnrun[jax]' (or set backend: tensorflow)")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise UserError(f"backend: {backend}, but Keras already runs on {keras.backend.backend()} in this "
+                            f"process; start a new one (or set KERAS_BACKEND={backend} before importing keras)")
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def prepare(experiment: Experiment) -> Cluster | None:
+    """Check that the experiment's backend and distribution fit the environment; choose the backend.
+
+    Runs before Keras or TensorFlow is imported (the CLI calls it first, so that mistakes are reported at once;
+    `place` calls it again, which changes nothing). In a cluster, a process other than 0 waits up to
+    `train.coordinator_timeout` seconds for the coordinator to accept connections; process 0 checks that the
+    coordinator's address is its own and its port is free.
+
+    Args:
+        experiment: the validated experiment.
+
+    Returns:
+        The cluster `KERAS_DISTRIBUTION_*` describe, or None.
+    """
+    backend, train = experiment.backend, experiment.train
+    if os.environ.get("TF_CONFIG"):
+        raise UserError("TF_CONFIG is set, but cnnrun does not train with TensorFlow's MultiWorkerMirroredStrategy: "
+                        "it does not work with Keras 3's fit (keras-team/keras#20585). Several machines train on "
+                        f"backend: jax with KERAS_DISTRIBUTION_* set instead; unset TF_CONFIG ({GUIDE})")
+    cluster = read_cluster()
+    if cluster and backend != "jax":
+        raise UserError(f"KERAS_DISTRIBUTION_* are set (training in {cluster.num_processes} processes), which runs "
+                        f"on Keras' distribution API with the JAX backend; set backend: jax (now {backend})")
+    if cluster and train.distribution in ("none", "mirrored"):
+        raise UserError(f"train.distribution: {train.distribution}, but KERAS_DISTRIBUTION_* are set; processes of "
+                        f"a cluster train with data_parallel (or auto), or unset KERAS_DISTRIBUTION_*")
+    if train.distribution == "mirrored" and backend != "tensorflow":
+        raise UserError("train.distribution: mirrored is TensorFlow's MirroredStrategy; on backend: jax use "
+                        "data_parallel (or auto)")
+    if train.distribution == "data_parallel" and backend != "jax":
+        raise UserError("train.distribution: data_parallel is Keras' distribution API, which cnnrun runs on the JAX "
+                        "backend; set backend: jax, or use mirrored on tensorflow")
+    if train.devices and (backend != "tensorflow" or train.distribution not in ("auto", "mirrored")):
+        raise UserError("train.devices: only for distribution: mirrored on the tensorflow backend; data_parallel "
+                        "trains on every device of every process")
+    if train.devices:
+        check_batch_size(train.batch_size, len(train.devices))
+    use_backend(backend)
+    if cluster and cluster.process_id == 0:
+        _check_own_address(cluster)
+    elif cluster:
+        _wait_for_coordinator(cluster, train.coordinator_timeout)
+    return cluster
+
+
+def _check_own_address(cluster: Cluster) -> None:
+    """Process 0 runs the coordinator: its address must belong to this machine and its port be free."""
+    host, port = cluster.host_port
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: cannot resolve '{host}' ({e.strerror})") from e
+    with socket.socket(family, kind) as probe:
+        try:
+            probe.bind(address)
+        except OSError as e:
+            what = (f"port {port} is in use; choose a free one" if e.errno == errno.EADDRINUSE else
+                    f"{host} is not an address of this machine; process 0 runs the coordinator, so the first "
+                    f"address must be its own" if e.errno == errno.EADDRNOTAVAIL else e.strerror)
+            raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {cluster.coordinator}: {what}") from e
+
+
+def _wait_for_coordinator(cluster: Cluster, timeout: float) -> None:
+    """Wait until the coordinator accepts TCP connections, at most `timeout` seconds."""
+    host, port = cluster.host_port
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+                return
+        except socket.gaierror as e:
+            raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: cannot resolve '{host}' ({e.strerror})") from e
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise UserError(f"process {cluster.process_id}: cannot reach the coordinator {cluster.coordinator} "
+                                f"(process 0) within {timeout:g} s ({e.strerror or e}); start process 0, check the "
+                                f"address and that its port is open (train.coordinator_timeout sets the wait)") from e
+        time.sleep(0.25)
+
+
+def check_batch_size(batch_size: int, replicas: int) -> None:
+    """The global batch must split evenly over the replicas."""
+    if batch_size % replicas:
+        raise UserError(f"train.batch_size: {batch_size} does not split evenly over {replicas} replicas; use a "
+                        f"multiple of {replicas}, e.g. {-(-batch_size // replicas) * replicas}")

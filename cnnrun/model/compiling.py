@@ -1,0 +1,112 @@
+"""The compile arguments of an experiment: its optimizer (a learning rate or a schedule, scaled for the replicas),
+its loss (the crossentropy that fits the labels by default; label smoothing of integer labels), its metrics.
+
+Example:
+>>> compile_model(model, experiment, steps_per_epoch=352)
+>>> type(model.optimizer).__name__, type(model.loss).__name__
+('SGD', 'SmoothedSparseCategoricalCrossentropy')
+"""
+
+from typing import Any
+
+from cnnrun.config import Experiment
+from cnnrun.config.registry import LOSSES, OPTIMIZERS, check_arguments, check_name
+from cnnrun.errors import UserError
+
+DEFAULT_LOSS = {
+    "categorical": "categorical_crossentropy",
+    "sparse": "sparse_categorical_crossentropy",
+    "binary": "binary_crossentropy",
+}
+
+
+def _named(value: str | dict[str, Any], table: dict[str, str], what: str, where: str, module) -> Any:
+    """An optimizer or loss from `name` or `{name: ..., args...}`, its arguments checked."""
+    if isinstance(value, str):
+        value = {"name": value}
+    args = {k: v for k, v in value.items() if k != "name"}
+    cls = getattr(module, check_name(value["name"], table, what, where))
+    check_arguments(cls, args, where)
+    try:
+        return cls(**args)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{where}: {str(e).splitlines()[0]}") from e
+
+
+def learning_rate_scale(experiment: Experiment, replicas: int) -> float:
+    """What every learning rate is multiplied by: the replicas under `train.scale_learning_rate: linear`, else 1."""
+    return replicas if experiment.train.scale_learning_rate == "linear" else 1
+
+
+def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1):
+    """The configured Keras optimizer, its learning rate a number or a schedule (`cnnrun.model.schedules`).
+
+    Args:
+        experiment: the validated experiment.
+        steps_per_epoch: training batches per epoch, which convert a schedule written in epochs to steps. None
+            converts at one step per epoch: enough to check the config, never to train with.
+        replicas: devices holding a replica (`train.scale_learning_rate: linear` multiplies every rate by it).
+            Defaults to 1.
+    """
+    import keras
+
+    from cnnrun.model.schedules import make_learning_rate
+
+    scale = learning_rate_scale(experiment, replicas)
+    value = experiment.compile.optimizer
+    config = {"name": value} if isinstance(value, str) else dict(value)
+    if "learning_rate" in config:
+        config["learning_rate"] = make_learning_rate(config["learning_rate"], steps_per_epoch, scale)
+    optimizer = _named(config, OPTIMIZERS, "optimizer", "compile.optimizer", keras.optimizers)
+    if "learning_rate" not in config and scale != 1:  # the optimizer's own default rate
+        optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * scale
+    return optimizer
+
+
+def make_loss(experiment: Experiment):
+    """The configured Keras loss, defaulting to the crossentropy that fits `dataset.label_mode`."""
+    import keras
+
+    loss = experiment.compile.loss or DEFAULT_LOSS[experiment.dataset.label_mode]
+    name = loss if isinstance(loss, str) else loss["name"]
+    expected = DEFAULT_LOSS[experiment.dataset.label_mode]
+    if name in DEFAULT_LOSS.values() and name != expected:
+        raise UserError(f"compile.loss: {name} does not fit dataset.label_mode "
+                        f"'{experiment.dataset.label_mode}'; use {expected} (or change label_mode)")
+    if isinstance(loss, dict) and name == "sparse_categorical_crossentropy" and "label_smoothing" in loss:
+        from cnnrun.model import losses  # Keras' sparse crossentropy has no label smoothing
+
+        args = {k: v for k, v in loss.items() if k != "name"}
+        check_arguments(losses.SmoothedSparseCategoricalCrossentropy, args, "compile.loss")
+        return losses.SmoothedSparseCategoricalCrossentropy(**args)
+    return _named(loss, LOSSES, "loss", "compile.loss", keras.losses)
+
+
+def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1) -> None:
+    """Compile `model` with the experiment's optimizer, loss, metrics and execution settings.
+
+    Compiling again replaces the optimizer: the Trainer does so once the data has loaded when the learning-rate
+    schedule is written in epochs, to convert it with the real steps per epoch.
+
+    Args:
+        model: the built model.
+        experiment: the validated experiment.
+        steps_per_epoch: training batches per epoch, for a schedule written in epochs. Defaults to None: one step
+            per epoch, enough to check the config (`inspect`), never to train with.
+        replicas: devices holding a replica, for `train.scale_learning_rate`. Defaults to 1.
+    """
+    import keras
+
+    for metric in experiment.compile.metrics:
+        if metric not in ("accuracy", "crossentropy"):
+            try:
+                keras.metrics.get(metric)
+            except ValueError as e:
+                raise UserError(f"compile.metrics: unknown metric '{metric}'") from e
+    model.compile(
+        optimizer=make_optimizer(experiment, steps_per_epoch, replicas),
+        loss=make_loss(experiment),
+        metrics=list(experiment.compile.metrics),
+        jit_compile=experiment.compile.jit_compile,
+        steps_per_execution=experiment.compile.steps_per_execution,
+    )

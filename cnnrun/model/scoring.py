@@ -1,0 +1,121 @@
+"""From a model's outputs to class probabilities and scores, and test-time augmentation (TTA).
+
+With TTA a picture is judged by the average of the class probabilities of several views.
+
+The views are those of airbench (Keller Jordan's fast CIFAR-10 training): the mirror image, and the picture moved by
+one pixel down-right and up-left with its border reflected. `evaluate.tta: [flip, translate]` weighs them as
+airbench does: the picture and its mirror half, the four moved versions the other half.
+
+Example:
+>>> [name for name, _ in views(["flip"])]
+['identity', 'flip']
+>>> views(["translate"])
+[('identity', 0.5), ('down-right', 0.25), ('up-left', 0.25)]
+"""
+
+from typing import Any
+
+import numpy as np
+
+
+def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
+    """Class probabilities from model outputs: logits go through softmax (or sigmoid), a sigmoid unit becomes
+    two columns (class 0, class 1)."""
+    loss = experiment.compile.loss
+    from_logits = isinstance(loss, dict) and loss.get("from_logits", False)
+    if outputs.shape[-1] == 1:
+        p = 1 / (1 + np.exp(-outputs)) if from_logits else outputs
+        return np.concatenate([1 - p, p], axis=-1)
+    if from_logits:
+        shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+    return outputs
+
+
+SHIFTS = {"down-right": (0, 0), "up-left": (2, 2)}  # where the picture is cut from its 1-pixel reflected padding
+
+
+def views(tta: list[str]) -> list[tuple[str, float]]:
+    """The views `evaluate.tta` asks for, as (name, weight) pairs; the weights add up to 1."""
+    flips = [("identity", 1.0), ("flip", 1.0)] if "flip" in tta else [("identity", 1.0)]
+    moves = [("identity", 0.5), ("down-right", 0.25), ("up-left", 0.25)] if "translate" in tta \
+        else [("identity", 1.0)]
+    combined = []
+    for flip, flip_weight in flips:
+        for move, move_weight in moves:
+            name = "+".join(n for n in (flip, move) if n != "identity") or "identity"
+            combined.append((name, flip_weight / len(flips) * move_weight))
+    return combined
+
+
+def transform(images: Any, name: str) -> Any:
+    """One view of a batch of pictures (NHWC, any dtype), as TensorFlow ops (they run in `tf.data` on both backends)."""
+    import tensorflow as tf
+
+    parts = name.split("+")
+    if "flip" in parts:
+        images = tf.reverse(images, axis=[2])
+    for move, (top, left) in SHIFTS.items():
+        if move in parts:
+            height, width = tf.shape(images)[1], tf.shape(images)[2]
+            padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+            images = padded[:, top:top + height, left:left + width, :]
+    return images
+
+
+def tta_probabilities(model, data, experiment, callbacks=()) -> np.ndarray:
+    """The class probabilities of every picture of `data`, averaged over the views of `evaluate.tta`, weighted.
+
+    Args:
+        model: a Keras model.
+        data: a `tf.data.Dataset` of batches, `(pictures, labels)` or pictures alone.
+        experiment: the run's experiment: its `evaluate.tta` lists the views (`[]`: the pictures as they are) and
+            its loss says whether the outputs are logits.
+        callbacks: Keras callbacks for `predict` (Ctrl-C between batches). Defaults to none.
+    """
+    total = None
+    for name, weight in views(experiment.evaluate.tta):
+        moved = data if name == "identity" else data.map(lambda x, *rest, name=name: (transform(x, name), *rest))
+        outputs = model.predict(moved, verbose=0, callbacks=list(callbacks))
+        total = weight * probabilities(outputs, experiment) + (0 if total is None else total)
+    return total
+
+
+def tta_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and crossentropy of averaged probabilities against integer labels."""
+    chosen = probabilities[np.arange(len(labels)), labels]
+    return {"tta_accuracy": float(np.mean(probabilities.argmax(axis=-1) == labels)),
+            "tta_loss": float(np.mean(-np.log(np.clip(chosen, 1e-7, 1.0))))}
+
+
+def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
+    """Test-split metrics of a run's `best.keras` and `last.keras`, loaded from the run folder in safe mode: what
+    `scores.json` holds. When both checkpoints hold the same epoch (their records say so) it is scored once. With
+    `evaluate.tta`, also the metrics of the averaged views (`tta_accuracy`, `tta_loss`) and the views' names.
+
+    Args:
+        run: the run folder (`cnnrun.run_folder.folder.Run`).
+        splits: the run's data (`cnnrun.data.Splits`); without a test split the scores are empty.
+        experiment: the run's experiment.
+        callbacks: Keras callbacks for `evaluate` and `predict` (Ctrl-C between batches). Defaults to none.
+    """
+    from cnnrun.atomic import checkpoint_info
+    from cnnrun.run_folder.folder import load_checkpoint
+
+    if splits.test is None:
+        return {}
+    tta, scores = experiment.evaluate.tta, {}
+    epochs = {which: (checkpoint_info(run.checkpoints / f"{which}.keras") or {}).get("epoch")
+              for which in ("best", "last")}
+    for which in ("best", "last"):
+        path = run.checkpoints / f"{which}.keras"
+        if which == "last" and "best" in scores and epochs["best"] is not None and epochs["best"] == epochs["last"]:
+            scores["last"] = dict(scores["best"])  # the same epoch's weights: scored once
+        elif path.exists():
+            model = load_checkpoint(path)
+            metrics = model.evaluate(splits.test, verbose=0, return_dict=True, callbacks=list(callbacks))
+            scores[which] = {k: float(v) for k, v in metrics.items()}
+            if tta:
+                averaged = tta_probabilities(model, splits.test, experiment, callbacks)
+                scores[which] |= tta_scores(averaged, splits.examples["test"].labels)
+    return scores | ({"tta": tta} if tta and scores else {})

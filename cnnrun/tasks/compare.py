@@ -1,0 +1,158 @@
+"""`cnnrun compare`: what differs between runs, how they scored, and their learning curves in one figure.
+
+The configs compared are the runs' own `config.yaml` (the resolved experiment, every default filled in),
+flattened into dotted keys, the paths `--set` takes (`compile.optimizer.learning_rate`,
+`model.layers.3.Dense.units`); only the keys whose values differ are shown, so two runs of one experiment with
+two `--set`s show exactly those two keys.
+
+Example:
+>>> compare_runs([Path("outputs/quickstart/20261127-101500"), Path("outputs/quickstart/20261127-103000")],
+...              Path("compare.png"))
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnrun.errors import UserError
+from cnnrun.run_folder.folder import Run, open_run
+
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+MISSING = "(absent)"  # how a key that one run's config does not have is shown
+
+
+def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The dotted keys whose values are not the same in every config, each with its value per config (`MISSING`
+    where a config lacks the key), in the order the keys first appear.
+
+    A name alone (`optimizer: sgd`) and a mapping with a name (`optimizer: {name: adam, learning_rate: 0.01}`)
+    are compared as `compile.optimizer.name`.
+    """
+    from cnnrun.config.load import dotted_keys
+
+    flats = [dotted_keys(config) for config in configs]
+    named = {key.removesuffix(".name") for flat in flats for key in flat if key.endswith(".name")}
+    flats = [{f"{key}.name" if key in named and isinstance(value, str) else key: value  # `sgd` = `{name: sgd}`
+              for key, value in flat.items()} for flat in flats]
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    differing = {}
+    for key in keys:
+        values = [flat.get(key, MISSING) for flat in flats]
+        if len({json.dumps(value, sort_keys=True, default=str) for value in values}) > 1:
+            differing[key] = values
+    return differing
+
+
+def run_label(run: Run) -> str:
+    """`<name>/<time>`: the last two parts of a run folder's path, which tell runs apart in tables and legends."""
+    return "/".join(run.path.resolve().parts[-2:])
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def score_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
+    """`(what, [value per run])`: status, epochs, best value, each test score of best.keras and last.keras,
+    parameters and fit time, as `cnnrun runs` reads them."""
+    from cnnrun.tasks.runs_table import read_row
+
+    rows = [read_row(run.path, run.path.parent) for run in runs]
+    scores = [run.read_json("scores.json") if run.file("scores.json").exists() else {} for run in runs]
+    table = [("status", [row["status"] for row in rows]),
+             ("epochs", [f"{row['epochs']}/{row['planned']}" for row in rows]),
+             ("best", [f"{row['monitor']} {row['best']:.4f}" if row["best"] is not None else "—" for row in rows])]
+    for checkpoint in ("best", "last"):
+        names = dict.fromkeys(name for score in scores for name in (score.get(checkpoint) or {}))
+        for name in names:
+            values = [(score.get(checkpoint) or {}).get(name) for score in scores]
+            table.append((f"test {name} ({checkpoint}.keras)", [f"{v:.4f}" if v is not None else "—"
+                                                                 for v in values]))
+    table.append(("params", [f"{row['params']:,}" if row["params"] is not None else "—" for row in rows]))
+    table.append(("fit time", [f"{row['fit_seconds']:.1f} s" for row in rows]))
+    return table
+
+
+def curves_figure(runs: list[Run], labels: list[str]):
+    """Loss and the main metric per epoch, every run in its own colour: training solid, validation dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from cnnrun.report import main_metric
+
+    histories = [run.read_history() for run in runs]
+    metric = next((m for m in (main_metric(h) for h in histories) if m), None)
+    keys = ["loss"] + ([metric] if metric else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, key in zip(axes[0], keys, strict=True):
+        for i, (history, label) in enumerate(zip(histories, labels, strict=True)):
+            colour = colours[i % len(colours)]
+            epochs = [row["epoch"] for row in history]
+            ax.plot(epochs, [row.get(key) for row in history], "o-", color=colour, label=f"{label} training")
+            if any(f"val_{key}" in row for row in history):
+                ax.plot(epochs, [row.get(f"val_{key}") for row in history], "s--", color=colour,
+                        label=f"{label} validation")
+        ax.set(xlabel="epoch", ylabel=key, title=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(paths: list[Path], out: Path) -> dict[str, list[Any]]:
+    """Print the config keys that differ between the runs and their scores side by side; draw their learning
+    curves into `out`.
+
+    Args:
+        paths: two or more run folders.
+        out: the figure to write (.png, .jpg, .pdf or .svg).
+
+    Returns:
+        The differing keys, each with its value per run (as `differing_keys`).
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnnrun.atomic import atomic_write_figure
+    from cnnrun.config.load import read_yaml
+    from cnnrun.report import console
+
+    if len(paths) < 2:
+        raise UserError(f"compare: give two or more run folders, got {len(paths)}")
+    if out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise UserError(f"--out {out}: a figure file ending in {', '.join(FIGURE_SUFFIXES)}")
+    runs = [open_run(path) for path in paths]
+    resolved = [run.path.resolve() for run in runs]
+    twice = next((run.path for run, path in zip(runs, resolved, strict=True) if resolved.count(path) > 1), None)
+    if twice is not None:
+        raise UserError(f"compare: {twice} is given twice; give different run folders")
+    labels = [run_label(run) for run in runs]
+    if len(set(labels)) < len(labels):
+        labels = [str(run.path) for run in runs]
+    differing = differing_keys([read_yaml(run.file("config.yaml"), c_parser=True) for run in runs])
+
+    keys = Table(title=f"config keys that differ ({len(differing)})", title_justify="left")
+    scores = Table(title="scores", title_justify="left")
+    for table, first in ((keys, "key"), (scores, "")):
+        table.add_column(first)
+        for label in labels:
+            table.add_column(escape(label), overflow="fold")
+    for key, values in differing.items():
+        keys.add_row(escape(key), *(escape(_shown(value)) for value in values))
+    for what, values in score_rows(runs):
+        scores.add_row(what, *values)
+    if differing:
+        console.print(keys)
+    else:
+        console.print("no config key differs between these runs")
+    console.print(scores)
+    atomic_write_figure(curves_figure(runs, labels), out, dpi=100)
+    console.print(f"wrote {escape(str(out))}", highlight=False)
+    return differing

@@ -1,0 +1,145 @@
+"""`cnnrun evaluate`: judge a run's checkpoint on a split, with the run's own preprocessing.
+
+Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON), a confusion matrix
+(PNG), a per-class precision / recall / F1 table (CSV) and a grid of misclassified examples (PNG).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
+from cnnrun.model.scoring import tta_probabilities, tta_scores
+from cnnrun.report import console, format_metrics, results_table, show_warnings
+from cnnrun.run_folder.folder import Run, load_checkpoint, open_run
+
+
+def run_model(run: Run, checkpoint: str):
+    """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode."""
+    from cnnrun.config import load_saved_experiment
+    from cnnrun.data import DatasetInfo
+
+    experiment = load_saved_experiment(run.file("config.yaml"))
+    info = DatasetInfo(**run.read_json("dataset.json"))
+    model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
+    return experiment, info, model
+
+
+def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
+    """The confusion matrix (rows: true class) and precision, recall, F1 and support per class."""
+    n = len(names)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    rows = []
+    for i, name in enumerate(names):
+        tp, predicted_i, actual_i = matrix[i, i], matrix[:, i].sum(), matrix[i].sum()
+        precision = tp / predicted_i if predicted_i else 0.0
+        recall = tp / actual_i if actual_i else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                     "f1": round(float(f1), 4), "support": int(actual_i)})
+    return matrix, rows
+
+
+def confusion_figure(matrix: np.ndarray, names: list[str], title: str):
+    """The confusion matrix as a matplotlib figure: true classes down, predicted across, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.5, 0.55 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
+    if len(names) <= 20:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > matrix.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names: list[str]):
+    """A grid of up to 25 misclassified images titled `true → predicted`; `pixels(indices)` gives their images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = np.flatnonzero(truth != predicted)[:25]
+    cols = 5
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i, image in zip(axes.flat, wrong, pixels(wrong), strict=False):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image.astype(np.uint8), cmap="gray")
+        ax.set_title(f"{names[truth[i]]} → {names[predicted[i]]}", fontsize=8, color="firebrick")
+    if not len(wrong):
+        axes[0, 0].set_title("no misclassified examples")
+    fig.tight_layout()
+    return fig
+
+
+def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test",
+                 explain: int = 0) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
+
+    Args:
+        run_path: the run folder; None means the most recently started run under `outputs/`.
+        checkpoint: `best` or `last`.
+        split: `test` or `validation`.
+        explain: also write Grad-CAM over the N most confidently misclassified examples
+            (`<checkpoint>_<split>_explained.png`). Defaults to 0 (none).
+
+    Returns:
+        The headline metrics, as Keras' `evaluate` computes them; with `evaluate.tta`, also `tta_accuracy` and
+        `tta_loss`, and the confusion matrix and per-class table are those of the averaged views.
+    """
+    from cnnrun.data import load_splits
+
+    run = open_run(run_path)
+    run.check_writable("eval")  # before any work: the results go there
+    experiment, info, model = run_model(run, checkpoint)
+    stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
+    splits = load_splits(experiment, stored=info, stored_files=stored_files)
+    show_warnings(splits.warnings)
+    data = splits.split(split)
+    examples = splits.examples[split]
+    truth = examples.labels
+    metrics = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+    averaged = tta_probabilities(model, data, experiment)  # the plain outputs without `evaluate.tta`
+    if experiment.evaluate.tta:
+        metrics |= tta_scores(averaged, truth)
+    predicted = averaged.argmax(axis=-1)
+    matrix, rows = per_class_table(truth, predicted, info.class_names)
+
+    out, prefix = run.file("eval"), f"{checkpoint}_{split}"
+    report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), "tta": experiment.evaluate.tta,
+              **metrics}
+    atomic_write_json(out / f"{prefix}_metrics.json", report)
+    atomic_write_csv(out / f"{prefix}_per_class.csv", rows)
+    title = f"{experiment.name}: {checkpoint}.keras on {split}"
+    atomic_write_figure(confusion_figure(matrix, info.class_names, title), out / f"{prefix}_confusion.png", dpi=100)
+    atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names),
+                        out / f"{prefix}_misclassified.png", dpi=100)
+    if explain:
+        from cnnrun.explain.mistakes import explain_misclassified
+
+        explain_misclassified(model, info, examples.pixels, truth, averaged, explain, out / f"{prefix}_explained.png")
+
+    table = Table(title=f"per class ({split})", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    results_table(f"{experiment.name}: {checkpoint}.keras on {split}",
+                  [("metrics", format_metrics(metrics)), ("examples", f"{len(truth):,}"),
+                   ("wrote", f"{out}/{prefix}_*")])
+    return metrics

@@ -1,0 +1,125 @@
+"""`cnnrun predict`: class probabilities for image files, with the run's own preprocessing."""
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from cnnrun.atomic import atomic_write_text
+from cnnrun.data.folders import MODES, is_image_file, suffix_list
+from cnnrun.errors import UserError
+from cnnrun.report import console
+from cnnrun.run_folder.folder import open_run
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """The files named, and the image files inside the folders named (recursively, sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if is_image_file(p))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not files:
+        raise UserError(f"no image files ({suffix_list()}) in {', '.join(map(str, paths))}")
+    return files
+
+
+def read_images(paths: list[Path], input_shape: list[int]) -> tuple[np.ndarray, list[Path], dict[Path, str]]:
+    """Read image files as training reads them: the same check (`check_file`), conversion (CMYK, 16-bit, palette,
+    EXIF orientation), decoding and resizing (`decoder`); the first frame of a GIF.
+
+    Returns:
+        The uint8 images of the readable files, those files, and the reason for each file that is not readable.
+    """
+    from cnnrun.data.check import check_file
+    from cnnrun.data.examples import decoder
+
+    height, width, channels = input_shape
+    readable, converted, reasons = [], {}, {}
+    for path in paths:
+        checked = check_file(path, MODES[channels])
+        if checked.reason is not None:
+            reasons[path] = checked.reason
+            continue
+        readable.append(path)
+        if checked.converted is not None:
+            converted[str(path)] = checked.converted
+    decode = decoder((height, width), channels, converted)
+    images = np.stack([decode(str(path)).numpy() for path in readable]) if readable else None
+    return images, readable, reasons
+
+
+def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3, checkpoint: str = "best",
+                  output: Path | None = None) -> int:
+    """Predict the class of each image with a run's checkpoint and print the top-k classes.
+
+    A file that is not a readable image gets a line saying so; the others are still predicted. The CLI exits 1
+    when any input was unreadable (as `cnnrun data check` does).
+
+    Args:
+        run_path: the run folder; None means the most recently started run under `outputs/`.
+        paths: image files or folders of images.
+        top_k: how many classes to show per image.
+        checkpoint: `best` or `last`.
+        output: a CSV file to write the predictions to.
+
+    Returns:
+        The number of inputs that could not be read (0 when every one was predicted).
+    """
+    from cnnrun.data import preprocess
+    from cnnrun.model.scoring import tta_probabilities
+    from cnnrun.tasks.evaluate import run_model
+
+    files = collect_images(paths)
+    run = open_run(run_path)
+    experiment, info, model = run_model(run, checkpoint)
+    images, readable, reasons = read_images(files, info.input_shape)
+    results = [{"file": str(path), "error": f"not a readable image: {reason}"} for path, reason in reasons.items()]
+    if readable:
+        import tensorflow as tf
+
+        batch = tf.data.Dataset.from_tensor_slices(preprocess(images, info)).batch(64)
+        probs = tta_probabilities(model, batch, experiment)  # averaged over the views of `evaluate.tta`, if any
+        k = min(top_k, len(info.class_names))
+        for path, p in zip(readable, probs, strict=True):
+            order = np.argsort(-p)[:k]
+            results.append({"file": str(path),
+                            "top": [(info.class_names[i], float(p[i])) for i in order]})
+    position = {str(path): i for i, path in enumerate(files)}
+    results.sort(key=lambda r: position[r["file"]])
+
+    views = f", averaged over {' and '.join(experiment.evaluate.tta)} views" if experiment.evaluate.tta else ""
+    table = Table(title=f"predictions ({checkpoint}.keras of {run.path}{views})", title_justify="left")
+    table.add_column("file")
+    table.add_column("class", style="bold")
+    table.add_column("probability", justify="right")
+    table.add_column("others")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["file"], "[red]—[/]", "", f"[red]{r['error']}[/]")
+        else:
+            (name, p), rest = r["top"][0], r["top"][1:]
+            table.add_row(r["file"], name, f"{p:.3f}", ", ".join(f"{n} {q:.3f}" for n, q in rest))
+    console.print(table)
+    if output:
+        _write_csv(results, output, top_k)
+        console.print(f"wrote {output}")
+    return len(reasons)
+
+
+def _write_csv(results: list[dict], output: Path, top_k: int) -> None:
+    columns = ["file", "error"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("class", "probability")]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        row = {"file": r["file"], "error": r.get("error", "")}
+        for i, (name, p) in enumerate(r.get("top", []), start=1):
+            row[f"class_{i}"], row[f"probability_{i}"] = name, f"{p:.6f}"
+        writer.writerow(row)
+    atomic_write_text(output, text.getvalue())

@@ -1,0 +1,263 @@
+"""The Keras callbacks a Trainer trains with: the run recorder, the configured ones, and Ctrl-C between batches.
+
+`RunRecorder` keeps the run folder current after every epoch; `configured_callbacks` turns the experiment's
+`callbacks:` section into Keras' own callbacks (and `tracking:` into MLflow's tracker); `ctrl_c_between_batches`
+makes Ctrl-C stop training cleanly.
+
+Example:
+>>> recorder = RunRecorder(run, "val_loss", experiment.callbacks.checkpoint, plots=True)
+>>> model.fit(train, epochs=3, callbacks=[*configured.callbacks, recorder])
+"""
+
+import contextlib
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from cnnrun.atomic import atomic_save_model
+from cnnrun.config import CheckpointConfig, Experiment
+from cnnrun.errors import UserError
+from cnnrun.model.schedules import last_step_learning_rate
+from cnnrun.report import console, plot_history
+from cnnrun.run_folder.folder import Run
+from cnnrun.training.tracking import MlflowTracker, check_mlflow, tracking_uri
+
+# What each stateful Keras callback must carry across a resume (its on_train_begin resets these). EarlyStopping's
+# `stopped_epoch` is not carried: it says whether *this* fit stopped early, and a resumed run that then completes
+# is completed.
+CALLBACK_STATE = {
+    "early_stopping": ("wait", "best", "best_epoch"),
+    "reduce_lr_on_plateau": ("wait", "best", "cooldown_counter"),
+}
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """`min` or `max` for a monitored value; `auto` decides as Keras does (accuracy-like is max)."""
+    if mode != "auto":
+        return mode
+    return "max" if any(word in monitor for word in ("acc", "auc", "precision", "recall", "f1")) else "min"
+
+
+def resolve_monitor(monitor: str, experiment: Experiment, where: str) -> str:
+    """Check that `monitor` will be logged; without validation data, `val_x` falls back to `x`."""
+    if monitor.startswith("val_") and not experiment.has_validation:
+        monitor = monitor.removeprefix("val_")
+    logged = ["loss", *experiment.compile.metrics]
+    if experiment.has_validation:
+        logged += [f"val_{k}" for k in logged]
+    if monitor not in logged:
+        raise UserError(f"{where}: '{monitor}' is not logged; choose one of {', '.join(logged)}")
+    return monitor
+
+
+def _plain(value: Any) -> Any:
+    """A callback attribute as JSON can hold it (numpy scalars become floats)."""
+    return None if value is None else float(value) if not isinstance(value, int) else value
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Keeps the run folder current after every epoch, so that a run killed at any moment can be resumed.
+
+    After each epoch it writes, in this order: `checkpoints/best.keras` when the monitored value improved,
+    `history.csv`, `state.json` (epoch count, best value, the other callbacks' state), `checkpoints/last.keras`
+    and `history.png`, each replaced whole. Each checkpoint carries its own record (monitor, value, epoch) inside
+    the `.keras` file, so the value `best.keras` holds is known from the file itself at every instant, even when
+    the process dies between two writes. `last.keras` is the truth about how far training got: its optimizer's
+    iteration count says how many epochs it holds (with phases, of the phase its record names), and resume trims
+    the history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
+
+    Args:
+        run: the run folder.
+        monitor: the logged value that decides `best.keras` (already resolved, e.g. `val_accuracy`).
+        checkpoint: the experiment's `callbacks.checkpoint` section (mode, save_best_only, verbose, threshold).
+        plots: write `history.png` after every epoch. Defaults to True.
+        history: rows of the epochs already done (resume), appended to. Defaults to none.
+        best: `{"monitor", "value", "epoch"}` of the current `best.keras` (resume), or None.
+        stateful: the Keras callbacks whose state is saved every epoch and restored at the start, by config name.
+        restored: their saved state (resume), or None. Put back at the start of the first fit only: with
+            phases, each later phase's fit starts the callbacks afresh, as in a run that was never stopped.
+        phases: `(first, end)` epochs of each of `train.phases` (`cnnrun.config.phases.phase_spans`): each
+            epoch's history row, state.json and `last.keras`'s record then say its phase (from 1). Defaults to
+            none (no phases, no `phase` column).
+    """
+
+    def __init__(self, run: Run, monitor: str, checkpoint: CheckpointConfig, plots: bool = True,
+                 history: list[dict[str, Any]] | None = None, best: dict[str, Any] | None = None,
+                 stateful: dict[str, keras.callbacks.Callback] | None = None,
+                 restored: dict[str, Any] | None = None, phases: Sequence[tuple[int, int]] = ()):
+        super().__init__()
+        self.run, self.monitor, self.plots = run, monitor, plots
+        self.mode = monitor_mode(monitor, checkpoint.mode)
+        self.save_best_only, self.verbose = checkpoint.save_best_only, checkpoint.verbose
+        self.history = list(history or [])
+        self.best = best or {"monitor": monitor, "value": checkpoint.initial_value_threshold, "epoch": None}
+        self.stateful, self.restored = stateful or {}, restored or {}
+        self.phases = list(phases)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Put the saved wait counts and best values back (this runs after the callbacks' own reset)."""
+        for name, values in self.restored.items():
+            if name in self.stateful:
+                for attr, value in values.items():
+                    if attr in CALLBACK_STATE[name]:
+                        setattr(self.stateful[name], attr, value)
+        self.restored = {}
+
+    def improved(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if self.best["value"] is None:
+            return True
+        return value < self.best["value"] if self.mode == "min" else value > self.best["value"]
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        epoch += 1
+        number = next((i for i, (first, end) in enumerate(self.phases, 1) if first < epoch <= end), None)
+        phase = {"phase": number} if number else {}
+        row = {"epoch": epoch, **phase, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["learning_rate"] = last_step_learning_rate(self.model.optimizer)  # with a schedule: the epoch's own
+        value = row.get(self.monitor)
+        if self.improved(value) or not self.save_best_only:
+            if self.verbose:
+                console.print(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
+            record = {"monitor": self.monitor, "value": value, "epoch": epoch}
+            atomic_save_model(self.model, self.run.checkpoints / "best.keras", info=record)
+            self.best = record
+        self.history.append(row)
+        self.run.write_history(self.history)
+        callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
+                     for name, cb in self.stateful.items()}
+        self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
+        atomic_save_model(self.model, self.run.checkpoints / "last.keras", info={"epoch": epoch, **phase})
+        if self.plots:
+            plot_history(self.history, self.run.file("history.png"))
+
+
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Judge and save the optimizer's moving average of the weights (`compile.optimizer.use_ema: true`).
+
+    Keras' `SwapEMAWeights(swap_on_epoch=True)`: validation, `best.keras`, `last.keras` and so the test scores,
+    `evaluate` and `predict` all see the averaged weights, while training goes on from the trained ones. A
+    checkpoint holds the averaged weights in the model and the trained ones in the optimizer's average slots, so a
+    model whose optimizer has already taken steps (a resumed run) swaps them back before its first epoch, and a
+    resumed run trains exactly as a straight one, also past its planned end (Keras' callback would make both the
+    average after the last planned epoch; this one keeps the trained weights; cnnrun scores the checkpoints, not
+    the model left in memory).
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._ema_weights_in_model = int(self.model.optimizer.iterations) > 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+
+def uses_ema(experiment: Experiment) -> bool:
+    """Whether the optimizer keeps a moving average of the weights (`use_ema: true`)."""
+    optimizer = experiment.compile.optimizer
+    return isinstance(optimizer, dict) and bool(optimizer.get("use_ema"))
+
+
+@dataclass
+class Configured:
+    """The Keras callbacks an experiment asks for, and those whose state must survive a resume (by name).
+
+    Used as a context manager around a run (the Trainer holds it): leaving it calls `on_run_end()` of every
+    callback that has one (MLflow's tracker: scores, files, final status), after the run is scored or failed.
+    """
+
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+    stateful: dict[str, keras.callbacks.Callback] = field(default_factory=dict)
+
+    def __enter__(self) -> "Configured":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for callback in self.callbacks:
+            if hasattr(callback, "on_run_end"):
+                callback.on_run_end()
+
+
+def configured_callbacks(experiment: Experiment, run: Run | None, private: bool = False,
+                         extra: Sequence[keras.callbacks.Callback] = ()) -> Configured:
+    """The Keras callbacks of the experiment's `callbacks:` and `tracking:` sections, besides the run recorder.
+
+    Called once before any data is read (with `run=None`) to check the monitors and that MLflow is installed
+    when asked for, and again with the run.
+
+    Args:
+        experiment: the experiment.
+        run: the run folder (TensorBoard's default log folder is inside it), or None to check only.
+        private: the run folder is this process's private one (a cluster's process other than 0): TensorBoard
+            logs go into it even when `log_dir` names a shared place. Defaults to False.
+        extra: callbacks of the caller's own (a sweep's pruning), run after the configured ones. Defaults to none.
+    """
+    config = experiment.callbacks
+    configured = Configured()
+    if uses_ema(experiment):  # first: every other callback sees the averaged weights at the end of an epoch
+        configured.callbacks.append(AveragedWeights())
+    if config.early_stopping:
+        args = config.early_stopping.model_dump()
+        args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.early_stopping.monitor")
+        configured.stateful["early_stopping"] = keras.callbacks.EarlyStopping(**args)
+    if config.reduce_lr_on_plateau:
+        args = config.reduce_lr_on_plateau.model_dump()
+        args["monitor"] = resolve_monitor(args["monitor"], experiment, "callbacks.reduce_lr_on_plateau.monitor")
+        configured.stateful["reduce_lr_on_plateau"] = keras.callbacks.ReduceLROnPlateau(**args)
+    configured.callbacks += configured.stateful.values()
+    if config.terminate_on_nan:
+        configured.callbacks.append(keras.callbacks.TerminateOnNaN())
+    if config.tensorboard and run is not None:
+        args = config.tensorboard.model_dump()
+        args["log_dir"] = str(run.file("tensorboard")) if private or not args["log_dir"] else args["log_dir"]
+        configured.callbacks.append(keras.callbacks.TensorBoard(**args))
+    check_mlflow(experiment)
+    uri = tracking_uri(experiment)
+    if uri is not None and run is not None and not private:
+        configured.callbacks.append(MlflowTracker(run, experiment, uri))
+    configured.callbacks += extra
+    return configured
+
+
+@contextlib.contextmanager
+def ctrl_c_between_batches():
+    """Make Ctrl-C stop training (or scoring) at the end of the current batch, as a KeyboardInterrupt.
+
+    Python runs a signal handler wherever the interpreter happens to be; inside a garbage-collection callback (JAX,
+    which Keras imports when it is installed, registers one) the KeyboardInterrupt is swallowed and training goes
+    on. So the handler only notes the press, and the callback this yields raises it between batches. A second
+    Ctrl-C raises at once. A process started with Ctrl-C ignored keeps ignoring it.
+    """
+    pressed: list[bool] = []
+
+    class RaiseBetweenBatches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if pressed:
+                raise KeyboardInterrupt
+
+        on_test_batch_end = on_train_batch_end
+
+    def note(signum, frame) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+
+    in_charge = threading.current_thread() is threading.main_thread() \
+        and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, note) if in_charge else None
+    try:
+        yield RaiseBetweenBatches()
+    finally:
+        if in_charge:
+            signal.signal(signal.SIGINT, previous)
+        if pressed:
+            raise KeyboardInterrupt

@@ -1,0 +1,325 @@
+"""Sweeps: an Optuna study over Trainers, where every trial is a normal run folder.
+
+A sweep's folder, `<output.dir>/<name>/`, holds the study's storage (`study.journal`, Optuna's journal file
+storage, unless `sweep.storage` names an RDB), `trials.csv`, the plots, and one run folder per trial
+(`trial-NNN/<time>/`). Running the same command again opens the same study and goes on until `trials` trials are
+finished. A trial whose process died (killed, Ctrl-C, a machine that stopped) is failed and queued again with the
+same params when the command is next run, so no trial is lost and none counts twice; one that failed with an
+error counts as finished (its error is in trials.csv).
+
+Several processes (`--workers N`, or the same command on several machines sharing an RDB `storage`) take
+trials from the one study: a grid's points are queued in the study before any trial starts (Optuna's
+`enqueue_trial`), so each is taken by exactly one process.
+
+Example:
+>>> sweep = load_sweep("configs/quickstart_sweep.yaml")
+>>> study = open_study(sweep)
+>>> run_trials(sweep, study)
+>>> write_results(sweep, study)
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from cnnrun.atomic import atomic_write_csv, atomic_write_figure
+from cnnrun.config.sweep import Sweep
+from cnnrun.errors import UserError
+from cnnrun.report import console, results_table
+from cnnrun.run_folder.folder import Run
+from cnnrun.run_folder.lock import Holder, process_start
+from cnnrun.training.callbacks import monitor_mode, resolve_monitor
+
+
+def with_objective(sweep: Sweep) -> Sweep:
+    """The sweep with its objective metric checked against what a run logs (`val_x` is `x` without validation
+    data); a metric that is not logged is a one-line UserError. Needs Keras, so it runs once the backend is set."""
+    monitor = resolve_monitor(sweep.config.objective.metric, sweep.experiment,
+                              f"{sweep.source}: sweep.objective.metric")
+    return dataclasses.replace(sweep, monitor=monitor)
+
+
+def import_optuna():
+    """Optuna, or a one-line UserError naming the extra to install."""
+    try:
+        import optuna
+    except ImportError as e:
+        raise UserError("cnnrun sweep needs Optuna, which is not installed; pip install 'cnnrun[sweep]'") from e
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # cnnrun prints each trial itself
+    return optuna
+
+
+def sweep_folder(sweep: Sweep) -> Path:
+    return Path(sweep.experiment.output.dir) / sweep.experiment.name
+
+
+def direction(sweep: Sweep) -> str:
+    return "maximize" if monitor_mode(sweep.monitor, sweep.config.objective.mode) == "max" else "minimize"
+
+
+def open_study(sweep: Sweep, worker: int = 0):
+    """The sweep's Optuna study, created or loaded; an unreachable storage is a one-line UserError.
+
+    Args:
+        sweep: the checked sweep file.
+        worker: this process's number among the workers (0 for the first); seeds the sampler.
+    """
+    optuna = import_optuna()
+    config, folder = sweep.config, sweep_folder(sweep)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{folder}: cannot create the sweep folder ({e.strerror})") from e
+    if config.storage is None:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        storage: Any = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
+        shown = str(folder / "study.journal")
+    else:
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(config.storage).render_as_string(hide_password=True)
+        try:
+            storage = optuna.storages.RDBStorage(config.storage, heartbeat_interval=config.heartbeat)
+        except Exception as e:  # a driver that is not installed, a server that does not answer, a refused login
+            reason = " ".join(str(e).split())[:200]
+            raise UserError(f"{sweep.source}: sweep.storage: cannot open {shown} ({type(e).__name__}: {reason})") \
+                from e
+    seed = (sweep.experiment.seed + worker) % 2**32  # workers draw different params
+    sampler = optuna.samplers.TPESampler(seed=seed) if config.method == "tpe" else \
+        optuna.samplers.RandomSampler(seed=seed)  # a grid's points come from the study's queue
+    pruner = {"none": optuna.pruners.NopPruner(),
+              "median": optuna.pruners.MedianPruner(n_startup_trials=config.startup_trials),
+              "hyperband": optuna.pruners.HyperbandPruner(min_resource=1,
+                                                          max_resource=sweep.experiment.train.epochs)}[config.pruner]
+    study = optuna.create_study(study_name=sweep.experiment.name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=direction(sweep), load_if_exists=True)
+    if worker == 0:
+        from cnnrun.atomic import atomic_write_json
+
+        atomic_write_json(folder / "sweep.json", {"study": sweep.experiment.name, "storage": shown,
+                                                  "method": config.method, "objective": sweep.monitor,
+                                                  "direction": direction(sweep), "trials": sweep.planned})
+    return study
+
+
+def prepare_study(sweep: Sweep, study) -> None:
+    """Before any worker starts: queue a grid's points, and queue again the trials whose process died."""
+    from optuna.trial import TrialState
+
+    if sweep.config.method == "grid":
+        for params in sweep.grid()[:sweep.planned]:
+            study.enqueue_trial(params, skip_if_exists=True)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        # without a worker: its process died between taking the trial and saying who it is (one machine only: a
+        # shared RDB's trials are judged by their heartbeat below)
+        dead = not Holder(worker["pid"], worker["host"], "", worker["start"], "").alive() if worker \
+            else sweep.config.storage is None
+        if dead:
+            study.tell(trial.number, state=TrialState.FAIL)
+    if sweep.config.storage is not None:
+        import optuna
+
+        optuna.storages.fail_stale_trials(study)  # trials of machines whose heartbeat stopped
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for trial in trials:
+        if trial.state == TrialState.FAIL and "error" not in trial.user_attrs and trial.number not in retried:
+            # a process killed after taking a queued grid point but before drawing it has no params yet: its
+            # point is in the queue's fixed params
+            params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+            study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+            folder = trial.user_attrs.get("run_folder")
+            if folder and (Path(folder) / "state.json").is_file():
+                with Run(Path(folder)).hold() as run:  # takes over the dead process's lock
+                    if run.read_state().status == "running":
+                        run.update_state(status="interrupted")
+            console.print(f"trial {trial.number} did not finish (its process ended); it runs again")
+
+
+def count(study) -> dict[str, int]:
+    """Trials by what they count as: `done` (finished, or failed with an error), `running`, `waiting`."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) or
+               (t.state == TrialState.FAIL and "error" in t.user_attrs and t.number not in retried) for t in trials)
+    return {"done": done, "running": sum(t.state == TrialState.RUNNING for t in trials),
+            "waiting": sum(t.state == TrialState.WAITING for t in trials)}
+
+
+def run_trials(sweep: Sweep, study) -> None:
+    """Take trials from the study and train them, one after another, until the sweep has its trials."""
+    deadline = time.monotonic() + sweep.config.timeout if sweep.config.timeout else None
+    while True:
+        counts = count(study)
+        if counts["done"] >= sweep.planned:
+            return
+        if not counts["waiting"] and counts["done"] + counts["running"] >= sweep.planned:
+            return  # the other workers are training the last ones
+        if deadline is not None and time.monotonic() > deadline:
+            console.print(f"timeout: {sweep.config.timeout:g} s passed; no new trial starts")
+            return
+        study.optimize(lambda trial: run_trial(sweep, trial), n_trials=1, catch=(Exception,))
+
+
+def run_trial(sweep: Sweep, trial) -> float:
+    """One trial: its params drawn, its experiment trained by a Trainer into `trial-NNN/<time>/`."""
+    import optuna
+
+    from cnnrun.training.trainer import Trainer
+
+    trial.set_user_attr("worker", {"pid": os.getpid(), "host": socket.gethostname(),
+                                   "start": process_start(os.getpid())})
+    params = {name: space.suggest(trial, name) for name, space in sweep.config.params.items()}
+    seed = (sweep.experiment.seed + trial.number) % 2**32
+    trial.set_user_attr("seed", seed)
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    console.print(f"trial {trial.number} ({count(trial.study)['done'] + 1} of {sweep.planned}): {shown}",
+                  markup=False)
+    try:
+        experiment = sweep.trial_experiment(params, seed)
+        pruning = PruneTrial(trial, sweep.monitor) if sweep.config.pruner != "none" else None
+        with Trainer.new(experiment, str(sweep_folder(sweep)), f"trial-{trial.number:03d}",
+                         callbacks=[pruning] if pruning else []) as trainer:
+            trial.set_user_attr("run_folder", str(trainer.run.path))
+            trainer.fit()
+            run = trainer.finish()
+            if pruning is not None and pruning.pruned:
+                run.update_state(status="pruned")
+            if experiment.callbacks.tensorboard is not None:
+                log_hparams(experiment.callbacks.tensorboard.log_dir or run.file("tensorboard"), params,
+                            f"trial-{trial.number:03d}")
+    except Exception as e:
+        trial.set_user_attr("error", " ".join(str(e).split())[:300] or type(e).__name__)
+        console.print(f"trial {trial.number} failed: {e}", markup=False)
+        raise
+    values = [row[sweep.monitor] for row in run.read_history() if sweep.monitor in row]
+    if not values:
+        trial.set_user_attr("error", f"{sweep.monitor} was not logged")
+        raise UserError(f"trial {trial.number}: {sweep.monitor} was not logged")
+    best = max(values) if direction(sweep) == "maximize" else min(values)
+    trial.set_user_attr("objective", best)
+    if pruning is not None and pruning.pruned:
+        raise optuna.TrialPruned(f"pruned at epoch {len(values)}")
+    return best
+
+
+class PruneTrial(keras.callbacks.Callback):
+    """Reports the monitored value to the Optuna trial after every epoch, and stops training when the study's
+    pruner says the trial is doing worse than the others did at the same epoch.
+
+    Training then ends after that epoch, as an early stop does: the run folder is complete and scored, and the
+    sweep marks it `pruned`.
+
+    Args:
+        trial: the Optuna trial.
+        monitor: the logged value reported (the sweep's objective metric).
+    """
+
+    def __init__(self, trial, monitor: str):
+        super().__init__()
+        self.trial, self.monitor, self.pruned = trial, monitor, False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        self.trial.report(float(value), epoch + 1)
+        if self.trial.should_prune():
+            self.pruned = True
+            self.model.stop_training = True
+            console.print(f"trial {self.trial.number}: pruned after epoch {epoch + 1} "
+                          f"({self.monitor} {float(value):.4f})", markup=False)
+
+
+def log_hparams(log_dir: str | Path, params: dict[str, Any], trial_id: str) -> None:
+    """Write the trial's params as a TensorBoard HParams session, beside its scalars (the HParams view)."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    plain = {k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in params.items()}
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        hp.hparams(plain, trial_id=trial_id)
+
+
+def trial_rows(sweep: Sweep, study) -> list[dict[str, Any]]:
+    """trials.csv's rows: number, status, objective, params, seed, run folder, what it retried, its error, and
+    the process that trained it (`host:pid`)."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        worker = trial.user_attrs.get("worker")
+        objective = trial.value if trial.value is not None else trial.user_attrs.get("objective")
+        rows.append({"trial": trial.number, "status": trial.state.name.lower(), sweep.monitor: objective,
+                     **{name: trial.params.get(name) for name in sweep.config.params},
+                     "seed": trial.user_attrs.get("seed"), "run_folder": trial.user_attrs.get("run_folder"),
+                     "retry_of": trial.user_attrs.get("retry_of"), "error": trial.user_attrs.get("error"),
+                     "worker": f"{worker['host']}:{worker['pid']}" if worker else None})
+    return rows
+
+
+def write_results(sweep: Sweep, study) -> None:
+    """trials.csv, the plots (optimisation history, param importances) and the best trial, printed."""
+    from optuna.trial import TrialState
+
+    folder = sweep_folder(sweep)
+    atomic_write_csv(folder / "trials.csv", trial_rows(sweep, study))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        console.print(f"no trial has completed yet; trials.csv is in {folder}")
+        return
+    from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
+
+    for name, plot in (("optimization_history.png", plot_optimization_history),
+                       ("param_importances.png", plot_param_importances)):
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError) as e:  # importances need two completed trials that differ
+            console.print(f"{name}: not drawn ({e})")
+            continue
+        atomic_write_figure(axes.figure, folder / name)
+    best = study.best_trial
+    counts = {state: sum(t.state.name.lower() == state for t in study.trials)
+              for state in ("complete", "pruned", "fail")}
+    results_table(f"{sweep.experiment.name}: sweep", [
+        ("trials", f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
+                   f"(planned {sweep.planned})"),
+        ("best trial", f"{best.number}: {sweep.monitor} {best.value:.4f}"),
+        ("its params", ", ".join(f"{k}={v}" for k, v in best.params.items())),
+        ("its run folder", str(best.user_attrs.get("run_folder"))),
+        ("sweep folder", f"{folder} (trials.csv, optimization_history.png, param_importances.png)"),
+    ])
+
+
+def gpu_count() -> int:
+    """The GPUs `nvidia-smi` lists (0 without it), so that each worker can be given its own."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(line.startswith("GPU ") for line in result.stdout.splitlines()) if result.returncode == 0 else 0
+
+
+def start_workers(path: Path, workers: int) -> int:
+    """Run `cnnrun sweep PATH --worker I` in `workers` processes at once (each on its own GPU when there are
+    GPUs, through `CUDA_VISIBLE_DEVICES`); wait for them; return the first non-zero exit code, else 0."""
+    gpus = gpu_count()
+    processes = []
+    for index in range(workers):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+        processes.append(subprocess.Popen([sys.executable, "-m", "cnnrun", "sweep", str(path), "--worker",
+                                           str(index)], env=env))
+    codes = [process.wait() for process in processes]
+    return next((code for code in codes if code), 0)

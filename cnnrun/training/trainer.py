@@ -1,0 +1,398 @@
+"""The Trainer: one experiment, its run folder, its distribution, its data, its model, trained and scored.
+
+A Trainer has two ways in, `Trainer.new(experiment)` (a new run folder) and `Trainer.from_run(folder)` (a run
+that stopped: after Ctrl-C, a kill, early stopping, or with more epochs), then one `fit()` and one `finish()`.
+Both ways in check everything that can be checked before reading any data: the monitors, and the model built
+and compiled on the dataset's declared shape (a misspelt layer argument answers at once, not after the data
+has loaded). While a Trainer is open it holds the run folder's `run.lock`.
+
+Example:
+>>> with Trainer.new(load_experiment("configs/quickstart.yaml")) as trainer:
+...     trainer.fit()
+...     run = trainer.finish()
+>>> sorted(p.name for p in run.path.iterdir())
+['checkpoints', 'config.yaml', 'dataset.json', 'history.csv', 'history.png', 'meta.json', 'scores.json', ...]
+"""
+
+import contextlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnrun.atomic import atomic_write_text
+from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
+from cnnrun.config.phases import begins_phase, fit_spans, phase_spans, with_total_epochs
+from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
+from cnnrun.devices.distribute import Placement, fingerprint, place
+from cnnrun.errors import UserError
+from cnnrun.explain.samples import write_samples
+from cnnrun.model.build import declared_info, new_model, seed_everything
+from cnnrun.model.compiling import compile_model
+from cnnrun.model.init_from import init_record
+from cnnrun.model.phases import announce_phase, check_phases, phase_start_in_checkpoint, start_phase
+from cnnrun.model.scoring import score_checkpoints
+from cnnrun.model.whitening import adapt_whitening
+from cnnrun.report import console, format_metrics, results_table, show_warnings
+from cnnrun.run_folder.folder import Run, create_run, load_checkpoint, open_run
+from cnnrun.training.callbacks import (
+    Configured,
+    RunRecorder,
+    configured_callbacks,
+    ctrl_c_between_batches,
+    resolve_monitor,
+)
+from cnnrun.training.header import plural, show_header
+from cnnrun.training.provenance import new_meta, now
+
+FINISHED = ("completed", "stopped_early", "pruned")
+
+
+def _verbosity(setting: str | int) -> int:
+    return (1 if sys.stdout.isatty() else 2) if setting == "auto" else int(setting)
+
+
+@dataclass
+class Trainer:
+    """Trains one experiment into one run folder: the only thing in cnnrun that trains.
+
+    Made by `Trainer.new` or `Trainer.from_run`, used as a context manager (leaving it releases the run folder's
+    lock and the distribution's scope), then `fit()` and `finish()`.
+
+    Attributes:
+        experiment: the experiment (for a resumed run, its own `config.yaml`, with the new epoch total).
+        run: the run folder this process writes.
+        placement: where training runs (backend, strategy, replicas, process).
+        splits: the data, its pipelines starting at `initial_epoch`.
+        model: the compiled Keras model.
+        recorder: the callback that keeps the run folder current.
+        configured: the experiment's other callbacks.
+        meta: what `meta.json` holds.
+        initial_epoch: the epochs already trained.
+        fit_ended: how training ended (`completed` or `stopped_early`) once it has, else None.
+    """
+
+    experiment: Experiment
+    run: Run
+    placement: Placement
+    splits: Splits
+    model: Any
+    recorder: RunRecorder
+    configured: Configured
+    meta: dict[str, Any]
+    initial_epoch: int = 0
+    fit_ended: str | None = None
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    def __enter__(self) -> "Trainer":
+        self.resources.enter_context(self.configured)  # leaving it ends the callbacks' run (MLflow's tracker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.resources.close()
+
+    # ------------------------------------------------------------------ two ways in
+
+    @classmethod
+    def new(cls, experiment: Experiment, output_dir: str | None = None, name: str | None = None,
+            callbacks: Sequence[Any] = ()) -> "Trainer":
+        """A Trainer for a new run folder `<output_dir>/<name>/<time>/`.
+
+        The model is built and compiled on the dataset's declared shape before any data is read; the run folder
+        is made only once the data has loaded. In a cluster only process 0 writes the run folder; the others work
+        in a private temporary folder, removed at the end.
+
+        Args:
+            experiment: the validated experiment.
+            output_dir: where run folders go. Defaults to the experiment's `output.dir`.
+            name: the run's name. Defaults to the experiment's name.
+            callbacks: Keras callbacks of the caller's own (a sweep's pruning). Defaults to none.
+        """
+        resources = contextlib.ExitStack()
+        try:
+            placement = place(experiment)
+            resources.enter_context(placement.scope())
+            private = resources.enter_context(placement.private_folder())
+            monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment,
+                                      "callbacks.checkpoint.monitor")
+            configured_callbacks(experiment, None)  # the monitors of the other callbacks
+            in_model = augmentation_in_model(experiment)
+            declared = declared_info(experiment)
+            model = new_model(experiment, declared, in_model, placement.replicas)  # every config error, before any data
+            check_phases(model, experiment)  # the layer names of `trainable: {from: X}` too
+            schedule = experiment.compile.schedule
+
+            splits = load_splits(experiment, augment=not in_model)
+            show_warnings(splits.warnings)
+            if (in_model and experiment.dataset.normalize == "standardize") or \
+                    list(splits.info.input_shape) != list(declared.input_shape) or \
+                    splits.info.class_names != declared.class_names:
+                # built again for the data's statistics
+                model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
+            elif schedule is not None and schedule.unit == "epochs":  # converted with the real steps per epoch
+                compile_model(model, experiment, splits.steps_per_epoch, placement.replicas)
+            adapt_whitening(model, splits)  # PatchWhitening layers, from the training split only
+            start_phase(model, experiment, 0, splits.steps_per_epoch, placement.replicas)
+            splits = placement.feed(splits, experiment.train.batch_size)
+
+            run = create_run(private or output_dir or experiment.output.dir, name or experiment.name)
+            resources.enter_context(run.hold())
+            configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder,
+                                              extra=callbacks)
+            recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
+                                   stateful=configured.stateful, phases=phase_spans(experiment.train))
+            trainer = cls(experiment, run, placement, splits, model, recorder, configured,
+                          new_meta(experiment, placement) | init_record(experiment, model), resources=resources)
+            trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation
+                                 else None)
+            return trainer
+        except BaseException:
+            resources.close()
+            raise
+
+    @classmethod
+    def from_run(cls, run_path: str | Path | None, epochs: int | None = None) -> "Trainer | None":
+        """A Trainer that continues a run where it stopped, with everything a straight run would have had.
+
+        Weights, optimizer state and its iteration count come from `checkpoints/last.keras`; the history, the
+        callbacks' state and the split of the data from the run folder; the value `best.keras` holds from the
+        checkpoint itself. A run killed before its first epoch ended starts again from the beginning in the same
+        folder (the same seed, so the same initial weights). A run whose epochs are done but whose test scoring
+        is not (Ctrl-C during scoring) is scored. Everything is read and checked (both checkpoints included)
+        before anything is written, so a damaged run folder is left as it was.
+
+        Args:
+            run_path: the run folder; None means the most recently started run under `outputs/`.
+            epochs: the new total number of epochs. Defaults to the planned total. With `train.phases` the last
+                phase grows or shrinks to make this total.
+
+        Returns:
+            The Trainer, or None when there is nothing left to do (said in one line).
+        """
+        run = open_run(run_path)
+        state = run.read_state()
+        if state.status in FINISHED and epochs is None:
+            console.print(f"{run.path} is {state.status} after "
+                          f"{plural(state.epochs_completed, 'epoch')}; nothing to resume. "
+                          f"Give --epochs N to train on to N epochs.")
+            return None
+        experiment = load_saved_experiment(run.file("config.yaml"))
+        if epochs is not None:
+            experiment = experiment.model_copy(update={"train": with_total_epochs(experiment.train, epochs)})
+        resources = contextlib.ExitStack()
+        try:
+            placement = place(experiment)
+            resources.enter_context(placement.scope())
+            private = resources.enter_context(placement.private_folder())
+            if private:
+                run = run.copy(Path(private) / run.path.name)
+            resources.enter_context(run.hold())
+            run.check_writable("checkpoints")
+            trainer = cls._reopen(run, experiment, placement, epochs is not None)
+            if trainer is not None:
+                trainer.resources = resources
+                return trainer
+        except BaseException:
+            resources.close()
+            raise
+        resources.close()
+        return None
+
+    @classmethod
+    def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool) -> "Trainer | None":
+        """Read and check everything a resumed run needs, then record that it runs again."""
+        seed_everything(experiment)  # as a new run is seeded before its pipelines are made (and op determinism)
+        state = run.read_state().model_dump()  # again, now that this process holds the lock
+        stored_info = DatasetInfo(**run.read_json("dataset.json")) if run.file("dataset.json").is_file() else None
+        stored_files = run.read_json("splits.json") if run.file("splits.json").is_file() else None
+        meta = run.read_json("meta.json") if run.file("meta.json").is_file() else None
+        monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
+        configured_callbacks(experiment, None)
+        batch = experiment.train.batch_size
+
+        last = run.checkpoints / "last.keras"
+        fresh = state["epochs_completed"] == 0 and not last.exists()  # killed before its first epoch ended
+        model, done = None, 0
+        if not fresh:
+            model = load_checkpoint(last)
+            if stored_info is None:
+                stored_info = DatasetInfo(**run.read_json("dataset.json"))  # says it is missing
+            done = phase_start_in_checkpoint(last, experiment) + \
+                int(model.optimizer.iterations.numpy()) // -(-stored_info.sizes["train"] // batch)
+        if (run.checkpoints / "best.keras").exists():
+            load_checkpoint(run.checkpoints / "best.keras")  # a damaged best.keras is found now, not after training
+        best = run.recorded_best()  # from best.keras itself: state.json may lag behind it
+        fit_ended = None if more_epochs else state.get("fit_ended")
+        if done >= experiment.train.epochs or fit_ended:
+            if state["status"] in FINISHED:
+                console.print(f"{run.path} already has {plural(done, 'epoch')}; give --epochs N with N > {done} "
+                              f"to train on.")
+                return None
+            fit_ended = fit_ended or "completed"  # trained, not yet scored: score it
+
+        if "augmentation" in state:  # where augmentation runs was decided once, when the run began
+            in_model = state["augmentation"] == "model"
+        elif model is not None:  # a run from before cnnrun recorded it
+            in_model = any(layer.name == "augmentation" for layer in model.layers)
+        else:
+            in_model = augmentation_in_model(experiment)
+        splits = load_splits(experiment, stored=stored_info, stored_files=stored_files, initial_epoch=done,
+                             augment=not in_model)
+        show_warnings(splits.warnings)
+        if model is None:  # killed before the first epoch ended: start again from the beginning
+            model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
+        start_phase(model, experiment, done, splits.steps_per_epoch, placement.replicas)
+        splits = placement.feed(splits, batch)
+
+        history = run.read_history()[:done]
+        configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder)
+        recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
+                               history=history, best=best, stateful=configured.stateful,
+                               restored=state.get("callbacks") if done and not begins_phase(experiment.train, done)
+                               else None, phases=phase_spans(experiment.train))
+        if meta is None:  # killed before meta.json was written (so before any epoch: a model from init_from)
+            meta = new_meta(experiment, placement) | init_record(experiment, model)
+        meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": now(), "command": sys.argv,
+                                                      "distribution": placement.to_dict()}]
+        trainer = cls(experiment, run, placement, splits, model, recorder, configured, meta, initial_epoch=done,
+                      fit_ended=fit_ended)
+        trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation else None)
+        return trainer
+
+    def _write_start(self, augmentation: str | None) -> None:
+        """Write the run's own files before training: config, data description, summary, meta and state."""
+        run, experiment, info = self.run, self.experiment, self.splits.info
+        atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
+        run.update_state(status="running", epochs_completed=self.initial_epoch,
+                         epochs_planned=experiment.train.epochs, best=self.recorder.best, augmentation=augmentation,
+                         fit_ended=self.fit_ended, **({} if self.initial_epoch else {"callbacks": {}}))
+        run.write_json("dataset.json", info.to_dict())
+        files = self.splits.files()
+        if files is not None:
+            run.write_json("splits.json", files)
+        if self.splits.bad_files:
+            run.write_json("bad_files.json", list(self.splits.bad_files))
+        summary: list[str] = []
+        self.model.summary(print_fn=lambda line, **_: summary.append(line), show_trainable=True)
+        atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
+        self.meta["ended"] = None
+        run.write_json("meta.json", self.meta)
+        write_samples(run, self.splits, experiment)  # samples.png: what the model sees
+
+    # ------------------------------------------------------------------ fit and finish
+
+    def fit(self) -> str:
+        """Train from `initial_epoch` to the experiment's epoch total; return how it ended.
+
+        With `train.phases`, one Keras fit per phase, each phase started by `cnnrun.model.phases.start_phase` (its
+        trainable set, a fresh optimizer); early stopping ends the run in any phase.
+
+        Returns `completed` or `stopped_early`. Ctrl-C marks the run `interrupted` and exits with 130; an error
+        marks it `failed` (a picture that vanished from the data folder is one line naming it).
+        """
+        if self.fit_ended:
+            return self.fit_ended
+        experiment, splits = self.experiment, self.splits
+        show_header(self)
+        started = time.perf_counter()
+        # a distributed validation set does not know its length; Keras would warn after the first pass
+        validation_steps = -(-splits.info.sizes.get("validation", 0) // experiment.train.batch_size) or None
+        stopped, train = False, splits.train
+        try:
+            with ctrl_c_between_batches() as ctrl_c:
+                for first, end in fit_spans(experiment.train, self.initial_epoch):  # one fit per phase
+                    if first > self.initial_epoch:  # a later phase: its trainable set, a fresh optimizer, and
+                        start_phase(self.model, experiment, first, splits.steps_per_epoch, self.placement.replicas)
+                        # the stream from its first epoch on (a new fit reads the stream from its start)
+                        train = self.placement.feed(splits.from_epoch(first), experiment.train.batch_size).train
+                    announce_phase(self.model, experiment, self.run, first)
+                    self.model.fit(train, validation_data=splits.validation, epochs=end,
+                                   initial_epoch=first, steps_per_epoch=splits.steps_per_epoch,
+                                   callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
+                                   validation_steps=validation_steps,
+                                   shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
+                                   verbose=_verbosity(experiment.train.verbose))
+                    stopped = any(getattr(c, "stopped_epoch", 0) for c in self.configured.callbacks) or \
+                        self.model.stop_training
+                    if stopped:  # early stopping ends the run, in any phase
+                        break
+        except KeyboardInterrupt:
+            self._interrupted(started)
+        except BaseException as e:
+            with contextlib.suppress(UserError):  # a full disk must not hide the first error
+                self._add_fit_seconds(started, status="failed", ended=now())
+            error = data_error(e) if isinstance(e, Exception) else None
+            if error is not None:
+                raise error from e
+            raise
+        self.fit_ended = "stopped_early" if stopped else "completed"
+        self._add_fit_seconds(started, fit_ended=self.fit_ended)
+        return self.fit_ended
+
+    def finish(self) -> Run:
+        """Score both checkpoints on the test split, set the final status and print the results.
+
+        Each process scores on its own device, every test example; in a cluster the results show a fingerprint of
+        the final weights, the same in every process. Ctrl-C here ends like Ctrl-C during training; `resume`
+        then scores the run.
+        """
+        if self.fit_ended is None:
+            raise RuntimeError("Trainer.finish() before fit()")
+        run, status = self.run, self.fit_ended
+        try:
+            with ctrl_c_between_batches() as ctrl_c, self.placement.locally():
+                scores = score_checkpoints(self.run, self.splits, self.experiment, [ctrl_c])
+        except KeyboardInterrupt:
+            self._interrupted(None)
+        if scores:
+            run.write_json("scores.json", scores)
+        state = run.update_state(status=status, ended=now())
+        self.meta["ended"] = state.ended
+        run.write_json("meta.json", self.meta)
+
+        best = self.recorder.best
+        rows = [("status", status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
+        if best["epoch"] is not None:
+            rows.append(("best epoch", f"{best['epoch']} ({best['monitor']} {best['value']:.4f})"))
+        for which in ("best", "last"):
+            if which in scores:
+                rows.append((f"test, {which}.keras", format_metrics(scores[which])))
+        if not scores:
+            rows.append(("test", "no test split"))
+        if self.placement.processes > 1:
+            rows.append(("final weights", f"fingerprint {fingerprint(self.model)}"))
+        rows.append(("training time", f"{state.fit_seconds:.1f} s"))
+        rows.append(("run folder", str(run.path)))
+        results_table(f"{self.experiment.name}: results", rows)
+        return run
+
+    def _add_fit_seconds(self, started: float | None, **changes: Any) -> None:
+        seconds = self.run.read_state().fit_seconds
+        if started is not None:
+            seconds += time.perf_counter() - started
+        self.run.update_state(fit_seconds=round(seconds, 2), **changes)
+
+    def _interrupted(self, started: float | None) -> None:
+        self._add_fit_seconds(started, status="interrupted", ended=now())
+        console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {self.run.path}\n"
+                      f"Continue with: cnnrun resume {self.run.path}")
+        raise SystemExit(130) from None
+
+
+def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> Run:
+    """Train `experiment` from scratch into a new run folder and return it (see `Trainer.new`)."""
+    with Trainer.new(experiment, output_dir, name) as trainer:
+        trainer.fit()
+        return trainer.finish()
+
+
+def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | None:
+    """Continue a run where it stopped (see `Trainer.from_run`); None when there was nothing left to do."""
+    trainer = Trainer.from_run(run_path, epochs)
+    if trainer is None:
+        return None
+    with trainer:
+        trainer.fit()
+        return trainer.finish()
