@@ -1,6 +1,7 @@
 """The `model:` section: the layers (a chain or a graph, backbones among them), the blocks, the weight decay and
 where the weights start from (`init_from`). Checked without Keras: layer names come from
-`cnnrun.config.registry`'s table of strings, a graph's structure from `cnnrun.config.graph`, a backbone's keys from `cnnrun.config.backbone`.
+`cnnrun.config.registry`'s table of strings, a graph's structure from `cnnrun.config.graph`, a backbone's
+keys from `cnnrun.config.backbone`.
 """
 
 import os
