@@ -165,7 +165,7 @@ def test_a_backbone_fine_tuned_in_phases_trains_from_the_named_layer_keeps_its_s
     statistics of its own), phase 1 the head alone, phase 2 the backbone from `block_16_expand` on. Every earlier
     layer keeps the file's weights, the named block's change, no BatchNormalization weight moves, history.csv
     numbers the phases; the checkpoint loads in safe mode and evaluate and predict see the model written by hand."""
-    from cnnrun.run_folder.folder import load_checkpoint
+    from cnnrun.model.checkpoints import load_checkpoint
 
     network = mobilenet_v2()
     rng = np.random.default_rng(3)

@@ -8,7 +8,8 @@ import pytest
 
 from cnnrun.config import AugmentationConfig, validate_experiment
 from cnnrun.data import build_augmenter, load_splits
-from cnnrun.data.layers import CUSTOM_OBJECTS, RandomCutout, RandomPaddedCrop
+from cnnrun.data.layers import RandomCutout, RandomPaddedCrop
+from cnnrun.model.custom_objects import custom_objects
 from tests.conftest import run_here, tiny_config
 from tests.test_errors import assert_user_error
 
@@ -154,14 +155,14 @@ def test_a_model_with_crop_and_cutout_saves_and_loads_in_safe_mode(tmp_path):
                               RandomCutout(3, -1.5, seed=5), keras.layers.Flatten(), keras.layers.Dense(2)])
     path = tmp_path / "model.keras"
     model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True, custom_objects=CUSTOM_OBJECTS)
+    loaded = keras.saving.load_model(path, safe_mode=True, custom_objects=custom_objects())
     crop, cutout = loaded.layers[0], loaded.layers[1]
     assert (type(crop), crop.padding, crop.fill_mode, crop.fill_value, crop.seed) == \
         (RandomPaddedCrop, 2, "reflect", 3.0, 4)
     assert (type(cutout), cutout.size, cutout.fill_value, cutout.seed) == (RandomCutout, 3, -1.5, 5)
     x = pictures(3, 8, 8, 3)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    assert {"cnnrun>RandomPaddedCrop", "cnnrun>RandomCutout"} <= set(CUSTOM_OBJECTS)
+    assert {"cnnrun>RandomPaddedCrop", "cnnrun>RandomCutout"} <= set(custom_objects())
 
 
 JAX_SCRIPT = """
@@ -214,7 +215,7 @@ def test_a_config_with_crop_and_cutout_trains_one_epoch(tmp_path, write_config, 
     assert json.loads((run / "state.json").read_text())["status"] == "completed"
     import keras
 
-    model = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True, custom_objects=CUSTOM_OBJECTS)
+    model = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True, custom_objects=custom_objects())
     augmenters = [layer for layer in model.layers if layer.name == "augmentation"]
     inside = [type(layer).__name__ for layer in augmenters[0].layers] if augmenters else []
     assert inside == (["RandomPaddedCrop", "RandomAffine", "RandomCutout"] if placement == "model" else [])

@@ -207,7 +207,7 @@ def _sideways_jpeg(path: Path) -> np.ndarray:
 
 
 def test_exif_orientation_is_honoured_in_training_and_predict(tmp_path):
-    from cnnrun.tasks.predict import read_images
+    from cnnrun.data.pictures import read_images
 
     photo_folder(tmp_path / "photos", count=8, size=20)
     path = tmp_path / "photos" / "circle" / "sideways.jpg"
@@ -222,7 +222,7 @@ def test_exif_orientation_is_honoured_in_training_and_predict(tmp_path):
 
 
 def test_predict_reads_pictures_exactly_as_training_does(tmp_path):
-    from cnnrun.tasks.predict import read_images
+    from cnnrun.data.pictures import read_images
 
     root = photo_folder(tmp_path / "photos", count=8, size=20)
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (25, 18, 3), np.uint8)).convert("CMYK").save(

@@ -83,7 +83,7 @@ def test_bad_explain_arguments_are_one_line(trained, tmp_path, args, fragments):
 def test_filters_draw_a_hand_set_vertical_edge_kernel_as_that_kernel(trained, tmp_path):
     from cnnrun.atomic import atomic_save_model
     from cnnrun.explain.filters import conv_layer, kernel_tiles
-    from cnnrun.run_folder.folder import load_checkpoint
+    from cnnrun.model.checkpoints import load_checkpoint
 
     run, _, _ = trained
     copy = tmp_path / "run"

@@ -195,7 +195,7 @@ def _reloaded(path, format_):
 def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pixels(outputs, tmp_path, format_,
                                                                                       default_name):
     run = outputs[1]["a"]
-    from cnnrun.run_folder.folder import load_checkpoint
+    from cnnrun.model.checkpoints import load_checkpoint
 
     out = run / "export" / default_name if default_name else tmp_path / "served.tflite"
     args = ["--out", out] if default_name is None else []
@@ -217,7 +217,7 @@ def test_each_format_reloads_and_predicts_what_the_checkpoint_predicts_on_raw_pi
 def test_the_served_model_leaves_the_augmentation_layers_out(outputs):
     run = outputs[1]["a"]
     from cnnrun.data import DatasetInfo
-    from cnnrun.run_folder.folder import load_checkpoint
+    from cnnrun.model.checkpoints import load_checkpoint
     from cnnrun.tasks.export import serving_model
 
     model = load_checkpoint(run / "checkpoints" / "best.keras")

@@ -12,7 +12,8 @@ import pytest
 
 from cnnrun.atomic import atomic_save_model, checkpoint_info
 from cnnrun.errors import UserError
-from cnnrun.run_folder.folder import Run, load_checkpoint
+from cnnrun.model.checkpoints import load_checkpoint
+from cnnrun.run_folder.folder import Run
 from tests.test_run_folder_faults import tiny_disk
 
 BEST = {"monitor": "val_loss", "value": 0.41, "epoch": 3}

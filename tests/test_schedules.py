@@ -212,8 +212,8 @@ def test_a_checkpoint_with_cnnruns_schedule_loads_in_safe_mode_in_a_new_process(
     script = f"""
 import sys
 from pathlib import Path
-from cnnrun.run_folder.folder import load_checkpoint
-assert "cnnrun.model.schedules" not in sys.modules  # loading alone must find the class
+assert "cnnrun.model.schedules" not in sys.modules  # the checkpoint loader alone must find the class
+from cnnrun.model.checkpoints import load_checkpoint
 optimizer = load_checkpoint(Path({str(tmp_path / "last.keras")!r})).optimizer
 from cnnrun.model.schedules import learning_rate_at
 print(type(optimizer._learning_rate).__name__, learning_rate_at(optimizer, 750), learning_rate_at(optimizer, 2250))

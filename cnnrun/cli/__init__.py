@@ -1,6 +1,7 @@
 """The `cnnrun` command line: one small function per command, grouped in modules by what they are about.
 
 `common` holds the Typer apps and the option types; each other module registers its commands on import.
+The top of the tower: it may import any package; nothing imports it.
 """
 
 import sys

@@ -132,6 +132,6 @@ def data_show(
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)
     quiet_imports()
-    from cnnrun.explain.samples import show_data
+    from cnnrun.data.samples import show_data
 
     show_data(experiment, per_class, out)

@@ -7,7 +7,10 @@ Only this package reads YAML; everything else receives an `Experiment`: typed, c
 - `load`: YAML files, `base:` inheritance, `--set` overrides, then validation.
 - `expressions`: `${name}` and arithmetic on vars, bounded.
 - `graph`: the graph words of `model.layers` (ids, inputs, joins, `model.blocks`), expanded into nodes and checked.
-- `reference`: writes the README's configuration reference from the schema (`make docs`).
+- `registry`: the names a config may use (Keras' layer classes and string identifiers), checked as strings.
+- `reference`: writes the configuration reference from the schema (`make docs`).
+
+May import: `cnnrun.errors` only (no Keras at import time), so a config error answers at once.
 
 Example:
 >>> experiment = load_experiment("configs/quickstart.yaml", ["train.epochs=3"])

@@ -4,7 +4,10 @@ The data layer is one way: `load_splits` reads the dataset once and returns a fr
 afterwards. Whoever needs other pipelines (the distribution's full batches, a resumed run's later epochs) gets a
 new `Splits` from `with_pipelines` or `from_epoch`. What the user should hear about the data (bad files left out,
 empty class folders, files added since the run recorded its splits) is in `Splits.warnings`, for the caller to
-show.
+show. Beside it: `sources` (one loader per dataset kind), `check` (`cnnrun data check`), `layers` (cnnrun's own
+augmentation layers), `pictures` (files named on the command line), `samples` (`cnnrun data show`, `samples.png`).
+
+May import: the base modules, `config`, `devices`. Nothing above.
 
 Example:
 >>> splits = load_splits(experiment, augment=not augmentation_in_model(experiment))

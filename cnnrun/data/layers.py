@@ -9,9 +9,6 @@ import math
 import keras
 from keras import ops
 
-from cnnrun.model.losses import SmoothedSparseCategoricalCrossentropy
-from cnnrun.model.schedules import CUSTOM_OBJECTS as SCHEDULE_OBJECTS
-
 
 @keras.saving.register_keras_serializable(package="cnnrun")
 class RandomBrightnessScale(keras.layers.Layer):
@@ -285,10 +282,3 @@ class RandomCutout(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "fill_value": self.fill_value, "seed": self.seed}
-
-
-# what `keras.saving.load_model` needs to rebuild a model holding these layers or cnnrun's learning-rate schedule
-CUSTOM_OBJECTS = {**{f"cnnrun>{layer.__name__}": layer
-                     for layer in (RandomAffine, RandomBrightnessScale, RandomPaddedCrop, RandomCutout)},
-                  **SCHEDULE_OBJECTS,
-                  "cnnrun>SmoothedSparseCategoricalCrossentropy": SmoothedSparseCategoricalCrossentropy}

@@ -4,8 +4,9 @@
 - `gradients`: gradients through the Keras backend (TensorFlow or JAX) and the four heat maps built on them.
 - `pictures`: `cnnrun explain` and `evaluate --explain N`: heat maps over pictures, as PNG files.
 - `filters`, `activations`: `cnnrun filters` and `cnnrun activations`.
-- `samples`: `cnnrun data show` and the run folder's `samples.png`.
-- `figures`: the matplotlib figures of all of them.
 
-Nothing here trains or changes a model: a run's checkpoint is read, never written.
+Nothing here trains or changes a model: a run's checkpoint is read, never written. The figures are drawn by
+`cnnrun.figures`.
+
+May import: the base modules, `config`, `devices`, `data`, `run_folder`, `model`. Nothing above.
 """

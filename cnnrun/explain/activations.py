@@ -43,16 +43,16 @@ def show_activations(run_path: str | Path | None, image: Path, layers: list[str]
         The files written, one per layer.
     """
     from cnnrun.data import preprocess
+    from cnnrun.data.pictures import read_images
     from cnnrun.errors import UserError
-    from cnnrun.explain.figures import tile_grid
+    from cnnrun.figures import tile_grid
+    from cnnrun.model.checkpoints import load_run_model
     from cnnrun.run_folder.folder import open_run
-    from cnnrun.tasks.evaluate import run_model
-    from cnnrun.tasks.predict import read_images
 
     run = open_run(run_path)
     if not image.is_file():
         raise UserError(f"{image}: no such file; give the path of a picture")
-    _, info, model = run_model(run, checkpoint)
+    _, info, model = load_run_model(run, checkpoint)
     paths = [find_layer(model, name, "--layers") for name in layers] if layers else default_layers(model)
     pixels, _, reasons = read_images([image], info.input_shape)
     if reasons:

@@ -92,8 +92,9 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
     Returns:
         The file written.
     """
-    from cnnrun.explain.figures import tile_grid
-    from cnnrun.run_folder.folder import load_checkpoint, open_run
+    from cnnrun.figures import tile_grid
+    from cnnrun.model.checkpoints import load_checkpoint
+    from cnnrun.run_folder.folder import open_run
 
     run = open_run(run_path)
     model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")

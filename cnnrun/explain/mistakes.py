@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
-from cnnrun.explain.figures import overlay_grid
 from cnnrun.explain.gradients import heat_maps
 from cnnrun.explain.network import find_layer
+from cnnrun.figures import overlay_grid
 
 
 def explain_misclassified(model, info, pixels, truth: np.ndarray, probs: np.ndarray, count: int, target: Path) -> int:

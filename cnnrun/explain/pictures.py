@@ -13,9 +13,9 @@ from rich.table import Table
 
 from cnnrun.atomic import atomic_write_bytes, atomic_write_figure
 from cnnrun.errors import UserError, did_you_mean
-from cnnrun.explain.figures import explained_figure, overlay_grid
 from cnnrun.explain.gradients import LAYER_METHODS, heat_maps
 from cnnrun.explain.network import find_layer, is_spatial
+from cnnrun.figures import explained_figure, overlay_grid
 from cnnrun.report import console
 from cnnrun.run_folder.folder import open_run
 
@@ -84,14 +84,14 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
         The folder written.
     """
     from cnnrun.data import DatasetInfo, preprocess
+    from cnnrun.data.pictures import collect_images, read_images
+    from cnnrun.model.checkpoints import load_run_model
     from cnnrun.model.scoring import probabilities
-    from cnnrun.tasks.evaluate import run_model
-    from cnnrun.tasks.predict import collect_images, read_images
 
     files = collect_images(paths)
     run = open_run(run_path)
     wanted = class_index(class_name, DatasetInfo(**run.read_json("dataset.json")).class_names)
-    experiment, info, model = run_model(run, checkpoint)
+    experiment, info, model = load_run_model(run, checkpoint)
     path = chosen_layer(model, method, layer)
     out = Path(out) if out is not None else Path.cwd() / "explained"
     if out.exists() and not out.is_dir():

@@ -65,10 +65,6 @@ class BackbonePreprocessing(keras.layers.Layer):
         return {**super().get_config(), "application": self.application}
 
 
-# what `keras.saving.load_model` needs for the layer (cnnrun.model.whitening.CUSTOM_OBJECTS adds it)
-CUSTOM_OBJECTS = {"cnnrun>BackbonePreprocessing": BackbonePreprocessing}
-
-
 class Backbone:
     """A backbone node of the config: made once its arguments are known, built once its input shape is.
 

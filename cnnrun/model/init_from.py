@@ -32,7 +32,8 @@ from typing import Any
 from cnnrun.config import Experiment
 from cnnrun.config.model import split_init_from
 from cnnrun.errors import UserError
-from cnnrun.run_folder.folder import Run, load_checkpoint, open_run
+from cnnrun.model.checkpoints import load_checkpoint
+from cnnrun.run_folder.folder import Run, open_run
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,6 @@ class PiecewiseLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
-# What `cnnrun.run_folder.folder.load_checkpoint` passes to Keras besides the data layers.
-CUSTOM_OBJECTS = {"cnnrun>PiecewiseLinearDecay": PiecewiseLinearDecay}
-
 
 def make_learning_rate(value: float | dict[str, Any], steps_per_epoch: int | None = None, scale: float = 1.0):
     """`compile.optimizer.learning_rate` as a Keras optimizer takes it: a float or a `LearningRateSchedule`.

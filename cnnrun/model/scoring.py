@@ -100,7 +100,7 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
         callbacks: Keras callbacks for `evaluate` and `predict` (Ctrl-C between batches). Defaults to none.
     """
     from cnnrun.atomic import checkpoint_info
-    from cnnrun.run_folder.folder import load_checkpoint
+    from cnnrun.model.checkpoints import load_checkpoint
 
     if splits.test is None:
         return {}

@@ -22,9 +22,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from cnnrun.data.layers import CUSTOM_OBJECTS as DATA_OBJECTS
-from cnnrun.model.backbones import CUSTOM_OBJECTS as BACKBONE_OBJECTS
-
 PATCHES_FROM = 5000  # training images whose patches estimate the covariance (airbench: 5,000)
 
 
@@ -106,7 +103,3 @@ def adapt_whitening(model, splits) -> int:
             keras.Model(model.inputs, layer.input).predict(training_images, verbose=0)
         layer.adapt(np.asarray(inputs))
     return len(layers)
-
-
-# what `keras.saving.load_model` needs to rebuild a model holding cnnrun's own layers, schedules and losses
-CUSTOM_OBJECTS = {**DATA_OBJECTS, **BACKBONE_OBJECTS, "cnnrun>PatchWhitening": PatchWhitening}

@@ -11,20 +11,10 @@ import numpy as np
 from rich.table import Table
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
+from cnnrun.model.checkpoints import load_run_model
 from cnnrun.model.scoring import tta_probabilities, tta_scores
 from cnnrun.report import console, format_metrics, results_table, show_warnings
-from cnnrun.run_folder.folder import Run, load_checkpoint, open_run
-
-
-def run_model(run: Run, checkpoint: str):
-    """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode."""
-    from cnnrun.config import load_saved_experiment
-    from cnnrun.data import DatasetInfo
-
-    experiment = load_saved_experiment(run.file("config.yaml"))
-    info = DatasetInfo(**run.read_json("dataset.json"))
-    model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
-    return experiment, info, model
+from cnnrun.run_folder.folder import open_run
 
 
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -105,7 +95,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
 
     run = open_run(run_path)
     run.check_writable("eval")  # before any work: the results go there
-    experiment, info, model = run_model(run, checkpoint)
+    experiment, info, model = load_run_model(run, checkpoint)
     stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
     splits = load_splits(experiment, stored=info, stored_files=stored_files)
     show_warnings(splits.warnings)

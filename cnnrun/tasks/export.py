@@ -140,7 +140,7 @@ def sample_images(run: Run, experiment, info, count: int = SAMPLES) -> tuple[np.
     is loaded as training loads it.
     """
     from cnnrun.data import load_splits
-    from cnnrun.tasks.predict import read_images
+    from cnnrun.data.pictures import read_images
 
     if run.file("splits.json").exists():
         files = run.read_json("splits.json")
@@ -238,13 +238,13 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
         Whether the exported model's probabilities equal the checkpoint's within `TOLERANCE`.
     """
     from cnnrun.data import preprocess
+    from cnnrun.model.checkpoints import load_run_model
     from cnnrun.report import console, results_table
-    from cnnrun.tasks.evaluate import run_model
 
     check_packages(format_)
     run = open_run(run_path)
     path = export_path(run, format_, checkpoint, out)
-    experiment, info, model = run_model(run, checkpoint)
+    experiment, info, model = load_run_model(run, checkpoint)
     images, split = sample_images(run, experiment, info)
     mixed = not computes_in_float32(model)  # then the reference is the checkpoint's weights computing in float32
     expected = (inference_model(model) if mixed else model).predict(preprocess(images, info), verbose=0)

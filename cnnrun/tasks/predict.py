@@ -8,50 +8,9 @@ import numpy as np
 from rich.table import Table
 
 from cnnrun.atomic import atomic_write_text
-from cnnrun.data.folders import MODES, is_image_file, suffix_list
-from cnnrun.errors import UserError
+from cnnrun.data.pictures import collect_images, read_images
 from cnnrun.report import console
 from cnnrun.run_folder.folder import open_run
-
-
-def collect_images(paths: list[Path]) -> list[Path]:
-    """The files named, and the image files inside the folders named (recursively, sorted)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if is_image_file(p))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or folder")
-    if not files:
-        raise UserError(f"no image files ({suffix_list()}) in {', '.join(map(str, paths))}")
-    return files
-
-
-def read_images(paths: list[Path], input_shape: list[int]) -> tuple[np.ndarray, list[Path], dict[Path, str]]:
-    """Read image files as training reads them: the same check (`check_file`), conversion (CMYK, 16-bit, palette,
-    EXIF orientation), decoding and resizing (`decoder`); the first frame of a GIF.
-
-    Returns:
-        The uint8 images of the readable files, those files, and the reason for each file that is not readable.
-    """
-    from cnnrun.data.check import check_file
-    from cnnrun.data.examples import decoder
-
-    height, width, channels = input_shape
-    readable, converted, reasons = [], {}, {}
-    for path in paths:
-        checked = check_file(path, MODES[channels])
-        if checked.reason is not None:
-            reasons[path] = checked.reason
-            continue
-        readable.append(path)
-        if checked.converted is not None:
-            converted[str(path)] = checked.converted
-    decode = decoder((height, width), channels, converted)
-    images = np.stack([decode(str(path)).numpy() for path in readable]) if readable else None
-    return images, readable, reasons
 
 
 def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3, checkpoint: str = "best",
@@ -72,12 +31,12 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
         The number of inputs that could not be read (0 when every one was predicted).
     """
     from cnnrun.data import preprocess
+    from cnnrun.model.checkpoints import load_run_model
     from cnnrun.model.scoring import tta_probabilities
-    from cnnrun.tasks.evaluate import run_model
 
     files = collect_images(paths)
     run = open_run(run_path)
-    experiment, info, model = run_model(run, checkpoint)
+    experiment, info, model = load_run_model(run, checkpoint)
     images, readable, reasons = read_images(files, info.input_shape)
     results = [{"file": str(path), "error": f"not a readable image: {reason}"} for path, reason in reasons.items()]
     if readable:

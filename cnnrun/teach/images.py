@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.errors import UserError
+from cnnrun.figures import pyplot  # noqa: F401  (the teaching modules take it from here)
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 FIGURE_DPI = 80
@@ -93,16 +94,6 @@ def figure_path(out: str | Path | None, stem: str, suffix: str) -> Path:
     if path.suffix.lower() not in FIGURE_SUFFIXES:
         raise UserError(f"--out: {path} should end in one of {', '.join(FIGURE_SUFFIXES)}, e.g. {stem}_{suffix}.png")
     return path
-
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend (no window, works without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def show(ax, array: np.ndarray, title: str, gray: bool = False, vmin: float | None = None,

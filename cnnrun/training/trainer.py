@@ -26,17 +26,18 @@ from cnnrun.atomic import atomic_write_text
 from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
 from cnnrun.config.phases import begins_phase, fit_spans, phase_spans, with_total_epochs
 from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
+from cnnrun.data.samples import write_samples
 from cnnrun.devices.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
-from cnnrun.explain.samples import write_samples
 from cnnrun.model.build import declared_info, new_model, seed_everything
+from cnnrun.model.checkpoints import load_checkpoint
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.init_from import init_record
 from cnnrun.model.phases import announce_phase, check_phases, phase_start_in_checkpoint, start_phase
 from cnnrun.model.scoring import score_checkpoints
 from cnnrun.model.whitening import adapt_whitening
 from cnnrun.report import console, format_metrics, results_table, show_warnings
-from cnnrun.run_folder.folder import Run, create_run, load_checkpoint, open_run
+from cnnrun.run_folder.folder import Run, create_run, open_run
 from cnnrun.training.callbacks import (
     Configured,
     RunRecorder,

@@ -1,13 +1,22 @@
-"""The figures of `explain`, `filters`, `activations` and `data show`: matplotlib, drawn pixel by pixel.
+"""Figures of pictures: the grids and overlays of `explain`, `filters`, `activations`, `data show` and the run
+folder's `samples.png`, and matplotlib itself (`pyplot`, headless). Imports nothing of cnnrun's.
 
 Every function returns a figure; the caller writes it with `cnnrun.atomic.atomic_write_figure`.
 """
 
 import numpy as np
 
-from cnnrun.teach.images import pyplot
-
 HEAT = "jet"  # the heat maps' colours: blue (nothing) to red (where the class was decided)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no window, works without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def picture(image: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ def sample_indices(labels: np.ndarray, classes: int, per_class: int, seed: int) 
 
 def samples_figure(examples, class_names: list[str], per_class: int, seed: int, title: str, augmenter=None):
     """A row of training pictures per class (uint8, as the model receives them); augmented when `augmenter`."""
-    from cnnrun.explain.figures import mosaic_figure
+    from cnnrun.figures import mosaic_figure
 
     chosen = sample_indices(np.asarray(examples.labels), len(class_names), per_class, seed)
     rows = [examples.pixels(indices) for indices in chosen]
@@ -60,7 +60,7 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> list[P
         The files written.
     """
     from cnnrun.data import build_augmenter, load_splits
-    from cnnrun.explain.figures import counts_figure
+    from cnnrun.figures import counts_figure
     from cnnrun.report import show_warnings
 
     splits = load_splits(experiment, augment=False)
