@@ -116,3 +116,15 @@ def test_folder_tree_order_is_seeded_so_validation_holds_every_class(tmp_path):
     assert not set(train.paths) & set(validation.paths)  # no image in both splits
     again = load_splits(validate_experiment(config, "test"))
     assert again.examples["validation"].paths == validation.paths  # the same seed, the same split
+
+
+def test_every_dataset_kind_of_the_config_union_has_one_source_record():
+    """A new kind is one config class and one record: the union and the table name the same classes."""
+    import typing
+
+    from cnnrun.config.dataset import DatasetConfig
+    from cnnrun.data.sources import SOURCES
+
+    union = typing.get_args(typing.get_args(DatasetConfig)[0])
+    assert set(union) == set(SOURCES)
+    assert len(union) == 4

@@ -1,18 +1,25 @@
 """Where the examples come from: the built-in `shapes` set, Keras' datasets (downloaded or a local copy), npz,
 image folders.
 
+One record per kind of dataset (`SOURCES`, keyed by the config's class in the `DatasetConfig` union): its input
+shape and class names without the images, its name in messages, and its loader. A new kind is one config class and
+one record here.
+
 Each loader returns a `RawData`: per split, examples in memory (uint8 or float images in NHWC layout and integer
 labels) or image files that stream from disk; and the class names.
 """
 
 import gzip
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnnrun.config import DatasetConfig
+from cnnrun.config.dataset import ImageFolderDataset, KerasDataset, NpzDataset, ShapesDataset
 from cnnrun.data.examples import ArrayExamples, RawData
 from cnnrun.data.folders import CHANNELS, PIL_MODES, class_folders, folder_splits, subfolders
 from cnnrun.data.image_folder import read_folder_tree
@@ -50,45 +57,44 @@ def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
     The class names are those `dataset.classes` chooses, checked against the dataset's own (a UserError names
     an unknown one), so the model's `${num_classes}` is right before any data is loaded.
     """
-    shape, names = _shape_and_names(config)
+    source = SOURCES[type(config)]
+    shape, names = source.shape_and_names(config)
     if names is None:  # two classes by definition; names come with the data
         return shape, list(config.classes or ["class 0", "class 1"])
-    return shape, chosen_classes(config.classes, names, _where(config))
+    return shape, chosen_classes(config.classes, names, source.where(config))
 
 
-def _shape_and_names(config: DatasetConfig) -> tuple[tuple[int, ...], list[str] | None]:
-    """The input shape and all class names of a dataset; None for the names of a binary image folder not there."""
-    if config.name == "shapes":
-        size = config.image_size
-        return (size, size, config.channels), list(SHAPE_NAMES[: config.num_classes])
-    if config.name == "npz":
-        path = Path(config.path)
-        with _open_npz(path) as arrays:
-            shape = _image_shape(_npz_array(arrays, "x_train", path).shape, config.path)
-            return shape, _label_names(_npz_array(arrays, "y_train", path))
-    if config.name == "image_folder":
-        height, width = _folder_size(config)
-        shape = (height, width, CHANNELS[PIL_MODES[config.color_mode]])
-        root = Path(config.path)
-        if not root.is_dir() and config.label_mode == "binary":
-            return shape, None
-        return shape, class_folders(folder_splits(root)["train"])
+def _shapes_shape(config: ShapesDataset) -> tuple[tuple[int, ...], list[str]]:
+    size = config.image_size
+    return (size, size, config.channels), list(SHAPE_NAMES[: config.num_classes])
+
+
+def _npz_shape(config: NpzDataset) -> tuple[tuple[int, ...], list[str]]:
+    path = Path(config.path)
+    with _open_npz(path) as arrays:
+        shape = _image_shape(_npz_array(arrays, "x_train", path).shape, config.path)
+        return shape, _label_names(_npz_array(arrays, "y_train", path))
+
+
+def _folder_shape(config: ImageFolderDataset) -> tuple[tuple[int, ...], list[str] | None]:
+    height, width = _folder_size(config)
+    shape = (height, width, CHANNELS[PIL_MODES[config.color_mode]])
+    root = Path(config.path)
+    if not root.is_dir() and config.label_mode == "binary":
+        return shape, None
+    return shape, class_folders(folder_splits(root)["train"])
+
+
+def _keras_shape(config: KerasDataset) -> tuple[tuple[int, ...], list[str]]:
     return INPUT_SHAPES[config.name], CLASS_NAMES[config.name]
 
 
-def _where(config: DatasetConfig) -> str:
-    """The dataset as messages name it."""
-    if config.name == "image_folder":
-        return f"the image folder {config.path}"
-    return f"{config.name} ({config.path})" if config.name == "npz" else config.name
-
-
-def _folder_size(config: DatasetConfig) -> tuple[int, int]:
+def _folder_size(config: ImageFolderDataset) -> tuple[int, int]:
     size = config.image_size
     return (size, size) if isinstance(size, int) else size
 
 
-def _load_image_folder(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None) -> RawData:
+def _load_image_folder(config: ImageFolderDataset, seed: int, stored_files: dict[str, Any] | None) -> RawData:
     """An image_folder dataset: its files, checked, streaming at `image_size` in `color_mode`."""
     return read_folder_tree(Path(config.path), _folder_size(config), PIL_MODES[config.color_mode],
                             config.on_bad_file, "dataset.path", seed, config.cache, stored_files, config.classes,
@@ -107,22 +113,20 @@ def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | No
         stored_files: a run's recorded splits of an image folder (`Splits.files()`), reused exactly; ignored
             for datasets of arrays.
     """
-    raw = _load_all(config, seed, stored_files)
-    return only_classes(raw, chosen_classes(config.classes, raw.class_names, _where(config)))
+    source = SOURCES[type(config)]
+    raw = source.load(config, seed, stored_files)
+    return only_classes(raw, chosen_classes(config.classes, raw.class_names, source.where(config)))
 
 
-def _load_all(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | None) -> RawData:
-    """A dataset's examples as `load_raw` takes them: every class, but an image folder's chosen ones only."""
-    if config.name == "shapes":
-        args = dict(image_size=config.image_size, channels=config.channels, num_classes=config.num_classes)
-        x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
-        x_test, y_test, _ = make_shapes(config.test_samples, seed=seed + 1, **args) if config.test_samples \
-            else (None, None, None)
-        return _arrays(x_train, y_train, x_test, y_test, names)
-    if config.name == "npz":
-        return _load_npz(Path(config.path))
-    if config.name == "image_folder":
-        return _load_image_folder(config, seed, stored_files)
+def _load_shapes(config: ShapesDataset, seed: int, stored_files: dict[str, Any] | None) -> RawData:
+    args = dict(image_size=config.image_size, channels=config.channels, num_classes=config.num_classes)
+    x_train, y_train, names = make_shapes(config.num_samples, seed=seed, **args)
+    x_test, y_test, _ = make_shapes(config.test_samples, seed=seed + 1, **args) if config.test_samples \
+        else (None, None, None)
+    return _arrays(x_train, y_train, x_test, y_test, names)
+
+
+def _load_keras(config: KerasDataset, seed: int, stored_files: dict[str, Any] | None) -> RawData:
     if config.data_dir:
         return _load_local_copy(config, Path(config.data_dir), seed, stored_files)
     return _download(config.name)
@@ -207,7 +211,7 @@ def _missing_files_error(name: str, folder: Path) -> UserError:
                      f"(the layout of ~/.keras/datasets)")
 
 
-def _load_local_copy(config: DatasetConfig, folder: Path, seed: int, stored_files: dict[str, Any] | None) -> RawData:
+def _load_local_copy(config: KerasDataset, folder: Path, seed: int, stored_files: dict[str, Any] | None) -> RawData:
     """Read a dataset from a folder in Keras' cache layout (or, for CIFAR, a train/test tree of JPEGs)."""
     name = config.name
     if not folder.is_dir():
@@ -277,3 +281,28 @@ def _download(name: str) -> RawData:
             f"in a folder and set dataset.data_dir to it"
         ) from e
     return _arrays(_as_nhwc(x_train), y_train, _as_nhwc(x_test), y_test, CLASS_NAMES[name])
+
+
+@dataclass(frozen=True)
+class Source:
+    """How one kind of dataset is read.
+
+    Args:
+        shape_and_names: the input shape and every class name, without loading the images (None for the names of
+            a binary image folder that is not there yet).
+        where: the dataset as messages name it.
+        load: its examples, `(config, seed, stored_files) -> RawData`, every class (an image folder's chosen ones).
+    """
+
+    shape_and_names: Callable[[Any], tuple[tuple[int, ...], list[str] | None]]
+    where: Callable[[Any], str]
+    load: Callable[[Any, int, dict[str, Any] | None], RawData]
+
+
+SOURCES: dict[type, Source] = {
+    ShapesDataset: Source(_shapes_shape, lambda config: config.name, _load_shapes),
+    KerasDataset: Source(_keras_shape, lambda config: config.name, _load_keras),
+    NpzDataset: Source(_npz_shape, lambda config: f"npz ({config.path})",
+                       lambda config, seed, stored_files: _load_npz(Path(config.path))),
+    ImageFolderDataset: Source(_folder_shape, lambda config: f"the image folder {config.path}", _load_image_folder),
+}
