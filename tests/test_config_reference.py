@@ -1,6 +1,7 @@
 """The documentation's configuration reference (docs/reference.md) is written from the schema, and a stale one is
 caught."""
 
+import re
 import subprocess
 import sys
 
@@ -53,3 +54,11 @@ def test_the_check_command_says_whether_the_page_is_current():
     result = subprocess.run([sys.executable, "-m", "cnnrun.config.reference", "--check"], cwd=PROJECT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_docs_build_writes_the_reference_first():
+    """mkdocs.yml names the module as a hook, and the module has the hook MkDocs calls before a build."""
+    from cnnrun.config import reference
+
+    assert re.search(r"^hooks:\n  - cnnrun/config/reference\.py$", (PROJECT / "mkdocs.yml").read_text(), re.M)
+    assert callable(reference.on_pre_build)
