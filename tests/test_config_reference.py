@@ -1,5 +1,5 @@
 """The documentation's configuration reference (docs/reference.md) is written from the schema, and a stale one is
-caught."""
+caught; the README's links lead to files of the repository."""
 
 import re
 import subprocess
@@ -62,3 +62,12 @@ def test_the_docs_build_writes_the_reference_first():
 
     assert re.search(r"^hooks:\n  - cnnrun/config/reference\.py$", (PROJECT / "mkdocs.yml").read_text(), re.M)
     assert callable(reference.on_pre_build)
+
+
+def test_the_readmes_links_lead_to_files_of_the_repository():
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert "docs/reference.md" in targets
+    for target in targets:
+        assert not target.startswith(("http:", "https:", "/", "..")), f"README: {target} points outside the repository"
+        assert (PROJECT / target).is_file(), f"README: the link {target} leads to no file"
