@@ -23,9 +23,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# the README's configuration reference, written from the schema's field descriptions
+# the documentation site into site/; a broken link or anchor fails it. Its hook (mkdocs.yml) first writes
+# docs/reference.md, the configuration reference, from the schema's field descriptions.
 docs: install
-	$(BIN)/python -m cnnrun.config.reference
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

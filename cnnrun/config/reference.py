@@ -1,12 +1,13 @@
-"""The README's configuration reference, written from the schema: one table per section, one per dataset kind.
+"""The configuration reference, written from the schema: one table per section, one per dataset kind.
 
 The field descriptions in `cnnrun/config/schema.py` and `cnnrun/config/dataset.py` are the documentation; this
-module puts them between the two marker comments of the README's "Configuration reference", so the two never
-drift apart. `make docs` runs it; a test fails when the README is stale.
+module writes them as the documentation site's page `docs/reference.md`, so the two never drift apart. The docs
+build runs it first (`on_pre_build`, a MkDocs hook named in `mkdocs.yml`), and a test fails when the committed
+page is stale.
 
 Usage:
-    python -m cnnrun.config.reference            # rewrite the README's section
-    python -m cnnrun.config.reference --check    # exit 1 when the README's section is stale
+    python -m cnnrun.config.reference            # rewrite docs/reference.md
+    python -m cnnrun.config.reference --check    # exit 1 when docs/reference.md is stale
 """
 
 import inspect
@@ -23,9 +24,16 @@ from cnnrun.config.dataset import DATASET_KINDS, DatasetBase
 from cnnrun.config.schedules import SCHEDULES, schedule_keys
 from cnnrun.config.schema import CompileConfig, Experiment
 
-START = "<!-- config-reference: start (written by `make docs` from cnnrun/config; do not edit by hand) -->"
-END = "<!-- config-reference: end -->"
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
+HEADER = """# Configuration reference
+
+<!-- Written by `python -m cnnrun.config.reference` (the docs build runs it) from the field descriptions in
+cnnrun/config; do not edit by hand: edit the descriptions. -->
+
+Every key of an experiment config, its default and what it does, section by section, written from the schema
+cnnrun checks configs with. How a config is written (`base:`, `${vars}`, layers): see
+[Configuration](configuration/index.md).
+"""
 
 
 def _section_of(field: FieldInfo) -> type[BaseModel] | None:
@@ -60,7 +68,7 @@ def _cell(text: str | None) -> str:
 
 def _table(title: str, fields: dict[str, FieldInfo], lead: str = "") -> str:
     rows = [f"| `{key}` | {_default(field)} | {_cell(field.description)} |" for key, field in fields.items()]
-    return "\n".join([title, "", *([lead, ""] if lead else []), "| key | default | what it does |",
+    return "\n".join([f"## {title}", "", *([lead, ""] if lead else []), "| key | default | what it does |",
                       "|---|---|---|", *rows, ""])
 
 
@@ -76,7 +84,7 @@ def _dataset_tables() -> list[str]:
         own = {k: f for k, f in kind.model_fields.items() if k not in DatasetBase.model_fields}
         title = f"`dataset` with `name: {', '.join(names)}`"
         tables.append(_table(title, own, (kind.__doc__ or "").strip()) if own else
-                      f"{title}\n\n{(kind.__doc__ or '').strip()} No keys of its own.\n")
+                      f"## {title}\n\n{(kind.__doc__ or '').strip()} No keys of its own.\n")
     return tables
 
 
@@ -102,32 +110,39 @@ def _section_tables(model: type[BaseModel], path: str) -> list[str]:
 
 
 def reference_markdown() -> str:
-    """The configuration reference as Markdown: the tables between the README's markers."""
+    """The configuration reference as Markdown: the tables, section by section."""
     return "\n".join(_section_tables(Experiment, ""))
 
 
-def updated_readme(text: str) -> str:
-    """`text` (a README) with the part between the markers replaced by the current reference."""
-    if START not in text or END not in text:
-        raise SystemExit(f"README: the markers are missing; put {START} and {END} around the reference")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{START}\n\n{reference_markdown()}\n{END}{after}"
+def page_markdown() -> str:
+    """The whole page `docs/reference.md`: its title and introduction, then the tables."""
+    return f"{HEADER}\n{reference_markdown()}"
+
+
+def write_page(path: Path = PAGE) -> bool:
+    """Write the reference to `path` unless it is already current; return whether the file changed."""
+    text = page_markdown()
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def on_pre_build(config: object) -> None:
+    """MkDocs hook (`hooks:` in mkdocs.yml): regenerate the page before every build, so the site is never stale."""
+    write_page()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite the README's reference (`--check`: only say whether it is current). Returns the exit code."""
+    """Rewrite docs/reference.md (`--check`: only say whether it is current). Returns the exit code."""
     check = "--check" in (sys.argv[1:] if argv is None else argv)
-    text = README.read_text(encoding="utf-8")
-    new = updated_readme(text)
     if check:
-        if new != text:
-            print(f"{README}: the configuration reference is stale; run `make docs`", file=sys.stderr)
+        if not PAGE.is_file() or PAGE.read_text(encoding="utf-8") != page_markdown():
+            print(f"{PAGE}: the configuration reference is stale; run `make docs`", file=sys.stderr)
             return 1
         return 0
-    if new != text:
-        README.write_text(new, encoding="utf-8")
-        print(f"{README}: configuration reference written")
+    if write_page():
+        print(f"{PAGE}: configuration reference written")
     return 0
 
 
