@@ -26,7 +26,7 @@ lint: install
 # the documentation site into site/; a broken link or anchor fails it. Its hook (mkdocs.yml) first writes
 # docs/reference.md, the configuration reference, from the schema's field descriptions.
 docs: install
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
