@@ -1,8 +1,8 @@
 """The experiment schema: what a config may say, checked by pydantic, documented by the field descriptions.
 
 The field descriptions are the reference documentation of the YAML: `python -m cnnrun.config.reference` writes
-them into the README. Checking a config here needs neither TensorFlow nor Keras: layer, optimizer and loss names
-are read from `cnnrun.config.registry`'s tables of strings.
+them into docs/reference.md. Checking a config here needs neither TensorFlow nor Keras: layer, optimizer and loss
+names are read from `cnnrun.config.registry`'s tables of strings.
 """
 
 import os
