@@ -134,8 +134,8 @@ def predict(
         runs = [path] if (path / "state.json").is_file() else sorted(p.parent for p in path.glob("*/state.json"))
         if runs:
             what = "is a run folder" if runs == [path] else "holds run folders"
-            raise UserError(f"{path}: {what}, not pictures; name the run with --run {runs[-1]} and give the "
-                            "pictures as arguments")
+            raise UserError(f"{what}, not pictures", where=str(path),
+                            fix=f"name the run with --run {runs[-1]} and give the pictures as arguments")
     from cnnrun.devices.backend import use_backend
 
     use_backend(run_experiment_of(run).backend)
