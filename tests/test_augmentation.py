@@ -143,8 +143,8 @@ def test_augment_preview_with_a_config_is_seeded_and_flips(tmp_path, write_confi
     with pytest.raises(UserError, match="augmentation"):
         augmentation_from(write_config(tiny_config(), "plain.yaml"))
     config = write_config(tiny_config(augmentation={"vertical_flip": True}))
-    first = augment_preview(picture, config, count=6, out=tmp_path / "a", seed=7, echo=lambda _: None)
-    again = augment_preview(picture, config, count=6, out=tmp_path / "b", seed=7, echo=lambda _: None)
+    first = augment_preview(picture, config, count=6, out=tmp_path / "a", seed=7).files
+    again = augment_preview(picture, config, count=6, out=tmp_path / "b", seed=7).files
     assert len(first) == 7
     flipped = 0
     for one, two in zip(first[:6], again[:6], strict=True):

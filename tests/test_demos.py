@@ -27,10 +27,6 @@ DOCUMENTED_KERNELS = {
 }
 
 
-def quiet(_line):
-    pass
-
-
 @pytest.fixture
 def photo(tmp_path):
     """A small RGB PNG with a bright square, so the edge kernels have edges to find."""
@@ -140,8 +136,8 @@ def test_read_image_errors_name_the_path(tmp_path, not_a_picture):
 
 
 def test_kernel_demo_writes_a_figure_that_grows_with_the_kernels(photo, tmp_path):
-    lines = []
-    out = kernel_demo(photo, out=tmp_path / "two.png", echo=lines.append)
+    lesson = kernel_demo(photo, out=tmp_path / "two.png")
+    out, lines = lesson.figure, lesson.lines
     with Image.open(out) as figure:
         two = figure.size
     assert two[0] == 2 * 3.4 * 80  # 2 columns of 3.4 inches at 80 dpi
@@ -149,17 +145,15 @@ def test_kernel_demo_writes_a_figure_that_grows_with_the_kernels(photo, tmp_path
     assert "Gray's shape: (48, 64)" in lines
     assert any("vertical" in line and "(46, 62)" in line for line in lines)
     out = kernel_demo(photo, kernels=["sobel_x", "laplacian", "gaussian"], kernel_values=["[[1,0],[0,-1]]"],
-                      padding="same", stride=2, pools=["max", "average"], out=tmp_path / "many.png", echo=quiet)
+                      padding="same", stride=2, pools=["max", "average"], out=tmp_path / "many.png").figure
     with Image.open(out) as figure:
         assert figure.size[0] == 3 * 3.4 * 80 and figure.size[1] > two[1]
 
 
 def test_kernel_demo_prints_keras_shapes_for_padding_and_stride(photo, tmp_path):
-    lines = []
-    kernel_demo(photo, kernels=["vertical"], padding="same", stride=3, pools=["max"], out=tmp_path / "k.png",
-                echo=lines.append)
-    kernel_demo(photo, kernels=["vertical"], padding="same", stride=2, out=tmp_path / "k.png", echo=lines.append)
-    text = "\n".join(lines)
+    first = kernel_demo(photo, kernels=["vertical"], padding="same", stride=3, pools=["max"], out=tmp_path / "k.png")
+    second = kernel_demo(photo, kernels=["vertical"], padding="same", stride=2, out=tmp_path / "k.png")
+    text = "\n".join(first.lines + second.lines)
     # Keras' 'same': out = ceil(n / s), padding max((out − 1)·s + f − n, 0), the odd one after
     assert "rows (48 + 2·0 − 3)/3 + 1 = 16, columns (64 + 2·1 − 3)/3 + 1 = 22 -> (16, 22)" in text
     assert "rows (48 + (0+1) − 3)/2 + 1 = 24, columns (64 + (0+1) − 3)/2 + 1 = 32 -> (24, 32)" in text
@@ -169,27 +163,26 @@ def test_kernel_demo_prints_keras_shapes_for_padding_and_stride(photo, tmp_path)
 
 def test_kernel_demo_default_image_is_bundled(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    lines = []
-    out = kernel_demo(echo=lines.append)
-    assert out == tmp_path / "astronaut_kernels.png" and out.is_file()
-    assert "scikit-image" in lines[0]
+    lesson = kernel_demo()
+    assert lesson.figure == tmp_path / "astronaut_kernels.png" and lesson.figure.is_file()
+    assert "scikit-image" in lesson.lines[0]
 
 
 def test_kernel_demo_options_are_checked(photo, tmp_path):
     for kwargs, option in [({"padding": "full"}, "--padding"), ({"pools": ["min"]}, "--pool"),
                            ({"out": tmp_path / "figure.txt"}, "--out"), ({"kernels": ["blur"]}, "--kernel")]:
         with pytest.raises(UserError, match=option):
-            kernel_demo(photo, echo=quiet, **kwargs)
+            kernel_demo(photo, **kwargs)
 
 
 def test_image_info_prints_and_draws_channels(tmp_path):
     rgba = np.zeros((30, 40, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    lines = []
-    out = image_info(tmp_path / "rgba.png", crop="0:4,10:14", echo=lines.append)
+    lesson = image_info(tmp_path / "rgba.png", crop="0:4,10:14")
+    out = lesson.figure
     assert out == tmp_path / "rgba_channels.png" or out.name == "rgba_channels.png"
-    text = "\n".join(lines)
+    text = "\n".join(lesson.lines)
     assert "Shape: (30, 40, 4)" in text and "dtype: uint8" in text and "values from 0 to 255" in text
     assert "Channels: 4 (red, green, blue, alpha); alpha: yes" in text
     assert "Crop 0:4,10:14: shape (4, 4, 4)" in text
@@ -199,7 +192,7 @@ def test_image_info_prints_and_draws_channels(tmp_path):
 
 def test_image_info_gray_and_crop_errors(tmp_path):
     Image.fromarray(np.full((20, 30), 7, np.uint8)).save(tmp_path / "gray.png")
-    out = image_info(tmp_path / "gray.png", out=tmp_path / "g.png", echo=quiet)
+    out = image_info(tmp_path / "gray.png", out=tmp_path / "g.png").figure
     with Image.open(out) as figure:
         assert figure.size[0] == 2 * 3.0 * 80
     assert describe_image(np.zeros((2, 3), np.uint8))["channels"] == 1

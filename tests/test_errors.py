@@ -136,3 +136,51 @@ def test_library_warnings_stay_out_of_the_terminal_but_not_out_of_debug(tmp_path
     assert result.stderr == ""
     result = run_cli("--debug", "image-info", tmp_path / "large.png", "--out", tmp_path / "figure.png", cwd=tmp_path)
     assert "DecompressionBombWarning" in result.stderr
+
+
+def test_a_user_error_keeps_where_what_and_fix_and_reads_as_one_line():
+    from cnnrun.errors import UserError
+
+    error = UserError("must be at least 1, got 0", where="--stride", fix="give 1 or more")
+    assert (error.where, error.what, error.fix) == ("--stride", "must be at least 1, got 0", "give 1 or more")
+    assert str(error) == "--stride: must be at least 1, got 0; give 1 or more" == error.args[0]
+    assert str(UserError("no place", fix="a fix")) == "no place; a fix"
+    whole = UserError("config.yaml: train.epochs: must be a number")  # 279 call sites write the whole line
+    assert (str(whole), whole.where, whole.fix) == ("config.yaml: train.epochs: must be a number", "", "")
+
+
+def test_a_user_error_crosses_processes_whole():
+    import pickle
+
+    from cnnrun.errors import UserError
+
+    again = pickle.loads(pickle.dumps(UserError("bad", where="a.yaml", fix="fix it")))
+    assert type(again) is UserError and (again.where, again.what, again.fix) == ("a.yaml", "bad", "fix it")
+
+
+def test_placing_an_error_puts_the_outer_place_first_once():
+    from cnnrun.errors import UserError
+
+    inner = UserError("a 5-wide window does not fit", where="stride", fix="use padding 'same'")
+    placed = inner.at("--then conv:5x5x1")
+    assert (placed.where, placed.what, placed.fix) == ("--then conv:5x5x1: stride", inner.what, inner.fix)
+    assert str(UserError("no place").at("--kernel sobel_x")) == "--kernel sobel_x: no place"
+    # already placed there (a file named twice): unchanged, whether the place is data or written in the line
+    assert str(placed.at("--then conv:5x5x1")) == str(placed)
+    assert str(UserError("a.yaml: model: bad").at("a.yaml")) == "a.yaml: model: bad"
+    assert str(UserError("a.yaml.bak: bad").at("a.yaml")) == "a.yaml: a.yaml.bak: bad"
+
+
+def test_placing_an_error_can_replace_the_start_of_its_place():
+    from cnnrun.errors import UserError
+
+    here, inner = "train.phases.1.optimizer", "compile.optimizer"
+    for error in (UserError("must be > 0", where="compile.optimizer.learning_rate"),
+                  UserError("compile.optimizer.learning_rate: must be > 0")):  # written whole
+        assert str(error.at(here, replacing=inner)) == "train.phases.1.optimizer.learning_rate: must be > 0"
+    assert str(UserError("compile.optimizer: unknown 'adan'").at(here, replacing=inner)) == \
+        "train.phases.1.optimizer: unknown 'adan'"
+    assert str(UserError("bad", where="model.layers[0]").at("sweep.params (lr=0.1)", replacing="x.yaml")) == \
+        "sweep.params (lr=0.1): model.layers[0]: bad"
+    assert str(UserError("x.yaml: model.layers[0]: bad").at("x.yaml: sweep.params (lr=0.1)", replacing="x.yaml")) \
+        == "x.yaml: sweep.params (lr=0.1): model.layers[0]: bad"

@@ -13,15 +13,13 @@ from cnnrun.errors import UserError
 
 def main() -> None:
     """Entry point of the `cnnrun` console script."""
-    from rich.markup import escape
-
-    from cnnrun.report import error_console
-
     try:
         app()
     except UserError as e:
         if debug_on():
             raise
-        error_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, emoji=False, soft_wrap=True)
+        from cnnrun.cli.render import show_error
+
+        show_error(e)
         sys.exit(2)
 

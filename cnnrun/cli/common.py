@@ -100,13 +100,6 @@ def run_experiment_of(run_dir: Path | None):
 
 
 
-def echo(line: str) -> None:
-    """Print one line of a teaching command as it is (no rich markup, no wrapping of long formulas)."""
-    from cnnrun.report import console
-
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
 ImageArg = Annotated[Path, typer.Argument(help="A PNG or JPEG picture.", show_default=False)]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Where the figure goes (.png, .jpg, .pdf or .svg; "
                                                 "default: named after the image, in the current folder).",

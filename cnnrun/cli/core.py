@@ -71,9 +71,10 @@ def inspect(
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)
     quiet_imports()
+    from cnnrun.cli.render import show_inspection
     from cnnrun.tasks.inspect import inspect_experiment
 
-    inspect_experiment(experiment, plot)
+    show_inspection(inspect_experiment(experiment, plot))
 
 
 @app.command()
@@ -110,9 +111,10 @@ def evaluate(
 
     use_backend(run_experiment_of(run_dir).backend)
     quiet_imports()
+    from cnnrun.cli.render import show_evaluation
     from cnnrun.tasks.evaluate import evaluate_run
 
-    evaluate_run(run_dir, checkpoint.value, split.value, explain)
+    show_evaluation(evaluate_run(run_dir, checkpoint.value, split.value, explain))
 
 
 @app.command()
@@ -134,8 +136,8 @@ def predict(
         runs = [path] if (path / "state.json").is_file() else sorted(p.parent for p in path.glob("*/state.json"))
         if runs:
             what = "is a run folder" if runs == [path] else "holds run folders"
-            raise UserError(f"{path}: {what}, not pictures; name the run with --run {runs[-1]} and give the "
-                            "pictures as arguments")
+            raise UserError(f"{what}, not pictures", where=str(path),
+                            fix=f"name the run with --run {runs[-1]} and give the pictures as arguments")
     from cnnrun.devices.backend import use_backend
 
     use_backend(run_experiment_of(run).backend)

@@ -59,9 +59,10 @@ def explain(
     run_dir = paths[0] if len(paths) > 1 and _is_run(paths[0]) else None
     images = paths[1:] if run_dir is not None else paths
     _start(run_dir)
+    from cnnrun.cli.render import show_explanation
     from cnnrun.explain.pictures import explain_files
 
-    explain_files(run_dir, images, method.value, class_, layer, checkpoint.value, out, top_k)
+    show_explanation(explain_files(run_dir, images, method.value, class_, layer, checkpoint.value, out, top_k))
 
 
 @app.command()
@@ -80,9 +81,10 @@ def filters(
     Example: cnnrun filters outputs/quickstart/20260101-120000 --layer conv2d_1 --per-channel
     """
     _start(run_dir)
+    from cnnrun.cli import render
     from cnnrun.explain.filters import show_filters
 
-    show_filters(run_dir, layer, checkpoint.value, per_channel, out)
+    render.show_filters(show_filters(run_dir, layer, checkpoint.value, per_channel, out))
 
 
 @app.command()
@@ -102,14 +104,15 @@ def activations(
     from cnnrun.errors import UserError
 
     if len(paths) > 2 or (len(paths) == 2 and not _is_run(paths[0])):
-        raise UserError(f"activations takes [RUN_DIR] IMAGE: one picture, after the run folder; got "
-                        f"{' '.join(map(str, paths))}")
+        raise UserError(f"takes [RUN_DIR] IMAGE: one picture, after the run folder; got {' '.join(map(str, paths))}",
+                        where="activations")
     run_dir, image = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
     _start(run_dir)
+    from cnnrun.cli import render
     from cnnrun.explain.activations import show_activations
 
     names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
-    show_activations(run_dir, image, names, checkpoint.value, out)
+    render.show_activations(show_activations(run_dir, image, names, checkpoint.value, out))
 
 
 @data_app.command("show")
@@ -132,6 +135,7 @@ def data_show(
     experiment = load_experiment(config, set_)
     use_backend(experiment.backend)
     quiet_imports()
+    from cnnrun.cli import render
     from cnnrun.data.samples import show_data
 
-    show_data(experiment, per_class, out)
+    render.show_data(show_data(experiment, per_class, out))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from cnnrun.cli.common import ImageArg, OutOption, Padding, Pool, app, data_app, echo, quiet_imports
+from cnnrun.cli.common import ImageArg, OutOption, Padding, Pool, app, data_app, quiet_imports
 
 
 @app.command("kernel-demo")
@@ -31,10 +31,11 @@ def kernel_demo(
 
     Example: cnnrun kernel-demo cat.jpg --kernel sobel_x --kernel sharpen --padding same --stride 2 --pool max
     """
+    from cnnrun.cli.render import show_lesson
     from cnnrun.teach.kernels import kernel_demo as run_demo
 
-    run_demo(image, kernel, kernel_values, padding.value, stride, [p.value for p in pool or []], pool_size, out,
-             echo=echo)
+    show_lesson(run_demo(image, kernel, kernel_values, padding.value, stride, [p.value for p in pool or []],
+                         pool_size, out))
 
 
 @app.command("image-info")
@@ -48,9 +49,10 @@ def image_info(
 
     Example: cnnrun image-info cat.png --crop 100:132,200:232
     """
+    from cnnrun.cli.render import show_lesson
     from cnnrun.teach.channels import image_info as run_info
 
-    run_info(image, crop, out, echo=echo)
+    show_lesson(run_info(image, crop, out))
 
 
 @app.command("conv-shape")
@@ -71,12 +73,13 @@ def conv_shape(
 
     Example: cnnrun conv-shape --input 28x28x1 --kernel 3 --padding same --filters 16 --then pool:2 --then conv:3x3x32
     """
+    from cnnrun.cli.render import say
     from cnnrun.report import console
     from cnnrun.teach.shape_math import chain_lines, conv_chain
 
     layers = conv_chain(input_, kernel, stride, padding.value, filters, then)
     for line in chain_lines(layers):
-        echo(line)
+        say(line)
     total = sum(layer.params.total for layer in layers)
     console.print(f"Output shape: [bold]{layers[-1].output_shape}[/]; total params: [bold]{total:,}[/]")
 
@@ -117,8 +120,10 @@ def augment_preview(
 
     Example: cnnrun augment-preview cat.jpg -n 8 --config configs/cats_vs_dogs.yaml
     """
+    from cnnrun.cli.render import show_lesson
     from cnnrun.teach.augment import augment_preview as run_preview
 
     quiet_imports()
-    run_preview(image, config, count, out, seed, echo=echo)
+    lesson = run_preview(image, config, count, out, seed)
+    show_lesson(lesson, f"wrote {count} augmented pictures and {lesson.figure}")
 

@@ -23,9 +23,9 @@ def collect_images(paths: list[Path]) -> list[Path]:
         elif path.exists():
             files.append(path)
         else:
-            raise UserError(f"{path}: no such file or folder")
+            raise UserError("no such file or folder", where=str(path))
     if not files:
-        raise UserError(f"no image files ({suffix_list()}) in {', '.join(map(str, paths))}")
+        raise UserError(f"no image files ({suffix_list()})", where=", ".join(map(str, paths)))
     return files
 
 

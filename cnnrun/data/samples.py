@@ -6,15 +6,31 @@ layer, before normalisation), a second grid after the experiment's augmentation,
 split as a bar chart.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.table import Table
 
 from cnnrun.atomic import atomic_write_figure
-from cnnrun.report import console
 
 SAMPLES = "samples.png"
+
+
+@dataclass(frozen=True)
+class DataShow:
+    """What `show_data` found and wrote: images per class and split, the figures, the data layer's warnings."""
+
+    title: str  # `<experiment>: <dataset>, input (h, w, c), N classes`
+    splits: tuple[str, ...]  # train, validation, test (those the experiment has)
+    counts: tuple[tuple[str, tuple[int, ...]], ...]  # (class, images per split) in class order
+    folder: Path
+    files: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def totals(self) -> tuple[int, ...]:
+        """The images per split, all classes together."""
+        return tuple(sum(column) for column in zip(*(row for _, row in self.counts), strict=True))
 
 
 def sample_indices(labels: np.ndarray, classes: int, per_class: int, seed: int) -> list[np.ndarray]:
@@ -47,9 +63,9 @@ def write_samples(run, splits, experiment, per_class: int = 8) -> None:
                                        experiment.seed, title), target)
 
 
-def show_data(experiment, per_class: int = 8, out: Path | None = None) -> list[Path]:
+def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataShow:
     """Write `samples.png`, `samples_augmented.png` (with an `augmentation:` section) and `class_counts.png`, and
-    print the images per class and split.
+    count the images per class and split.
 
     Args:
         experiment: the validated experiment.
@@ -57,14 +73,12 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> list[P
         out: the folder. Defaults to `data_show/` in the current folder.
 
     Returns:
-        The files written.
+        `DataShow`: the counts and the files written (nothing is printed).
     """
     from cnnrun.data import build_augmenter, load_splits
     from cnnrun.figures import counts_figure
-    from cnnrun.report import show_warnings
 
     splits = load_splits(experiment, augment=False)
-    show_warnings(splits.warnings)
     info, train = splits.info, splits.examples["train"]
     folder = Path(out) if out is not None else Path.cwd() / "data_show"
     shape = "×".join(map(str, info.input_shape))
@@ -84,15 +98,7 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> list[P
               for name, part in splits.examples.items()}
     written.append(folder / "class_counts.png")
     atomic_write_figure(counts_figure(counts, info.class_names, f"{experiment.name}: images per class"), written[-1])
-
-    table = Table(title=f"{experiment.name}: {experiment.dataset.name}, input {tuple(info.input_shape)}, "
-                  f"{info.num_classes} classes", title_justify="left")
-    table.add_column("class")
-    for name in counts:
-        table.add_column(name, justify="right")
-    for i, class_name in enumerate(info.class_names):
-        table.add_row(class_name, *(f"{values[i]:,}" for values in counts.values()))
-    table.add_row("all", *(f"{sum(values):,}" for values in counts.values()), style="bold")
-    console.print(table)
-    console.print(f"wrote {', '.join(p.name for p in written)} into {folder}", highlight=False)
-    return written
+    return DataShow(f"{experiment.name}: {experiment.dataset.name}, input {tuple(info.input_shape)}, "
+                    f"{info.num_classes} classes", tuple(counts),
+                    tuple((name, tuple(values[i] for values in counts.values()))
+                          for i, name in enumerate(info.class_names)), folder, tuple(written), tuple(splits.warnings))

@@ -47,25 +47,25 @@ def read_cluster() -> Cluster | None:
         return None
     missing = [name for name in CLUSTER_VARIABLES if name not in present]
     if missing:
-        raise UserError(f"{', '.join(present)} set but not {', '.join(missing)}: a process of a cluster needs "
-                        f"all three; {GUIDE}")
+        raise UserError(f"{', '.join(present)} set but not {', '.join(missing)}: a process of a cluster needs all "
+                        "three", fix=GUIDE)
     addresses = [a.strip() for a in environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",")]
     host, _, port = addresses[0].rpartition(":")
     if not host or not port.isdigit():
-        raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: '{addresses[0]}' is not HOST:PORT (e.g. 10.0.0.1:1234), "
-                        f"the address of process 0")
+        raise UserError(f"'{addresses[0]}' is not HOST:PORT (e.g. 10.0.0.1:1234), the address of process 0",
+                        where="KERAS_DISTRIBUTION_JOB_ADDRESSES")
     try:
         num_processes = int(environ["KERAS_DISTRIBUTION_NUM_PROCESSES"])
         process_id = int(environ["KERAS_DISTRIBUTION_PROCESS_ID"])
     except ValueError as e:
-        raise UserError("KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID: whole numbers, "
-                        "e.g. 2 and 0") from e
+        raise UserError("whole numbers, e.g. 2 and 0",
+                        where="KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID") from e
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise UserError(f"KERAS_DISTRIBUTION_PROCESS_ID: {process_id} is not one of 0 … {num_processes - 1} "
-                        f"(KERAS_DISTRIBUTION_NUM_PROCESSES is {num_processes})")
+        raise UserError(f"{process_id} is not one of 0 … {num_processes - 1} (KERAS_DISTRIBUTION_NUM_PROCESSES is "
+                        f"{num_processes})", where="KERAS_DISTRIBUTION_PROCESS_ID")
     if len(addresses) > 1 and len(addresses) != num_processes:
-        raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {len(addresses)} addresses for "
-                        f"{num_processes} processes; give one per process, or only process 0's")
+        raise UserError(f"{len(addresses)} addresses for {num_processes} processes",
+                        where="KERAS_DISTRIBUTION_JOB_ADDRESSES", fix="give one per process, or only process 0's")
     return Cluster(addresses[0], num_processes, process_id)
 
 
@@ -76,13 +76,15 @@ def use_backend(backend: str) -> None:
         backend: `tensorflow` or `jax`.
     """
     if backend == "jax" and importlib.util.find_spec("jax") is None:
-        raise UserError("backend: jax is not installed; pip install 'cnnrun[jax]' (or set backend: tensorflow)")
+        raise UserError("jax is not installed", where="backend",
+                        fix="pip install 'cnnrun[jax]' (or set backend: tensorflow)")
     if "keras" in sys.modules:
         import keras
 
         if keras.backend.backend() != backend:
-            raise UserError(f"backend: {backend}, but Keras already runs on {keras.backend.backend()} in this "
-                            f"process; start a new one (or set KERAS_BACKEND={backend} before importing keras)")
+            raise UserError(f"{backend}, but Keras already runs on {keras.backend.backend()} in this process",
+                            where="backend",
+                            fix=f"start a new one (or set KERAS_BACKEND={backend} before importing keras)")
         return
     os.environ["KERAS_BACKEND"] = backend
 
@@ -105,23 +107,24 @@ def prepare(experiment: Experiment) -> Cluster | None:
     if os.environ.get("TF_CONFIG"):
         raise UserError("TF_CONFIG is set, but cnnrun does not train with TensorFlow's MultiWorkerMirroredStrategy: "
                         "it does not work with Keras 3's fit (keras-team/keras#20585). Several machines train on "
-                        f"backend: jax with KERAS_DISTRIBUTION_* set instead; unset TF_CONFIG ({GUIDE})")
+                        "backend: jax with KERAS_DISTRIBUTION_* set instead", fix=f"unset TF_CONFIG ({GUIDE})")
     cluster = read_cluster()
     if cluster and backend != "jax":
         raise UserError(f"KERAS_DISTRIBUTION_* are set (training in {cluster.num_processes} processes), which runs "
-                        f"on Keras' distribution API with the JAX backend; set backend: jax (now {backend})")
+                        "on Keras' distribution API with the JAX backend", fix=f"set backend: jax (now {backend})")
     if cluster and train.distribution in ("none", "mirrored"):
-        raise UserError(f"train.distribution: {train.distribution}, but KERAS_DISTRIBUTION_* are set; processes of "
-                        f"a cluster train with data_parallel (or auto), or unset KERAS_DISTRIBUTION_*")
+        raise UserError(f"{train.distribution}, but KERAS_DISTRIBUTION_* are set", where="train.distribution",
+                        fix="processes of a cluster train with data_parallel (or auto), or unset "
+                        "KERAS_DISTRIBUTION_*")
     if train.distribution == "mirrored" and backend != "tensorflow":
-        raise UserError("train.distribution: mirrored is TensorFlow's MirroredStrategy; on backend: jax use "
-                        "data_parallel (or auto)")
+        raise UserError("mirrored is TensorFlow's MirroredStrategy", where="train.distribution",
+                        fix="on backend: jax use data_parallel (or auto)")
     if train.distribution == "data_parallel" and backend != "jax":
-        raise UserError("train.distribution: data_parallel is Keras' distribution API, which cnnrun runs on the JAX "
-                        "backend; set backend: jax, or use mirrored on tensorflow")
+        raise UserError("data_parallel is Keras' distribution API, which cnnrun runs on the JAX backend",
+                        where="train.distribution", fix="set backend: jax, or use mirrored on tensorflow")
     if train.devices and (backend != "tensorflow" or train.distribution not in ("auto", "mirrored")):
-        raise UserError("train.devices: only for distribution: mirrored on the tensorflow backend; data_parallel "
-                        "trains on every device of every process")
+        raise UserError("only for distribution: mirrored on the tensorflow backend", where="train.devices",
+                        fix="data_parallel trains on every device of every process")
     if train.devices:
         check_batch_size(train.batch_size, len(train.devices))
     use_backend(backend)
@@ -138,7 +141,7 @@ def _check_own_address(cluster: Cluster) -> None:
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as e:
-        raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: cannot resolve '{host}' ({e.strerror})") from e
+        raise UserError(f"cannot resolve '{host}' ({e.strerror})", where="KERAS_DISTRIBUTION_JOB_ADDRESSES") from e
     with socket.socket(family, kind) as probe:
         try:
             probe.bind(address)
@@ -146,7 +149,7 @@ def _check_own_address(cluster: Cluster) -> None:
             what = (f"port {port} is in use; choose a free one" if e.errno == errno.EADDRINUSE else
                     f"{host} is not an address of this machine; process 0 runs the coordinator, so the first "
                     f"address must be its own" if e.errno == errno.EADDRNOTAVAIL else e.strerror)
-            raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {cluster.coordinator}: {what}") from e
+            raise UserError(what, where=f"KERAS_DISTRIBUTION_JOB_ADDRESSES: {cluster.coordinator}") from e
 
 
 def _wait_for_coordinator(cluster: Cluster, timeout: float) -> None:
@@ -158,17 +161,19 @@ def _wait_for_coordinator(cluster: Cluster, timeout: float) -> None:
             with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
                 return
         except socket.gaierror as e:
-            raise UserError(f"KERAS_DISTRIBUTION_JOB_ADDRESSES: cannot resolve '{host}' ({e.strerror})") from e
+            raise UserError(f"cannot resolve '{host}' ({e.strerror})", where="KERAS_DISTRIBUTION_JOB_ADDRESSES") \
+                from e
         except OSError as e:
             if time.monotonic() >= deadline:
-                raise UserError(f"process {cluster.process_id}: cannot reach the coordinator {cluster.coordinator} "
-                                f"(process 0) within {timeout:g} s ({e.strerror or e}); start process 0, check the "
-                                f"address and that its port is open (train.coordinator_timeout sets the wait)") from e
+                raise UserError(f"cannot reach the coordinator {cluster.coordinator} (process 0) within {timeout:g} "
+                                f"s ({e.strerror or e})", where=f"process {cluster.process_id}",
+                                fix="start process 0, check the address and that its port is open "
+                                "(train.coordinator_timeout sets the wait)") from e
         time.sleep(0.25)
 
 
 def check_batch_size(batch_size: int, replicas: int) -> None:
     """The global batch must split evenly over the replicas."""
     if batch_size % replicas:
-        raise UserError(f"train.batch_size: {batch_size} does not split evenly over {replicas} replicas; use a "
-                        f"multiple of {replicas}, e.g. {-(-batch_size // replicas) * replicas}")
+        raise UserError(f"{batch_size} does not split evenly over {replicas} replicas", where="train.batch_size",
+                        fix=f"use a multiple of {replicas}, e.g. {-(-batch_size // replicas) * replicas}")

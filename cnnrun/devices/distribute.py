@@ -172,8 +172,9 @@ def _place_tensorflow(distribution: str, devices: list[str] | None) -> Placement
     devices = devices or gpus or ["/cpu:0"]
     missing = [d for d in devices if d.startswith("/gpu") and d not in gpus]
     if missing:
-        raise UserError(f"train.devices: {', '.join(missing)} not found; this machine has "
-                        f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}{': ' if gpus else ''}{', '.join(gpus)}")
+        raise UserError(f"{', '.join(missing)} not found; this machine has {len(gpus)} "
+                        f"GPU{'s' if len(gpus) != 1 else ''}{': ' if gpus else ''}{', '.join(gpus)}",
+                        where="train.devices")
     cpus = [d for d in devices if d.startswith("/cpu")]
     if cpus:
         _split_processor(1 + max(int(d.split(":")[1]) for d in cpus))
@@ -191,8 +192,8 @@ def _split_processor(count: int) -> None:
     try:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
     except RuntimeError as e:
-        raise UserError(f"train.devices: the processor can be split into {count} CPU devices only before "
-                        f"TensorFlow starts; run cnnrun in a new process") from e
+        raise UserError(f"the processor can be split into {count} CPU devices only before TensorFlow starts",
+                        where="train.devices", fix="run cnnrun in a new process") from e
 
 
 def _place_jax(distribution: str, cluster: Cluster | None) -> Placement:
@@ -209,8 +210,8 @@ def _place_jax(distribution: str, cluster: Cluster | None) -> Placement:
             keras.distribution.initialize()
         except Exception as e:  # JAX reports a failed join as one of several runtime errors
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise UserError(f"process {cluster.process_id} of {cluster.num_processes} could not join the cluster "
-                            f"at {cluster.coordinator}: {first}") from e
+            raise UserError(f"could not join the cluster at {cluster.coordinator}: {first}",
+                            where=f"process {cluster.process_id} of {cluster.num_processes}") from e
     devices = keras.distribution.list_devices()
     processes, process_id = (cluster.num_processes, cluster.process_id) if cluster else (1, 0)
     if distribution == "none" or (distribution == "auto" and not cluster and len(devices) < 2):

@@ -4,15 +4,25 @@ Each grid's title has the layer's output shape, `(None, 14, 14, 16)` as `inspect
 the maps shrink (pooling, strides) and the channels grow, layer after layer.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.explain.network import LayerPath, find_layer, forward, is_spatial, layer_paths
-from cnnrun.report import console
 
 MAX_MAPS = 64  # channels drawn per layer
+
+
+@dataclass(frozen=True)
+class LayerMaps:
+    """One grid `show_activations` wrote: the layer, its output shape and the PNG."""
+
+    layer: str
+    kind: str  # the layer's class name
+    shape: tuple[int | None, ...]  # (None, 14, 14, 16), as `inspect` shows it
+    file: Path
 
 
 def default_layers(model) -> list[LayerPath]:
@@ -29,7 +39,7 @@ def feature_maps(model, x: np.ndarray, paths: list[LayerPath]) -> list[np.ndarra
 
 
 def show_activations(run_path: str | Path | None, image: Path, layers: list[str] | None = None,
-                     checkpoint: str = "best", out: Path | None = None) -> list[Path]:
+                     checkpoint: str = "best", out: Path | None = None) -> tuple[LayerMaps, ...]:
     """Write one grid of feature maps per layer for one picture, read as `predict` reads it.
 
     Args:
@@ -40,7 +50,7 @@ def show_activations(run_path: str | Path | None, image: Path, layers: list[str]
         out: the folder. Defaults to `activations/` in the current folder.
 
     Returns:
-        The files written, one per layer.
+        The grids written, one per layer, in order (nothing is printed).
     """
     from cnnrun.data import preprocess
     from cnnrun.data.pictures import read_images
@@ -51,12 +61,12 @@ def show_activations(run_path: str | Path | None, image: Path, layers: list[str]
 
     run = open_run(run_path)
     if not image.is_file():
-        raise UserError(f"{image}: no such file; give the path of a picture")
+        raise UserError("no such file", where=str(image), fix="give the path of a picture")
     _, info, model = load_run_model(run, checkpoint)
     paths = [find_layer(model, name, "--layers") for name in layers] if layers else default_layers(model)
     pixels, _, reasons = read_images([image], info.input_shape)
     if reasons:
-        raise UserError(f"{image}: not a readable picture ({reasons[image]})")
+        raise UserError(f"not a readable picture ({reasons[image]})", where=str(image))
     folder = Path(out) if out is not None else Path.cwd() / "activations"
     written = []
     for path, maps in zip(paths, feature_maps(model, preprocess(pixels, info).numpy(), paths), strict=True):
@@ -77,7 +87,5 @@ def show_activations(run_path: str | Path | None, image: Path, layers: list[str]
             figure = tile_grid(values, [""], f"{path.name}: output shape {shape} (no spatial axes)", cmap="gray",
                                vmin=None, vmax=None, columns=1, size=4)
         atomic_write_figure(figure, target)
-        written.append(target)
-        console.print(f"{path.name} ({type(path.layer).__name__}): output shape {shape} -> {target}",
-                      highlight=False, soft_wrap=True)
-    return written
+        written.append(LayerMaps(path.name, type(path.layer).__name__, shape, target))
+    return tuple(written)

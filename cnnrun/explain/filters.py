@@ -7,6 +7,7 @@ as its colour channel); a deeper layer either as each kernel's mean over its inp
 with `per_channel`, one picture per input channel.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,19 @@ import numpy as np
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.errors import UserError
 from cnnrun.explain.network import LayerPath, find_layer, layer_paths
-from cnnrun.report import console
 
 MAX_CHANNELS = 16  # input channels drawn per kernel with per_channel
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What `show_filters` drew: the layer, its kernels' shape, how they were drawn, and the PNG."""
+
+    layer: str
+    kind: str  # the layer's class name
+    shape: tuple[int, int, int, int]  # the kernel: (height, width, in, out)
+    how: str  # `in colour (red, green, blue inputs)`, `averaged over the 16 input channels`, …
+    file: Path
 
 
 def kernel_of(path: LayerPath) -> np.ndarray | None:
@@ -38,13 +49,14 @@ def conv_layer(model, name: str | None) -> tuple[LayerPath, np.ndarray]:
     convolutions = [p for p in layer_paths(model) if kernel_of(p) is not None]
     if name is None:
         if not convolutions:
-            raise UserError(f"{model.name} has no convolution layer (a layer with a 4-D kernel)")
+            raise UserError("has no convolution layer (a layer with a 4-D kernel)", where=model.name)
         return convolutions[0], kernel_of(convolutions[0])
     path = find_layer(model, name)
     kernel = kernel_of(path)
     if kernel is None:
-        raise UserError(f"--layer {path.name}: a {type(path.layer).__name__} has no convolution kernel (height, "
-                        f"width, in, out); its convolution layers: {', '.join(p.name for p in convolutions)}")
+        raise UserError(f"a {type(path.layer).__name__} has no convolution kernel (height, width, in, out)",
+                        where=f"--layer {path.name}",
+                        fix=f"its convolution layers: {', '.join(p.name for p in convolutions)}")
     return path, kernel
 
 
@@ -79,8 +91,8 @@ def kernel_tiles(kernel: np.ndarray, per_channel: bool = False) -> tuple[np.ndar
 
 
 def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoint: str = "best",
-                 per_channel: bool = False, out: Path | None = None) -> Path:
-    """Draw a run's learnt convolution kernels as a grid and print what was drawn.
+                 per_channel: bool = False, out: Path | None = None) -> Filters:
+    """Draw a run's learnt convolution kernels as a grid; say what was drawn.
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
@@ -90,7 +102,7 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
         out: the PNG file. Defaults to `<layer>_filters.png` in the current folder.
 
     Returns:
-        The file written.
+        `Filters`: what was drawn, and where (nothing is printed).
     """
     from cnnrun.figures import tile_grid
     from cnnrun.model.checkpoints import load_checkpoint
@@ -105,7 +117,4 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
     columns = min(inputs, MAX_CHANNELS) if per_channel and inputs > 1 else min(outputs, 8)
     title = f"{path.name}: {outputs} kernels of {height}×{width}×{inputs}, {how}; gray 0, white +, black −"
     atomic_write_figure(tile_grid(tiles, labels, title, columns=columns), target)
-    console.print(f"{path.name} ({type(path.layer).__name__}): {outputs} kernels of {height}×{width}×{inputs}, "
-                  f"drawn {how}", highlight=False)
-    console.print(f"wrote {target}", highlight=False)
-    return target
+    return Filters(path.name, type(path.layer).__name__, (height, width, inputs, outputs), how, target)

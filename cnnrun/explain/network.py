@@ -105,15 +105,15 @@ def find_layer(model, name: str, option: str = "--layer") -> LayerPath:
     if name == "auto":
         path = last_spatial(model)
         if path is None:
-            raise UserError(f"{option} auto: {model.name} has no layer with a spatial output (height, width, "
-                            f"channels); name a layer")
+            raise UserError(f"{model.name} has no layer with a spatial output (height, width, channels)",
+                            where=f"{option} auto", fix="name a layer")
         return path
     paths = layer_paths(model)
     found = [p for p in paths if p.name == name] or [p for p in paths if p.layer.name == name]
     if not found:
         names = [p.name for p in paths]
-        raise UserError(f"{option} {name}: {model.name} has no such layer{did_you_mean(name, names)}; its layers: "
-                        f"{', '.join(names)}")
+        raise UserError(f"{model.name} has no such layer{did_you_mean(name, names)}", where=f"{option} {name}",
+                        fix=f"its layers: {', '.join(names)}")
     return found[0]
 
 

@@ -6,20 +6,49 @@ top-k probabilities), and for all of them `<method>_grid.png` and `<method>_heat
 `files`, `maps` `(n, height, width)` in [0, 1], `classes`, `probabilities`).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.table import Table
 
 from cnnrun.atomic import atomic_write_bytes, atomic_write_figure
 from cnnrun.errors import UserError, did_you_mean
 from cnnrun.explain.gradients import LAYER_METHODS, heat_maps
 from cnnrun.explain.network import find_layer, is_spatial
 from cnnrun.figures import explained_figure, overlay_grid
-from cnnrun.report import console
 from cnnrun.run_folder.folder import open_run
 
 TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "saliency": "saliency", "smoothgrad": "SmoothGrad"}
+
+
+@dataclass(frozen=True)
+class ExplainedPicture:
+    """One picture `explain` read: what the model predicted, the class explained, and the PNG written."""
+
+    file: Path
+    predicted: str
+    probability: float  # of the predicted class
+    explained: str  # the class whose map was drawn
+    true: str | None  # the picture's folder, when it is named after a class of the run
+    written: Path
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What `explain_files` did: the pictures explained, the files written, and those it could not read."""
+
+    what: str  # `Grad-CAM at conv_2, best.keras`
+    folder: Path
+    pictures: tuple[ExplainedPicture, ...]
+    files: tuple[Path, ...]  # the folder's grid and maps (`<method>_grid.png`, `<method>_heat_maps.npz`)
+    unreadable: tuple[tuple[Path, str], ...] = ()  # (file, reason) of each input that is not a readable picture
+
+    def problem(self) -> UserError | None:
+        """The inputs that were not readable pictures as one UserError (exit 2 after the others are shown)."""
+        if not self.unreadable:
+            return None
+        done = f"; the other {len(self.pictures)} explained into {self.folder}" if self.pictures else ""
+        return UserError("; ".join(f"{p}: not a readable picture ({reason})" for p, reason in self.unreadable) + done)
 
 
 def file_name(method: str) -> str:
@@ -36,8 +65,8 @@ def class_index(name: str, class_names: list[str]) -> int | None:
     if name == "top1":
         return None
     if name not in class_names:
-        raise UserError(f"--class {name}: the run has no such class{did_you_mean(name, class_names)}; its classes: "
-                        f"{', '.join(class_names)} (or top1, each picture's predicted class)")
+        raise UserError(f"the run has no such class{did_you_mean(name, class_names)}", where=f"--class {name}",
+                        fix=f"its classes: {', '.join(class_names)} (or top1, each picture's predicted class)")
     return class_names.index(name)
 
 
@@ -49,25 +78,26 @@ def chosen_layer(model, method: str, layer: str):
     """
     if method not in LAYER_METHODS:
         if layer != "auto":
-            raise UserError(f"--layer {layer}: {method} maps are taken on the input picture; --layer is for "
-                            f"{' and '.join(LAYER_METHODS)}")
+            raise UserError(f"{method} maps are taken on the input picture", where=f"--layer {layer}",
+                            fix=f"--layer is for {' and '.join(LAYER_METHODS)}")
         return None
     path = find_layer(model, layer)
     if not is_spatial(path):
         last = find_layer(model, "auto").name if layer != "auto" else ""
-        raise UserError(f"--layer {path.name}: its output {path.output_shape} has no height and width; {method} "
-                        f"needs a layer with a spatial output (batch, height, width, channels)"
+        raise UserError(f"its output {path.output_shape} has no height and width", where=f"--layer {path.name}",
+                        fix=f"{method} needs a layer with a spatial output (batch, height, width, channels)"
                         + (f", e.g. {last} (the last one)" if last else ""))
     return path
 
 
 def explain_files(run_path: str | Path | None, paths: list[Path], method: str = "gradcam", class_name: str = "top1",
-                  layer: str = "auto", checkpoint: str = "best", out: Path | None = None, top_k: int = 3) -> Path:
+                  layer: str = "auto", checkpoint: str = "best", out: Path | None = None,
+                  top_k: int = 3) -> Explanation:
     """Explain a run's predictions for image files: one PNG per picture, a grid of all, the maps as numbers.
 
     Everything given is checked before a picture is read: the class, the layer, the method. A file that is not a
-    readable picture is left out and named afterwards in one line (a UserError, exit code 2); the others are
-    explained first.
+    readable picture is left out and listed in the result (`Explanation.problem()`, which the CLI raises after
+    showing the others: one line, exit code 2).
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
@@ -81,7 +111,7 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
         top_k: probabilities shown per picture. Defaults to 3.
 
     Returns:
-        The folder written.
+        An `Explanation` (nothing is printed).
     """
     from cnnrun.data import DatasetInfo, preprocess
     from cnnrun.data.pictures import collect_images, read_images
@@ -95,29 +125,27 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
     path = chosen_layer(model, method, layer)
     out = Path(out) if out is not None else Path.cwd() / "explained"
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: is a file; give a folder for the pictures")
+        raise UserError("is a file", where=f"--out {out}", fix="give a folder for the pictures")
     images, readable, reasons = read_images(files, info.input_shape)
+    what = f"{TITLES[method]}" + (f" at {path.name}" if path is not None else "") + f", {checkpoint}.keras"
+    pictures, written = (), ()
     if readable:
         batch = preprocess(images, info).numpy()
         probs = probabilities(model.predict(batch, verbose=0), experiment)
         classes = probs.argmax(axis=-1) if wanted is None else np.full(len(batch), wanted)
         maps = heat_maps(model, batch, classes, method, path)
-        _write(out, method, readable, images, maps, probs, classes, info.class_names, top_k,
-               f"{TITLES[method]}" + (f" at {path.name}" if path is not None else "") + f", {checkpoint}.keras")
-    if reasons:
-        done = f"; the other {len(readable)} explained into {out}" if readable else ""
-        raise UserError("; ".join(f"{p}: not a readable picture ({reason})" for p, reason in reasons.items()) + done)
-    return out
+        pictures, written = _write(out, method, readable, images, maps, probs, classes, info.class_names, top_k,
+                                   what)
+    return Explanation(what, out, pictures, written, tuple(reasons.items()))
 
 
 def _write(out: Path, method: str, files: list[Path], images: np.ndarray, maps: np.ndarray, probs: np.ndarray,
-           classes: np.ndarray, names: list[str], top_k: int, what: str) -> None:
-    """Write the per-picture figures, the grid and the maps; print a table of what was explained."""
+           classes: np.ndarray, names: list[str], top_k: int,
+           what: str) -> tuple[tuple[ExplainedPicture, ...], tuple[Path, ...]]:
+    """Write the per-picture figures, the grid and the maps; return the pictures and the folder's files."""
     import io
 
-    table = Table(title=f"{what}: {out}", title_justify="left")
-    for column in ("file", "predicted", "explained", "true", "written"):
-        table.add_column(column)
+    pictures = []
     titles, colors, used = [], [], set()
     for i, path in enumerate(files):
         predicted = int(probs[i].argmax())
@@ -134,13 +162,12 @@ def _write(out: Path, method: str, files: list[Path], images: np.ndarray, maps: 
         atomic_write_figure(figure, target)
         titles.append(title)
         colors.append("black" if true is None else "darkgreen" if true == names[predicted] else "firebrick")
-        table.add_row(str(path), f"{names[predicted]} {probs[i, predicted]:.3f}", names[classes[i]], true or "",
-                      target.name)
-    atomic_write_figure(overlay_grid(images, maps, titles, colors, what), out / f"{file_name(method)}_grid.png")
+        pictures.append(ExplainedPicture(path, names[predicted], float(probs[i, predicted]), names[classes[i]],
+                                         true, target))
+    grid, numbers = out / f"{file_name(method)}_grid.png", out / f"{file_name(method)}_heat_maps.npz"
+    atomic_write_figure(overlay_grid(images, maps, titles, colors, what), grid)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, files=np.array([str(p) for p in files]), maps=maps, classes=classes,
                         probabilities=probs.astype(np.float32))
-    atomic_write_bytes(out / f"{file_name(method)}_heat_maps.npz", buffer.getvalue())
-    console.print(table)
-    console.print(f"wrote {len(files)} pictures, {file_name(method)}_grid.png and {file_name(method)}_heat_maps.npz "
-                  f"into {out}")
+    atomic_write_bytes(numbers, buffer.getvalue())
+    return tuple(pictures), (grid, numbers)

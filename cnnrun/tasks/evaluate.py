@@ -4,17 +4,30 @@ Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics
 (PNG), a per-class precision / recall / F1 table (CSV) and a grid of misclassified examples (PNG).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
 from cnnrun.model.checkpoints import load_run_model
 from cnnrun.model.scoring import tta_probabilities, tta_scores
-from cnnrun.report import console, format_metrics, results_table, show_warnings
 from cnnrun.run_folder.folder import open_run
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate_run` found and wrote; the CLI shows it (per-class table, then the results)."""
+
+    title: str  # `<experiment>: <checkpoint>.keras on <split>`
+    split: str
+    metrics: dict[str, float]  # Keras' `evaluate`, with tta_accuracy and tta_loss under `evaluate.tta`
+    examples: int
+    per_class: tuple[dict[str, Any], ...]  # the rows of <prefix>_per_class.csv
+    files: tuple[Path, ...]  # everything written into RUN_DIR/eval/
+    pattern: str  # `RUN_DIR/eval/<checkpoint>_<split>_*`, the files in one word
+    warnings: tuple[str, ...] = ()  # the data layer's (`Splits.warnings`)
 
 
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -77,7 +90,7 @@ def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names
 
 
 def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test",
-                 explain: int = 0) -> dict[str, Any]:
+                 explain: int = 0) -> Evaluation:
     """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
 
     Args:
@@ -88,8 +101,9 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
             (`<checkpoint>_<split>_explained.png`). Defaults to 0 (none).
 
     Returns:
-        The headline metrics, as Keras' `evaluate` computes them; with `evaluate.tta`, also `tta_accuracy` and
-        `tta_loss`, and the confusion matrix and per-class table are those of the averaged views.
+        An `Evaluation`: the headline metrics, as Keras' `evaluate` computes them (with `evaluate.tta`, also
+        `tta_accuracy` and `tta_loss`, and the confusion matrix and per-class table are those of the averaged
+        views), the per-class rows and the files written. Nothing is printed.
     """
     from cnnrun.data import load_splits
 
@@ -98,7 +112,6 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     experiment, info, model = load_run_model(run, checkpoint)
     stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
     splits = load_splits(experiment, stored=info, stored_files=stored_files)
-    show_warnings(splits.warnings)
     data = splits.split(split)
     examples = splits.examples[split]
     truth = examples.labels
@@ -112,24 +125,17 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     out, prefix = run.file("eval"), f"{checkpoint}_{split}"
     report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), "tta": experiment.evaluate.tta,
               **metrics}
-    atomic_write_json(out / f"{prefix}_metrics.json", report)
-    atomic_write_csv(out / f"{prefix}_per_class.csv", rows)
+    files = [out / f"{prefix}_{name}" for name in ("metrics.json", "per_class.csv", "confusion.png",
+                                                    "misclassified.png")]
+    atomic_write_json(files[0], report)
+    atomic_write_csv(files[1], rows)
     title = f"{experiment.name}: {checkpoint}.keras on {split}"
-    atomic_write_figure(confusion_figure(matrix, info.class_names, title), out / f"{prefix}_confusion.png", dpi=100)
-    atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names),
-                        out / f"{prefix}_misclassified.png", dpi=100)
+    atomic_write_figure(confusion_figure(matrix, info.class_names, title), files[2], dpi=100)
+    atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names), files[3], dpi=100)
     if explain:
         from cnnrun.explain.mistakes import explain_misclassified
 
-        explain_misclassified(model, info, examples.pixels, truth, averaged, explain, out / f"{prefix}_explained.png")
-
-    table = Table(title=f"per class ({split})", title_justify="left")
-    for column in rows[0]:
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    console.print(table)
-    results_table(f"{experiment.name}: {checkpoint}.keras on {split}",
-                  [("metrics", format_metrics(metrics)), ("examples", f"{len(truth):,}"),
-                   ("wrote", f"{out}/{prefix}_*")])
-    return metrics
+        files.append(out / f"{prefix}_explained.png")
+        explain_misclassified(model, info, examples.pixels, truth, averaged, explain, files[-1])
+    return Evaluation(title, split, metrics, int(len(truth)), tuple(rows), tuple(files), f"{out}/{prefix}_*",
+                      tuple(splits.warnings))

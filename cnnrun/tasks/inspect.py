@@ -3,17 +3,49 @@
 A graph's table also names the inputs of every node; `--plot FILE.png` draws the model with Keras' `plot_model`.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
-
-from rich.table import Table
 
 from cnnrun.config import Experiment
 from cnnrun.errors import UserError
-from cnnrun.report import console
 
 
-def inspect_experiment(experiment: Experiment, plot: Path | None = None):
-    """Build and compile the model on the dataset's declared shape and class count (no images loaded); print it.
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of `inspect`'s table."""
+
+    index: int
+    name: str
+    kind: str  # the class name, or the Keras application a nested backbone came from
+    inputs: str | None  # a graph's: the layers it takes, by name (None for a Sequential model)
+    size: str  # the output-size arithmetic, or ""
+    output_shape: str
+    params: int
+    params_formula: str  # the parameter-count arithmetic, or ""
+    init_from: str | None  # with model.init_from: taken from the run, or fresh (None without)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `inspect_experiment` found: the layers, parameter counts and notes; the CLI shows it as a table."""
+
+    title: str  # `<experiment>: input (h, w, c), N classes`
+    graph: bool  # a functional model: the table has an `inputs` column
+    layers: tuple[LayerRow, ...]
+    backbones: tuple[str, ...]  # a line per nested Keras application
+    total: int
+    trainable: int
+    init_from: str | None  # model.init_from summed up
+    phases: str | None  # train.phases described
+    drawn: Path | None  # the --plot file written
+
+    @property
+    def non_trainable(self) -> int:
+        return self.total - self.trainable
+
+
+def inspect_experiment(experiment: Experiment, plot: Path | None = None) -> Inspection:
+    """Build and compile the model on the dataset's declared shape and class count (no images loaded).
 
     Every error a training would meet before its first step is found here: layer arguments, shapes that do not
     fit (a join of two shapes included), an output that does not match the classes, the optimizer, the loss
@@ -25,7 +57,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
         experiment: the validated experiment.
         plot: also draw the model into this PNG file with `keras.utils.plot_model` (needs pydot and Graphviz).
 
-    Returns the built, compiled Keras model.
+    Returns an `Inspection` (nothing is printed).
     """
     from cnnrun.model.backbones import describe_backbones, find_backbones
     from cnnrun.model.build import build_model, declared_info, naming_the_file
@@ -43,40 +75,22 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None):
         matching = plan_init(model, experiment)  # model.init_from: the run's checkpoint read and matched
     check_phases(model, experiment)  # train.phases: their layer names and optimizers
     graph = not _is_sequential(model)
-    table = Table(title=f"{experiment.name}: input {input_shape}, {len(class_names)} classes",
-                  title_justify="left")
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("layer")
-    table.add_column("type", style="cyan")
-    if graph:
-        table.add_column("inputs")
-    table.add_column("size arithmetic")
-    table.add_column("output shape")
-    table.add_column("params", justify="right")
-    table.add_column("params arithmetic")
-    if matching is not None:
-        table.add_column("init_from")
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     applications = {backbone.name: application for application, backbone in find_backbones(model)}
+    rows = []
     for i, layer in enumerate(layers):
-        shape = tuple(layer.output.shape)
         size, params = layer_arithmetic(layer)
-        inputs = [", ".join(layer_inputs(layer))] if graph else []
-        table.add_row(str(i), layer.name, applications.get(layer.name, type(layer).__name__), *inputs, size,
-                      str(shape), f"{layer.count_params():,}", params, *([matching.status(layer)] if matching else []))
-    console.print(table)
-    for line in describe_backbones(model):
-        console.print(line)
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-    total = model.count_params()
-    console.print(f"Total params: [bold]{total:,}[/] (trainable {trainable:,}, non-trainable {total - trainable:,})")
-    if matching is not None:
-        console.print(f"init from: {matching.describe()}", markup=False, highlight=False, soft_wrap=True)
-    if experiment.train.phases:
-        console.print(f"phases: {describe_phases(experiment)}", markup=False, highlight=False, soft_wrap=True)
+        rows.append(LayerRow(i, layer.name, applications.get(layer.name, type(layer).__name__),
+                             ", ".join(layer_inputs(layer)) if graph else None, size, str(tuple(layer.output.shape)),
+                             layer.count_params(), params, matching.status(layer) if matching else None))
     if plot is not None:
         draw(model, plot)
-    return model
+    return Inspection(
+        title=f"{experiment.name}: input {input_shape}, {len(class_names)} classes", graph=graph, layers=tuple(rows),
+        backbones=tuple(describe_backbones(model)), total=model.count_params(),
+        trainable=sum(int(w.numpy().size) for w in model.trainable_weights),
+        init_from=matching.describe() if matching is not None else None,
+        phases=describe_phases(experiment) if experiment.train.phases else None, drawn=plot)
 
 
 def _is_sequential(model) -> bool:
@@ -98,8 +112,8 @@ def layer_inputs(layer) -> list[str]:
             for parent in parents]
 
 
-PLOT_HELP = ("--plot needs pydot and Graphviz: pip install 'cnnrun[plot]' (pydot), and Graphviz's `dot` program "
-             "(apt install graphviz, brew install graphviz, conda install graphviz)")
+PLOT_FIX = ("pip install 'cnnrun[plot]' (pydot), and Graphviz's `dot` program (apt install graphviz, brew install "
+            "graphviz, conda install graphviz)")
 
 
 def check_plotting() -> None:
@@ -108,7 +122,7 @@ def check_plotting() -> None:
     import shutil
 
     if importlib.util.find_spec("pydot") is None or shutil.which("dot") is None:
-        raise UserError(PLOT_HELP)
+        raise UserError("needs pydot and Graphviz", where="--plot", fix=PLOT_FIX)
 
 
 def draw(model, path: Path) -> None:
@@ -116,12 +130,12 @@ def draw(model, path: Path) -> None:
     import keras
 
     if path.suffix.lower() != ".png":
-        raise UserError(f"--plot {path}: write the drawing to a .png file")
+        raise UserError("not a .png file", where=f"--plot {path}", fix="write the drawing to a .png file")
     try:
         keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True, dpi=96)
     except (ImportError, OSError) as e:
-        raise UserError(f"{PLOT_HELP} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-    console.print(f"Drawn: {path}")
+        raise UserError(f"needs pydot and Graphviz ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                        where="--plot", fix=PLOT_FIX) from e
 
 
 SIZE_LAYERS = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D")

@@ -10,7 +10,7 @@ import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.errors import UserError
-from cnnrun.teach.images import FIGURE_DPI, pyplot, read_image, show
+from cnnrun.teach.images import FIGURE_DPI, Lesson, pyplot, read_image, show
 
 # the course's ImageDataGenerator for cats vs dogs
 COURSE_AUGMENTATION = {
@@ -31,8 +31,9 @@ def augmentation_from(config: str | Path | None):
         return AugmentationConfig(**COURSE_AUGMENTATION)
     augmentation = load_experiment(config).augmentation
     if augmentation is None:
-        raise UserError(f"{config}: has no `augmentation:` section; add one (e.g. `augmentation: {{rotation_range: "
-                        f"40, horizontal_flip: true}}`) or leave out --config for the course's values")
+        raise UserError("has no `augmentation:` section", where=str(config),
+                        fix="add one (e.g. `augmentation: {rotation_range: 40, horizontal_flip: true}`) or leave out "
+                        "--config for the course's values")
     return augmentation
 
 
@@ -54,14 +55,15 @@ def augment_images(image: np.ndarray, augmentation, count: int, seed: int = 0) -
         pixels = pixels[..., np.newaxis]
     augmenter = build_augmenter(augmentation, seed)
     if augmenter is None:
-        raise UserError("augmentation: switches nothing on; set at least one key (rotation_range, horizontal_flip, …)")
+        raise UserError("switches nothing on", where="augmentation",
+                        fix="set at least one key (rotation_range, horizontal_flip, …)")
     batch = np.repeat(pixels[np.newaxis], count, axis=0)
     out = np.asarray(augmenter(batch, training=True))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def augment_preview(image_path: str | Path, config: str | Path | None = None, count: int = 8,
-                    out: str | Path | None = None, seed: int = 0, echo=print) -> list[Path]:
+                    out: str | Path | None = None, seed: int = 0) -> Lesson:
     """Write `count` augmented versions of a picture (PNG files) and a grid of the original and them.
 
     Args:
@@ -71,30 +73,30 @@ def augment_preview(image_path: str | Path, config: str | Path | None = None, co
         count: how many versions. Defaults to 8.
         out: the folder the files go to; default `<image stem>_augmented` in the current folder.
         seed: seeds the augmentation; the same seed writes the same pictures. Defaults to 0.
-        echo: prints one line.
 
     Returns:
-        The files written: the versions, then the grid.
+        A `Lesson`: a line naming the picture and the augmentation; the files written, the versions then the
+        grid (nothing is printed).
 
     Example:
-    >>> augment_preview("cat.jpg", count=4)[-1].name
+    >>> augment_preview("cat.jpg", count=4).figure.name
     'cat_grid.png'
     """
     from PIL import Image
 
     if count < 1:
-        raise UserError(f"-n: {count}; give a number of versions ≥ 1")
+        raise UserError(str(count), where="-n", fix="give a number of versions ≥ 1")
     image_path = Path(image_path)
     augmentation = augmentation_from(config)
     image = read_image(image_path)
     folder = Path(out) if out is not None else Path.cwd() / f"{image_path.stem}_augmented"
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out: {folder} is a file; give a folder for the pictures")
+        raise UserError(f"{folder} is a file", where="--out", fix="give a folder for the pictures")
     folder.mkdir(parents=True, exist_ok=True)
 
     changes = {k: v for k, v in augmentation.model_dump().items() if v not in (0, False, None)}
-    echo(f"{image_path}: {image.shape}; augmentation ({'course values' if config is None else config}): "
-         + ", ".join(f"{k}={v}" for k, v in changes.items()))
+    line = (f"{image_path}: {image.shape}; augmentation ({'course values' if config is None else config}): "
+            + ", ".join(f"{k}={v}" for k, v in changes.items()))
     versions = augment_images(image, augmentation, count, seed)
     written = []
     for i, version in enumerate(versions, 1):
@@ -119,5 +121,4 @@ def augment_preview(image_path: str | Path, config: str | Path | None = None, co
     grid = folder / f"{image_path.stem}_grid.png"
     atomic_write_figure(fig, grid, FIGURE_DPI)
     written.append(grid)
-    echo(f"wrote {count} augmented pictures and {grid}")
-    return written
+    return Lesson((line,), tuple(written))

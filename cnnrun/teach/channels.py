@@ -11,7 +11,7 @@ import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.errors import UserError
-from cnnrun.teach.images import FIGURE_DPI, figure_path, pyplot, read_image, show
+from cnnrun.teach.images import FIGURE_DPI, Lesson, figure_path, pyplot, read_image, show
 
 CHANNEL_NAMES = {1: ("gray",), 2: ("gray", "alpha"), 3: ("red", "green", "blue"), 4: ("red", "green", "blue", "alpha")}
 COLOURS = {"red": 0, "green": 1, "blue": 2}
@@ -29,14 +29,15 @@ def parse_crop(text: str, shape: tuple[int, ...], option: str = "--crop") -> tup
     """
     m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*,\s*(\d*)\s*:\s*(\d*)\s*", text)
     if not m:
-        raise UserError(f"{option}: '{text}' is not a crop; write Y0:Y1,X0:X1 (rows then columns, whole numbers), "
-                        "e.g. 100:164,200:264")
+        raise UserError(f"'{text}' is not a crop", where=option,
+                        fix="write Y0:Y1,X0:X1 (rows then columns, whole numbers), e.g. 100:164,200:264")
     h, w = shape[0], shape[1]
     y0, y1, x0, x1 = (int(g) if g else None for g in m.groups())
     y0, y1, x0, x1 = y0 or 0, h if y1 is None else y1, x0 or 0, w if x1 is None else x1
     if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-        raise UserError(f"{option}: '{text}' is empty or outside the picture; rows go 0..{h} and columns 0..{w}, "
-                        f"with Y0 < Y1 and X0 < X1, e.g. 0:{min(h, 64)},0:{min(w, 64)}")
+        raise UserError(f"'{text}' is empty or outside the picture", where=option,
+                        fix=f"rows go 0..{h} and columns 0..{w}, with Y0 < Y1 and X0 < X1, e.g. "
+                        f"0:{min(h, 64)},0:{min(w, 64)}")
     return slice(y0, y1), slice(x0, x1)
 
 
@@ -54,9 +55,8 @@ def describe_image(image: np.ndarray) -> dict:
     }
 
 
-def image_info(image_path: str | Path, crop: str | None = None, out: str | Path | None = None,
-               echo=print) -> Path:
-    """Print what a picture is made of and write a figure of its channels.
+def image_info(image_path: str | Path, crop: str | None = None, out: str | Path | None = None) -> Lesson:
+    """Work out what a picture is made of and write a figure of its channels.
 
     The figure's first row shows the picture and each channel as a grayscale picture; for colour pictures a
     second row shows red, green and blue each in its own colour. With `crop`, a zoom panel shows that part
@@ -66,36 +66,36 @@ def image_info(image_path: str | Path, crop: str | None = None, out: str | Path 
         image_path: a PNG or JPEG (alpha is kept and reported).
         crop: `"y0:y1,x0:x1"`, the rows and columns to zoom in on.
         out: the figure's file; defaults to `<image stem>_channels.png` in the current folder.
-        echo: where the printed lines go.
 
     Returns:
-        The figure's path.
+        A `Lesson`: shape, dtype, value range and channels as lines; the figure's path (nothing is printed).
 
     Example:
-    >>> image_info("cat.png", crop="100:132,200:232")
+    >>> image_info("cat.png", crop="100:132,200:232").figure
     PosixPath('cat_channels.png')
     """
     image = read_image(image_path, keep_alpha=True)
     path = figure_path(out, Path(image_path).stem, "channels")
     info = describe_image(image)
     crop_slices = parse_crop(crop, image.shape) if crop is not None else None
-    echo(f"Image: {image_path}")
-    echo(f"Shape: {info['shape']} (height, width{', channels' if image.ndim == 3 else ''})")
-    echo(f"dtype: {info['dtype']}, values from {info['min']} to {info['max']}")
-    echo(f"Channels: {info['channels']} ({', '.join(info['names'])}); alpha: {'yes' if info['alpha'] else 'no'}")
+    lines = []
+    say = lines.append
+    say(f"Image: {image_path}")
+    say(f"Shape: {info['shape']} (height, width{', channels' if image.ndim == 3 else ''})")
+    say(f"dtype: {info['dtype']}, values from {info['min']} to {info['max']}")
+    say(f"Channels: {info['channels']} ({', '.join(info['names'])}); alpha: {'yes' if info['alpha'] else 'no'}")
     planes = [image] if image.ndim == 2 else [image[..., i] for i in range(info["channels"])]
     for name, plane in zip(info["names"], planes, strict=True):
-        echo(f"  {name}: min {plane.min().item()}, max {plane.max().item()}, mean {plane.mean():.1f}")
+        say(f"  {name}: min {plane.min().item()}, max {plane.max().item()}, mean {plane.mean():.1f}")
     if crop_slices is not None:
         part = image[crop_slices]
-        echo(f"Crop {crop}: shape {part.shape}")
+        say(f"Crop {crop}: shape {part.shape}")
         if part.shape[0] * part.shape[1] <= 64:
             for name, plane in zip(info["names"], [part] if part.ndim == 2 else np.moveaxis(part, 2, 0),
                                    strict=True):
-                echo(f"  {name} values:\n{plane}")
+                say(f"  {name} values:\n{plane}")
     _draw(image, info, crop_slices, path)
-    echo(f"Figure: {path}")
-    return path
+    return Lesson(tuple(lines), (path,))
 
 
 def _show(ax, array: np.ndarray, title: str, gray: bool = False) -> None:

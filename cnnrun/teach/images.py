@@ -3,6 +3,7 @@
 Figures are written with `cnnrun.atomic.atomic_write_figure(fig, path, FIGURE_DPI)`.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,23 @@ FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 FIGURE_DPI = 80
 """The teaching commands' figures: 80 dots per inch (a 3.4-inch panel is 272 pixels wide)."""
 BUNDLED = {"astronaut": "skimage.data.astronaut()", "coffee": "skimage.data.coffee()"}
+READ_FIX = "give the path of a PNG or JPEG picture"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What a teaching command worked out: the lines that explain it, in order, and the files it wrote.
+
+    The commands print nothing; the CLI shows the lines, then the files.
+    """
+
+    lines: tuple[str, ...]
+    files: tuple[Path, ...]  # the figure (or the grid) last
+
+    @property
+    def figure(self) -> Path:
+        """The figure: the last file written."""
+        return self.files[-1]
 
 
 def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
@@ -41,19 +59,19 @@ def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
 
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: no such file; give the path of a PNG or JPEG picture")
+        raise UserError("no such file", where=str(path), fix=READ_FIX)
     if not path.is_file():
-        raise UserError(f"{path}: is not a file; give the path of a PNG or JPEG picture")
+        raise UserError("is not a file", where=str(path), fix=READ_FIX)
     try:
         with Image.open(path) as image:
             image.load()
             image = _convert(image, keep_alpha)
             return np.asarray(image)
     except UnidentifiedImageError as e:
-        raise UserError(f"{path}: not a picture Pillow can read; give a PNG or JPEG file") from e
+        raise UserError("not a picture Pillow can read", where=str(path), fix="give a PNG or JPEG file") from e
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"{path}: cannot read this picture ({str(e).splitlines()[0]}); give a PNG or JPEG file") \
-            from e
+        raise UserError(f"cannot read this picture ({str(e).splitlines()[0]})", where=str(path),
+                        fix="give a PNG or JPEG file") from e
 
 
 def _convert(image, keep_alpha: bool):
@@ -90,9 +108,11 @@ def figure_path(out: str | Path | None, stem: str, suffix: str) -> Path:
         return Path.cwd() / f"{stem}_{suffix}.png"
     path = Path(out)
     if path.is_dir():
-        raise UserError(f"--out: {path} is a folder; give a file name such as {path / f'{stem}_{suffix}.png'}")
+        raise UserError(f"{path} is a folder", where="--out",
+                        fix=f"give a file name such as {path / f'{stem}_{suffix}.png'}")
     if path.suffix.lower() not in FIGURE_SUFFIXES:
-        raise UserError(f"--out: {path} should end in one of {', '.join(FIGURE_SUFFIXES)}, e.g. {stem}_{suffix}.png")
+        raise UserError(f"{path} should end in one of {', '.join(FIGURE_SUFFIXES)}", where="--out",
+                        fix=f"e.g. {stem}_{suffix}.png")
     return path
 
 

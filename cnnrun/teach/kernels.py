@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.errors import UserError, did_you_mean
-from cnnrun.teach.images import BUNDLED, FIGURE_DPI, bundled_image, figure_path, pyplot, read_image, show
+from cnnrun.teach.images import BUNDLED, FIGURE_DPI, Lesson, bundled_image, figure_path, pyplot, read_image, show
 from cnnrun.teach.shape_math import ConvSize, check_padding, conv_size, padding_note
 
 KERNELS: dict[str, list[list[float]]] = {
@@ -51,8 +51,8 @@ def named_kernel(name: str) -> np.ndarray:
     """
     key = name.strip().lower().replace("-", "_")
     if key not in KERNELS:
-        raise UserError(f"--kernel: no kernel called '{name}'{did_you_mean(key, KERNELS)}; "
-                        f"choose from {', '.join(KERNELS)} or give --kernel-values")
+        raise UserError(f"no kernel called '{name}'{did_you_mean(key, KERNELS)}", where="--kernel",
+                        fix=f"choose from {', '.join(KERNELS)} or give --kernel-values")
     return np.array(KERNELS[key], dtype=float)
 
 
@@ -70,25 +70,25 @@ def parse_kernel_values(text: str, option: str = "--kernel-values") -> np.ndarra
 
     import yaml
 
-    expected = 'a rectangular list of rows of numbers, e.g. "[[0,-1,0],[-1,5,-1],[0,-1,0]]"'
+    expected = 'write a rectangular list of rows of numbers, e.g. "[[0,-1,0],[-1,5,-1],[0,-1,0]]"'
     try:
         value = json.loads(text)  # JSON reads 1e-1 as a number, YAML 1.1 would not
     except ValueError:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise UserError(f"{option}: '{text}' is not a list ({str(e).splitlines()[0]}); write {expected}") \
+            raise UserError(f"'{text}' is not a list ({str(e).splitlines()[0]})", where=option, fix=expected) \
                 from e
     rows_ok = isinstance(value, list) and value and all(isinstance(row, list) and row for row in value)
     if not rows_ok:
-        raise UserError(f"{option}: '{text}' is not a 2-D list; write {expected}")
+        raise UserError(f"'{text}' is not a 2-D list", where=option, fix=expected)
     if len({len(row) for row in value}) != 1:
-        raise UserError(f"{option}: '{text}' has rows of different lengths; write {expected}")
+        raise UserError(f"'{text}' has rows of different lengths", where=option, fix=expected)
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for row in value for x in row):
-        raise UserError(f"{option}: '{text}' holds something that is not a number; write {expected}")
+        raise UserError(f"'{text}' holds something that is not a number", where=option, fix=expected)
     kernel = np.array(value, dtype=float)
     if not np.isfinite(kernel).all():
-        raise UserError(f"{option}: '{text}' holds inf or nan; write {expected}")
+        raise UserError(f"'{text}' holds inf or nan", where=option, fix=expected)
     return kernel
 
 
@@ -158,7 +158,7 @@ def pool(image: np.ndarray, size: int = 2, kind: str = "max") -> np.ndarray:
     array([[ 5,  7], [13, 15]])
     """
     if kind not in POOLS:
-        raise UserError(f"--pool: '{kind}' is not a pooling; use max or average")
+        raise UserError(f"'{kind}' is not a pooling", where="--pool", fix="use max or average")
     rows, cols = conv_size(image.shape[0], size, size), conv_size(image.shape[1], size, size)
     windows = image[:rows.out * size, :cols.out * size].reshape(rows.out, size, cols.out, size, *image.shape[2:])
     return windows.max(axis=(1, 3)) if kind == "max" else windows.mean(axis=(1, 3))
@@ -171,8 +171,8 @@ def _kernel_text(kernel: np.ndarray) -> str:
 
 def kernel_demo(image_path: str | Path | None = None, kernels: list[str] | None = None,
                 kernel_values: list[str] | None = None, padding: str = "valid", stride: int = 1,
-                pools: list[str] | None = None, pool_size: int = 2, out: str | Path | None = None,
-                echo=print) -> Path:
+                pools: list[str] | None = None, pool_size: int = 2,
+                out: str | Path | None = None) -> Lesson:
     """Convolve a picture with kernels and write the course's figure: original, gray, then one panel per kernel.
 
     Args:
@@ -184,52 +184,54 @@ def kernel_demo(image_path: str | Path | None = None, kernels: list[str] | None 
         pools: `"max"` and/or `"average"`: add the picture after pooling (`pool_size`, stride `pool_size`).
         pool_size: the pooling window. Defaults to 2.
         out: the figure's file; defaults to `<image stem>_kernels.png` in the current folder.
-        echo: where the printed lines go (`print`, or a rich console's `print`).
 
     Returns:
-        The figure's path.
+        A `Lesson`: the shapes and, per kernel, the size arithmetic, as lines; the figure's path (nothing is
+        printed).
 
     Example:
-    >>> kernel_demo("cat.jpg", kernels=["sobel_x", "sharpen"], padding="same", stride=2)
+    >>> kernel_demo("cat.jpg", kernels=["sobel_x", "sharpen"], padding="same", stride=2).figure
     PosixPath('cat_kernels.png')
     """
     check_padding(padding, "--padding")
     if stride < 1:
-        raise UserError(f"--stride: must be at least 1, got {stride}")
+        raise UserError(f"must be at least 1, got {stride}", where="--stride")
     if pool_size < 1:
-        raise UserError(f"--pool-size: must be at least 1, got {pool_size}")
+        raise UserError(f"must be at least 1, got {pool_size}", where="--pool-size")
     pools = list(dict.fromkeys(pools or []))
     for kind in pools:
         if kind not in POOLS:
-            raise UserError(f"--pool: '{kind}' is not a pooling; use max or average (repeat for both)")
+            raise UserError(f"'{kind}' is not a pooling", where="--pool", fix="use max or average (repeat for both)")
     chosen = [(name, named_kernel(name)) for name in (kernels or [])]
     chosen += [(f"custom {_kernel_text(k)}", k) for k in map(parse_kernel_values, kernel_values or [])]
     if not chosen:
         chosen = [(name, named_kernel(name)) for name in DEFAULT_KERNELS]
 
+    lines = []
+    say = lines.append
     if image_path is None:
         stem = "astronaut"
         image = bundled_image(stem)
-        echo(f"Image: scikit-image's bundled photo {BUNDLED[stem]} (give IMAGE to use your own)")
+        say(f"Image: scikit-image's bundled photo {BUNDLED[stem]} (give IMAGE to use your own)")
     else:
         image = read_image(image_path)
         stem = Path(image_path).stem
-        echo(f"Image: {image_path}")
+        say(f"Image: {image_path}")
     path = figure_path(out, stem, "kernels")
     gray = to_gray(image)
-    echo(f"Original's shape: {image.shape}")
-    echo(f"Gray's shape: {gray.shape}")
+    say(f"Original's shape: {image.shape}")
+    say(f"Gray's shape: {gray.shape}")
 
-    echo(f"Convolution, padding '{padding}', stride {stride}: output size = (n + 2p − f)/s + 1, rounded down")
+    say(f"Convolution, padding '{padding}', stride {stride}: output size = (n + 2p − f)/s + 1, rounded down")
     results = []
     for name, kernel in chosen:
         try:
             result = convolve(gray, kernel, stride, padding, name)
         except UserError as e:
-            raise UserError(f"--kernel {name}: {e}") from e
+            raise e.at(f"--kernel {name}") from e
         results.append(result)
         note = padding_note(result.rows, result.cols)
-        echo(f"  {name}: rows {result.rows.formula()}, columns {result.cols.formula()} -> {result.output.shape}"
+        say(f"  {name}: rows {result.rows.formula()}, columns {result.cols.formula()} -> {result.output.shape}"
              + (f" ({note})" if note else ""))
 
     panels = [("original", image), ("gray", gray)]
@@ -238,13 +240,12 @@ def kernel_demo(image_path: str | Path | None = None, kernels: list[str] | None 
         pooled = pool(image, pool_size, kind)
         rows = conv_size(image.shape[0], pool_size, pool_size)
         cols = conv_size(image.shape[1], pool_size, pool_size)
-        echo(f"{kind.capitalize()} pooling {pool_size}×{pool_size}, stride {pool_size}, valid: rows {rows.formula()}, "
+        say(f"{kind.capitalize()} pooling {pool_size}×{pool_size}, stride {pool_size}, valid: rows {rows.formula()}, "
              f"columns {cols.formula()} -> {pooled.shape}")
         panels.append((f"{kind} pooling {pool_size}×{pool_size}", pooled))
 
     _draw(panels, image.shape, path, f"padding '{padding}', stride {stride}")
-    echo(f"Figure: {path}")
-    return path
+    return Lesson(tuple(lines), (path,))
 
 
 def _draw(panels: list[tuple[str, np.ndarray]], shape: tuple[int, ...], path: Path, subtitle: str) -> None:

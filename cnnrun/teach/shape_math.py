@@ -61,7 +61,7 @@ class ConvSize:
 
 def _positive(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{what}: must be a whole number of at least 1, got {value!r}")
+        raise UserError(f"must be a whole number of at least 1, got {value!r}", where=what)
     return value
 
 
@@ -94,8 +94,8 @@ def conv_size(n: int, kernel: int, stride: int = 1, padding: str = "valid", dila
     f = dilation * (kernel - 1) + 1
     if padding == "valid":
         if f > n:
-            raise UserError(f"a {f}-wide window does not fit in an input of size {n} with padding 'valid'; "
-                            "use a smaller kernel or padding 'same'")
+            raise UserError(f"a {f}-wide window does not fit in an input of size {n} with padding 'valid'",
+                            fix="use a smaller kernel or padding 'same'")
         return ConvSize(n, f, stride, padding, 0, 0, (n - f) // stride + 1)
     out = -(-n // stride)
     total = max((out - 1) * stride + f - n, 0)
@@ -255,14 +255,14 @@ def dense_layer(shape: tuple[int, ...], units: int) -> LayerMath:
 
 def _image_shape(shape: tuple[int, ...], layer: str) -> tuple[int, int, int]:
     if len(shape) != 3:
-        raise UserError(f"{layer}: needs a (height, width, channels) input, got {shape} (after a Flatten?)")
+        raise UserError(f"needs a (height, width, channels) input, got {shape} (after a Flatten?)", where=layer)
     return shape[0], shape[1], shape[2]
 
 
 def check_padding(padding: str, option: str = "padding") -> str:
     """`padding` if it is one of Keras' two paddings (`valid`, `same`), else a UserError naming `option`."""
     if padding not in PADDINGS:
-        raise UserError(f"{option}: '{padding}' is not a padding; use valid or same")
+        raise UserError(f"'{padding}' is not a padding", where=option, fix="use valid or same")
     return padding
 
 
@@ -273,7 +273,7 @@ def parse_dims(text: str, count: tuple[int, ...], option: str, example: str) -> 
         text: what the user wrote.
         count: how many numbers may be given, e.g. `(1, 2)` for a kernel size.
         option: the option's name, for the error message.
-        example: what to write instead, for the error message.
+        example: what it should be, then what to write (`a kernel size; write 3 or 3x3`), for the error message.
 
     Raises:
         UserError: not that many positive whole numbers separated by `x`.
@@ -284,7 +284,8 @@ def parse_dims(text: str, count: tuple[int, ...], option: str, example: str) -> 
     """
     parts = [p.strip() for p in text.strip().lower().replace("×", "x").split("x")]
     if len(parts) not in count or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
-        raise UserError(f"{option}: '{text}' is not {example}")
+        wanted, _, fix = example.partition("; ")
+        raise UserError(f"'{text}' is not {wanted}", where=option, fix=fix)
     return tuple(int(p) for p in parts)
 
 
@@ -314,7 +315,8 @@ def parse_step(text: str, default_padding: str = "valid", option: str = "--then"
     import re
 
     spec = text.strip().lower().replace("×", "x").replace(" ", "")
-    bad = UserError(f"{option}: '{text}' is not a step; write {STEP_SYNTAX}, e.g. --then pool:2 --then conv:3x3x32")
+    bad = UserError(f"'{text}' is not a step", where=option,
+                    fix=f"write {STEP_SYNTAX}, e.g. --then pool:2 --then conv:3x3x32")
     if spec == "flatten":
         return {"kind": "flatten"}
     if m := re.fullmatch(r"dense:(\d+)", spec):
@@ -324,7 +326,7 @@ def parse_step(text: str, default_padding: str = "valid", option: str = "--then"
                 "stride": int(m[4] or 1), "padding": m[5] or default_padding}
     if m := re.fullmatch(r"(max|avg|)pool:(\d+)(?:x(\d+))?(?:/(\d+))?(?::(same|valid))?", spec):
         if m[3] and m[3] != m[2]:
-            raise UserError(f"{option}: '{text}': only square pooling windows here, e.g. pool:2 or pool:2x2")
+            raise UserError("only square pooling windows here, e.g. pool:2 or pool:2x2", where=f"{option}: '{text}'")
         return {"kind": "pool", "size": int(m[2]), "stride": int(m[4]) if m[4] else None,
                 "padding": m[5] or "valid", "layer": "AveragePooling2D" if m[1] == "avg" else "MaxPooling2D"}
     raise bad
@@ -373,7 +375,7 @@ def conv_chain(input_: str, kernel: str = "3", stride: int = 1, padding: str = "
         try:
             layers.append(apply_step(shape, step))
         except UserError as e:
-            raise UserError(f"{option}: {e}") from e
+            raise e.at(option) from e
         shape = layers[-1].output_shape
     return layers
 
