@@ -2,8 +2,10 @@
 
 `load_sweep` reads it and checks everything that can be checked before any trial starts: the `sweep:` section
 against `SweepConfig`, the experiment against the schema, every param path against the experiment, the config
-of every grid point (or of both ends of every range) against the schema, and the objective metric against
-what a run logs (`cnnrun.training.sweep.with_objective`, once Keras is loaded).
+of every grid point (or of both ends of every range) against the schema (`Sweep.points`); once Keras is loaded,
+the objective metric against what a run logs (`cnnrun.training.sweep.with_objective`) and every point's model,
+built and compiled (`cnnrun.training.sweep.check_points`). `inspect` and `config show` take a sweep file too
+(`load_experiment_or_sweep`); `train` refuses one, naming `cnnrun sweep`.
 
 Example:
 >>> sweep = load_sweep("configs/quickstart_sweep.yaml")
