@@ -36,8 +36,10 @@ def train(
     Example: cnnrun train configs/quickstart.yaml --set train.epochs=3 --seeds 3
     """
     from cnnrun.config import load_experiment
+    from cnnrun.config.sweep import refuse_sweep_file
     from cnnrun.devices.backend import prepare
 
+    refuse_sweep_file(config, set_)
     experiment = load_experiment(config, set_)
     prepare(experiment)
     quiet_imports()
@@ -61,20 +63,26 @@ def inspect(
 ) -> None:
     """Validate CONFIG and build its model: layers (a graph's with their inputs), output shapes and parameters.
 
-    No data, no training.
+    No data, no training. A sweep file: its experiment, and every point's model built.
 
     Example: cnnrun inspect configs/cifar10_resnet20.yaml --plot resnet20.png
     """
-    from cnnrun.config import load_experiment
+    from cnnrun.config.sweep import load_experiment_or_sweep
     from cnnrun.devices.backend import use_backend
 
-    experiment = load_experiment(config, set_)
+    experiment, sweep = load_experiment_or_sweep(config, set_)
     use_backend(experiment.backend)
     quiet_imports()
     from cnnrun.cli.render import show_inspection
     from cnnrun.tasks.inspect import inspect_experiment
 
     show_inspection(inspect_experiment(experiment, plot))
+    if sweep is not None:
+        from cnnrun.cli.render import say
+        from cnnrun.training.sweep import check_points
+
+        check_points(sweep)
+        say(sweep.describe())
 
 
 @app.command()
@@ -153,14 +161,18 @@ def predict(
 def config_show(config: ConfigArg, set_: SetOption = None) -> None:
     """Print the resolved experiment: after `base:`, `--set` and `${vars}`, with every default filled in.
 
+    A sweep file: its experiment, then its `sweep:` section.
+
     On a terminal the YAML is coloured; written to a file or a pipe it is the YAML as it is, never wrapped, so
     `cnnrun config show CONFIG > resolved.yaml` saves a config that loads back to the same experiment.
 
     Example: cnnrun config show configs/cifar10_bn.yaml --set train.epochs=5
     """
-    from cnnrun.config import experiment_to_yaml, load_experiment
+    from cnnrun.config import experiment_to_yaml
+    from cnnrun.config.sweep import load_experiment_or_sweep
 
-    text = experiment_to_yaml(load_experiment(config, set_))
+    experiment, sweep = load_experiment_or_sweep(config, set_)
+    text = experiment_to_yaml(experiment) if sweep is None else sweep.to_yaml()
     if not sys.stdout.isatty():
         sys.stdout.write(text)
         return

@@ -2,8 +2,10 @@
 
 `load_sweep` reads it and checks everything that can be checked before any trial starts: the `sweep:` section
 against `SweepConfig`, the experiment against the schema, every param path against the experiment, the config
-of every grid point (or of both ends of every range) against the schema, and the objective metric against
-what a run logs (`cnnrun.training.sweep.with_objective`, once Keras is loaded).
+of every grid point (or of both ends of every range) against the schema (`Sweep.points`); once Keras is loaded,
+the objective metric against what a run logs (`cnnrun.training.sweep.with_objective`) and every point's model,
+built and compiled (`cnnrun.training.sweep.check_points`). `inspect` and `config show` take a sweep file too
+(`load_experiment_or_sweep`); `train` refuses one, naming `cnnrun sweep`.
 
 Example:
 >>> sweep = load_sweep("configs/quickstart_sweep.yaml")
@@ -11,10 +13,12 @@ Example:
 {'name': 'adam', 'learning_rate': 0.001}
 """
 
+import contextlib
 import copy
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +26,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from cnnrun.config.load import apply_override, resolve_config, validate_experiment
+from cnnrun.config.load import (
+    apply_override,
+    dotted_keys,
+    experiment_to_yaml,
+    load_experiment,
+    resolve_config,
+    validate_experiment,
+)
 from cnnrun.config.schema import Experiment
 from cnnrun.config.sections import Section
 from cnnrun.errors import UserError, did_you_mean
@@ -152,14 +163,40 @@ class Sweep:
     monitor: str = ""  # the objective metric as a run logs it, once checked (`cnnrun.training.sweep.with_objective`)
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of the params' values, in order (method grid)."""
+        """Every combination of the params' values, in order (method grid), at most `MAX_GRID`."""
         names = list(self.config.params)
         values = [self.config.params[name].grid() for name in names]
-        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.islice(itertools.product(*values),
+                                                                                   MAX_GRID)]
+
+    def points(self) -> list[dict[str, Any]]:
+        """The params a trial's config is checked with before the sweep starts: every grid point, or every
+        combination of the ends of the ranges and the choices (method random or tpe); at most `MAX_GRID`."""
+        if self.config.method == "grid":
+            return self.grid()
+        ends = itertools.product(*(space.ends() for space in self.config.params.values()))
+        return [dict(zip(self.config.params, combo, strict=True)) for combo in itertools.islice(ends, MAX_GRID)]
 
     @property
     def planned(self) -> int:
         return self.config.trials or len(self.grid())
+
+    def describe(self) -> str:
+        """One line: what the sweep trains, and the command that runs it."""
+        what = f"a grid of {len(self.grid())} points" if self.config.method == "grid" else \
+            f"{self.config.method} sampling"
+        return (f"{self.source} is a sweep file: {what}, {self.planned} trials, over {', '.join(self.config.params)}"
+                f"; shown: the experiment every trial starts from. Run the sweep with: cnnrun sweep {self.source}")
+
+    def to_yaml(self) -> str:
+        """The sweep file resolved: the complete experiment (as `config show` writes it) and its `sweep:` section
+        with every default; it loads back to the same sweep."""
+        section = self.config.model_dump(mode="json", by_alias=True, exclude_none=True)
+        section["params"] = {name: space.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                                    exclude_defaults=True)
+                             for name, space in self.config.params.items()}
+        return experiment_to_yaml(self.experiment) + yaml.safe_dump(
+            {"sweep": section}, sort_keys=False, allow_unicode=True, width=float("inf"))
 
     def trial_experiment(self, params: dict[str, Any], seed: int) -> Experiment:
         """The experiment of one trial: the sweep's, with `seed` and the params set, validated."""
@@ -184,21 +221,33 @@ def _at(tree: Any, path: str) -> tuple[bool, Any]:
 
 
 def _check_path(path: str, doc: dict[str, Any], full: dict[str, Any], source: str) -> None:
-    """A param path must name a key the experiment has: in the file, or as a default of the schema."""
-    if _at(doc, path)[0] or _at(full, path)[0]:
+    """A param path must name a key the experiment has: in the file, or as a default of the schema. Otherwise a
+    UserError with the closest path the experiment has, and the keys (or items) of the deepest part that exists."""
+    def found(part: str) -> tuple[bool, Any]:
+        return next(((True, tree) for ok, tree in (_at(full, part), _at(doc, part)) if ok), (False, None))
+
+    if found(path)[0]:
         return
-    parent_path, _, last = path.rpartition(".")
-    parent = next((tree for found, tree in (_at(full, parent_path), _at(doc, parent_path))
-                   if found and isinstance(tree, dict)), {})
-    known = ", ".join(map(str, parent))
-    raise UserError(f"{source}: sweep.params: '{path}' is not a key of the experiment{did_you_mean(last, parent)}"
+    parts = path.split(".")
+    depth = max(i for i in range(len(parts)) if found(".".join(parts[:i]))[0])  # the top level (0) always is
+    parent_path, parent = ".".join(parts[:depth]), found(".".join(parts[:depth]))[1]
+    paths = {".".join(key.split(".")[:n]) for key in [*dotted_keys(doc), *dotted_keys(full)]
+             for n in range(1, key.count(".") + 2)}
+    known = ", ".join(map(str, parent)) if isinstance(parent, dict) else \
+        f"items 0 to {len(parent) - 1}" if isinstance(parent, list) and parent else ""
+    raise UserError(f"{source}: sweep.params: '{path}' is not a key of the experiment{did_you_mean(path, paths)}"
                     + (f"; {parent_path or 'the top level'} takes: {known}" if known else ""))
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and check a sweep file (see the module's description); every problem is a one-line UserError."""
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
+    """Read and check a sweep file (see the module's description); every problem is a one-line UserError.
+
+    Args:
+        path: the sweep file.
+        overrides: `KEY=VALUE` strings, as given to `--set` (`sweep.trials=2` too).
+    """
     source = str(path)
-    doc = resolve_config(path)
+    doc = resolve_config(path, overrides)
     section = doc.pop("sweep", None)
     if not isinstance(section, dict):
         raise UserError(f"{source}: a sweep file is an experiment with a `sweep:` section (params, method, "
@@ -214,15 +263,38 @@ def load_sweep(path: str | Path) -> Sweep:
     for name in config.params:
         _check_path(name, doc, full, source)
     sweep = Sweep(source, doc, experiment, config)
-    points = sweep.grid() if config.method == "grid" else \
-        [dict(zip(config.params, combo, strict=True))
-         for combo in itertools.product(*(space.ends() for space in config.params.values()))]
-    if config.method == "grid" and len(points) > MAX_GRID:
-        raise UserError(f"{source}: sweep.params: {len(points):,} grid points; at most {MAX_GRID:,}")
-    for params in points[:MAX_GRID]:
-        try:
+    size = math.prod(len(space.grid()) for space in config.params.values()) if config.method == "grid" else 0
+    if size > MAX_GRID:
+        raise UserError(f"{source}: sweep.params: {size:,} grid points; at most {MAX_GRID:,}")
+    for params in sweep.points():
+        with naming_the_point(sweep, params):
             sweep.trial_experiment(params, experiment.seed)
-        except UserError as e:
-            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            raise UserError(f"{source}: sweep.params ({shown}): {str(e).removeprefix(source + ': ')}") from e
     return sweep
+
+
+@contextlib.contextmanager
+def naming_the_point(sweep: Sweep, params: dict[str, Any]) -> Iterator[None]:
+    """Turn a UserError about the config of one point of the sweep into one naming the file and the point."""
+    try:
+        yield
+    except UserError as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise UserError(f"{sweep.source}: sweep.params ({shown}): {str(e).removeprefix(sweep.source + ': ')}") \
+            from e
+
+
+def load_experiment_or_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Experiment,
+                                                                                             Sweep | None]:
+    """An experiment file's experiment; for a sweep file (one with a `sweep:` section), the checked sweep too,
+    its experiment the one every trial starts from. For `inspect` and `config show`, which take either."""
+    if "sweep" not in resolve_config(path, overrides):
+        return load_experiment(path, overrides), None
+    sweep = load_sweep(path, overrides)
+    return sweep.experiment, sweep
+
+
+def refuse_sweep_file(path: str | Path, overrides: list[str] | None = None) -> None:
+    """A one-line UserError when `path` is a sweep file, saying which command runs it (for `train`)."""
+    if "sweep" in resolve_config(path, overrides):
+        raise UserError(f"{path}: a sweep file (it has a `sweep:` section); run it with: cnnrun sweep {path} "
+                        f"(`cnnrun inspect {path}` shows its experiment)")

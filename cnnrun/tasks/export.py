@@ -14,6 +14,10 @@ reloaded SavedModel, ONNX Runtime, the LiteRT interpreter) and must predict what
 | `onnx` | `.onnx` (tf2onnx) | `onnxruntime` | `pip install 'cnnrun[export]'` |
 | `litert` | `.tflite` (TFLite converter) | `ai_edge_litert.interpreter` | `pip install 'cnnrun[export]'` |
 
+Each row is one `ExportFormat` record of `FORMATS` (its name, suffix, packages, Keras' exporter and the runtime
+that loads it back for the check); a name that is not in the table is an error naming the known ones, never a
+default.
+
 Example:
 >>> export_run("outputs/quickstart/20261127-101500", "onnx")
 True
@@ -24,24 +28,106 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnnrun.atomic import os_error_reason, partial_path, replacing
-from cnnrun.errors import UserError
+from cnnrun.errors import UserError, did_you_mean
 from cnnrun.report import c_messages_hidden
 from cnnrun.run_folder.folder import Run, open_run
 
-KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
-"""cnnrun's format names and Keras' `model.export(format=...)` names."""
-
-PACKAGES = {"saved_model": (), "onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}
-"""The Python modules each format needs beyond TensorFlow: the converter and the runtime of the check."""
-
-SUFFIXES = {"saved_model": "", "onnx": ".onnx", "litert": ".tflite"}
 TOLERANCE = 1e-4  # the largest difference allowed between the exported model's probabilities and the checkpoint's
 SAMPLES = 8  # test images the check predicts
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""An exported model loaded back with its own runtime: float32 pixels in, probabilities out."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One format `cnnrun export` writes: how it is named, written and loaded back for the check.
+
+    Attributes:
+        name: the name `--format` takes.
+        suffix: the file's suffix (`.onnx`); empty for a format written as a folder.
+        packages: the Python modules it needs beyond TensorFlow (the converter and the runtime of the check).
+        keras_format: Keras' own name for it, `model.export(format=...)`.
+        loader: loads a written export with the format's own runtime, for the check (`Predictor`).
+    """
+
+    name: str
+    suffix: str
+    packages: tuple[str, ...]
+    keras_format: str
+    loader: Callable[[Path], Predictor]
+
+    @property
+    def is_folder(self) -> bool:
+        return not self.suffix
+
+    def default_name(self, checkpoint: str) -> str:
+        """`best_saved_model` (a folder), `best.onnx`, `best.tflite`."""
+        return f"{checkpoint}{self.suffix}" if self.suffix else f"{checkpoint}_{self.name}"
+
+    def export(self, serving, path: Path) -> None:
+        """Write `serving` with Keras' `model.export` to `path`, whole or not at all (written beside, then moved)."""
+        with (_replacing_folder(path) if self.is_folder else replacing(path)) as tmp:
+            serving.export(str(tmp), format=self.keras_format, verbose=False)
+
+    def check(self, path: Path, images: np.ndarray, expected: np.ndarray) -> float:
+        """The largest difference between what the export at `path`, loaded with its own runtime, predicts for
+        `images` (raw pixels) and `expected`."""
+        return float(np.abs(self.loader(path)(images.astype(np.float32)) - expected).max())
+
+
+def _load_saved_model(path: Path) -> Predictor:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))  # kept: its endpoint needs the variables it owns
+    return lambda images: loaded.serve(tf.constant(images)).numpy()
+
+
+def _load_onnx(path: Path) -> Predictor:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: images})[0]
+
+
+def _load_litert(path: Path) -> Predictor:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+        interpreter.resize_tensor_input(given["index"], images.shape)
+        with c_messages_hidden():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(given["index"], images)
+            interpreter.invoke()
+        return interpreter.get_tensor(output["index"])
+
+    return predict
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("saved_model", "", (), "tf_saved_model", _load_saved_model),
+    ExportFormat("onnx", ".onnx", ("tf2onnx", "onnx", "onnxruntime"), "onnx", _load_onnx),
+    ExportFormat("litert", ".tflite", ("ai_edge_litert",), "litert", _load_litert),
+)}
+"""Every format `cnnrun export` writes, by the name `--format` takes."""
+
+
+def export_format(name: str) -> ExportFormat:
+    """The format called `name`; any other name is a one-line UserError naming the known ones."""
+    if name not in FORMATS:
+        raise UserError(f"--format {name}: not a format cnnrun exports; choose one of {', '.join(FORMATS)}"
+                        f"{did_you_mean(name, FORMATS)}")
+    return FORMATS[name]
 
 
 def check_packages(format_: str) -> None:
@@ -49,7 +135,7 @@ def check_packages(format_: str) -> None:
 
     Checked without importing anything, before the run's model is loaded.
     """
-    missing = [name for name in PACKAGES[format_] if importlib.util.find_spec(name) is None]
+    missing = [name for name in export_format(format_).packages if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(f"--format {format_} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'}"
                         f" not installed: pip install 'cnnrun[export]'")
@@ -58,15 +144,14 @@ def check_packages(format_: str) -> None:
 def export_path(run: Run, format_: str, checkpoint: str, out: Path | None) -> Path:
     """Where the export goes: `out`, else `RUN_DIR/export/<checkpoint>_saved_model`, `<checkpoint>.onnx` or
     `<checkpoint>.tflite`; a name that does not fit the format is a UserError."""
+    kind = export_format(format_)
     if out is None:
         run.check_writable("export")
-        name = f"{checkpoint}_saved_model" if format_ == "saved_model" else f"{checkpoint}{SUFFIXES[format_]}"
-        return run.file("export") / name
-    suffix = SUFFIXES[format_]
-    if suffix and out.suffix.lower() != suffix:
-        raise UserError(f"--out {out}: a {format_} model is one file ending in {suffix}")
-    if not suffix and out.is_file():
-        raise UserError(f"--out {out}: a SavedModel is a folder, and a file is there")
+        return run.file("export") / kind.default_name(checkpoint)
+    if not kind.is_folder and out.suffix.lower() != kind.suffix:
+        raise UserError(f"--out {out}: a {format_} model is one file ending in {kind.suffix}")
+    if kind.is_folder and out.is_file():
+        raise UserError(f"--out {out}: {format_} is written as a folder, and a file is there")
     return out
 
 
@@ -180,39 +265,8 @@ def _replacing_folder(path: Path) -> Iterator[Path]:
 
 
 def write_export(serving, format_: str, path: Path) -> None:
-    """Write `serving` with Keras' `model.export` to `path`, whole or not at all (written beside, then moved)."""
-    writing = _replacing_folder(path) if format_ == "saved_model" else replacing(path)
-    with writing as tmp:
-        serving.export(str(tmp), format=KERAS_FORMATS[format_], verbose=False)
-
-
-def exported_predictor(path: Path, format_: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The exported model loaded back with its own runtime: float32 pixels in, probabilities out."""
-    if format_ == "saved_model":
-        import tensorflow as tf
-
-        loaded = tf.saved_model.load(str(path))  # kept: its endpoint needs the variables it owns
-        return lambda images: loaded.serve(tf.constant(images)).numpy()
-    if format_ == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda images: session.run(None, {name: images})[0]
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
-        interpreter.resize_tensor_input(given["index"], images.shape)
-        with c_messages_hidden():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(given["index"], images)
-            interpreter.invoke()
-        return interpreter.get_tensor(output["index"])
-
-    return predict
+    """Write `serving` in the format called `format_` to `path`, whole or not at all (`ExportFormat.export`)."""
+    export_format(format_).export(serving, path)
 
 
 def _output_text(width: int, class_names: list[str], loss) -> str:
@@ -241,6 +295,7 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     from cnnrun.model.checkpoints import load_run_model
     from cnnrun.report import console, results_table
 
+    kind = export_format(format_)
     check_packages(format_)
     run = open_run(run_path)
     path = export_path(run, format_, checkpoint, out)
@@ -249,9 +304,8 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     mixed = not computes_in_float32(model)  # then the reference is the checkpoint's weights computing in float32
     expected = (inference_model(model) if mixed else model).predict(preprocess(images, info), verbose=0)
     serving = serving_model(model, info)
-    write_export(serving, format_, path)
-    got = exported_predictor(path, format_)(images.astype(np.float32))
-    difference = float(np.abs(got - expected).max())
+    kind.export(serving, path)
+    difference = kind.check(path, images, expected)
     ok = difference <= TOLERANCE
     shape = ", ".join(["batch", *map(str, info.input_shape)])
     left_out = " (augmentation layers left out)" if any(layer.name == "augmentation" for layer in model.layers) \

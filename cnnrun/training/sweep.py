@@ -5,7 +5,9 @@ storage, unless `sweep.storage` names an RDB), `trials.csv`, the plots, and one 
 (`trial-NNN/<time>/`). Running the same command again opens the same study and goes on until `trials` trials are
 finished. A trial whose process died (killed, Ctrl-C, a machine that stopped) is failed and queued again with the
 same params when the command is next run, so no trial is lost and none counts twice; one that failed with an
-error counts as finished (its error is in trials.csv).
+error counts as finished (its error is in trials.csv). Trial N trains with the experiment's seed + N; a trial
+that runs again keeps the seed of the trial it retries, so a resumed sweep trains what an uninterrupted one does.
+Before any trial, the model of every point is built and compiled (`check_points`), as `cnnrun inspect` does.
 
 Several processes (`--workers N`, or the same command on several machines sharing an RDB `storage`) take
 trials from the one study: a grid's points are queued in the study before any trial starts (Optuna's
@@ -67,14 +69,29 @@ def direction(sweep: Sweep) -> str:
 
 
 def open_study(sweep: Sweep, worker: int = 0):
-    """The sweep's Optuna study, created or loaded; an unreachable storage is a one-line UserError.
+    """The sweep's Optuna study, created or loaded; an unreachable storage is a one-line UserError, before the
+    sweep folder is made.
+
+    The sampler (random or TPE) is seeded from the experiment's seed, the worker's number and the trials the
+    study already holds: a rerun from nothing draws the same params, and a resumed sweep draws new ones (not
+    again the first process's).
 
     Args:
         sweep: the checked sweep file.
-        worker: this process's number among the workers (0 for the first); seeds the sampler.
+        worker: this process's number among the workers (0 for the first).
     """
     optuna = import_optuna()
     config, folder = sweep.config, sweep_folder(sweep)
+    if config.storage is not None:
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(config.storage).render_as_string(hide_password=True)
+        try:
+            storage: Any = optuna.storages.RDBStorage(config.storage, heartbeat_interval=config.heartbeat)
+        except Exception as e:  # a driver that is not installed, a server that does not answer, a refused login
+            reason = " ".join(str(e).split())[:200]
+            raise UserError(f"{sweep.source}: sweep.storage: cannot open {shown} ({type(e).__name__}: {reason})") \
+                from e
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -82,27 +99,15 @@ def open_study(sweep: Sweep, worker: int = 0):
     if config.storage is None:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        storage: Any = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
+        storage = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
         shown = str(folder / "study.journal")
-    else:
-        from sqlalchemy.engine import make_url
-
-        shown = make_url(config.storage).render_as_string(hide_password=True)
-        try:
-            storage = optuna.storages.RDBStorage(config.storage, heartbeat_interval=config.heartbeat)
-        except Exception as e:  # a driver that is not installed, a server that does not answer, a refused login
-            reason = " ".join(str(e).split())[:200]
-            raise UserError(f"{sweep.source}: sweep.storage: cannot open {shown} ({type(e).__name__}: {reason})") \
-                from e
-    seed = (sweep.experiment.seed + worker) % 2**32  # workers draw different params
-    sampler = optuna.samplers.TPESampler(seed=seed) if config.method == "tpe" else \
-        optuna.samplers.RandomSampler(seed=seed)  # a grid's points come from the study's queue
     pruner = {"none": optuna.pruners.NopPruner(),
               "median": optuna.pruners.MedianPruner(n_startup_trials=config.startup_trials),
               "hyperband": optuna.pruners.HyperbandPruner(min_resource=1,
                                                           max_resource=sweep.experiment.train.epochs)}[config.pruner]
-    study = optuna.create_study(study_name=sweep.experiment.name, storage=storage, sampler=sampler, pruner=pruner,
+    study = optuna.create_study(study_name=sweep.experiment.name, storage=storage, pruner=pruner,
                                 direction=direction(sweep), load_if_exists=True)
+    study.sampler = sampler(sweep, worker, len(study.get_trials(deepcopy=False)))
     if worker == 0:
         from cnnrun.atomic import atomic_write_json
 
@@ -110,6 +115,41 @@ def open_study(sweep: Sweep, worker: int = 0):
                                                   "method": config.method, "objective": sweep.monitor,
                                                   "direction": direction(sweep), "trials": sweep.planned})
     return study
+
+
+def sampler(sweep: Sweep, worker: int, trials_before: int):
+    """Optuna's TPESampler (method tpe) or RandomSampler (random; a grid's points come from the study's queue),
+    seeded from the experiment's seed, the worker's number and the number of trials the study held before."""
+    import numpy as np
+
+    optuna = import_optuna()
+    seed = int(np.random.SeedSequence([sweep.experiment.seed, worker, trials_before]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=seed) if sweep.config.method == "tpe" else \
+        optuna.samplers.RandomSampler(seed=seed)
+
+
+def trial_seed(sweep: Sweep, number: int) -> int:
+    """The seed trial `number` trains with: the experiment's seed plus the number."""
+    return (sweep.experiment.seed + number) % 2**32
+
+
+def check_points(sweep: Sweep) -> None:
+    """Build and compile the model of every point of the sweep (`Sweep.points`) as `cnnrun inspect` and a
+    Trainer do before reading data, and check its monitors, before any trial: a point Keras refuses (`filters:
+    -3`) is a one-line UserError naming the point, not a trial that fails."""
+    from cnnrun.config.sweep import naming_the_point
+    from cnnrun.data import augmentation_in_model
+    from cnnrun.model.build import declared_info, new_model
+    from cnnrun.model.phases import check_phases
+    from cnnrun.training.callbacks import configured_callbacks
+
+    for params in sweep.points():
+        with naming_the_point(sweep, params):
+            experiment = sweep.trial_experiment(params, sweep.experiment.seed)
+            resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
+            configured_callbacks(experiment, None)
+            model = new_model(experiment, declared_info(experiment), augmentation_in_model(experiment))
+            check_phases(model, experiment)
 
 
 def prepare_study(sweep: Sweep, study) -> None:
@@ -138,7 +178,10 @@ def prepare_study(sweep: Sweep, study) -> None:
             # a process killed after taking a queued grid point but before drawing it has no params yet: its
             # point is in the queue's fixed params
             params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-            study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
+            # the seed of the trial it retries (a retry's own came from the trial it retried): the seed follows
+            # the trial, not the attempt, so a resumed sweep trains as an uninterrupted one
+            seed = trial.user_attrs.get("seed", trial_seed(sweep, trial.number))
+            study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "seed": seed})
             folder = trial.user_attrs.get("run_folder")
             if folder and (Path(folder) / "state.json").is_file():
                 with Run(Path(folder)).hold() as run:  # takes over the dead process's lock
@@ -183,7 +226,7 @@ def run_trial(sweep: Sweep, trial) -> float:
     trial.set_user_attr("worker", {"pid": os.getpid(), "host": socket.gethostname(),
                                    "start": process_start(os.getpid())})
     params = {name: space.suggest(trial, name) for name, space in sweep.config.params.items()}
-    seed = (sweep.experiment.seed + trial.number) % 2**32
+    seed = trial.user_attrs.get("seed", trial_seed(sweep, trial.number))  # a retry's: the retried trial's
     trial.set_user_attr("seed", seed)
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     console.print(f"trial {trial.number} ({count(trial.study)['done'] + 1} of {sweep.planned}): {shown}",
@@ -310,16 +353,18 @@ def gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in result.stdout.splitlines()) if result.returncode == 0 else 0
 
 
-def start_workers(path: Path, workers: int) -> int:
-    """Run `cnnrun sweep PATH --worker I` in `workers` processes at once (each on its own GPU when there are
-    GPUs, through `CUDA_VISIBLE_DEVICES`); wait for them; return the first non-zero exit code, else 0."""
+def start_workers(path: Path, workers: int, overrides: list[str] | None = None) -> int:
+    """Run `cnnrun sweep PATH --worker I` (with the same `--set` overrides) in `workers` processes at once (each
+    on its own GPU when there are GPUs, through `CUDA_VISIBLE_DEVICES`); wait for them; return the first non-zero
+    exit code, else 0."""
     gpus = gpu_count()
     processes = []
     for index in range(workers):
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
-        processes.append(subprocess.Popen([sys.executable, "-m", "cnnrun", "sweep", str(path), "--worker",
+        sets = [arg for assignment in overrides or [] for arg in ("--set", assignment)]
+        processes.append(subprocess.Popen([sys.executable, "-m", "cnnrun", "sweep", str(path), *sets, "--worker",
                                            str(index)], env=env))
     codes = [process.wait() for process in processes]
     return next((code for code in codes if code), 0)
