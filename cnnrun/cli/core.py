@@ -37,7 +37,10 @@ def train(
     """
     from cnnrun.config import load_experiment
     from cnnrun.devices.backend import prepare
+    from cnnrun.run_folder.folder import check_run_name
 
+    if name is not None:  # `--name ''` too: an empty name is not the experiment's
+        check_run_name(name)
     experiment = load_experiment(config, set_)
     prepare(experiment)
     quiet_imports()
