@@ -38,8 +38,11 @@ def train(
     from cnnrun.config import load_experiment
     from cnnrun.config.sweep import refuse_sweep_file
     from cnnrun.devices.backend import prepare
+    from cnnrun.run_folder.folder import check_run_name
 
     refuse_sweep_file(config, set_)
+    if name is not None:  # `--name ''` too: an empty name is not the experiment's
+        check_run_name(name)
     experiment = load_experiment(config, set_)
     prepare(experiment)
     quiet_imports()

@@ -13,11 +13,20 @@ Example:
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from cnnrun.config.sections import Section
 
 KERAS_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
+KERAS_PICTURE_SIZES = {"fashion_mnist": (28, 28), "mnist": (28, 28), "cifar10": (32, 32), "cifar100": (32, 32)}
 MIN_SHAPES_SIZE = 13  # the shapes generator keeps every shape (up to 0.84 of the side) a pixel inside the image
 
 _RELATIVE = " A relative path is relative to the current folder; it is recorded resolved (absolute) in the run's " \
@@ -47,6 +56,13 @@ ClassName = Annotated[str, BeforeValidator(_number_as_name), StringConstraints(m
 
 class DatasetBase(Section):
     """What every kind of data takes: how it is split, normalised and labelled."""
+
+    _source: str | None = PrivateAttr(default=None)  # the config file it was read from (`validate_experiment`)
+
+    @property
+    def source(self) -> str | None:
+        """The config file this section was read from, named in the data's errors; None when unknown."""
+        return self._source
 
     name: str = Field(description="Which data; each kind below says its own keys.")
     validation_split: float | None = Field(
@@ -182,6 +198,24 @@ DATASET_KINDS: dict[str, type[DatasetBase]] = {
 
 DatasetConfig = Annotated[ShapesDataset | KerasDataset | NpzDataset | ImageFolderDataset,
                           Field(discriminator="name")]
+
+
+def picture_size(dataset: DatasetBase) -> tuple[int, int] | None:
+    """The `(height, width)` of the pictures the model receives, as the config says it; None for an npz (the
+    arrays say it once they are read)."""
+    if isinstance(dataset, ShapesDataset):
+        return dataset.image_size, dataset.image_size
+    if isinstance(dataset, ImageFolderDataset):
+        size = dataset.image_size
+        return (size, size) if isinstance(size, int) else size
+    return KERAS_PICTURE_SIZES.get(dataset.name)
+
+
+def pictures_of(dataset: DatasetBase) -> str:
+    """The dataset as messages name it: `fashion_mnist`, `the image folder data/pets`, `npz (data/mine.npz)`."""
+    if isinstance(dataset, ImageFolderDataset):
+        return f"the image folder {dataset.path}"
+    return f"{dataset.name} ({dataset.path})" if isinstance(dataset, NpzDataset) else dataset.name
 
 
 def default_name(value: Any) -> Any:

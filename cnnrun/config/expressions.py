@@ -2,7 +2,8 @@
 
 `vars:` at the top level and `model.vars:` (which wins) name values; a string that is only `${…}` takes the
 value's type (`filters: "${base * 2}"` is the number 64), a `${…}` inside a longer string is replaced by its text
-(`name: "conv_${base}"`). No calls, no attributes, no names but the vars: a config runs no code.
+(`name: "conv_${base}"`). A var may use other vars, in any order; a circle of vars is an error naming them. No
+calls, no attributes, no names but the vars: a config runs no code.
 
 Every step is bounded, so a config can neither hang nor exhaust memory: an expression is at most
 `MAX_EXPRESSION_LENGTH` characters, numbers stay within ±`MAX_NUMBER`, and an exponent can only produce such a
@@ -155,11 +156,64 @@ def variable_names(value: Any) -> set[str]:
     return names
 
 
+def _circle(names: list[str]) -> str:
+    """`vars: a and b refer to each other` for a circle of vars (`names` ends where it began)."""
+    if len(names) == 2:
+        return f"vars: {names[0]} refers to itself (${{{names[0]}}} in its own value); give it a value"
+    members = names[:-1]
+    listed = " and ".join([", ".join(members[:-1]), members[-1]]) if len(members) > 2 else " and ".join(members)
+    path = f" ({' → '.join(names)})" if len(members) > 2 else ""
+    return f"vars: {listed} refer to each other{path}, so none has a value; give one of them a value"
+
+
+def resolve_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """The vars with the `${…}` of their values substituted: a var may use others (`double: "${base * 2}"`).
+
+    Each var is resolved after the vars it uses; a circle of vars (`a: "${b}"`, `b: "${a}"`) is a one-line
+    error naming them, found before anything is evaluated. A value that uses `${num_classes}` (filled in when
+    the model is built) is kept as written.
+
+    Example:
+    >>> resolve_variables({"base": 16, "double": "${base * 2}"})
+    {'base': 16, 'double': 32}
+    """
+    uses = {name: variable_names(value) & set(variables) for name, value in variables.items()}
+    order: list[str] = []
+    state: dict[str, str] = {}  # name → "open" while its uses are walked, "done" after
+    for start in variables:
+        stack = [(start, iter(sorted(uses[start])))]
+        path = [start]
+        if state.get(start) == "done":
+            continue
+        state[start] = "open"
+        while stack:  # depth first, without recursion: a long chain of vars cannot exhaust Python's stack
+            name, pending = stack[-1]
+            used = next(pending, None)
+            if used is None:
+                stack.pop()
+                path.pop()
+                state[name] = "done"
+                order.append(name)
+            elif state.get(used) == "open":
+                raise UserError(_circle([*path[path.index(used):], used]))
+            elif state.get(used) is None:
+                state[used] = "open"
+                stack.append((used, iter(sorted(uses[used]))))
+                path.append(used)
+    values = dict(variables)  # each var's value, resolved once the walk's order reaches it
+    for name in order:
+        value = variables[name]
+        late = variable_names(value) & (set(LATE_VARS) - set(variables))
+        values[name] = value if late else substitute(value, values, f"vars.{name}")
+    return values
+
+
 def resolve_vars(doc: dict[str, Any]) -> dict[str, Any]:
     """Substitute the top-level `vars:` and `model.vars:` (the latter wins) everywhere but in the vars and blocks.
 
-    `model.blocks` keeps its `${…}`: a block's parameters take their values from the `args:` of each use, when
-    the model is built (a var of the same name is the default).
+    A var's value may use other vars (see `resolve_variables`). `model.blocks` keeps its `${…}`: a block's
+    parameters take their values from the `args:` of each use, when the model is built (a var of the same name
+    is the default).
 
     Args:
         doc: a config as read from YAML, `base:` merged and `--set` applied.
@@ -168,7 +222,7 @@ def resolve_vars(doc: dict[str, Any]) -> dict[str, Any]:
     top, local = doc.get("vars") or {}, model.get("vars") or {}
     if not isinstance(top, dict) or not isinstance(local, dict):
         raise UserError("vars: a mapping of names to values, e.g. `vars: {base_filters: 32}`")
-    variables = {**top, **local}
+    variables = resolve_variables({**top, **local})
     resolved = {}
     for key, value in doc.items():
         if key == "vars":

@@ -1,9 +1,10 @@
 """Reading an experiment: YAML files, `base:` inheritance, `--set` overrides, `${vars}`, then the schema.
 
 This is the only module that reads YAML. Every mistake is a one-line `UserError` naming the file and the key:
-a file that is not UTF-8 text, a YAML syntax error, an unknown key (with the closest known one), a value out of
-range. Documents are bounded (`MAX_NODES` values, `MAX_DEPTH` levels, counting every alias as the copy it
-stands for), so a small file that expands into a huge one is refused before anything walks it.
+a file that is not UTF-8 text, a YAML syntax error, a key given twice in one mapping (with both lines), an unknown
+key (with the closest known one), a value out of range. Documents are bounded (`MAX_NODES` values, `MAX_DEPTH`
+levels, counting every alias as the copy it stands for), so a small file that expands into a huge one is refused
+before anything walks it.
 
 Example:
 >>> experiment = load_experiment("configs/quickstart.yaml", ["train.epochs=3"])
@@ -51,16 +52,50 @@ def check_size(doc: Any, source: str) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names the same key twice: YAML keeps the last silently, so the first is refused instead."""
+
+    def __init__(self, key: Any, first_line: int, second_line: int):
+        super().__init__(f"key {key!r} twice")
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping with a key given twice (two `train:` sections, say).
+
+    Keys that come in through a merge (`<<: *defaults`) may be given again: that is what a merge is for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the safe loader's own error says so
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def _one_line(error: yaml.YAMLError) -> str:
     """PyYAML's problem description, on one line (its messages span several, with a copy of the text)."""
     problem = error.problem if isinstance(error, yaml.MarkedYAMLError) and error.problem else str(error)
     return " ".join(str(problem).split())
 
 
-def _parse(text: str, source: str, loader: type = yaml.SafeLoader) -> Any:
-    """Parse a config file's text; a syntax error is a one-line UserError naming `source`, line and column."""
+def _parse(text: str, source: str, loader: type = UniqueKeyLoader) -> Any:
+    """Parse a config file's text; a syntax error or a key given twice is a one-line UserError naming `source`
+    and the line."""
     try:
         return yaml.load(text, Loader=loader)
+    except DuplicateKeyError as e:
+        raise UserError(f"{source}:{e.second_line}: key '{e.key}' is given twice in one mapping (lines "
+                        f"{e.first_line} and {e.second_line}); YAML would drop the first silently: keep one") from e
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -80,6 +115,10 @@ def read_yaml(path: Path, c_parser: bool = False) -> dict[str, Any]:
             itself (a run's config.yaml, which `cnnrun runs` reads by the thousand): both parsers read them
             alike. Defaults to False (PyYAML's own parser, whose error messages the tests know).
     """
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        hint = f" (it holds {', '.join(found[:3])}{', …' if len(found) > 3 else ''})" if found else ""
+        raise UserError(f"{path}: is a directory; give an experiment's YAML file{hint}")
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:
@@ -87,7 +126,7 @@ def read_yaml(path: Path, c_parser: bool = False) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); a config "
                         f"is a YAML file saved as UTF-8") from e
-    doc = _parse(text, str(path), getattr(yaml, "CSafeLoader", yaml.SafeLoader) if c_parser else yaml.SafeLoader)
+    doc = _parse(text, str(path), getattr(yaml, "CSafeLoader", yaml.SafeLoader) if c_parser else UniqueKeyLoader)
     check_size(doc, str(path))
     if doc is None:
         doc = {}
@@ -152,7 +191,9 @@ def apply_override(doc: dict[str, Any], assignment: str) -> None:
     if not sep or not key:
         raise UserError(f"--set {assignment}: write KEY=VALUE, e.g. --set train.epochs=3")
     try:
-        value = yaml.safe_load(raw)
+        value = yaml.load(raw, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise UserError(f"--set {assignment}: key '{e.key}' is given twice; keep one") from e
     except yaml.YAMLError as e:
         raise UserError(f"--set {assignment}: the value is not valid YAML: {_one_line(e)}") from e
     except RecursionError as e:
@@ -261,6 +302,7 @@ def validate_experiment(doc: dict[str, Any], source: str) -> Experiment:
     try:
         experiment = Experiment.model_validate(doc)
         experiment._source = source
+        experiment.dataset._source = source
         return experiment
     except ValidationError as e:
         raise UserError(format_validation_error(e, source)) from e

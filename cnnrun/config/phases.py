@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cnnrun.config.registry import OPTIMIZERS, check_name
+from cnnrun.config.registry import OPTIMIZERS, check_name, check_optimizer_values
 from cnnrun.config.schedules import WHERE, check_learning_rate
 from cnnrun.config.sections import Section
 from cnnrun.errors import UserError, did_you_mean
@@ -88,6 +88,7 @@ class PhaseConfig(Section):
             raise UserError("optimizer: needs a `name:` (adam, rmsprop, sgd, ...)")
         check_name(name, OPTIMIZERS, "optimizer", "optimizer")
         if isinstance(self.optimizer, dict):
+            check_optimizer_values(self.optimizer, "optimizer")
             if "learning_rate" in self.optimizer:
                 if self.learning_rate is not None:
                     raise UserError("learning_rate: given twice, here and in optimizer.learning_rate; keep one")

@@ -152,3 +152,23 @@ def check_arguments(cls: type, kwargs: dict[str, Any], where: str) -> None:
                 f"{where}: {cls.__name__} has no argument '{key}'{did_you_mean(key, accepted)}; "
                 f"it takes: {', '.join(accepted)}"
             )
+
+
+# optimizer arguments that are amounts: Keras takes any number for them, and a negative one trains, wrongly
+# (a negative weight_decay grows the weights each step); the moment terms are fractions
+NON_NEGATIVE_OPTIMIZER_ARGS = ("weight_decay", "epsilon", "clipnorm", "clipvalue", "global_clipnorm")
+FRACTION_OPTIMIZER_ARGS = ("momentum", "beta_1", "beta_2", "rho", "ema_momentum")
+
+
+def check_optimizer_values(optimizer: dict[str, Any], where: str) -> None:
+    """A UserError when an optimizer's amount (`weight_decay`, `epsilon`, clipping) is negative or a moment
+    term (`momentum`, `beta_1`, …) is outside 0–1; `where` is its key (`compile.optimizer`)."""
+    for key in (*NON_NEGATIVE_OPTIMIZER_ARGS, *FRACTION_OPTIMIZER_ARGS):
+        value = optimizer.get(key)
+        if value is None:
+            continue
+        fraction = key in FRACTION_OPTIMIZER_ARGS
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (fraction and value > 1):
+            need = "a number from 0 to 1" if fraction else "a number ≥ 0"
+            hint = " (a negative decay would grow the weights every step)" if key == "weight_decay" else ""
+            raise UserError(f"{where}.{key}: {need}{hint}, got {value!r}")

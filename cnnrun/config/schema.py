@@ -12,12 +12,13 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from cnnrun.config.augmentation import AugmentationConfig, check_fits
 from cnnrun.config.callbacks import CallbacksConfig
-from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name
+from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name, picture_size, pictures_of
 from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
-from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name
+from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name, check_optimizer_values
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
 from cnnrun.config.tracking import TrackingConfig
@@ -52,6 +53,8 @@ class CompileConfig(Section):
         if not isinstance(name, str):
             raise ValueError("optimizer needs a `name:` (adam, rmsprop, sgd, ...)")
         check_name(name, OPTIMIZERS, "optimizer", "compile.optimizer")
+        if isinstance(self.optimizer, dict):
+            check_optimizer_values(self.optimizer, "compile.optimizer")
         if isinstance(self.optimizer, dict) and "learning_rate" in self.optimizer:
             self.optimizer = {**self.optimizer, "learning_rate": check_learning_rate(self.optimizer["learning_rate"])}
         if self.loss is not None:
@@ -142,65 +145,6 @@ class TrainConfig(Section):
         return self
 
 
-class RandomCropConfig(Section):
-    """Pad and crop back at a random place per image: the CIFAR augmentation of He et al."""
-
-    padding: int = Field(ge=1, le=1024, description="Pixels added on every side; each image is then cut back to "
-                         "its size at its own random place, so it moves by −padding … +padding pixels per axis.")
-    fill_mode: Literal["constant", "reflect", "nearest", "wrap"] = Field(
-        "constant", description="How the padding is filled, as in `augmentation.fill_mode`: `reflect` repeats the edge "
-        "pixel (d c b a | a b c d, Keras' and ImageDataGenerator's meaning; PyTorch's `reflect` does not)."
-    )
-    cval: float = Field(0, ge=0, le=255, description="The fill value for `constant`, as a pixel value (0–255).")
-
-
-class CutoutConfig(Section):
-    """Cutout (DeVries & Taylor 2017): one square per image set to the value normalisation turns into 0."""
-
-    size: int = Field(ge=1, le=1024, description="The square's side in pixels. Its centre is any pixel, drawn per "
-                      "image; a square reaching past the border is cut there. It is filled with the value the "
-                      "model sees as 0: the dataset's mean under `normalize: standardize` (as in the paper), else "
-                      "black.")
-
-
-class AugmentationConfig(Section):
-    """ImageDataGenerator's words, and the CIFAR recipes' crop and cutout; applied to training batches only."""
-
-    rotation_range: float = Field(0, ge=0, le=180, description="Random rotation, ± degrees.")
-    width_shift_range: float = Field(0, ge=0, lt=1, description="Random horizontal shift, ± fraction of width.")
-    height_shift_range: float = Field(0, ge=0, lt=1, description="Random vertical shift, ± fraction of height.")
-    zoom_range: float | tuple[float, float] = Field(
-        0, description="Random zoom: a number z means [1 − z, 1 + z]; or [low, high]. Values < 1 zoom in."
-    )
-    shear_range: float = Field(0, ge=0, lt=90, description="Random shear, ± degrees.")
-    horizontal_flip: bool = Field(False, description="Flip left-right at random.")
-    vertical_flip: bool = Field(False, description="Flip upside-down at random.")
-    brightness_range: tuple[float, float] | None = Field(
-        None, description="Multiply brightness by a random factor in [low, high] (1 = unchanged)."
-    )
-    contrast_range: tuple[float, float] | None = Field(
-        None, description="Scale contrast by a random factor in [low, high] (1 = unchanged)."
-    )
-    fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = Field(
-        "nearest", description="How pixels outside the image are filled."
-    )
-    cval: float = Field(0, description="The fill value for `fill_mode: constant`, as a pixel value (0–255).")
-    random_crop: RandomCropConfig | None = Field(
-        None, description="`{padding: 4, fill_mode: reflect}`: pad and crop back at a random place per image, "
-        "before the other changes."
-    )
-    cutout: CutoutConfig | None = Field(
-        None, description="`{size: 8}`: a square per image set to the value the model sees as 0, after the other "
-        "changes."
-    )
-    placement: Literal["auto", "pipeline", "model"] = Field(
-        "auto", description="Where augmentation runs. `pipeline`: in the `tf.data` input pipeline on the CPU, "
-        "overlapping training. `model`: as the model's first layers, on the GPU when there is one (they pass "
-        "images through unchanged at inference). `auto`: `model` when a GPU is visible or the backend is not "
-        "TensorFlow, else `pipeline`."
-    )
-
-
 class OutputConfig(Section):
     dir: str = Field("outputs", description="Runs go to `<dir>/<name>/<YYYYMMDD-HHMMSS>/`.")
     plots: bool = Field(True, description="Write `history.png` after every epoch.")
@@ -264,6 +208,14 @@ class Experiment(Section):
             raise UserError(f"dataset.normalize: {self.dataset.normalize} would normalise the images twice: "
                             f"{where} applies {args['name']}'s own preprocess_input inside the model, on pixel "
                             f"values 0-255; set dataset.normalize: none")
+        return self
+
+    @model_validator(mode="after")
+    def _augmentation_fits(self) -> "Experiment":
+        """A cutout or crop padding larger than the pictures (an npz's are checked when its arrays are read)."""
+        size = picture_size(self.dataset)
+        if size is not None:
+            check_fits(self.augmentation, size, pictures_of(self.dataset))
         return self
 
     @model_validator(mode="after")

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
+from cnnrun.config.augmentation import check_fits
+from cnnrun.config.dataset import pictures_of
 from cnnrun.data.examples import Examples, FileExamples, RawData
 from cnnrun.data.faults import data_error
-from cnnrun.data.sources import describe, load_raw
+from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.subsets import per_class_sample
 from cnnrun.errors import UserError
 
@@ -162,7 +164,8 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
        order changes nothing: the shifts are symmetric, so a flipped crop and a crop of the flip are equally likely.
     2. rotation, shifts, shear, zoom and flips: one `RandomAffine` (one interpolation, composed as
        ImageDataGenerator composes them).
-    3. brightness: `RandomBrightnessScale` (multiplicative, as there); contrast: Keras' `RandomContrast`.
+    3. brightness: `RandomBrightnessScale` (multiplicative, as there); contrast: Keras' `RandomContrast`, its
+       range kept as written (`cnnrun.data.layers.RandomContrast`).
     4. `cutout`: `RandomCutout`, last (as in the paper), so nothing changes the square's value afterwards.
 
     Returns None when nothing is switched on.
@@ -177,7 +180,13 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
     """
     import keras
 
-    from cnnrun.data.layers import RandomAffine, RandomBrightnessScale, RandomCutout, RandomPaddedCrop
+    from cnnrun.data.layers import (
+        RandomAffine,
+        RandomBrightnessScale,
+        RandomContrast,
+        RandomCutout,
+        RandomPaddedCrop,
+    )
 
     black, white = value_range
 
@@ -204,7 +213,7 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
         layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=own_seed(3)))
     if config.contrast_range:
         low, high = config.contrast_range
-        layers.append(keras.layers.RandomContrast((1 - low, high - 1), value_range=value_range, seed=own_seed(4)))
+        layers.append(RandomContrast((low, high), value_range=value_range, seed=own_seed(4)))
     if config.cutout is not None:
         layers.append(RandomCutout(config.cutout.size, zero, seed=own_seed(2)))
     return keras.Sequential(layers, name="augmentation") if layers else None
@@ -350,13 +359,15 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         UserError: the data cannot be read, does not fit the config, or a split is empty.
     """
     config = experiment.dataset
-    raw = load_raw(config, experiment.seed, stored_files)
-    if config.label_mode == "binary" and len(raw.class_names) != 2:
-        raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
-    examples = _split(config, raw)
-    if config.samples_per_class and not raw.presplit:  # a run's recorded splits hold its subset already
-        examples["train"] = per_class_sample(examples["train"], config.samples_per_class, experiment.seed,
-                                             raw.class_names, _held_out(config, raw))
+    with naming_the_config(experiment.source):
+        raw = load_raw(config, experiment.seed, stored_files)
+        if config.label_mode == "binary" and len(raw.class_names) != 2:
+            raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
+        examples = _split(config, raw)
+        if config.samples_per_class and not raw.presplit:  # a run's recorded splits hold its subset already
+            examples["train"] = per_class_sample(examples["train"], config.samples_per_class, experiment.seed,
+                                                 raw.class_names, _held_out(config, raw))
+        check_fits(experiment.augmentation, tuple(examples["train"].image_shape[:2]), pictures_of(config))
     train = examples["train"]
     if stored is not None:
         mean, std = stored.mean, stored.std

@@ -5,7 +5,9 @@ file with an image suffix is opened and fully decoded (`Image.load()`: that is w
 pool of threads. CMYK, palette, 16-bit and other pictures Pillow can convert are good: they are converted to the
 colour mode training asks for. A phone photo whose EXIF says it was taken sideways is turned upright (TensorFlow's
 decoders ignore EXIF). A picture above Pillow's decompression-bomb limit is used with a note in the report, not a
-Python warning; one above twice the limit is refused. `predict` reads its inputs through the same `check_file`.
+Python warning; one above twice the limit is refused. A name with an image suffix that is no file (a symbolic link
+to a missing file, a named pipe) is a bad file too, with its reason, and never opened. `predict` reads its inputs
+through the same `check_file`.
 
 Example:
 >>> report = check_image_folder("data/cats_and_dogs")
@@ -16,6 +18,7 @@ Example:
 import contextlib
 import io
 import os
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cnnrun.data.folders import CHANNELS, class_folders, folder_splits, is_image_file, subfolders
+from cnnrun.data.folders import CHANNELS, IMAGE_SUFFIXES, class_folders, folder_splits, is_image_file, subfolders
 from cnnrun.errors import UserError
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a camera was held; 1 is upright
@@ -196,6 +199,22 @@ def _check_file(path: Path, mode: str | None) -> FileCheck:
     return FileCheck((height, width), None, png.getvalue(), note)
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why `path`, named like a picture, is no file to read: a link to nothing, a pipe, a socket, a device; None
+    for a folder (a folder named `x.jpg` is a folder) or a file. Such a path is never opened (a pipe would block)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        target = os.readlink(path) if path.is_symlink() else "?"
+        return f"a symbolic link to a missing file ({target})"
+    except OSError as e:
+        return f"cannot be read ({_first_line(e)})"
+    kinds = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device"}
+    kind = next((words for test, words in kinds.items() if test(mode)), None)
+    return None if kind is None else f"not a regular file: {kind}"
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:120] if text else type(e).__name__
@@ -254,6 +273,8 @@ def check_image_folder(root: str | Path, mode: str | None = None, workers: int |
                     jobs.append((split, name, path))
                 elif path.is_file():
                     ignored += 1
+                elif path.suffix.lower() in IMAGE_SUFFIXES and (reason := not_a_file(path)) is not None:
+                    splits[split][name].bad.append(BadFile(path, reason))
 
     with bomb_warnings_quiet(), ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) + 4)) as pool:
         results = pool.map(lambda job: _check_file(job[2], mode), jobs)

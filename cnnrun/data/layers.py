@@ -53,6 +53,33 @@ class RandomBrightnessScale(keras.layers.Layer):
                 "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="cnnrun")
+class RandomContrast(keras.layers.RandomContrast):
+    """Keras' `RandomContrast` with its factor drawn from `[low, high]` as written, as ImageDataGenerator-style
+    `contrast_range` means it.
+
+    Keras takes `factor=(lower, upper)` for factors in `[1 − lower, 1 + upper]` but sorts the pair first, so a
+    range not centred on 1 (`[0.5, 1.2]`: lower 0.5, upper 0.2) came out as `[0.8, 1.5]`, and one below 1
+    (`[0.6, 0.8]`: upper −0.2) was refused. This layer keeps the pair as given.
+
+    Args:
+        contrast_range: `(low, high)`, 0 ≤ low ≤ high: the factor is drawn uniformly from it, once per image.
+        value_range: `(black, white)`: the values of black and white pixels; default `(0, 255)`.
+        seed: seeds the factors.
+    """
+
+    def __init__(self, contrast_range: tuple[float, float], value_range: tuple[float, float] = (0, 255),
+                 seed: int | None = None, **kwargs):
+        kwargs.pop("factor", None)  # a saved layer's config holds Keras' own key too
+        super().__init__(factor=0.0, value_range=value_range, seed=seed, **kwargs)
+        self.contrast_range = tuple(float(v) for v in contrast_range)
+        low, high = self.contrast_range
+        self.factor = (1.0 - low, high - 1.0)  # Keras draws from [1 − factor[0], 1 + factor[1]]
+
+    def get_config(self):
+        return {**super().get_config(), "contrast_range": self.contrast_range}
+
+
 def affine_maps(degrees, height_shift, width_shift, shear_degrees, zoom_rows, zoom_columns, flip_v, flip_h,
                 height: int, width: int):
     """Affine maps from output (row, column) to input (row, column), as ImageDataGenerator builds them.

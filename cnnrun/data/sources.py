@@ -2,16 +2,18 @@
 image folders.
 
 One record per kind of dataset (`SOURCES`, keyed by the config's class in the `DatasetConfig` union): its input
-shape and class names without the images, its name in messages, and its loader. A new kind is one config class and
+shape and class names without the images, and its loader. A new kind is one config class and
 one record here.
 
 Each loader returns a `RawData`: per split, examples in memory (uint8 or float images in NHWC layout and integer
 labels) or image files that stream from disk; and the class names.
 """
 
+import contextlib
 import gzip
 import pickle
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cnnrun.config import DatasetConfig
-from cnnrun.config.dataset import ImageFolderDataset, KerasDataset, NpzDataset, ShapesDataset
+from cnnrun.config.dataset import ImageFolderDataset, KerasDataset, NpzDataset, ShapesDataset, pictures_of
 from cnnrun.data.examples import ArrayExamples, RawData
 from cnnrun.data.folders import CHANNELS, PIL_MODES, class_folders, folder_splits, subfolders
 from cnnrun.data.image_folder import read_folder_tree
@@ -51,17 +53,29 @@ def _arrays(x_train, y_train, x_test, y_test, class_names: list[str]) -> RawData
     return RawData(ArrayExamples(x_train, np.asarray(y_train).reshape(-1).astype(np.int64)), test, class_names)
 
 
+@contextlib.contextmanager
+def naming_the_config(source: str | None) -> Iterator[None]:
+    """Put the config file's name before a UserError raised in the block (unless it starts with it already)."""
+    try:
+        yield
+    except UserError as e:
+        if source and not str(e).startswith(f"{source}:"):
+            raise UserError(f"{source}: {e}") from e
+        raise
+
+
 def describe(config: DatasetConfig) -> tuple[tuple[int, ...], list[str]]:
     """The input shape and class names of a dataset, without loading its images (npz reads its labels).
 
     The class names are those `dataset.classes` chooses, checked against the dataset's own (a UserError names
-    an unknown one), so the model's `${num_classes}` is right before any data is loaded.
+    the config file and an unknown one), so the model's `${num_classes}` is right before any data is loaded.
     """
     source = SOURCES[type(config)]
-    shape, names = source.shape_and_names(config)
-    if names is None:  # two classes by definition; names come with the data
-        return shape, list(config.classes or ["class 0", "class 1"])
-    return shape, chosen_classes(config.classes, names, source.where(config))
+    with naming_the_config(config.source):
+        shape, names = source.shape_and_names(config)
+        if names is None:  # two classes by definition; names come with the data
+            return shape, list(config.classes or ["class 0", "class 1"])
+        return shape, chosen_classes(config.classes, names, pictures_of(config))
 
 
 def _shapes_shape(config: ShapesDataset) -> tuple[tuple[int, ...], list[str]]:
@@ -114,8 +128,9 @@ def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | No
             for datasets of arrays.
     """
     source = SOURCES[type(config)]
-    raw = source.load(config, seed, stored_files)
-    return only_classes(raw, chosen_classes(config.classes, raw.class_names, source.where(config)))
+    with naming_the_config(config.source):
+        raw = source.load(config, seed, stored_files)
+        return only_classes(raw, chosen_classes(config.classes, raw.class_names, pictures_of(config)))
 
 
 def _load_shapes(config: ShapesDataset, seed: int, stored_files: dict[str, Any] | None) -> RawData:
@@ -265,13 +280,41 @@ def _read_cifar_batches(name: str, folder: Path):
     return (*read(train_files), *read(test_files))
 
 
+class _DownloadLineHeld:
+    """Standard output while Keras loads a dataset: its `Downloading data from …` line is held back until the
+    download shows progress (anything else it prints), so that offline the one-line error comes alone."""
+
+    def __init__(self, real: Any):
+        self.real, self.held = real, []
+
+    def write(self, text: str) -> int:
+        if text.startswith("Downloading data from"):
+            self.held.append(text)
+            return len(text)
+        self.release()
+        return self.real.write(text)
+
+    def release(self) -> None:
+        """Write what was held (the download is under way, or done)."""
+        for text in self.held:
+            self.real.write(text)
+        self.held.clear()
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding, fileno: the real stream's
+        return getattr(self.real, name)
+
+
 def _download(name: str) -> RawData:
-    """Let Keras download (or reuse its cache in ~/.keras/datasets); offline, say which files go where."""
+    """Let Keras download (or reuse its cache in ~/.keras/datasets); offline, say which files go where, in one
+    line with nothing before it (Keras' `Downloading data from …` is held back until the download progresses)."""
     import keras
 
     loader = getattr(keras.datasets, name)
+    held = _DownloadLineHeld(sys.stdout)
     try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        with contextlib.redirect_stdout(held):
+            (x_train, y_train), (x_test, y_test) = loader.load_data()
+        held.release()
     except Exception as e:  # keras.utils.get_file raises a bare Exception when the URL cannot be fetched
         if "URL fetch failure" not in str(e) and not isinstance(e, OSError):
             raise
@@ -290,19 +333,16 @@ class Source:
     Args:
         shape_and_names: the input shape and every class name, without loading the images (None for the names of
             a binary image folder that is not there yet).
-        where: the dataset as messages name it.
         load: its examples, `(config, seed, stored_files) -> RawData`, every class (an image folder's chosen ones).
     """
 
     shape_and_names: Callable[[Any], tuple[tuple[int, ...], list[str] | None]]
-    where: Callable[[Any], str]
     load: Callable[[Any, int, dict[str, Any] | None], RawData]
 
 
 SOURCES: dict[type, Source] = {
-    ShapesDataset: Source(_shapes_shape, lambda config: config.name, _load_shapes),
-    KerasDataset: Source(_keras_shape, lambda config: config.name, _load_keras),
-    NpzDataset: Source(_npz_shape, lambda config: f"npz ({config.path})",
-                       lambda config, seed, stored_files: _load_npz(Path(config.path))),
-    ImageFolderDataset: Source(_folder_shape, lambda config: f"the image folder {config.path}", _load_image_folder),
+    ShapesDataset: Source(_shapes_shape, _load_shapes),
+    KerasDataset: Source(_keras_shape, _load_keras),
+    NpzDataset: Source(_npz_shape, lambda config, seed, stored_files: _load_npz(Path(config.path))),
+    ImageFolderDataset: Source(_folder_shape, _load_image_folder),
 }

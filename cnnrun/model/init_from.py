@@ -9,7 +9,8 @@ configs agree on them: `conv2d`, `conv2d_1`, … `dense`, in order, or the confi
 
 With `model.replace_head: true` the model's last Dense layer keeps its fresh initialisation (a head for this
 dataset's classes). Without it, a last Dense whose shapes differ from the run's layer of that name (another number
-of classes) is an error that says so, and so is a model that would load nothing: not a silent random start.
+of classes) is an error that says so, and so is a model that would load nothing: not a silent random start. A run
+that is still training (a live process holds its `run.lock`) is refused, naming that process: its checkpoints change.
 
 `new_model` copies the weights (`copy_matching_weights`): a new run starts from them, and so does a resumed run
 killed before its first epoch ended (it starts again from the beginning). A resumed run with a `last.keras`
@@ -25,6 +26,8 @@ Example:
 """
 
 import functools
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from cnnrun.config.model import split_init_from
 from cnnrun.errors import UserError
 from cnnrun.model.checkpoints import load_checkpoint
 from cnnrun.run_folder.folder import Run, open_run
+from cnnrun.run_folder.lock import LOCK_NAME, Holder, parse_holder
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,12 @@ def read_source(init_from: str) -> Source:
         run = open_run(latest_finished(Path(folder)))
     except UserError as e:
         raise UserError(f"model.init_from: {e}") from e
+    holder = live_holder(run.path)
+    if holder is not None:
+        where = "" if holder.host == socket.gethostname() else f" on {holder.host}"
+        raise UserError(f"model.init_from: {run.path} is still training (process {holder.pid}{where} has held its "
+                        f"{LOCK_NAME} since {holder.since}); its checkpoints change as it trains: wait for it to end, "
+                        f"or start from a finished run")
     path = run.checkpoints / f"{which}.keras"
     if not path.is_file():
         other = "last" if which == "best" else "best"
@@ -131,6 +141,17 @@ def read_source(init_from: str) -> Source:
         raise UserError(f"model.init_from: {path}: missing; {run.path} has no checkpoints/{which}.keras{hint}")
     stat = path.stat()
     return _read_checkpoint(str(run.path), path.name, stat.st_mtime_ns, stat.st_size)
+
+
+def live_holder(folder: Path) -> Holder | None:
+    """The process that holds the run folder `folder` (its `run.lock`, see `cnnrun.run_folder.lock`) while it
+    trains, or None: no lock, a damaged one, one left by a process that has ended, or this process's own."""
+    try:
+        holder = parse_holder((folder / LOCK_NAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    mine = holder.pid == os.getpid() and holder.host == socket.gethostname()
+    return holder if holder.alive() and not mine else None
 
 
 def latest_finished(folder: Path) -> Path:

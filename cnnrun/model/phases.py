@@ -2,9 +2,10 @@
 
 `train.phases` (checked in `cnnrun.config.phases`) trains a model in phases, as the keras-io guide "Transfer
 learning & fine-tuning" does: first the new head on a frozen base, then more of the base with a small learning
-rate. The Trainer calls `check_phases` on the model it builds before any data is read, `start_phase` before each
-phase, and `phase_start_in_checkpoint` to know where a resumed run is. The words, which other parts of cnnrun
-rely on:
+rate. The Trainer calls `check_phases` on the model it builds before any data is read (a `{from: X}` that trains
+nothing of the base is refused there), `start_phase` before each phase, `phase_start_in_checkpoint` to know where a
+resumed run is, and `summary_text` for the run's `summary.txt` (which layers train). The words, which other parts
+of cnnrun rely on:
 
 - A **backbone** is a nested `keras.Model` layer of the built model (a `keras.applications` network), except
   cnnrun's in-model augmentation (the `keras.Sequential` named `augmentation`).
@@ -29,6 +30,7 @@ Example:
 
 import difflib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from cnnrun.report import console
 from cnnrun.run_folder.folder import Run
 
 AUGMENTATION = "augmentation"  # the name of cnnrun's in-model augmentation (`cnnrun.data.model_augmenter`)
+SUMMARY_WIDTH = 120  # summary.txt's columns: the narrowest at which Keras' Trainable header is whole
 
 
 def _walk(layers, order: list, positions: dict[str, int]) -> None:
@@ -181,6 +184,26 @@ def set_trainable(model, trainable: str | dict[str, Any], where: str = "trainabl
     return [layer for layer in base.layers if id(layer) in training]
 
 
+def summary_text(model) -> str:
+    """Keras' summary of `model` with its Trainable column (which layers train), as the run's `summary.txt` holds it.
+
+    Keras fits the table to the terminal (80 columns in a pipe) and cuts the Trainable header to `Trai…`; here the
+    table is `SUMMARY_WIDTH` columns whatever the terminal, so the file reads the same from any shell and every
+    header is whole.
+    """
+    lines: list[str] = []
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_WIDTH + 4)  # Keras and rich take the terminal's width from it
+    try:
+        model.summary(print_fn=lambda line, **_: lines.append(line), show_trainable=True, line_length=SUMMARY_WIDTH)
+    finally:
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+    return "\n".join(lines) + "\n"
+
+
 def experiment_at(experiment: Experiment, epoch: int) -> Experiment:
     """`experiment` with `compile.optimizer` replaced by what the phase after `epoch` epochs done trains with
     (`experiment` itself without phases)."""
@@ -197,11 +220,26 @@ def check_phases(model, experiment: Experiment) -> None:
         for index, (phase, (first, _)) in enumerate(zip(experiment.train.phases or [],
                                                         phase_spans(experiment.train), strict=True)):
             where = f"train.phases.{index}"
-            trained_base(model, phase.trainable, f"{where}.trainable")
+            trained = trained_base(model, phase.trainable, f"{where}.trainable")
+            if isinstance(phase.trainable, dict) and "from" in phase.trainable and \
+                    not any(_has_weights(layer) for layer in trained):
+                raise UserError(_trains_no_base(model, phase.trainable, f"{where}.trainable"))
             try:
                 make_optimizer(experiment_at(experiment, first))
             except UserError as e:
                 raise UserError(f"{where}.optimizer{str(e).removeprefix('compile.optimizer')}") from None
+
+
+def _trains_no_base(model, trainable: dict[str, Any], where: str) -> str:
+    """The message for a `{from: X}` that trains none of the base's weights: X is the head, which trains in every
+    phase, or only layers without weights (or BatchNormalization layers, which never train) follow it in the base,
+    so the phase trains what `none` trains."""
+    base = find_base(model)
+    name = trainable["from"]
+    within = f"from '{base.layers[0].name}' to '{base.layers[-1].name}'" if base.layers else "empty"
+    return (f"{where}.from: from '{name}' on, the base has no layer with weights (the base runs {within}; the "
+            f"head trains in every phase anyway), so this phase would train exactly what `none` trains; name an "
+            f"earlier layer of the base, or write trainable: none")
 
 
 def start_phase(model, experiment: Experiment, epoch: int, steps_per_epoch: int, replicas: int = 1) -> None:

@@ -15,14 +15,20 @@ Example:
 >>> tracker.on_run_end()  # after scoring: scores, artifacts, status; the Trainer calls it when it lets go
 """
 
+import http.client
 import logging
 import os
+import socket
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from cnnrun.atomic import os_error_reason
 from cnnrun.config import Experiment
 from cnnrun.config.load import dotted_keys
 from cnnrun.errors import UserError
@@ -30,6 +36,8 @@ from cnnrun.model.schedules import last_step_learning_rate
 from cnnrun.run_folder.folder import Run
 
 MLFLOW_FILE = "mlflow.json"
+STORE_TIMEOUT = 5.0  # seconds the store check waits for a tracking server before it says it does not answer
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}  # MLflow's database stores, default ports
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
 # cnnrun's statuses as MLflow's run statuses
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "pruned": "FINISHED",
@@ -49,15 +57,75 @@ def tracking_uri(experiment: Experiment) -> str | None:
 
 
 def check_mlflow(experiment: Experiment) -> None:
-    """A one-line UserError, before any data is read, when tracking is asked for but MLflow is not installed."""
-    if tracking_uri(experiment) is None:
+    """A one-line UserError, before any data is read or any folder made, when tracking is asked for but MLflow is
+    not installed or its store cannot be used (see `check_store`)."""
+    uri = tracking_uri(experiment)
+    if uri is None:
         return
+    asked = "tracking.mlflow.uri" if experiment.tracking.mlflow else "$MLFLOW_TRACKING_URI"
     try:
         import mlflow  # noqa: F401
     except ImportError as e:
-        asked = "tracking.mlflow" if experiment.tracking.mlflow else "$MLFLOW_TRACKING_URI"
         raise UserError(f"{asked}: MLflow tracking needs MLflow, which is not installed; "
                         f"pip install 'cnnrun[tracking]' (or unset MLFLOW_TRACKING_URI)") from e
+    try:
+        check_store(uri)
+    except UserError as e:
+        source = f"{experiment.source}: " if experiment.source and experiment.tracking.mlflow else ""
+        raise UserError(f"{source}{asked}: {e}") from None
+
+
+def check_store(uri: str, timeout: float = STORE_TIMEOUT) -> None:
+    """A UserError when MLflow could not use the store `uri`: a scheme MLflow does not know (the message lists
+    those it does), an http(s) server that does not answer one GET within `timeout` seconds (MLflow itself
+    retries for minutes), or a database server (postgresql, mysql, mssql) that does not accept a connection
+    within `timeout`. A local store (a path, `file:`, `sqlite:`) is made by MLflow when first used."""
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower()
+    base = scheme.split("+")[0]  # a database's driver: postgresql+psycopg2
+    schemes = _store_schemes()
+    if schemes is not None and len(scheme) > 1 and base not in schemes:  # one letter: a Windows drive, a path
+        raise UserError(f"{uri}: MLflow knows no tracking store '{scheme}:'; it takes a path or "
+                        f"{', '.join(f'{known}:' for known in schemes)} (e.g. sqlite:///mlflow.db, "
+                        f"http://host:5000)")
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(uri, method="GET"), timeout=timeout):
+                pass
+        except urllib.error.HTTPError:
+            return  # the server answered (a login page, a 404): MLflow's own requests say the rest
+        except http.client.HTTPException as e:
+            raise UserError(f"{uri}: not an HTTP server ({type(e).__name__}); give the MLflow server's address") from e
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise UserError(f"{uri}: the MLflow server does not answer ({_why(getattr(e, 'reason', e), timeout)}); "
+                            f"start it (mlflow server --port {parts.port or 5000}) or correct the address") from e
+    elif base in DATABASE_PORTS:
+        port = parts.port or DATABASE_PORTS[base]
+        try:
+            socket.create_connection((parts.hostname or "localhost", port), timeout=timeout).close()
+        except OSError as e:
+            raise UserError(f"{parts.hostname or 'localhost'}:{port}: the {scheme} server of the MLflow store "
+                            f"does not accept connections ({_why(e, timeout)})") from e
+
+
+def _why(reason: object, timeout: float) -> str:
+    """Why a connection failed, in a few words: `no answer in 5 s`, `connection refused`, `unknown host`."""
+    if isinstance(reason, TimeoutError):
+        return f"no answer in {timeout:g} s"
+    if isinstance(reason, socket.gaierror):
+        return "unknown host"
+    return os_error_reason(reason).lower() if isinstance(reason, OSError) else str(reason)
+
+
+def _store_schemes() -> list[str] | None:
+    """The tracking-store schemes this MLflow knows (its plugins' too), from MLflow's own registry; None when
+    this MLflow keeps them elsewhere (then MLflow's own error has to do)."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    except ImportError:
+        return None
+    registry = getattr(_tracking_store_registry, "_registry", None)
+    return [scheme for scheme in registry if scheme] if isinstance(registry, dict) else None
 
 
 def _artifact_location(uri: str) -> str | None:
