@@ -3,7 +3,7 @@
 import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,14 @@ def make_console(stderr: bool = False) -> Console:
 
 console = make_console()
 error_console = make_console(stderr=True)
+
+Say = Callable[[str], None]
+"""How a long task below the CLI (a sweep, a Trainer) tells what it is doing as it goes: one line at a time, handed
+to a function the CLI gives it (`cnnrun.cli.render.say` prints it). The task itself prints nothing."""
+
+
+def silent(line: str) -> None:
+    """The `Say` of a task nobody watches (a test, a script): the lines go nowhere."""
 
 
 def main_metric(history: list[dict[str, Any]]) -> str | None:

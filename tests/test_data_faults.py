@@ -247,8 +247,11 @@ def test_predict_files_counts_the_inputs_it_could_not_read(tmp_path, write_confi
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"")
     (tmp_path / "worse.jpg").write_text("text")
-    assert predict_files(run, [tmp_path / "good.png"]) == 0
-    assert predict_files(run, [tmp_path / "good.png", tmp_path / "bad.png", tmp_path / "worse.jpg"]) == 2
+    assert predict_files(run, [tmp_path / "good.png"]).unreadable == 0
+    found = predict_files(run, [tmp_path / "good.png", tmp_path / "bad.png", tmp_path / "worse.jpg"])
+    assert found.unreadable == 2
+    assert [r["file"] for r in found.results] == [str(tmp_path / n) for n in ("good.png", "bad.png", "worse.jpg")]
+    assert ["error" in r for r in found.results] == [False, True, True]
 
 
 @pytest.mark.slow

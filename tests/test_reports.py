@@ -28,13 +28,8 @@ KNOWN = {
     "cnnrun/training/trainer.py": "training's header, epochs, results table and warnings",
     "cnnrun/training/header.py": "the header panel before training",
     "cnnrun/training/callbacks.py": "`epoch N: … saving best.keras`",
-    "cnnrun/training/seeds.py": "--seeds' mean ± std table",
-    "cnnrun/training/sweep.py": "sweep trials and the sweep's table",
     "cnnrun/model/phases.py": "`phase N of M: …` at a phase's start",
     "cnnrun/tasks/compare.py": "compare's tables",
-    "cnnrun/tasks/export.py": "export's table and check",
-    "cnnrun/tasks/predict.py": "predict's table",
-    "cnnrun/data/check.py": "`data check`'s report (print_report)",
     "cnnrun/run_folder/folder.py": "the note on run folders with a damaged meta.json",
 }
 

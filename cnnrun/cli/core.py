@@ -47,9 +47,10 @@ def train(
     prepare(experiment)
     quiet_imports()
     if seeds > 1:
+        from cnnrun.cli.render_tasks import show_seeds
         from cnnrun.training.seeds import train_seeds
 
-        train_seeds(experiment, seeds, output_dir=output_dir, name=name)
+        show_seeds(train_seeds(experiment, seeds, output_dir=output_dir, name=name))
         return
     from cnnrun.training.trainer import train_experiment
 
@@ -153,10 +154,12 @@ def predict(
 
     use_backend(run_experiment_of(run).backend)
     quiet_imports()
+    from cnnrun.cli.render_tasks import show_predictions
     from cnnrun.tasks.predict import predict_files
 
-    unreadable = predict_files(run, paths, top_k, checkpoint.value, output)
-    if isinstance(unreadable, int) and unreadable:  # the number of inputs that were not readable images
+    predictions = predict_files(run, paths, top_k, checkpoint.value, output)
+    show_predictions(predictions)
+    if predictions.unreadable:
         raise typer.Exit(1)
 
 

@@ -82,7 +82,10 @@ def export(
     run_experiment_of(run_dir)  # a run folder that is not one: one line, before Keras loads
     use_backend("tensorflow")  # Keras exports through TensorFlow; a .keras checkpoint loads on any backend
     quiet_imports()
+    from cnnrun.cli.render_tasks import show_export
     from cnnrun.tasks.export import export_run
 
-    if not export_run(run_dir, format_.value, checkpoint.value, out):
+    exported = export_run(run_dir, format_.value, checkpoint.value, out)
+    show_export(exported)
+    if not exported.ok:
         raise typer.Exit(1)

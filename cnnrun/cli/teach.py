@@ -96,10 +96,11 @@ def data_check(
 
     Example: cnnrun data check data/cats_and_dogs
     """
-    from cnnrun.data.check import check_image_folder, print_report
+    from cnnrun.cli.render_tasks import show_folder_check
+    from cnnrun.data.check import check_image_folder
 
     report = check_image_folder(path)
-    print_report(report)
+    show_folder_check(report)
     if report.bad_files:
         raise typer.Exit(1)
 

@@ -292,7 +292,7 @@ def resolve_config(path: str | Path, overrides: list[str] | None = None) -> dict
     try:
         doc = resolve_vars(doc)
     except UserError as e:
-        raise UserError(f"{path}: {e}") from e
+        raise e.at(str(path)) from e
     doc.setdefault("name", path.stem)
     return doc
 
@@ -307,7 +307,7 @@ def validate_experiment(doc: dict[str, Any], source: str) -> Experiment:
     except ValidationError as e:
         raise UserError(format_validation_error(e, source)) from e
     except UserError as e:  # raised by a section's own check (unknown layer, optimizer, loss)
-        raise UserError(f"{source}: {e}") from e
+        raise e.at(source) from e
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:

@@ -38,7 +38,7 @@ def _learning_rate(value: Any, key: str) -> Any:
     try:
         return check_learning_rate(value)
     except UserError as e:
-        raise UserError(key + str(e).removeprefix(WHERE)) from None
+        raise e.at(key, replacing=WHERE) from None
 
 
 class PhaseConfig(Section):

@@ -279,8 +279,7 @@ def naming_the_point(sweep: Sweep, params: dict[str, Any]) -> Iterator[None]:
         yield
     except UserError as e:
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-        raise UserError(f"{sweep.source}: sweep.params ({shown}): {str(e).removeprefix(sweep.source + ': ')}") \
-            from e
+        raise e.at(f"{sweep.source}: sweep.params ({shown})", replacing=sweep.source) from e
 
 
 def load_experiment_or_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Experiment,

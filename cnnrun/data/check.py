@@ -307,39 +307,3 @@ def size_summary(sizes: list[tuple[int, int]]) -> str:
         return f"{values.min()}/{int(np.median(values))}/{values.max()}"
 
     return f"h {three(heights)}, w {three(widths)}"
-
-
-def print_report(report: FolderReport, limit: int = 50) -> None:
-    """Print a report as rich tables: images and sizes per split and class, then the bad files with reasons."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from cnnrun.report import console
-
-    table = Table(title=f"{report.root}", title_justify="left")
-    for column in ("split", "class", "images", "bad", "size (h×w, or min/median/max)"):
-        table.add_column(column, justify="right" if column in ("images", "bad") else "left")
-    for split, classes in report.splits.items():
-        for name, entry in classes.items():
-            bad = f"[red]{len(entry.bad)}[/]" if entry.bad else "0"
-            images = str(len(entry.good)) if entry.good else "[yellow]0[/]"
-            table.add_row(split, escape(name), images, bad, size_summary(entry.sizes))
-    console.print(table)
-    bad_files = report.bad_files
-    if bad_files:
-        bad_table = Table(title=f"{len(bad_files)} bad file(s)", title_justify="left")
-        bad_table.add_column("file", overflow="fold")
-        bad_table.add_column("reason", overflow="fold")
-        for bad in bad_files[:limit]:
-            bad_table.add_row(escape(str(bad.path)), escape(bad.reason))
-        console.print(bad_table)
-        if len(bad_files) > limit:
-            console.print(f"… and {len(bad_files) - limit} more")
-    for folder in report.empty_classes:
-        console.print(f"[yellow]warning:[/] {escape(str(folder))} holds no usable image", highlight=False)
-    for note in report.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    summary = f"{report.num_images} good image(s), {len(bad_files)} bad"
-    if report.ignored:
-        summary += f", {report.ignored} file(s) without an image suffix ignored"
-    console.print(summary, highlight=False)

@@ -261,9 +261,8 @@ def naming_the_file(experiment: Experiment):
     try:
         yield
     except UserError as e:
-        source = experiment.source
-        if source and not str(e).startswith(source):
-            raise UserError(f"{source}: {e}") from e
+        if experiment.source:
+            raise e.at(experiment.source) from e
         raise
 
 

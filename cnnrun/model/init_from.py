@@ -126,7 +126,7 @@ def read_source(init_from: str) -> Source:
     try:
         run = open_run(latest_finished(Path(folder)))
     except UserError as e:
-        raise UserError(f"model.init_from: {e}") from e
+        raise e.at("model.init_from") from e
     holder = live_holder(run.path)
     if holder is not None:
         where = "" if holder.host == socket.gethostname() else f" on {holder.host}"
@@ -184,7 +184,7 @@ def _read_checkpoint(run: str, checkpoint: str, mtime_ns: int, size: int) -> Sou
     try:
         model = load_checkpoint(Path(run) / "checkpoints" / checkpoint, use_other=f"model.init_from: {run}:")
     except UserError as e:
-        raise UserError(f"model.init_from: {e}") from e
+        raise e.at("model.init_from") from e
     weights = {path: [keras.ops.convert_to_numpy(weight) for weight in layer.weights]
                for path, layer in weighted_layers(model).items()}
     return Source(run, checkpoint, weights)

@@ -227,7 +227,7 @@ def check_phases(model, experiment: Experiment) -> None:
             try:
                 make_optimizer(experiment_at(experiment, first))
             except UserError as e:
-                raise UserError(f"{where}.optimizer{str(e).removeprefix('compile.optimizer')}") from None
+                raise e.at(f"{where}.optimizer", replacing="compile.optimizer") from None
 
 
 def _trains_no_base(model, trainable: dict[str, Any], where: str) -> str:

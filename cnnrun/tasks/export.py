@@ -278,7 +278,18 @@ def _output_text(width: int, class_names: list[str], loss) -> str:
     return f"{width} {plural} per image: {', '.join(class_names)}"
 
 
-def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "best", out: Path | None = None) -> bool:
+@dataclass(frozen=True)
+class Exported:
+    """What `cnnrun export` did: the rows of its table (wrote, input, output, check) and whether the check held."""
+
+    title: str
+    rows: list[tuple[str, str]]
+    ok: bool
+    checkpoint: str
+
+
+def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "best",
+               out: Path | None = None) -> Exported:
     """Export a run's checkpoint for serving and check the exported model against the checkpoint.
 
     Args:
@@ -289,11 +300,11 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
             `<checkpoint>.onnx` or `<checkpoint>.tflite`.
 
     Returns:
-        Whether the exported model's probabilities equal the checkpoint's within `TOLERANCE`.
+        What was written, and whether the exported model's probabilities equal the checkpoint's within
+        `TOLERANCE` (`ok`; the CLI exits 1 when not).
     """
     from cnnrun.data import preprocess
     from cnnrun.model.checkpoints import load_run_model
-    from cnnrun.report import console, results_table
 
     kind = export_format(format_)
     check_packages(format_)
@@ -310,13 +321,10 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     shape = ", ".join(["batch", *map(str, info.input_shape)])
     left_out = " (augmentation layers left out)" if any(layer.name == "augmentation" for layer in model.layers) \
         else ""
-    results_table(f"{experiment.name}: {checkpoint}.keras exported as {format_}", [
+    return Exported(f"{experiment.name}: {checkpoint}.keras exported as {format_}", [
         ("wrote", str(path)),
         ("input", f"pixels: float32 ({shape}), values 0-255; normalisation {info.normalize} inside{left_out}"),
         ("output", _output_text(expected.shape[-1], info.class_names, experiment.compile.loss)),
         ("check", f"max difference {difference:.2e} from the .keras model{' (in float32)' if mixed else ''} on "
                   f"{len(images)} {split} images ({'within' if ok else 'MORE than'} {TOLERANCE:g})"),
-    ])
-    if not ok:
-        console.print(f"[red]the exported model does not predict what {checkpoint}.keras predicts[/]")
-    return ok
+    ], ok, checkpoint)

@@ -2,20 +2,40 @@
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.data.pictures import collect_images, read_images
-from cnnrun.report import console
 from cnnrun.run_folder.folder import open_run
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """What `cnnrun predict` found: one result per input, in the order given.
+
+    Args:
+        title: what predicted them (checkpoint, run folder, test-time views).
+        results: `{"file", "top": [(class, probability), ...]}`, or `{"file", "error"}` for an unreadable input.
+        output: the CSV file written, or None.
+    """
+
+    title: str
+    results: list[dict[str, Any]]
+    output: Path | None
+
+    @property
+    def unreadable(self) -> int:
+        """How many inputs were not readable images (the CLI exits 1 when any was)."""
+        return sum("error" in r for r in self.results)
+
+
 def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3, checkpoint: str = "best",
-                  output: Path | None = None) -> int:
-    """Predict the class of each image with a run's checkpoint and print the top-k classes.
+                  output: Path | None = None) -> Predictions:
+    """Predict the class of each image with a run's checkpoint: the top-k classes of each.
 
     A file that is not a readable image gets a line saying so; the others are still predicted. The CLI exits 1
     when any input was unreadable (as `cnnrun data check` does).
@@ -28,7 +48,7 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
         output: a CSV file to write the predictions to.
 
     Returns:
-        The number of inputs that could not be read (0 when every one was predicted).
+        The predictions, unreadable inputs among them with their reason.
     """
     from cnnrun.data import preprocess
     from cnnrun.model.checkpoints import load_run_model
@@ -53,22 +73,9 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     results.sort(key=lambda r: position[r["file"]])
 
     views = f", averaged over {' and '.join(experiment.evaluate.tta)} views" if experiment.evaluate.tta else ""
-    table = Table(title=f"predictions ({checkpoint}.keras of {run.path}{views})", title_justify="left")
-    table.add_column("file")
-    table.add_column("class", style="bold")
-    table.add_column("probability", justify="right")
-    table.add_column("others")
-    for r in results:
-        if "error" in r:
-            table.add_row(r["file"], "[red]—[/]", "", f"[red]{r['error']}[/]")
-        else:
-            (name, p), rest = r["top"][0], r["top"][1:]
-            table.add_row(r["file"], name, f"{p:.3f}", ", ".join(f"{n} {q:.3f}" for n, q in rest))
-    console.print(table)
     if output:
         _write_csv(results, output, top_k)
-        console.print(f"wrote {output}")
-    return len(reasons)
+    return Predictions(f"predictions ({checkpoint}.keras of {run.path}{views})", results, output)
 
 
 def _write_csv(results: list[dict], output: Path, top_k: int) -> None:

@@ -10,10 +10,10 @@ Example:
 """
 
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from cnnrun.config import Experiment
-from cnnrun.report import results_table
 from cnnrun.run_folder.folder import Run
 
 
@@ -32,9 +32,19 @@ def summarise(scores: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, 
     return summary
 
 
+@dataclass(frozen=True)
+class SeedsSummary:
+    """What `train --seeds N` found: a title, the rows of its table (seeds, each test metric's mean ± std and
+    every run's value, the run folders), and the runs."""
+
+    title: str
+    rows: list[tuple[str, str]]
+    runs: list[Run]
+
+
 def train_seeds(experiment: Experiment, count: int, output_dir: str | None = None,
-                name: str | None = None) -> list[Run]:
-    """Train `experiment` with `count` seeds, one after another, and print the mean ± std of the test metrics.
+                name: str | None = None) -> SeedsSummary:
+    """Train `experiment` with `count` seeds, one after another; the mean ± std of the test metrics.
 
     Args:
         experiment: the validated experiment; its `seed` is the first seed.
@@ -57,5 +67,4 @@ def train_seeds(experiment: Experiment, count: int, output_dir: str | None = Non
     if len(rows) == 1:
         rows.append(("test", "no test split"))
     rows += [("run folders", "\n".join(str(run.path) for run in runs))]
-    results_table(f"{experiment.name}: {count} seeds (mean ± standard deviation)", rows)
-    return runs
+    return SeedsSummary(f"{experiment.name}: {count} seeds (mean ± standard deviation)", rows, runs)

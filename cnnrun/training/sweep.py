@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import keras
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure
 from cnnrun.config.sweep import Sweep
 from cnnrun.errors import UserError
-from cnnrun.report import console, results_table
+from cnnrun.report import Say, silent
 from cnnrun.run_folder.folder import Run
 from cnnrun.run_folder.lock import Holder, process_start
 from cnnrun.training.callbacks import monitor_mode, resolve_monitor
@@ -152,8 +153,9 @@ def check_points(sweep: Sweep) -> None:
             check_phases(model, experiment)
 
 
-def prepare_study(sweep: Sweep, study) -> None:
-    """Before any worker starts: queue a grid's points, and queue again the trials whose process died."""
+def prepare_study(sweep: Sweep, study, say: Say = silent) -> None:
+    """Before any worker starts: queue a grid's points, and queue again the trials whose process died (each
+    retry is told to `say`)."""
     from optuna.trial import TrialState
 
     if sweep.config.method == "grid":
@@ -187,7 +189,7 @@ def prepare_study(sweep: Sweep, study) -> None:
                 with Run(Path(folder)).hold() as run:  # takes over the dead process's lock
                     if run.read_state().status == "running":
                         run.update_state(status="interrupted")
-            console.print(f"trial {trial.number} did not finish (its process ended); it runs again")
+            say(f"trial {trial.number} did not finish (its process ended); it runs again")
 
 
 def count(study) -> dict[str, int]:
@@ -202,8 +204,9 @@ def count(study) -> dict[str, int]:
             "waiting": sum(t.state == TrialState.WAITING for t in trials)}
 
 
-def run_trials(sweep: Sweep, study) -> None:
-    """Take trials from the study and train them, one after another, until the sweep has its trials."""
+def run_trials(sweep: Sweep, study, say: Say = silent) -> None:
+    """Take trials from the study and train them, one after another, until the sweep has its trials; each
+    trial's start, failure or pruning, and the timeout, are told to `say` (the CLI prints them)."""
     deadline = time.monotonic() + sweep.config.timeout if sweep.config.timeout else None
     while True:
         counts = count(study)
@@ -212,12 +215,12 @@ def run_trials(sweep: Sweep, study) -> None:
         if not counts["waiting"] and counts["done"] + counts["running"] >= sweep.planned:
             return  # the other workers are training the last ones
         if deadline is not None and time.monotonic() > deadline:
-            console.print(f"timeout: {sweep.config.timeout:g} s passed; no new trial starts")
+            say(f"timeout: {sweep.config.timeout:g} s passed; no new trial starts")
             return
-        study.optimize(lambda trial: run_trial(sweep, trial), n_trials=1, catch=(Exception,))
+        study.optimize(lambda trial: run_trial(sweep, trial, say), n_trials=1, catch=(Exception,))
 
 
-def run_trial(sweep: Sweep, trial) -> float:
+def run_trial(sweep: Sweep, trial, say: Say = silent) -> float:
     """One trial: its params drawn, its experiment trained by a Trainer into `trial-NNN/<time>/`."""
     import optuna
 
@@ -229,11 +232,10 @@ def run_trial(sweep: Sweep, trial) -> float:
     seed = trial.user_attrs.get("seed", trial_seed(sweep, trial.number))  # a retry's: the retried trial's
     trial.set_user_attr("seed", seed)
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    console.print(f"trial {trial.number} ({count(trial.study)['done'] + 1} of {sweep.planned}): {shown}",
-                  markup=False)
+    say(f"trial {trial.number} ({count(trial.study)['done'] + 1} of {sweep.planned}): {shown}")
     try:
         experiment = sweep.trial_experiment(params, seed)
-        pruning = PruneTrial(trial, sweep.monitor) if sweep.config.pruner != "none" else None
+        pruning = PruneTrial(trial, sweep.monitor, say) if sweep.config.pruner != "none" else None
         with Trainer.new(experiment, str(sweep_folder(sweep)), f"trial-{trial.number:03d}",
                          callbacks=[pruning] if pruning else []) as trainer:
             trial.set_user_attr("run_folder", str(trainer.run.path))
@@ -246,7 +248,7 @@ def run_trial(sweep: Sweep, trial) -> float:
                             f"trial-{trial.number:03d}")
     except Exception as e:
         trial.set_user_attr("error", " ".join(str(e).split())[:300] or type(e).__name__)
-        console.print(f"trial {trial.number} failed: {e}", markup=False)
+        say(f"trial {trial.number} failed: {e}")
         raise
     values = [row[sweep.monitor] for row in run.read_history() if sweep.monitor in row]
     if not values:
@@ -271,9 +273,9 @@ class PruneTrial(keras.callbacks.Callback):
         monitor: the logged value reported (the sweep's objective metric).
     """
 
-    def __init__(self, trial, monitor: str):
+    def __init__(self, trial, monitor: str, say: Say = silent):
         super().__init__()
-        self.trial, self.monitor, self.pruned = trial, monitor, False
+        self.trial, self.monitor, self.say, self.pruned = trial, monitor, say, False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = (logs or {}).get(self.monitor)
@@ -283,8 +285,7 @@ class PruneTrial(keras.callbacks.Callback):
         if self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True
-            console.print(f"trial {self.trial.number}: pruned after epoch {epoch + 1} "
-                          f"({self.monitor} {float(value):.4f})", markup=False)
+            self.say(f"trial {self.trial.number}: pruned after epoch {epoch + 1} ({self.monitor} {float(value):.4f})")
 
 
 def log_hparams(log_dir: str | Path, params: dict[str, Any], trial_id: str) -> None:
@@ -312,30 +313,42 @@ def trial_rows(sweep: Sweep, study) -> list[dict[str, Any]]:
     return rows
 
 
-def write_results(sweep: Sweep, study) -> None:
-    """trials.csv, the plots (optimisation history, param importances) and the best trial, printed."""
+@dataclass(frozen=True)
+class SweepResults:
+    """What `write_results` wrote and found: the sweep folder, notes (no trial complete, a plot not drawn) and the
+    rows of the summary table (empty when no trial has completed)."""
+
+    title: str
+    folder: Path
+    notes: list[str]
+    rows: list[tuple[str, str]]
+
+
+def write_results(sweep: Sweep, study) -> SweepResults:
+    """Write trials.csv and the plots (optimisation history, param importances); the best trial."""
     from optuna.trial import TrialState
 
     folder = sweep_folder(sweep)
+    title = f"{sweep.experiment.name}: sweep"
     atomic_write_csv(folder / "trials.csv", trial_rows(sweep, study))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        console.print(f"no trial has completed yet; trials.csv is in {folder}")
-        return
+        return SweepResults(title, folder, [f"no trial has completed yet; trials.csv is in {folder}"], [])
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
+    notes = []
     for name, plot in (("optimization_history.png", plot_optimization_history),
                        ("param_importances.png", plot_param_importances)):
         try:
             axes = plot(study)
         except (ValueError, RuntimeError) as e:  # importances need two completed trials that differ
-            console.print(f"{name}: not drawn ({e})")
+            notes.append(f"{name}: not drawn ({e})")
             continue
         atomic_write_figure(axes.figure, folder / name)
     best = study.best_trial
     counts = {state: sum(t.state.name.lower() == state for t in study.trials)
               for state in ("complete", "pruned", "fail")}
-    results_table(f"{sweep.experiment.name}: sweep", [
+    return SweepResults(title, folder, notes, [
         ("trials", f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
                    f"(planned {sweep.planned})"),
         ("best trial", f"{best.number}: {sweep.monitor} {best.value:.4f}"),

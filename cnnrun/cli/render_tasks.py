@@ -1,0 +1,78 @@
+"""What the commands about runs and data found, shown to a person: `data check`, `predict`, `export`,
+`train --seeds`. Like `render`, the one place these report objects become text.
+"""
+
+from rich.markup import escape
+from rich.table import Table
+
+from cnnrun.data.check import size_summary
+from cnnrun.report import console, results_table
+
+
+def show_predictions(predictions) -> None:
+    """`cnnrun predict`: a row per input (the top class, its probability, the others), then the CSV written."""
+    table = Table(title=predictions.title, title_justify="left")
+    table.add_column("file")
+    table.add_column("class", style="bold")
+    table.add_column("probability", justify="right")
+    table.add_column("others")
+    for r in predictions.results:
+        if "error" in r:
+            table.add_row(r["file"], "[red]—[/]", "", f"[red]{r['error']}[/]")
+        else:
+            (name, p), rest = r["top"][0], r["top"][1:]
+            table.add_row(r["file"], name, f"{p:.3f}", ", ".join(f"{n} {q:.3f}" for n, q in rest))
+    console.print(table)
+    if predictions.output:
+        console.print(f"wrote {predictions.output}")
+
+
+def show_export(exported) -> None:
+    """`cnnrun export`: what was written, its input and output, and the check against the checkpoint."""
+    results_table(exported.title, exported.rows)
+    if not exported.ok:
+        console.print(f"[red]the exported model does not predict what {exported.checkpoint}.keras predicts[/]")
+
+
+def show_sweep_results(results) -> None:
+    """`cnnrun sweep`, at its end: the notes (no trial complete, a plot not drawn), then the best trial."""
+    for note in results.notes:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    if results.rows:
+        results_table(results.title, results.rows)
+
+
+def show_seeds(summary) -> None:
+    """`cnnrun train --seeds N`: the mean ± standard deviation of each test metric, and the run folders."""
+    results_table(summary.title, summary.rows)
+
+
+def show_folder_check(report, limit: int = 50) -> None:
+    """Print a report as rich tables: images and sizes per split and class, then the bad files with reasons."""
+    table = Table(title=f"{report.root}", title_justify="left")
+    for column in ("split", "class", "images", "bad", "size (h×w, or min/median/max)"):
+        table.add_column(column, justify="right" if column in ("images", "bad") else "left")
+    for split, classes in report.splits.items():
+        for name, entry in classes.items():
+            bad = f"[red]{len(entry.bad)}[/]" if entry.bad else "0"
+            images = str(len(entry.good)) if entry.good else "[yellow]0[/]"
+            table.add_row(split, escape(name), images, bad, size_summary(entry.sizes))
+    console.print(table)
+    bad_files = report.bad_files
+    if bad_files:
+        bad_table = Table(title=f"{len(bad_files)} bad file(s)", title_justify="left")
+        bad_table.add_column("file", overflow="fold")
+        bad_table.add_column("reason", overflow="fold")
+        for bad in bad_files[:limit]:
+            bad_table.add_row(escape(str(bad.path)), escape(bad.reason))
+        console.print(bad_table)
+        if len(bad_files) > limit:
+            console.print(f"… and {len(bad_files) - limit} more")
+    for folder in report.empty_classes:
+        console.print(f"[yellow]warning:[/] {escape(str(folder))} holds no usable image", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    summary = f"{report.num_images} good image(s), {len(bad_files)} bad"
+    if report.ignored:
+        summary += f", {report.ignored} file(s) without an image suffix ignored"
+    console.print(summary, highlight=False)
