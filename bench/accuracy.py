@@ -39,7 +39,10 @@ def train(args: list[str], output: str, kept: bool) -> int:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         return result.returncode
-    (run,) = set(Path(output).glob("*/*/")) - before
+    made = set(Path(output).glob("*/*/")) - before
+    if len(made) != 1:
+        raise SystemExit(f"cnnrun train made {len(made)} run folders; this bench reads one (no --seeds)")
+    (run,) = made
     scores = json.loads((run / "scores.json").read_text())
     state = json.loads((run / "state.json").read_text())
     best, last = scores.get("best", {}), scores.get("last", {})
