@@ -1,7 +1,7 @@
 """Training images/s of the quick start on one device, two devices and two processes, on TensorFlow and JAX.
 
-Usage (from the project root):
-    .venv/bin/python bench/distribution.py [--epochs 4] [--samples 6000]
+Usage (from any folder):
+    .venv/bin/python bench/distribution.py [--epochs 4] [--samples 6000] [--setups N ...]
 
 Each setup trains `configs/quickstart.yaml` with `cnnrun train` for `--epochs` epochs, without validation, test split
 or plots, and reads Keras' own per-step time of every epoch after the first from process 0's output
@@ -11,6 +11,12 @@ epoch's time and `fit_seconds` from the run folder's state.json are shown beside
 
 Setups: TensorFlow on one device; MirroredStrategy over two logical CPU devices (`train.devices`); JAX on one
 device; Keras DataParallel over two processes on 127.0.0.1 (`KERAS_DISTRIBUTION_*`, one CPU device each).
+`--setups` picks some of them by number (1–4, in that order). The bench stops if process 0's output does not hold
+one step-time line per epoch: a changed Keras progress line must not turn into a wrong median.
+
+Tiny mode (what tests/test_bench.py runs): `--epochs 2 --samples 64` (two steps an epoch), `--setups 2` (two
+replicas in one process; two processes on JAX take half a minute to compile even this small, and
+tests/test_distribution.py trains them); the test checks every setup's overrides against the config schema.
 """
 
 import argparse
@@ -23,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import cpu_line
 
 PROJECT = Path(__file__).resolve().parents[1]
 # name: (--set values, processes, replicas)
@@ -45,7 +53,7 @@ STEP = re.compile(r"^\s*\d+/\d+ - (\d+)s - (\d+)(s|ms|us)/step", re.MULTILINE)
 UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
-def train(sets: list[str], processes: int) -> tuple[list[float], list[int], float]:
+def train(sets: list[str], processes: int, epochs: int) -> tuple[list[float], list[int], float]:
     """Train once (in `processes` processes): process 0's seconds per step and per epoch, and its `fit_seconds`."""
     port = free_port()
     with tempfile.TemporaryDirectory() as output:
@@ -66,24 +74,39 @@ def train(sets: list[str], processes: int) -> tuple[list[float], list[int], floa
                 raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
             outputs.append(out)
         state = json.loads(next(Path(output).glob("*/*/state.json")).read_text())
-    epochs = STEP.findall(outputs[0])
-    return ([int(step) * UNIT[unit] for _, step, unit in epochs], [int(seconds) for seconds, _, _ in epochs],
+    found = STEP.findall(outputs[0])
+    if len(found) != epochs:
+        raise SystemExit(f"{' '.join(command)}: {len(found)} step-time lines in process 0's output for {epochs} "
+                         f"epochs:\n{outputs[0][-3000:]}")
+    return ([int(step) * UNIT[unit] for _, step, unit in found], [int(seconds) for seconds, _, _ in found],
             state["fit_seconds"])
+
+
+def overrides(epochs: int, samples: int) -> list[str]:
+    """What every setup changes in the quick start: the images, no validation, test split or plots, the epochs."""
+    return [f"dataset.num_samples={samples}", "dataset.validation_split=null", "dataset.test_samples=0",
+            "output.plots=false", "train.verbose=2", f"train.epochs={epochs}"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per setup, at least 2 (default 4)")
     parser.add_argument("--samples", type=int, default=6000, help="training images (default 6000)")
+    parser.add_argument("--setups", type=int, nargs="+", default=list(range(1, len(SETUPS) + 1)),
+                        choices=range(1, len(SETUPS) + 1), help="which setups, by number (default all)")
     args = parser.parse_args()
-    common = [f"dataset.num_samples={args.samples}", "dataset.validation_split=null", "dataset.test_samples=0",
-              "output.plots=false", "train.verbose=2", f"train.epochs={args.epochs}"]
+    if args.epochs < 2:
+        parser.error("--epochs: at least 2 (the first epoch's steps are left out of the median)")
+    common = overrides(args.epochs, args.samples)
+    print(cpu_line())
     print(f"quick start, {args.samples} training images, global batch 32, {args.epochs} epochs; "
           f"images/s from the median step time of epochs 2–{args.epochs}")
     print("| setup | replicas | first epoch (s) | step, epochs 2+ (ms) | images/s | fit_seconds |")
     print("|---|---|---|---|---|---|")
-    for name, (sets, processes, replicas) in SETUPS.items():
-        steps, seconds, fit = train(common + sets, processes)
+    for number, (name, (sets, processes, replicas)) in enumerate(SETUPS.items(), 1):
+        if number not in args.setups:
+            continue
+        steps, seconds, fit = train(common + sets, processes, args.epochs)
         step = statistics.median(steps[1:])
         print(f"| {name} | {replicas} | {seconds[0]} | {step * 1e3:.0f} | {32 / step:,.0f} | {fit:.1f} |", flush=True)
     return 0

@@ -8,6 +8,8 @@
 # precision (bench/throughput.py), then trains the full 50 epochs with the fastest settings if it fits in 10
 # minutes (it is stopped at 600 s and says so), ResNet-20 likewise, and airbench94 (configs/cifar10_fast.yaml) with 3
 # seeds through bench/time_to_accuracy.py. Installs cnnrun's GPU extra into .venv when TensorFlow sees no GPU.
+# It only chains the other bench scripts: tests/test_bench.py checks that every script it names exists and takes
+# the flags and config overrides written here, and each script's tiny mode is tested on the CPU.
 set -uo pipefail
 STEPS=${1:-200}
 REPORT=${OUT:-.}/bench-gpu-$(date +%Y%m%d-%H%M%S).txt
@@ -19,6 +21,7 @@ fi
 {
   echo "# cnnrun GPU benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi: no GPU"
+  $PY bench/machine.py
   $PY -c "import tensorflow as tf, keras; print(tf.__version__, keras.__version__, tf.config.list_physical_devices())" 2>/dev/null
   $PY bench/throughput.py --steps "$STEPS" --configs cifar10_bn cifar10_bn_arrays \
       --settings default xla bf16 xla_bf16 course

@@ -12,8 +12,11 @@ alternating, `--repeat` times each; the medians are compared.
 With `--tensorboard`, it compares cnnrun with TensorBoard on (the default: scalars, learning rate, graph) and
 off (`callbacks.tensorboard: false`) instead, the two alternating in the same way.
 
-Usage (from the project root):
-    .venv/bin/python bench/overhead.py [--epochs 10] [--repeat 3] [--tensorboard]
+Usage (from any folder):
+    .venv/bin/python bench/overhead.py [--epochs 10] [--repeat 3] [--tensorboard] [--data DIR]
+
+Tiny mode (what tests/test_bench.py runs): `--data` a folder of a few hundred pictures in Fashion-MNIST's four
+idx files, `--epochs 1 --repeat 1`.
 """
 
 import argparse
@@ -23,9 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+from machine import cpu_line
+
+PROJECT = Path(__file__).resolve().parents[1]
+DATA = PROJECT.parent / "shared" / "data" / "fashion-mnist"
 
 PLAIN = """
 import gzip, json, sys, time
@@ -57,21 +65,25 @@ print(json.dumps({"fit_s": time.perf_counter() - started, "val_accuracy": histor
 """
 
 
-def plain(epochs: int) -> dict:
+def plain(data: Path, epochs: int) -> dict:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", PLAIN, str(DATA), str(epochs)], capture_output=True, text=True,
-                            check=True, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""})
+    result = subprocess.run([sys.executable, "-c", PLAIN, str(data), str(epochs)], capture_output=True, text=True,
+                            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""})
+    if result.returncode != 0:
+        raise SystemExit(f"the plain Keras script failed:\n{result.stderr[-3000:]}")
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - started}
 
 
-def cnnrun(epochs: int, tensorboard: bool = True) -> dict:
+def cnnrun(data: Path, epochs: int, tensorboard: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as output:
+        command = [sys.executable, "-m", "cnnrun", "train", str(PROJECT / "configs" / "fashion_mnist.yaml"), "--set",
+                   f"dataset.data_dir={data}", "--set", f"train.epochs={epochs}", "--set", "train.verbose=2",
+                   *([] if tensorboard else ["--set", "callbacks.tensorboard=false"]), "--output-dir", output]
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cnnrun", "train", "configs/fashion_mnist.yaml", "--set",
-                        f"dataset.data_dir={DATA}", "--set", f"train.epochs={epochs}", "--set", "train.verbose=2",
-                        *([] if tensorboard else ["--set", "callbacks.tensorboard=false"]),
-                        "--output-dir", output], capture_output=True, text=True, check=True)
+        result = subprocess.run(command, capture_output=True, text=True)
         process = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(command[2:])} failed:\n{result.stderr[-3000:]}")
         run = next(Path(output).glob("*/*/"))
         state = json.loads((run / "state.json").read_text())
         history = (run / "history.csv").read_text().splitlines()
@@ -80,22 +92,18 @@ def cnnrun(epochs: int, tensorboard: bool = True) -> dict:
     return {"fit_s": state["fit_seconds"], "process_s": process, "val_accuracy": float(last["val_accuracy"])}
 
 
-def compare_tensorboard(epochs: int, repeat: int) -> int:
-    """cnnrun with TensorBoard on against off, alternating which goes first; the medians compared."""
-    runs: dict[bool, list[dict]] = {True: [], False: []}
+def alternate(trainers: dict[str, Callable[[int], dict]], epochs: int, repeat: int) -> dict[str, dict[str, float]]:
+    """Train with each of `trainers` `repeat` times, alternating which goes first; each one's median fit and
+    process seconds."""
+    runs: dict[str, list[dict]] = {name: [] for name in trainers}
     for i in range(repeat):
-        for on in (False, True) if i % 2 == 0 else (True, False):
-            runs[on].append(cnnrun(epochs, tensorboard=on))
-            r = runs[on][-1]
-            print(f"tensorboard {'on' if on else 'off'}: fit {r['fit_s']:.1f} s, process {r['process_s']:.1f} s, "
+        for name in list(trainers) if i % 2 == 0 else list(trainers)[::-1]:
+            runs[name].append(trainers[name](epochs))
+            r = runs[name][-1]
+            print(f"{name}: fit {r['fit_s']:.1f} s, process {r['process_s']:.1f} s, "
                   f"val_accuracy {r['val_accuracy']:.4f}", flush=True)
-    median = {on: {key: statistics.median(r[key] for r in rs) for key in ("fit_s", "process_s")}
-              for on, rs in runs.items()}
-    print(f"RESULT tensorboard epochs={epochs} repeat={repeat} off_fit_s={median[False]['fit_s']:.1f} "
-          f"on_fit_s={median[True]['fit_s']:.1f} fit_ratio={median[True]['fit_s'] / median[False]['fit_s']:.3f} "
-          f"off_process_s={median[False]['process_s']:.1f} on_process_s={median[True]['process_s']:.1f} "
-          f"process_ratio={median[True]['process_s'] / median[False]['process_s']:.3f}")
-    return 0
+    return {name: {key: statistics.median(r[key] for r in rs) for key in ("fit_s", "process_s")}
+            for name, rs in runs.items()}
 
 
 def main() -> int:
@@ -103,22 +111,23 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tensorboard", action="store_true", help="compare cnnrun with TensorBoard on and off")
+    parser.add_argument("--data", type=Path, default=DATA, help="Fashion-MNIST's four idx .gz files")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"{DATA} not found: this benchmark needs the real Fashion-MNIST files there")
+    data = args.data.resolve()
+    if not data.is_dir():
+        print(f"{data} not found: this benchmark needs the real Fashion-MNIST files there")
         return 2
-    if args.tensorboard:
-        return compare_tensorboard(args.epochs, args.repeat)
-    runs: dict[str, list[dict]] = {"plain": [], "cnnrun": []}
-    for i in range(args.repeat):
-        for name, train in (("plain", plain), ("cnnrun", cnnrun)) if i % 2 == 0 else \
-                (("cnnrun", cnnrun), ("plain", plain)):
-            runs[name].append(train(args.epochs))
-            r = runs[name][-1]
-            print(f"{name}: fit {r['fit_s']:.1f} s, process {r['process_s']:.1f} s, "
-                  f"val_accuracy {r['val_accuracy']:.4f}", flush=True)
-    median = {name: {key: statistics.median(r[key] for r in rs) for key in ("fit_s", "process_s")}
-              for name, rs in runs.items()}
+    print(cpu_line())
+    if args.tensorboard:  # cnnrun with TensorBoard on against off
+        median = alternate({"tensorboard off": partial(cnnrun, data, tensorboard=False),
+                            "tensorboard on": partial(cnnrun, data, tensorboard=True)}, args.epochs, args.repeat)
+        off, on = median["tensorboard off"], median["tensorboard on"]
+        print(f"RESULT tensorboard epochs={args.epochs} repeat={args.repeat} off_fit_s={off['fit_s']:.1f} "
+              f"on_fit_s={on['fit_s']:.1f} fit_ratio={on['fit_s'] / off['fit_s']:.3f} "
+              f"off_process_s={off['process_s']:.1f} on_process_s={on['process_s']:.1f} "
+              f"process_ratio={on['process_s'] / off['process_s']:.3f}")
+        return 0
+    median = alternate({"plain": partial(plain, data), "cnnrun": partial(cnnrun, data)}, args.epochs, args.repeat)
     fit_ratio = median["cnnrun"]["fit_s"] / median["plain"]["fit_s"]
     process_ratio = median["cnnrun"]["process_s"] / median["plain"]["process_s"]
     print(f"RESULT epochs={args.epochs} repeat={args.repeat} plain_fit_s={median['plain']['fit_s']:.1f} "

@@ -9,14 +9,21 @@ nothing trains. Each runs in its own process, so each peak memory (RSS) is its o
 - course: `tf_keras`' `ImageDataGenerator(...).flow_from_directory(...)`, the pipeline the course used, for as
   many images as cnnrun's epoch. Needs `pip install tf-keras==2.21.*` (for this benchmark only).
 
-Usage (from the project root):
-    .venv/bin/python bench/pipeline.py [--data ../shared/data/cifar10-jpeg] [--cache auto]
+Usage (from any folder):
+    .venv/bin/python bench/pipeline.py [--data ../shared/data/cifar10-jpeg] [--cache auto] [--set KEY=VALUE]...
+
+`--set` overrides go to cnnrun's side (the course's side has its settings written below). Without tf_keras the
+course's side is not run: the cnnrun line is printed, the course's says why, and the exit code is 1.
 
 Prints one line per pipeline and a `RESULT` line: the first epoch with what each side does before it (cnnrun's
 folder check and statistics, the course's directory listing), and the later epochs, each with its ratio.
+
+Tiny mode (what tests/test_bench.py runs): `--data` a tree of a few pictures per class, with
+`--set dataset.holdout_first=N --set train.batch_size=B` to fit it.
 """
 
 import argparse
+import importlib.util
 import json
 import resource
 import subprocess
@@ -24,21 +31,26 @@ import sys
 import time
 from pathlib import Path
 
-CONFIG = "configs/cifar10_bn.yaml"
+from machine import cpu_line
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+CONFIG = PROJECT / "configs" / "cifar10_bn.yaml"
+NO_TF_KERAS = "tf_keras is not installed: pip install tf-keras==2.21.*"
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_cnnrun(data: str, cache: str) -> dict:
+def run_cnnrun(data: str, cache: str, sets: list[str]) -> dict:
     from cnnrun.cli.common import quiet_imports as _quiet_imports
     from cnnrun.config import load_experiment
 
     _quiet_imports()
     from cnnrun.data import load_splits
 
-    experiment = load_experiment(CONFIG, [f"dataset.data_dir={data}", f"dataset.cache={cache}"])
+    experiment = load_experiment(CONFIG, [f"dataset.data_dir={data}", f"dataset.cache={cache}", *sets])
     started = time.perf_counter()
     splits = load_splits(experiment)
     load = time.perf_counter() - started
@@ -61,7 +73,7 @@ def run_course(data: str, images: int) -> dict:
     try:
         from tf_keras.preprocessing.image import ImageDataGenerator
     except ImportError:
-        return {"pipeline": "course", "error": "tf_keras is not installed: pip install tf-keras==2.21.*"}
+        return {"pipeline": "course", "error": NO_TF_KERAS}
 
     generator = ImageDataGenerator(rescale=1 / 255, rotation_range=15, width_shift_range=0.1,
                                    height_shift_range=0.1, horizontal_flip=True, vertical_flip=True)
@@ -79,19 +91,22 @@ def run_course(data: str, images: int) -> dict:
 
 
 def child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:2])} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg"))
     parser.add_argument("--cache", default="auto", choices=["auto", "none", "memory", "disk"])
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override for cnnrun's side")
     parser.add_argument("--worker", choices=["cnnrun", "course"], help=argparse.SUPPRESS)
     parser.add_argument("--images", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "cnnrun":
-        print(json.dumps(run_cnnrun(args.data, args.cache)))
+        print(json.dumps(run_cnnrun(args.data, args.cache, args.sets)))
         return 0
     if args.worker == "course":
         print(json.dumps(run_course(args.data, args.images)))
@@ -99,11 +114,15 @@ def main() -> int:
     if not Path(args.data, "train").is_dir():
         print(f"{args.data}/train not found; give --data, a folder with train/ and test/ of class folders")
         return 2
-    ours = child("--worker", "cnnrun", "--data", args.data, "--cache", args.cache)
+    print(cpu_line())
+    ours = child("--worker", "cnnrun", "--data", args.data, "--cache", args.cache,
+                 *(a for s in args.sets for a in ("--set", s)))
     print(f"cnnrun: {ours['images']} images, check+load {ours['load_s']:.1f} s, first epoch {ours['epoch_s']:.1f} s "
           f"= {ours['images_per_s']:.0f} images/s (cache {ours['cache']}: next epoch "
           f"{ours['cached_epoch_images_per_s']:.0f} images/s), peak RSS {ours['peak_rss_mb']:.0f} MB")
-    course = child("--worker", "course", "--data", args.data, "--images", str(ours["images"]))
+    # asked here, before a process that would load TensorFlow only to find tf_keras missing
+    course = child("--worker", "course", "--data", args.data, "--images", str(ours["images"])) \
+        if importlib.util.find_spec("tf_keras") else {"error": NO_TF_KERAS}
     if "error" in course:
         print(f"course: {course['error']}")
         return 1

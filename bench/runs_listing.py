@@ -8,9 +8,15 @@ medians. The run folder is RUN_DIR, else the latest under outputs/ (train one fi
 
 Usage (from the project root):
     .venv/bin/python bench/runs_listing.py [RUN_DIR] [--count 1000] [--repeat 5]
+
+Besides the times it prints how many runs the JSON listing held and how many of them were damaged: every copy
+must be listed, the damaged ones too, each with its problem.
+
+Tiny mode (what tests/test_bench.py runs): a tiny run's folder, `--count 100 --repeat 1`.
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -19,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_line
 
 
 def link_or_copy(source: str, destination: str) -> None:
@@ -47,6 +55,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from cnnrun.run_folder.folder import find_latest_run, open_run
 
+    print(cpu_line())
     run = open_run(args.run_dir) if args.run_dir else find_latest_run("outputs")
     with tempfile.TemporaryDirectory(prefix="runs-bench-") as folder:
         root = Path(folder)
@@ -64,7 +73,7 @@ def main() -> int:
             "python -c pass": [sys.executable, "-c", "pass"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
-        listed = 0
+        listed: list[dict] = []
         for _ in range(args.repeat):
             for name, command in commands.items():
                 started = time.perf_counter()
@@ -73,13 +82,15 @@ def main() -> int:
                 if result.returncode != 0:
                     print(f"{name} failed:\n{result.stderr}")
                     return 1
-                if command is cnnrun:
-                    listed = result.stdout.count("\n") - 3  # less the title, the header and the rule
+                if name == "cnnrun runs DIR --format json":
+                    listed = json.loads(result.stdout)
 
     for name, values in times.items():
         print(f"{name}: median {statistics.median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f})")
     listing = statistics.median(times["cnnrun runs DIR (table)"])
-    print(f"RESULT folders={args.count} table_s={listing:.3f} under_2_s={listing < 2} rows_listed={listed}")
+    damaged = sum(row["status"] == "damaged" for row in listed)
+    print(f"RESULT folders={args.count} table_s={listing:.3f} under_2_s={listing < 2} rows_listed={len(listed)} "
+          f"damaged_listed={damaged}")
     return 0
 
 

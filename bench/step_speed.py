@@ -5,8 +5,12 @@ policy, `jit_compile`), then times `fit` over `--steps` batches of random pictur
 after `--warmup` batches that compile the step. No data is read, so settings (batch size, `compile.jit_compile`,
 `train.mixed_precision`, thread counts through the environment) can be compared on the step alone.
 
+Prints the model's parameter count beside the speed, so that a figure is tied to the network it timed.
+
 Usage (from the project root):
     .venv/bin/python bench/step_speed.py configs/cifar10_fast.yaml [--set train.batch_size=512] [--steps 5]
+
+Tiny mode (what tests/test_bench.py runs): a small `shapes` config with `--steps 2 --warmup 1`.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,8 +53,10 @@ def main(argv: list[str]) -> int:
     for _ in range(args.steps):
         model.train_on_batch(x, y)
     seconds = (time.perf_counter() - started) / args.steps
+    print(cpu_line())
     print(f"RESULT config={args.config} sets={','.join(args.sets) or '-'} batch={batch} "
-          f"seconds_per_step={seconds:.2f} images_per_second={batch / seconds:.0f}")
+          f"params={model.count_params()} steps={args.steps} seconds_per_step={seconds:.4f} "
+          f"images_per_second={batch / seconds:.0f}")
     return 0
 
 

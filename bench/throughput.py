@@ -14,11 +14,21 @@ first epoch compiles and warms up, the second is timed. Settings:
 - course (cifar10_bn only): the arrays standardised up front and augmented by tf_keras' `ImageDataGenerator.flow`,
   fed to the same model, as the course does (needs `pip install tf-keras==2.21.*`).
 
-Usage (from the project root):
-    .venv/bin/python bench/throughput.py [--steps 96] [--configs NAME ...] [--settings NAME ...]
+Usage (from any folder):
+    .venv/bin/python bench/throughput.py [--steps 96] [--configs NAME ...] [--settings NAME ...] \\
+        [--fashion-mnist DIR] [--cifar10 DIR] [--arrays FILE.npz] [--set KEY=VALUE]...
+
+`--arrays` is the npz that `cifar10_bn_arrays` reads, written from `--cifar10`'s tree when it does not exist yet
+(bench/gpu.sh's full run reads the default one too); `--set` goes to every config. Without tf_keras the course's
+setting is skipped, and says so. Each line gives the timed epoch's seconds and batch beside images/s.
+
+Tiny mode (what tests/test_bench.py runs): `--cifar10` a tree of a few pictures per class, `--arrays` a file in a
+temporary folder, `--steps 2`, `--set dataset.holdout_first=N --set train.batch_size=B` to fit the tree and
+`--set model.layers=…` a small network.
 """
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -26,15 +36,25 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from machine import cpu_line
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+SHARED = PROJECT.parent / "shared" / "data"
 ARRAYS = Path(tempfile.gettempdir()) / "cnnrun-bench-cifar10.npz"
-# name → (config, its data): the CIFAR-10 JPEG tree streamed from disk, or decoded once into an npz of arrays
-DATA = {
-    "fashion_mnist": ("fashion_mnist", [f"dataset.data_dir={SHARED / 'fashion-mnist'}"]),
-    "cifar10_bn": ("cifar10_bn", [f"dataset.data_dir={SHARED / 'cifar10-jpeg'}"]),
-    "cifar10_bn_arrays": ("cifar10_bn", ["dataset.name=npz", f"dataset.path={ARRAYS}"]),
-    "cifar10_resnet20": ("cifar10_resnet20", [f"dataset.data_dir={SHARED / 'cifar10-jpeg'}"]),
-}
+CONFIGS = ["fashion_mnist", "cifar10_bn", "cifar10_bn_arrays", "cifar10_resnet20"]
+
+
+def sources(args: argparse.Namespace) -> dict[str, tuple[Path, list[str]]]:
+    """name → (config file, its data): the CIFAR-10 JPEG tree streamed from disk, or decoded once into an npz."""
+    configs = PROJECT / "configs"
+    return {
+        "fashion_mnist": (configs / "fashion_mnist.yaml", [f"dataset.data_dir={args.fashion_mnist}"]),
+        "cifar10_bn": (configs / "cifar10_bn.yaml", [f"dataset.data_dir={args.cifar10}"]),
+        "cifar10_bn_arrays": (configs / "cifar10_bn.yaml", ["dataset.name=npz", f"dataset.path={args.arrays}"]),
+        "cifar10_resnet20": (configs / "cifar10_resnet20.yaml", [f"dataset.data_dir={args.cifar10}"]),
+    }
+
 SETTINGS = {
     "default": [],
     "xla": ["compile.jit_compile=true"],
@@ -45,7 +65,7 @@ SETTINGS = {
 }
 
 
-def measure(config: str, setting: str, steps: int) -> dict:
+def measure(args: argparse.Namespace, config: str, setting: str) -> dict:
     """Runs in a child process: build what `cnnrun train` builds, time the second of two `fit` epochs."""
     from cnnrun.cli.common import quiet_imports as _quiet_imports
     from cnnrun.config import load_experiment
@@ -56,10 +76,11 @@ def measure(config: str, setting: str, steps: int) -> dict:
     from cnnrun.data import load_splits
     from cnnrun.model.build import new_model
 
-    name, data = DATA[config]
-    if config == "cifar10_bn_arrays" and not ARRAYS.exists():
-        write_arrays(load_experiment("configs/cifar10_bn.yaml", DATA["cifar10_bn"][1]))
-    experiment = load_experiment(f"configs/{name}.yaml", [*data, *SETTINGS[setting]])
+    steps, data = args.steps, sources(args)
+    if config == "cifar10_bn_arrays" and not args.arrays.exists():
+        write_arrays(load_experiment(data["cifar10_bn"][0], [*data["cifar10_bn"][1], *args.sets]), args.arrays)
+    path, sets = data[config]
+    experiment = load_experiment(path, [*sets, *args.sets, *SETTINGS[setting]])
     splits = load_splits(experiment)  # augmented in the pipeline, as on a CPU (placement: auto)
     model = new_model(experiment, splits.info, augment_in_model=False)
     data = course_stream(splits, experiment) if setting == "course" else splits.train
@@ -75,7 +96,7 @@ def measure(config: str, setting: str, steps: int) -> dict:
     model.fit(data, epochs=2, steps_per_epoch=steps, callbacks=[Clock()], verbose=0)
     batch = experiment.train.batch_size
     return {"config": config, "setting": setting, "images_per_s": steps * batch / times[1],
-            "policy": model.dtype_policy.name}
+            "policy": model.dtype_policy.name, "batch": batch, "steps": steps, "seconds": times[1]}
 
 
 def as_arrays(examples):
@@ -89,7 +110,7 @@ def as_arrays(examples):
     return np.concatenate(images), np.concatenate(labels)
 
 
-def write_arrays(experiment) -> None:
+def write_arrays(experiment, path: Path) -> None:
     """Decode the CIFAR-10 JPEG tree once into an npz (x_train, y_train, x_test, y_test) for the arrays runs."""
     import numpy as np
 
@@ -97,7 +118,7 @@ def write_arrays(experiment) -> None:
 
     raw = load_raw(experiment.dataset, experiment.seed)
     (x_train, y_train), (x_test, y_test) = as_arrays(raw.train), as_arrays(raw.test)
-    np.savez(ARRAYS, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
 
 def course_stream(splits, experiment):
@@ -116,30 +137,52 @@ def course_stream(splits, experiment):
     return (batch for batch in flow)
 
 
-def main() -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=96)
-    parser.add_argument("--configs", nargs="+", default=["fashion_mnist", "cifar10_bn"], choices=list(DATA))
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
+    parser.add_argument("--configs", nargs="+", default=["fashion_mnist", "cifar10_bn"], choices=CONFIGS)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--fashion-mnist", type=Path, default=SHARED / "fashion-mnist",
+                        help="Fashion-MNIST's four idx .gz files")
+    parser.add_argument("--cifar10", type=Path, default=SHARED / "cifar10-jpeg", help="the CIFAR-10 JPEG tree")
+    parser.add_argument("--arrays", type=Path, default=ARRAYS, help=f"cifar10_bn_arrays' npz (default {ARRAYS})")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override, repeatable")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.fashion_mnist, args.cifar10, args.arrays = (p.resolve() for p in (args.fashion_mnist, args.cifar10,
+                                                                           args.arrays))
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
     if args.worker:
-        print(json.dumps(measure(*args.worker, args.steps)))
+        print(json.dumps(measure(args, *args.worker)))
         return 0
+    print(cpu_line())
+    passed = ["--steps", str(args.steps), "--fashion-mnist", str(args.fashion_mnist), "--cifar10", str(args.cifar10),
+              "--arrays", str(args.arrays), *(a for s in args.sets for a in ("--set", s))]
+    failed = 0
     for config in args.configs:
         for setting in args.settings:
             if setting == "course" and not config.startswith("cifar10_bn"):
                 continue
-            result = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--worker", config,
-                                     setting], capture_output=True, text=True)
+            if setting == "course" and not importlib.util.find_spec("tf_keras"):
+                print(f"{config} {setting}: skipped: tf_keras is not installed (pip install tf-keras==2.21.*)",
+                      flush=True)
+                continue
+            result = subprocess.run([sys.executable, __file__, *passed, "--worker", config, setting],
+                                    capture_output=True, text=True)
             if result.returncode != 0:
-                print(f"{config} {setting}: failed: {result.stderr.strip().splitlines()[-1]}", flush=True)
+                print(f"{config} {setting}: failed: {result.stderr.strip()[-2000:]}", flush=True)
+                failed += 1
                 continue
             r = json.loads(result.stdout.strip().splitlines()[-1])
             print(f"RESULT config={config} setting={setting} images_per_s={r['images_per_s']:.0f} "
-                  f"policy={r['policy']}", flush=True)
-    return 0
+                  f"policy={r['policy']} batch={r['batch']} steps={r['steps']} seconds={r['seconds']:.4f}",
+                  flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

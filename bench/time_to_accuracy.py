@@ -16,6 +16,8 @@ Usage (from the project root):
     .venv/bin/python bench/time_to_accuracy.py configs/cifar10_fast.yaml --seeds 3 \\
         --set dataset.data_dir=../shared/data/cifar10-jpeg [--targets 0.90,0.93,0.94] [--out time_to_accuracy.png] \\
         [--with cifar10_bn.csv]
+
+Tiny mode (what tests/test_bench.py runs): a small `shapes` config of two epochs, `--seeds 2`, low `--targets`.
 """
 
 import argparse
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -96,7 +99,7 @@ def train_seed(config: Path, sets: list[str], seed: int, output: str):
 
 
 def first_reached(rows, column: int, target: float) -> str:
-    return next((f"{minutes:.1f} min (epoch {epoch})" for epoch, minutes, *accs in rows
+    return next((f"at {minutes:.1f} min (epoch {epoch})" for epoch, minutes, *accs in rows
                  if accs[column - 2] >= target), "not reached")
 
 
@@ -155,6 +158,7 @@ def main(argv: list[str]) -> int:
     others = {}  # read before training, so that a wrong --with fails now, not after an hour
     for other in args.others:
         others.update(read_rows(other))
+    print(cpu_line())
     curves = {}
     with tempfile.TemporaryDirectory() as output:
         for seed in range(base, base + args.seeds):
@@ -162,8 +166,8 @@ def main(argv: list[str]) -> int:
             curves[seed] = train_seed(args.config, args.sets, seed, output)
     for seed, rows in curves.items():
         for target in targets:
-            print(f"seed {seed}: {target:.0%} at {first_reached(rows, 2, target)}; "
-                  f"with TTA at {first_reached(rows, 3, target)}")
+            print(f"seed {seed}: {target:.0%} {first_reached(rows, 2, target)}; "
+                  f"with TTA {first_reached(rows, 3, target)}")
     finals = {name: [rows[-1][column] for rows in curves.values()] for name, column in (("plain", 2), ("tta", 3))}
     for name, values in finals.items():
         spread = statistics.stdev(values) if len(values) > 1 else 0.0

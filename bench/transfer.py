@@ -19,7 +19,13 @@ Usage (from the project root):
     .venv/bin/python bench/transfer.py --data-dir ../shared/data/cifar10-jpeg [--output-dir bench_transfer] \\
         [--pretrained RUN_DIR] [--seeds 3] [--set KEY=VALUE]...
 
-`--pretrained` reuses an earlier run of the eight classes instead of training one; `--set` goes to all three runs.
+`--pretrained` reuses an earlier run of the eight classes instead of training one; `--set` goes to all three runs,
+`--pretrain-set` to the first only and `--pets-set` to the two cat-vs-dog runs only (say, shorter phases: the
+from-scratch run trains as many epochs as the phases then add up to).
+
+Tiny mode (what tests/test_bench.py runs): `--data-dir` a tree of a few pictures per class, `--seeds 1`,
+`--set dataset.holdout_first=N --set dataset.samples_per_class=M`, `--pretrain-set train.epochs=1` and
+`--pets-set` two phases of one epoch each, `--set model.layers=…` a small network.
 """
 
 import argparse
@@ -29,6 +35,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnrun.config import resolve_config  # noqa: E402  (the project's own, from its root)
@@ -72,24 +80,31 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pretrained", type=Path, help="a finished run of configs/cifar10_8class.yaml to reuse")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the two cat-vs-dog runs: 42, 43, …")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override for every run")
+    parser.add_argument("--pretrain-set", dest="pretrain_sets", action="append", default=[],
+                        help="a config override for the eight classes' run only")
+    parser.add_argument("--pets-set", dest="pets_sets", action="append", default=[],
+                        help="a config override for the two cat-vs-dog runs only")
     args = parser.parse_args(argv)
     sets = [f"dataset.data_dir={Path(args.data_dir).resolve()}", *args.sets]
+    output = args.output_dir.resolve()  # the runs are made from the project root
+    pets_sets = [*sets, *args.pets_sets]
+    pets = resolve_config(PETS, pets_sets)  # the config as cnnrun reads it, through its `base:` and overrides
+    budget, first = sum(phase["epochs"] for phase in pets["train"]["phases"]), pets["seed"]
+    print(cpu_line())
 
     rows: dict[str, list[dict[str, float]]] = {}
     if args.pretrained is None:
-        pretrained, wall = train(PRETRAIN, args.output_dir, "cifar10_8class", sets)
+        pretrained, wall = train(PRETRAIN, output, "cifar10_8class", [*sets, *args.pretrain_sets])
         rows["8 classes (pretraining)"] = [figures(pretrained, wall)]
     else:
         pretrained = args.pretrained.resolve()
-    pets = resolve_config(PETS)  # the config as cnnrun reads it, through its `base:`
-    budget, first = sum(phase["epochs"] for phase in pets["train"]["phases"]), pets["seed"]
     for seed in range(first, first + args.seeds):  # each seed draws its own 1,000 pictures too
-        scratch, wall = train(PETS, args.output_dir, "pets_scratch",
-                              [*sets, f"seed={seed}", "model.init_from=null", "model.replace_head=false",
+        scratch, wall = train(PETS, output, "pets_scratch",
+                              [*pets_sets, f"seed={seed}", "model.init_from=null", "model.replace_head=false",
                                "train.phases=null", f"train.epochs={budget}"])
         rows.setdefault("cat vs dog, from scratch", []).append(figures(scratch, wall))
-        transfer, wall = train(PETS, args.output_dir, "pets_transfer",
-                               [*sets, f"seed={seed}", f"model.init_from={pretrained}"])
+        transfer, wall = train(PETS, output, "pets_transfer",
+                               [*pets_sets, f"seed={seed}", f"model.init_from={pretrained}"])
         rows.setdefault("cat vs dog, from the 8 classes", []).append(figures(transfer, wall))
 
     print(f"\n{'run':32} {'seeds':>5} {'test best':>15} {'test last':>15} {'fit s':>7} {'wall s':>7}")

@@ -1,0 +1,400 @@
+"""Every bench/ script (the README's figures) in its tiny mode, run as a user runs it, its output checked by hand.
+
+Each runs on tiny data in tmp_path (a `shapes` config, random JPEGs in CIFAR-10's tree, Fashion-MNIST's idx files);
+its rows must be there and every number that can be worked out independently (a parameter count, a split's size,
+an accuracy from a saved model or a CSV, a ratio of printed figures) must be that number. bench/gpu.sh only chains
+the others: every command it runs must exist and take its flags and config overrides.
+"""
+
+import csv
+import gzip
+import importlib.util
+import json
+import math
+import os
+import re
+import shlex
+import statistics
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
+
+BENCH = PROJECT / "bench"
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# tiny_config's network on 16×16 grey pictures of 3 classes: Conv2D 3×3×1×4 + 4, then Dense (8·8·4)·3 + 3
+TINY_PARAMS = (3 * 3 * 1 * 4 + 4) + (8 * 8 * 4 * 3 + 3)
+TINY_TEST = 40  # tiny_config's test pictures
+# instead of cifar10_bn.yaml's 27 layers, which take seconds to trace and save: the benches' code is the same
+SMALL_NETWORK = ["--set", "model.layers=[{Conv2D: {filters: 4, kernel_size: 3}}, {MaxPooling2D: {pool_size: 4}}, "
+                          "{Flatten: {}}, {Dense: {units: '${num_classes}', activation: softmax}}]"]
+
+
+def cpu_by_hand() -> str:
+    """The line bench/machine.py should print, read from /proc/cpuinfo here with regular expressions."""
+    text = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE).group(1).strip()
+    cores = len(re.findall(r"^processor\s*:", text, re.MULTILINE))
+    flags = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE).group(1).split()
+    notable = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8") if f in flags]
+    return (f"CPU: {model}, {cores} logical cores ({len(os.sched_getaffinity(0))} usable), "
+            f"flags: {' '.join(notable) or 'none of note'}")
+
+
+def bench(script: str, *args, cwd: Path, code: int = 0) -> str:
+    """Run `python bench/SCRIPT ARGS` in `cwd` with this tree's cnnrun; check its exit code and CPU line."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == code, f"{script}: exit {result.returncode}\n{result.stdout[-4000:]}\n" \
+                                      f"{result.stderr[-4000:]}"
+    if code == 0:
+        assert cpu_by_hand() in result.stdout.splitlines(), result.stdout[:2000]
+    return result.stdout + result.stderr if code else result.stdout
+
+
+def results(out: str) -> list[dict[str, str]]:
+    """The `RESULT key=value …` lines, as dicts."""
+    return [dict(token.split("=", 1) for token in line.split()[1:] if "=" in token)
+            for line in out.splitlines() if line.startswith("RESULT ")]
+
+
+def rounded_ratio(numerator: float, denominator: float, digits: int) -> tuple[float, float]:
+    """The range of `a / b` for the a and b that print as `numerator` and `denominator` with `digits` decimals."""
+    half = 0.5 * 10 ** -digits
+    return (numerator - half) / (denominator + half), (numerator + half) / (denominator - half)
+
+
+def jpeg_tree(root: Path, train: int, test: int) -> Path:
+    """CIFAR-10's layout (`train/<class>/`, `test/<class>/`) with `train` and `test` random 32×32 JPEGs a class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("test", test)):
+        for name in CIFAR10:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
+    return root
+
+
+def fashion_files(root: Path, train: int, test: int) -> Path:
+    """Fashion-MNIST's four idx .gz files (the layout Keras caches) holding random 28×28 pictures."""
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for prefix, count in (("train", train), ("t10k", test)):
+        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, count, 28, 28) + rng.integers(0, 256, count * 784, np.uint8).tobytes())
+        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 2049, count) + rng.integers(0, 10, count, np.uint8).tobytes())
+    return root
+
+
+def shapes_config(folder: Path) -> Path:
+    """tiny_config (two epochs of 16×16 shapes), plots off, written to `folder`."""
+    (path := folder / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(output={"plots": False}), sort_keys=False))
+    return path
+
+
+def load_bench(name: str, monkeypatch):
+    """A bench script as a module (bench/ on the path, as when it runs), to reach its parser."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    spec.loader.exec_module(module := importlib.util.module_from_spec(spec))
+    return module
+
+
+TESTED = {"machine", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline", "memory",
+          "overhead", "throughput", "distribution", "transfer"}
+
+
+def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cpu(tmp_path):
+    assert {p.stem for p in BENCH.glob("*.py")} == TESTED
+    for path in BENCH.glob("*.py"):
+        assert path.stem == "machine" or "Tiny mode (what tests/test_bench.py runs)" in path.read_text(), path.name
+    assert bench("machine.py", cwd=tmp_path).splitlines() == [cpu_by_hand()]
+
+
+def test_mistakes_stop_a_bench_before_it_trains(tmp_path):
+    assert "Usage" in bench("accuracy.py", cwd=tmp_path, code=2)
+    assert "at least 2" in bench("distribution.py", "--epochs", "1", cwd=tmp_path, code=2)
+    tree = jpeg_tree(tmp_path / "tree", train=4, test=1)  # memory.py: a smaller folder than it names
+    out = bench("memory.py", "--data", tree, "--sizes", "20", "50", "--test-size", "10", cwd=tmp_path, code=1)
+    assert "holds 4 pictures; 5 are needed" in out
+    out = bench("memory.py", "--data", tree, "--sizes", "25", "40", "--test-size", "10", cwd=tmp_path, code=1)
+    assert "train: 25 pictures do not share evenly among 10 classes" in out
+
+
+def test_cli(tmp_path):
+    out = bench("cli.py", "--repeat", "1", cwd=tmp_path)
+    timed = {m[1]: (float(m[2]), float(m[3]), float(m[4]))
+             for m in re.finditer(r"^(.+): median ([\d.]+) s \(min ([\d.]+), max ([\d.]+)\)$", out, re.MULTILINE)}
+    assert list(timed) == ["python -c pass", "cnnrun --help", "cnnrun config show configs/cifar10_bn.yaml",
+                           "cnnrun train (config error)"]
+    for median, low, high in timed.values():
+        assert median == low == high > 0  # one run each
+    (result,) = results(out)
+    assert (float(result["help_s"]), float(result["python_pass_s"]), float(result["slowest_s"])) == (
+        timed["cnnrun --help"][0], timed["python -c pass"][0], max(median for median, _, _ in timed.values()))
+    assert result["under_half_second"] == str(float(result["slowest_s"]) < 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """bench/accuracy.py on a two-epoch shapes config, its run folder kept: its output and the run folder."""
+    folder = tmp_path_factory.mktemp("accuracy")
+    out = bench("accuracy.py", shapes_config(folder), "--output-dir", "runs", cwd=folder)
+    return out, only_run(folder / "runs")
+
+
+@pytest.mark.slow
+def test_accuracy_prints_what_keras_measures_on_the_saved_models(tiny_run):
+    out, run = tiny_run
+    (result,) = results(out)
+    assert Path(result["run"]) == run.resolve()
+    assert int(result["epochs"]) == len(history(run)) == 2
+    assert float(result["fit_seconds"]) > 0 and float(result["wall_seconds"]) >= float(result["fit_seconds"])
+    import keras
+
+    from cnnrun.config import load_saved_experiment
+    from cnnrun.data import load_splits
+
+    splits = load_splits(load_saved_experiment(run / "config.yaml"), augment=False)
+    labels = splits.examples["test"].labels
+    assert len(labels) == TINY_TEST
+    for which in ("best", "last"):
+        model = keras.saving.load_model(run / "checkpoints" / f"{which}.keras")
+        accuracy = np.mean(model.predict(splits.test, verbose=0).argmax(-1) == labels)
+        assert result[f"test_accuracy_{which}"] == f"{accuracy:.4f}"
+
+
+@pytest.mark.slow
+def test_runs_listing_lists_every_copy(tiny_run, tmp_path):
+    out = bench("runs_listing.py", tiny_run[1], "--count", "100", "--repeat", "1", cwd=tmp_path)
+    timed, (result,) = dict(re.findall(r"^(.+): median ([\d.]+) s", out, re.MULTILINE)), results(out)
+    assert len(timed) == 5 and "python -c pass" in timed
+    # 100 copies, every 100th with a damaged state.json: all listed, one of them damaged
+    assert (result["folders"], result["rows_listed"], result["damaged_listed"]) == ("100", "100", "1")
+    assert result["table_s"] == timed["cnnrun runs DIR (table)"]
+    assert result["under_2_s"] == str(float(result["table_s"]) < 2)
+
+
+@pytest.mark.slow
+def test_step_speed(tmp_path):
+    out = bench("step_speed.py", shapes_config(tmp_path), "--steps", "2", "--warmup", "1", cwd=tmp_path)
+    (result,) = results(out)
+    assert (result["batch"], result["params"], result["steps"]) == ("16", str(TINY_PARAMS), "2")
+    low, high = rounded_ratio(16, float(result["seconds_per_step"]), 4)
+    assert low - 0.5 <= int(result["images_per_second"]) <= high + 0.5
+
+
+@pytest.mark.slow
+def test_time_to_accuracy(tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("config,seed,epoch,minutes,test_accuracy,test_accuracy_tta\n"
+                     "other.yaml,1,1,0.500,0.2000,0.2500\nother.yaml,1,2,1.000,0.4000,0.4500\n")
+    out = bench("time_to_accuracy.py", shapes_config(tmp_path), "--seeds", "2", "--targets", "0.3,0.99",
+                "--out", "curve.png", "--with", other, cwd=tmp_path)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [(int(r["seed"]), int(r["epoch"]), float(r["minutes"]), float(r["test_accuracy"]),
+             float(r["test_accuracy_tta"])) for r in csv.DictReader((tmp_path / "curve.csv").open())]
+    assert [(seed, epoch) for seed, epoch, *_ in rows] == [(3, 1), (3, 2), (4, 1), (4, 2)]  # seed 3 (the config's), 4
+    for *_, plain, tta in rows:  # a share of the 40 test pictures
+        assert round(plain * TINY_TEST, 6) % 1 == 0 and round(tta * TINY_TEST, 6) % 1 == 0
+    printed = re.findall(r"epoch (\d): +([\d.]+) min, test accuracy ([\d.]+), with flip\+translate ([\d.]+)", out)
+    assert [(int(e), f"{p:.4f}", f"{t:.4f}") for _, e, _, p, t in rows] == [(int(e), p, t) for e, _, p, t in printed]
+    # the last epoch's accuracy, judged by the bench's callback, is what cnnrun's own scoring gives last.keras
+    last_keras = re.findall(r"test, last\.keras\s*│\s*accuracy ([\d.]+)", out)
+    assert last_keras == [f"{plain:.4f}" for seed, epoch, _, plain, _ in rows if epoch == 2]
+    for seed, target in ((3, 0.3), (3, 0.99), (4, 0.3), (4, 0.99)):  # the first epoch at each target
+        said = re.search(rf"^seed {seed}: {target:.0%} (.+); with TTA (.+)$", out, re.MULTILINE).groups()
+        firsts = [next((f"(epoch {r[1]})" for r in rows if r[0] == seed and r[column] >= target), "not reached")
+                  for column in (3, 4)]
+        assert [text.rpartition(" min ")[2] for text in said] == firsts
+    for result, (key, column) in zip(results(out), (("final_plain", 3), ("final_tta", 4)), strict=True):
+        finals = [r[column] for r in rows if r[1] == 2]
+        assert result[key] == f"{statistics.fmean(finals):.4f}±{statistics.stdev(finals):.4f}"
+        assert abs(float(result["minutes"]) - statistics.fmean(r[2] for r in rows if r[1] == 2)) <= 0.0505
+
+
+@pytest.mark.slow
+def test_pipeline(tmp_path):
+    tree = jpeg_tree(tmp_path / "tree", train=8, test=2)
+    installed = importlib.util.find_spec("tf_keras") is not None
+    out = bench("pipeline.py", "--data", tree, "--set", "dataset.holdout_first=20", "--set", "train.batch_size=16",
+                cwd=tmp_path, code=0 if installed else 1)
+    # 80 training pictures, the first 20 held out for validation: one epoch is 60 pictures
+    ours = re.search(r"^cnnrun: (\d+) images, check\+load ([\d.]+) s, first epoch ([\d.]+) s = (\d+) images/s "
+                     r"\(cache memory: next epoch (\d+) images/s\), peak RSS (\d+) MB$", out, re.MULTILINE)
+    assert ours and ours[1] == "60" and int(ours[4]) > 0 and int(ours[5]) > 0
+    assert 200 < int(ours[6]) < 8000  # TensorFlow alone holds a few hundred MB
+    if not installed:
+        assert "course: tf_keras is not installed: pip install tf-keras==2.21.*" in out
+    else:
+        course = re.search(r"^course: (\d+) images", out, re.MULTILINE)
+        assert int(course[1]) >= 60 and "RESULT first_epoch_with_setup" in out
+
+
+@pytest.mark.slow
+def test_memory(tmp_path):
+    tree = jpeg_tree(tmp_path / "tree", train=4, test=1)
+    out = bench("memory.py", "--data", tree, "--sizes", "20", "40", "--test-size", "10", "--cache", "none",
+                "--set", "output.plots=false", "--set", "callbacks.tensorboard=false", *SMALL_NETWORK, cwd=tmp_path)
+    assert "tree of 20: 20 training and 10 test pictures linked" in out
+    assert "tree of 40: 40 training and 10 test pictures linked" in out
+    peaks = {}
+    for size in (20, 40):  # validation_split 0.1 of the linked pictures
+        line = re.search(rf"^cache=none images={size}: peak RSS (\d+) MB, \d+ s \(trained on (\d+), validation "
+                         rf"(\d+), test (\d+)\)$", out, re.MULTILINE)
+        assert line.groups()[1:] == (str(size - size // 10), str(size // 10), "10")
+        peaks[size] = int(line[1])
+        assert 200 < peaks[size] < 8000
+    (result,) = results(out)
+    assert (result["peak_mb_20"], result["peak_mb_40"]) == (str(peaks[20]), str(peaks[40]))
+    low, high = rounded_ratio(peaks[40], peaks[20], 0)
+    assert low - 0.005 <= float(result["ratio"]) <= high + 0.005
+
+
+@pytest.mark.slow
+def test_overhead(tmp_path):
+    data = fashion_files(tmp_path / "fashion", train=300, test=50)
+    out = bench("overhead.py", "--data", data, "--epochs", "1", "--repeat", "1", cwd=tmp_path)
+    runs = {m[1]: (float(m[2]), float(m[3]), float(m[4])) for m in re.finditer(
+        r"^(plain|cnnrun): fit ([\d.]+) s, process ([\d.]+) s, val_accuracy ([\d.]+)$", out, re.MULTILINE)}
+    (result,) = results(out)
+    assert set(runs) == {"plain", "cnnrun"}
+    for name, (fit, process, val_accuracy) in runs.items():
+        assert 0 < fit < process and (result[f"{name}_fit_s"], result[f"{name}_process_s"]) == (f"{fit}", f"{process}")
+        assert round(val_accuracy * 90, 2) % 1 == 0  # a share of the last 30 % of 300 pictures
+    for key, column in (("fit", 0), ("process", 1)):
+        low, high = rounded_ratio(runs["cnnrun"][column], runs["plain"][column], 1)
+        assert low <= float(result[f"{key}_ratio"]) <= high
+
+
+@pytest.mark.slow
+def test_throughput(tmp_path):
+    from PIL import Image
+
+    tree = jpeg_tree(tmp_path / "tree", train=8, test=2)
+    arrays = tmp_path / "arrays.npz"
+    out = bench("throughput.py", "--configs", "cifar10_bn_arrays", "--settings", "bf16", "course", "--steps", "2",
+                "--cifar10", tree, "--arrays", arrays, "--set", "dataset.holdout_first=20", "--set",
+                "train.batch_size=8", *SMALL_NETWORK, cwd=tmp_path)
+    with np.load(arrays) as f:  # the tree decoded once: every picture with its class, in the loader's order
+        x_train, y_train, x_test = f["x_train"], f["y_train"], f["x_test"]
+    assert x_train.shape == (80, 32, 32, 3) and x_test.shape == (20, 32, 32, 3)
+    files = sorted(tree.glob("train/*/*.jpg"))
+    pictures = np.stack([np.asarray(Image.open(p)) for p in files]).reshape(80, 1, -1).astype(np.float32)
+    # each array is one picture of the tree as Pillow decodes it (TensorFlow's decoder differs by a few levels;
+    # two different noise pictures by about 85)
+    distance = np.abs(x_train.reshape(1, 80, -1) - pictures).mean(-1)  # [picture, array]
+    match = distance.argmin(0)
+    assert sorted(match) == list(range(80)) and distance.min(0).max() < 5
+    assert y_train.tolist() == [CIFAR10.index(files[i].parent.name) for i in match]
+    installed = importlib.util.find_spec("tf_keras") is not None
+    assert [r["setting"] for r in results(out)] == ["bf16", "course"][:1 + installed]
+    assert installed or "cifar10_bn_arrays course: skipped: tf_keras is not installed" in out
+    result = results(out)[0]  # on a CPU mixed precision is bfloat16
+    assert (result["config"], result["policy"], result["batch"], result["steps"]) == (
+        "cifar10_bn_arrays", "mixed_bfloat16", "8", "2")
+    low, high = rounded_ratio(2 * 8, float(result["seconds"]), 4)
+    assert low - 0.5 <= int(result["images_per_s"]) <= high + 0.5
+
+
+def test_distribution_setups_are_valid_configs(monkeypatch):
+    from cnnrun.config import load_experiment
+
+    distribution = load_bench("distribution", monkeypatch)
+    for sets, processes, replicas in distribution.SETUPS.values():
+        experiment = load_experiment(distribution.PROJECT / "configs" / "quickstart.yaml",
+                                     distribution.overrides(2, 64) + sets)
+        assert (experiment.dataset.num_samples, experiment.train.epochs, experiment.train.batch_size) == (64, 2, 32)
+        assert replicas == max(processes, len(experiment.train.devices or [])) > 0
+
+
+@pytest.mark.slow
+def test_distribution(tmp_path):
+    out = bench("distribution.py", "--epochs", "2", "--samples", "64", "--setups", "2", cwd=tmp_path)
+    assert "quick start, 64 training images, global batch 32, 2 epochs" in out
+    rows = re.findall(r"^\| (.+) \| (\d) \| (\d+) \| (\d+) \| ([\d,]+) \| ([\d.]+) \|$", out, re.MULTILINE)
+    assert [(name, replicas) for name, replicas, *_ in rows] == [
+        ("tensorflow, MirroredStrategy, 2 logical CPU devices", "2")]
+    for _, _, first, step_ms, images, fit in rows:
+        low, high = rounded_ratio(32_000, int(step_ms), 0)  # images/s: the global batch over the step time
+        assert low - 0.5 <= int(images.replace(",", "")) <= high + 0.5
+        assert float(fit) > 0 and int(first) >= 0
+
+
+@pytest.mark.slow
+def test_transfer(tmp_path):
+    tree = jpeg_tree(tmp_path / "tree", train=6, test=2)
+    phases = "[{epochs: 1, trainable: none, learning_rate: 0.001}, {epochs: 1, trainable: all, learning_rate: 0.001}]"
+    out = bench("transfer.py", "--data-dir", tree, "--output-dir", "runs", "--seeds", "1",
+                "--set", "dataset.holdout_first=4", "--set", "dataset.samples_per_class=3",
+                "--set", "train.batch_size=8", "--set", "callbacks.tensorboard=false", "--set", "output.plots=false",
+                "--pretrain-set", "train.epochs=1", "--pets-set", f"train.phases={phases}", "--pets-set",
+                "train.epochs=2", *SMALL_NETWORK, cwd=tmp_path)
+    (pretrained,), (scratch,), (transfer,) = (list((tmp_path / "runs" / name).iterdir())
+                                             for name in ("cifar10_8class", "pets_scratch", "pets_transfer"))
+    # the from-scratch run trains as many epochs as the overridden phases add up to: 1 + 1
+    assert [len(history(run)) for run in (pretrained, scratch, transfer)] == [1, 2, 2]
+    assert yaml.safe_load((scratch / "config.yaml").read_text())["train"]["phases"] is None
+    assert yaml.safe_load((transfer / "config.yaml").read_text())["model"]["init_from"] == f"{pretrained}:best"
+    best = {}
+    for label, run in (("8 classes (pretraining)", pretrained), ("cat vs dog, from scratch", scratch),
+                       ("cat vs dog, from the 8 classes", transfer)):
+        scores = json.loads((run / "scores.json").read_text())
+        row = re.search(rf"^{re.escape(label)} +1 +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.MULTILINE)
+        assert row.groups()[:2] == (f"{scores['best']['accuracy']:.4f}", f"{scores['last']['accuracy']:.4f}")
+        best[label] = scores["best"]["accuracy"]
+    for accuracy in list(best.values())[1:]:  # a share of the 4 cat and dog test pictures
+        assert math.isclose(accuracy * 4, round(accuracy * 4), abs_tol=1e-6)
+    (result,) = results(out)
+    gain = best["cat vs dog, from the 8 classes"] - best["cat vs dog, from scratch"]
+    assert (result["epochs"], result["seeds"], result["transfer_gain_best"]) == ("2", "1", f"{gain:.4f}")
+
+
+def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
+    assert subprocess.run(["bash", "-n", str(BENCH / "gpu.sh")]).returncode == 0
+    text = (BENCH / "gpu.sh").read_text().replace("\\\n", " ")  # its commands as bash runs them, by default
+    for name, value in ('"$STEPS"', "200"), ("${TMPDIR:-/tmp}", os.environ.get("TMPDIR", "/tmp")), ("${OUT:-.}", "."):
+        text = text.replace(name, value)
+    commands = [(found[1], shlex.split(found[2])) for line in text.splitlines() if not line.lstrip().startswith("#")
+                for found in re.finditer(r"\$PY (bench/\S+)([^|]*)", line)]
+    assert sorted(script for script, _ in commands) == ["bench/accuracy.py"] * 2 + ["bench/machine.py"] + [
+        "bench/throughput.py"] * 2 + ["bench/time_to_accuracy.py"]
+    from cnnrun.config import load_experiment
+
+    throughput, time_to_accuracy = load_bench("throughput", monkeypatch), load_bench("time_to_accuracy", monkeypatch)
+    checked = 0
+    for script, args in commands:
+        assert (PROJECT / script).is_file()
+        if script == "bench/throughput.py":
+            parsed = throughput.parse(args)
+            for config in parsed.configs:
+                path, sets = throughput.sources(parsed)[config]
+                for setting in parsed.settings:
+                    load_experiment(path, [*sets, *parsed.sets, *throughput.SETTINGS[setting]])
+                    checked += 1
+        elif script == "bench/time_to_accuracy.py":
+            parsed = time_to_accuracy.parse(args)
+            load_experiment(PROJECT / parsed.config, parsed.sets)
+            checked += 1
+        elif script == "bench/accuracy.py":  # cnnrun train's arguments: a config and its overrides
+            config, *rest = args
+            assert rest[::2] == ["--set"] * (len(rest) // 2) and len(rest) % 2 == 0
+            # the full run reads the npz that throughput.py writes by default
+            assert all(a == f"dataset.path={throughput.ARRAYS}" for a in rest if a.startswith("dataset.path="))
+            assert (shown := run_here("config", "show", config, *rest)).returncode == 0, shown.stderr
+            checked += 1
+    assert checked == 2 * 5 + 2 + 2 + 1
+    assert re.search(r"^install:", (PROJECT / "Makefile").read_text(), re.MULTILINE)  # its set-up: make install,
+    assert "gpu = [" in (PROJECT / "pyproject.toml").read_text()  # and the gpu extra
