@@ -31,6 +31,7 @@ import numpy as np
 from cnnrun.atomic import os_error_reason, partial_path, replacing
 from cnnrun.errors import UserError
 from cnnrun.report import c_messages_hidden
+from cnnrun.run_folder.files import EXPORT
 from cnnrun.run_folder.folder import Run, open_run
 
 KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
@@ -59,9 +60,9 @@ def export_path(run: Run, format_: str, checkpoint: str, out: Path | None) -> Pa
     """Where the export goes: `out`, else `RUN_DIR/export/<checkpoint>_saved_model`, `<checkpoint>.onnx` or
     `<checkpoint>.tflite`; a name that does not fit the format is a UserError."""
     if out is None:
-        run.check_writable("export")
+        run.check_writable(EXPORT)
         name = f"{checkpoint}_saved_model" if format_ == "saved_model" else f"{checkpoint}{SUFFIXES[format_]}"
-        return run.file("export") / name
+        return run.export_folder / name
     suffix = SUFFIXES[format_]
     if suffix and out.suffix.lower() != suffix:
         raise UserError(f"--out {out}: a {format_} model is one file ending in {suffix}")
@@ -142,8 +143,8 @@ def sample_images(run: Run, experiment, info, count: int = SAMPLES) -> tuple[np.
     from cnnrun.data import load_splits
     from cnnrun.data.pictures import read_images
 
-    if run.file("splits.json").exists():
-        files = run.read_json("splits.json")
+    files = run.read_splits()
+    if files is not None:
         name = next(split for split in ("test", "validation", "train") if files.get(split))
         paths = [Path(files["root"]) / relative for relative in files[name][:count]]
         images, _, _ = read_images(paths, info.input_shape)
@@ -151,9 +152,7 @@ def sample_images(run: Run, experiment, info, count: int = SAMPLES) -> tuple[np.
             raise UserError(f"{files['root']}: none of the first {len(paths)} {name} images splits.json lists can be "
                             f"read, so the export cannot be checked; is the dataset still there?")
         return images, name
-    from cnnrun.data import DatasetInfo
-
-    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")))
+    splits = load_splits(experiment, stored=run.dataset_info())
     name = next(split for split in ("test", "validation", "train") if split in splits.examples)
     examples = splits.examples[name]
     return examples.pixels(np.arange(min(count, len(examples)))), name
