@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cnnrun.run_folder.lock import Holder
 from cnnrun.tasks.compare import compare_runs
 from tests.conftest import PROJECT, run_here, tiny_config
 from tests.test_errors import assert_user_error
@@ -49,6 +50,7 @@ def outputs(tmp_path_factory):
     (running / "state.json").write_text(json.dumps({**state, "status": "running", "epochs_completed": 0}))
     meta = json.loads((running / "meta.json").read_text())
     (running / "meta.json").write_text(json.dumps({**meta, "started": "2099-12-31T00:00:00+00:00"}))
+    (running / "run.lock").write_bytes(Holder.me().to_bytes())  # running: a live process (this one) holds it
     damaged = shutil.copytree(folders["a"], root / "outputs" / "broken" / "20000101-000000")
     (damaged / "state.json").write_text('{"status": "completed", "epochs_')
     return root / "outputs", {**folders, "running": running, "damaged": damaged}

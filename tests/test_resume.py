@@ -156,12 +156,17 @@ def _fingerprint(run):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.rglob("*") if p.is_file()}
 
 
+# A damaged or missing checkpoint is no longer a dead end: resume goes on from the other one, or from the first
+# epoch (tests/test_run_folder_resume.py). What resume cannot go on without is reported and left alone:
 @pytest.mark.parametrize("damage, message", [
-    (lambda run: (run / "checkpoints" / "last.keras").write_bytes(b"not a zip"), "damaged checkpoint"),
-    (lambda run: (run / "checkpoints" / "best.keras").write_bytes(b"PK\x03\x04 cut short"), "best.keras: damaged"),
-    (lambda run: (run / "checkpoints" / "last.keras").unlink(), "checkpoint missing"),
     (lambda run: (run / "config.yaml").unlink(), "config.yaml: missing"),
     (lambda run: (run / "state.json").write_text("{"), "state.json"),
+    (lambda run: (run / "state.json").write_text(json.dumps({**json.loads((run / "state.json").read_text()),
+                                                             "scored": True})), "state.json"),
+    (lambda run: (run / "dataset.json").write_text('{"class_names": "abc"}'), "dataset.json: "),
+    (lambda run: (run / "meta.json").write_text('{"started": "last tuesday"}'), "meta.json: started"),
+    (lambda run: (run / "splits.json").write_text('{"train": []}'), "splits.json: "),
+    (lambda run: (run / "history.csv").write_text("epoch,loss\n1,0.5\n3,0.4\n"), "history.csv: damaged"),
 ])
 def test_damaged_run_folder_is_reported_and_left_alone(one_epoch_run, tmp_path, damage, message):
     run = tmp_path / "run"

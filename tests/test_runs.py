@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+from pydantic import ValidationError
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
@@ -91,17 +92,31 @@ def test_a_state_json_that_is_not_a_run_state_is_one_line_before_anything_is_wri
     assert (folder_listing(tmp_path), run.file("state.json").read_bytes()) == before
 
 
-def test_state_keeps_what_the_trainer_adds_and_merges_changes(tmp_path):
+def test_state_has_a_typed_field_for_each_key_the_trainer_adds_and_merges_changes(tmp_path):
     run = Run(tmp_path)
     state = run.update_state(status="running", epochs_completed=0, epochs_planned=3,
                              best={"monitor": "val_loss", "value": None, "epoch": None}, augmentation="model")
-    assert state.status == "running" and state.best.value is None
-    run.update_state(epochs_completed=1, best={"monitor": "val_loss", "value": 0.7, "epoch": 1}, scored=False)
+    assert state.status == "running" and state.best.value is None and state.augmentation == "model"
+    run.update_state(epochs_completed=1, best={"monitor": "val_loss", "value": 0.7, "epoch": 1}, phase=2,
+                     fit_ended="completed")
     on_disk = json.loads(run.file("state.json").read_text())
     assert on_disk["epochs_completed"] == 1 and on_disk["epochs_planned"] == 3
     assert on_disk["best"] == {"monitor": "val_loss", "value": 0.7, "epoch": 1}
-    assert on_disk["augmentation"] == "model" and on_disk["scored"] is False
+    assert (on_disk["augmentation"], on_disk["phase"], on_disk["fit_ended"]) == ("model", 2, "completed")
     assert run.read_state().model_dump() == on_disk
+
+
+@pytest.mark.parametrize("change", [{"scored": False}, {"augmentation": "gpu"}, {"fit_ended": "failed"},
+                                    {"phase": 0}])
+def test_a_key_or_value_the_state_does_not_have_is_refused_and_nothing_is_written(tmp_path, change):
+    run = make_run(tmp_path / "run")
+    before = run.file("state.json").read_bytes()
+    with pytest.raises(ValidationError):
+        run.update_state(**change)
+    assert run.file("state.json").read_bytes() == before
+    run.file("state.json").write_text(json.dumps({**COMPLETED, **change}))
+    with pytest.raises(UserError, match=rf"state\.json: .* is not a cnnrun run state \({next(iter(change))}: "):
+        run.read_state()
 
 
 @pytest.mark.parametrize("name", ["../escaped", "a/b", ".", "..", "", "x/../../y"])
@@ -118,3 +133,22 @@ def test_an_absolute_run_name_is_refused_and_nothing_is_created_there(tmp_path):
     with pytest.raises(UserError, match="one folder name"):
         create_run(tmp_path / "out", str(target))
     assert not target.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_running_run_whose_process_is_gone_is_listed_as_stopped(tmp_path):
+    import subprocess
+    import sys
+
+    from cnnrun.run_folder.lock import Holder
+    from cnnrun.tasks.runs_table import list_runs
+
+    running = {**COMPLETED, "status": "running", "epochs_completed": 1}
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone_pid = int(ended.stdout)  # a process that has ended: its PID names no process now
+    me = Holder.me()
+    for name, lock in {"dead": Holder(gone_pid, me.host, me.since, None, "0" * 16), "alive": me, "none": None}.items():
+        run = make_run(tmp_path / "out" / name / "20260101-100000", state=running)
+        if lock is not None:
+            run.file("run.lock").write_bytes(lock.to_bytes())
+    statuses = {row["name"]: row["status"] for row in list_runs(tmp_path / "out")}
+    assert statuses == {"dead": "stopped (process gone)", "alive": "running", "none": "stopped (process gone)"}

@@ -96,7 +96,7 @@ def run_experiment_of(run_dir: Path | None):
     from cnnrun.config import load_saved_experiment
     from cnnrun.run_folder.folder import open_run
 
-    return load_saved_experiment(open_run(run_dir).file("config.yaml"))
+    return load_saved_experiment(open_run(run_dir).config_file)
 
 
 

@@ -144,8 +144,10 @@ def predict(
 
     Example: cnnrun predict my_shapes/ --run outputs/quickstart/20260101-120000 --top-k 2 --output predictions.csv
     """
+    from cnnrun.run_folder.folder import is_run_folder, runs_under
+
     for path in paths:
-        runs = [path] if (path / "state.json").is_file() else sorted(p.parent for p in path.glob("*/state.json"))
+        runs = [path] if is_run_folder(path) else runs_under(path)
         if runs:
             what = "is a run folder" if runs == [path] else "holds run folders"
             raise UserError(f"{what}, not pictures", where=str(path),

@@ -23,7 +23,9 @@ Method = StrEnum("Method", [("gradcam", "gradcam"), ("gradcampp", "gradcam++"), 
 
 
 def _is_run(path: Path) -> bool:
-    return (path / "state.json").is_file()
+    from cnnrun.run_folder.folder import is_run_folder
+
+    return is_run_folder(path)
 
 
 def _start(run_dir: Path | None) -> None:

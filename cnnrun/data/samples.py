@@ -54,7 +54,7 @@ def samples_figure(examples, class_names: list[str], per_class: int, seed: int, 
 
 def write_samples(run, splits, experiment, per_class: int = 8) -> None:
     """Write the run folder's `samples.png` once (a resumed run keeps the first), when `output.plots` is on."""
-    target = run.file(SAMPLES)
+    target = run.samples
     if not experiment.output.plots or target.exists():
         return
     shape = "×".join(map(str, splits.info.input_shape))

@@ -109,7 +109,7 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
     from cnnrun.run_folder.folder import open_run
 
     run = open_run(run_path)
-    model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
+    model = load_checkpoint(run.checkpoint(checkpoint))
     path, kernel = conv_layer(model, layer)
     tiles, labels, how = kernel_tiles(kernel, per_channel)
     height, width, inputs, outputs = kernel.shape

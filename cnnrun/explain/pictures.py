@@ -113,14 +113,14 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
     Returns:
         An `Explanation` (nothing is printed).
     """
-    from cnnrun.data import DatasetInfo, preprocess
+    from cnnrun.data import preprocess
     from cnnrun.data.pictures import collect_images, read_images
     from cnnrun.model.checkpoints import load_run_model
     from cnnrun.model.scoring import probabilities
 
     files = collect_images(paths)
     run = open_run(run_path)
-    wanted = class_index(class_name, DatasetInfo(**run.read_json("dataset.json")).class_names)
+    wanted = class_index(class_name, run.dataset_info().class_names)
     experiment, info, model = load_run_model(run, checkpoint)
     path = chosen_layer(model, method, layer)
     out = Path(out) if out is not None else Path.cwd() / "explained"

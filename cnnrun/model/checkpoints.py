@@ -11,21 +11,22 @@ Example:
 from pathlib import Path
 
 from cnnrun.config import load_saved_experiment
-from cnnrun.data import DatasetInfo
 from cnnrun.errors import UserError
 from cnnrun.model.custom_objects import custom_objects
+from cnnrun.run_folder.files import CHECKPOINTS, checkpoint_name
 from cnnrun.run_folder.folder import Run
 
 
 def load_run_model(run: Run, checkpoint: str):
-    """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode."""
-    experiment = load_saved_experiment(run.file("config.yaml"))
-    info = DatasetInfo(**run.read_json("dataset.json"))
-    model = load_checkpoint(run.checkpoints / f"{checkpoint}.keras")
+    """The run's experiment, stored dataset info and the chosen checkpoint, loaded in safe mode (for the commands
+    that take `--checkpoint best|last`)."""
+    experiment = load_saved_experiment(run.config_file)
+    info = run.dataset_info()
+    model = load_checkpoint(run.checkpoint(checkpoint))
     return experiment, info, model
 
 
-def load_checkpoint(path: Path, use_other: str = "--checkpoint "):
+def load_checkpoint(path: Path, use_other: str | None = "--checkpoint "):
     """Load a `.keras` checkpoint in Keras' safe mode (no code from a checkpoint ever runs).
 
     A checkpoint that cannot be loaded is a one-line UserError that says what is wrong with it (missing,
@@ -35,7 +36,8 @@ def load_checkpoint(path: Path, use_other: str = "--checkpoint "):
     Args:
         path: the `.keras` file.
         use_other: how the message asks for the other checkpoint, followed by `best` or `last`. Defaults to the
-            commands' `--checkpoint ` (`model.init_from` asks for `RUN_DIR:`).
+            commands' `--checkpoint ` (`model.init_from` asks for `RUN_DIR:`); None for a caller that has no way
+            to choose (training, resume): the message then says only what is wrong with the file.
     """
     import keras
 
@@ -63,13 +65,13 @@ def _what_is_wrong(path: Path, error: Exception) -> str:
     return f"damaged checkpoint ({type(error).__name__}: {text[:160]})"
 
 
-def _other_checkpoint(path: Path, use_other: str) -> str:
+def _other_checkpoint(path: Path, use_other: str | None) -> str:
     """`; checkpoints/last.keras is intact: use --checkpoint last` (or `is damaged too`), for best/last."""
-    names = {"best.keras": "last", "last.keras": "best"}
-    if path.parent.name != "checkpoints" or path.name not in names:
+    names = {checkpoint_name("best"): "last", checkpoint_name("last"): "best"}
+    if use_other is None or path.parent.name != CHECKPOINTS or path.name not in names:
         return ""
-    other = path.with_name(f"{names[path.name]}.keras")
-    shown = f"checkpoints/{other.name}"
+    other = path.with_name(checkpoint_name(names[path.name]))
+    shown = f"{CHECKPOINTS}/{other.name}"
     if not other.is_file():
         return f"; {shown} is missing too"
     try:

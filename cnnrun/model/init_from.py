@@ -36,7 +36,7 @@ from cnnrun.config import Experiment
 from cnnrun.config.model import split_init_from
 from cnnrun.errors import UserError
 from cnnrun.model.checkpoints import load_checkpoint
-from cnnrun.run_folder.folder import Run, open_run
+from cnnrun.run_folder.folder import Run, is_run_folder, open_run, runs_under
 from cnnrun.run_folder.lock import LOCK_NAME, Holder, parse_holder
 
 
@@ -133,10 +133,10 @@ def read_source(init_from: str) -> Source:
         raise UserError(f"model.init_from: {run.path} is still training (process {holder.pid}{where} has held its "
                         f"{LOCK_NAME} since {holder.since}); its checkpoints change as it trains: wait for it to end, "
                         f"or start from a finished run")
-    path = run.checkpoints / f"{which}.keras"
+    path = run.checkpoint(which)
     if not path.is_file():
         other = "last" if which == "best" else "best"
-        hint = f"; use {run.path}:{other}" if (run.checkpoints / f"{other}.keras").is_file() else \
+        hint = f"; use {run.path}:{other}" if run.checkpoint(other).is_file() else \
             " (it has not finished an epoch)"
         raise UserError(f"model.init_from: {path}: missing; {run.path} has no checkpoints/{which}.keras{hint}")
     stat = path.stat()
@@ -158,9 +158,9 @@ def latest_finished(folder: Path) -> Path:
     """`folder` itself when it is a run folder; for the folder of an experiment's runs (`outputs/NAME`), its most
     recent finished run (completed or stopped early; the folders' names are their start times). `meta.json`
     records which run the weights came from."""
-    if (folder / "state.json").is_file() or not folder.is_dir():
+    if is_run_folder(folder) or not folder.is_dir():
         return folder
-    finished = sorted(run.path for run in map(Run, (state.parent for state in folder.glob("*/state.json")))
+    finished = sorted(run.path for run in map(Run, runs_under(folder))
                       if _status(run) in ("completed", "stopped_early"))
     if not finished:
         raise UserError(f"model.init_from: {folder} is neither a run folder nor holds a finished run "
@@ -182,7 +182,7 @@ def _read_checkpoint(run: str, checkpoint: str, mtime_ns: int, size: int) -> Sou
     import keras
 
     try:
-        model = load_checkpoint(Path(run) / "checkpoints" / checkpoint, use_other=f"model.init_from: {run}:")
+        model = load_checkpoint(Run(Path(run)).checkpoints / checkpoint, use_other=f"model.init_from: {run}:")
     except UserError as e:
         raise e.at("model.init_from") from e
     weights = {path: [keras.ops.convert_to_numpy(weight) for weight in layer.weights]

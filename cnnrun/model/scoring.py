@@ -105,14 +105,14 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
     if splits.test is None:
         return {}
     tta, scores = experiment.evaluate.tta, {}
-    epochs = {which: (checkpoint_info(run.checkpoints / f"{which}.keras") or {}).get("epoch")
+    epochs = {which: (checkpoint_info(run.checkpoint(which)) or {}).get("epoch")
               for which in ("best", "last")}
     for which in ("best", "last"):
-        path = run.checkpoints / f"{which}.keras"
+        path = run.checkpoint(which)
         if which == "last" and "best" in scores and epochs["best"] is not None and epochs["best"] == epochs["last"]:
             scores["last"] = dict(scores["best"])  # the same epoch's weights: scored once
         elif path.exists():
-            model = load_checkpoint(path)
+            model = load_checkpoint(path, use_other=None)  # train and resume have no --checkpoint
             metrics = model.evaluate(splits.test, verbose=0, return_dict=True, callbacks=list(callbacks))
             scores[which] = {k: float(v) for k, v in metrics.items()}
             if tta:

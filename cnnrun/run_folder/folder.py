@@ -1,9 +1,10 @@
-"""The run folder: create it, find it again, hold it, read and write its files, load its checkpoints.
+"""The run folder: create it, find it again, hold it, read and write its files.
 
-A run folder is `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/` and is the single source of truth for a run (see the
-README's "Run folder" section for its files). Every write goes to a file beside the target, then `os.replace`
-(`cnnrun.atomic`), so a run killed at any moment leaves only complete files. One process at a time writes a run
-folder (`Run.hold`, `run.lock`).
+A run folder is `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/` and is the single source of truth for a run. Its file
+names and their schemas are `cnnrun.run_folder.files`; `Run` is the only way in, typed: `run.read_state()`,
+`run.read_history()`, `run.dataset_info()`, `run.write_scores(...)`, `run.checkpoint("best")`, ... Every write
+goes to a file beside the target, then `os.replace` (`cnnrun.atomic`), so a run killed at any moment leaves only
+complete files. One process at a time writes a run folder (`Run.hold`, `run.lock`).
 
 Example:
 >>> run = create_run("outputs", "quickstart")
@@ -20,60 +21,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from cnnrun.atomic import atomic_write_csv, atomic_write_json, checkpoint_info, os_error_reason
+from cnnrun.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, checkpoint_info, os_error_reason
 from cnnrun.errors import UserError
-from cnnrun.run_folder.lock import LOCK_NAME, hold_folder
+from cnnrun.run_folder import files
+from cnnrun.run_folder.files import STATUSES, Best, Meta, RunState, Scores, SplitFiles, Status, schema_error
+from cnnrun.run_folder.lock import hold_folder
 
-Status = Literal["running", "completed", "stopped_early", "interrupted", "failed", "pruned"]
-STATUSES: tuple[str, ...] = get_args(Status)
-
-
-class Best(BaseModel):
-    """What `checkpoints/best.keras` holds: the monitored value and the epoch it was reached at."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-    monitor: str = Field(description="The logged value that decides best.keras, e.g. `val_loss`.")
-    value: float | None = Field(None, description="Its best value so far; None before the first epoch.")
-    epoch: int | None = Field(None, ge=1, description="The epoch (from 1) that reached it; None before.")
+__all__ = ["Run", "RunState", "Best", "Meta", "Status", "STATUSES", "create_run", "open_run", "find_latest_run",
+           "check_run_name", "is_run_folder", "runs_under"]
 
 
-class RunState(BaseModel):
-    """`state.json`: how far a run got and what resume needs to go on exactly.
-
-    Keys the Trainer adds beyond these (e.g. where augmentation runs, whether the test split was scored, the
-    phase of `train.phases` training is in) are kept as they are.
-    """
-
-    model_config = ConfigDict(strict=True, extra="allow")
-
-    status: Status = Field(description="running, completed, stopped_early, interrupted, failed, or pruned (a "
-                         "sweep stopped the trial).")
-    epochs_completed: int = Field(0, ge=0, description="Epochs finished and recorded.")
-    epochs_planned: int = Field(ge=1, description="The total number of epochs asked for.")
-    best: Best | None = Field(None, description="What best.keras holds.")
-    callbacks: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Saved state of the stateful Keras callbacks, by config name.")
-    fit_seconds: float = Field(0.0, ge=0, description="Time spent in Keras' fit, over every start.")
-    ended: str | None = Field(None, description="When the last process working on the run ended (ISO time).")
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` is a run folder (it holds a state.json)."""
+    return (path / files.STATE).is_file()
 
 
-def _not_a_state(path: Path, data: Any, error: ValidationError) -> UserError:
-    shown = json.dumps(data)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "the whole file"
-    more = f"; {error.error_count() - 1} more" if error.error_count() > 1 else ""
-    return UserError(f"{path}: {shown} is not a cnnrun run state ({where}: {first['msg']}{more})")
+def runs_under(folder: Path) -> list[Path]:
+    """The run folders directly under `folder` (`outputs/NAME` holds `outputs/NAME/<time>`), sorted by path."""
+    return sorted(state.parent for state in folder.glob(f"*/{files.STATE}"))
 
 
 @dataclass
 class Run:
-    """One run folder and its files.
+    """One run folder and its files, read and written through their schemas (`cnnrun.run_folder.files`).
 
     Args:
         path: the run folder, `<output_dir>/<name>/<YYYYMMDD-HHMMSS>`.
@@ -81,12 +55,48 @@ class Run:
 
     path: Path
 
+    # ------------------------------------------------------------------ where things are
+
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / files.CHECKPOINTS
+
+    def checkpoint(self, which: str) -> Path:
+        """`checkpoints/best.keras` or `checkpoints/last.keras`."""
+        return self.checkpoints / files.checkpoint_name(which)
 
     def file(self, name: str) -> Path:
+        """The file `name` of the run folder: one of `cnnrun.run_folder.files`' names."""
         return self.path / name
+
+    @property
+    def config_file(self) -> Path:
+        return self.file(files.CONFIG)
+
+    @property
+    def history_plot(self) -> Path:
+        return self.file(files.HISTORY_PLOT)
+
+    @property
+    def samples(self) -> Path:
+        return self.file(files.SAMPLES)
+
+    @property
+    def eval_folder(self) -> Path:
+        return self.file(files.EVAL)
+
+    @property
+    def export_folder(self) -> Path:
+        return self.file(files.EXPORT)
+
+    @property
+    def tensorboard_folder(self) -> Path:
+        return self.file(files.TENSORBOARD)
+
+    def has(self, name: str) -> bool:
+        return self.file(name).is_file()
+
+    # ------------------------------------------------------------------ JSON files
 
     def read_json(self, name: str) -> Any:
         """The JSON file `name` in the run folder; missing or damaged is a one-line UserError."""
@@ -103,25 +113,30 @@ class Run:
     def write_json(self, name: str, obj: Any) -> None:
         atomic_write_json(self.file(name), obj)
 
+    def _read_checked(self, name: str, schema: Any, what: str) -> Any:
+        data = self.read_json(name)
+        try:
+            return schema.model_validate(data)
+        except ValidationError as e:
+            raise schema_error(self.file(name), data, e, what) from e
+
+    # ------------------------------------------------------------------ state.json
+
     def read_state(self) -> RunState:
         """`state.json`, checked against `RunState`: anything else is a one-line UserError naming the file."""
-        data = self.read_json("state.json")
-        try:
-            return RunState.model_validate(data)
-        except ValidationError as e:
-            raise _not_a_state(self.file("state.json"), data, e) from e
+        return self._read_checked(files.STATE, RunState, "a cnnrun run state")
 
     def update_state(self, **changes: Any) -> RunState:
         """Merge `changes` into state.json and write it back whole; return the new state.
 
         The state on disk is read and checked first, so a damaged state.json is reported before anything is
         written. A state.json that does not exist yet is created from `changes` alone (they must then hold
-        `status` and `epochs_planned`). Changes that make an invalid state are a bug in the caller: pydantic's
-        ValidationError is raised and nothing is written.
+        `status` and `epochs_planned`). Changes that make an invalid state (a key `RunState` does not have
+        included) are a bug in the caller: pydantic's ValidationError is raised and nothing is written.
         """
-        old = self.read_state().model_dump() if self.file("state.json").exists() else {}
+        old = self.read_state().model_dump() if self.has(files.STATE) else {}
         state = RunState.model_validate({**old, **changes})
-        self.write_json("state.json", state.model_dump())
+        self.write_json(files.STATE, state.model_dump())
         return state
 
     def recorded_best(self) -> dict[str, Any] | None:
@@ -130,33 +145,100 @@ class Run:
         The checkpoint's own record (`atomic_save_model(..., info=...)`) wins over state.json's `best`, which
         lags behind it when a process dies between the two writes. None when neither says.
         """
-        info = checkpoint_info(self.checkpoints / "best.keras")
+        info = checkpoint_info(self.checkpoint("best"))
         if info is not None and {"monitor", "value", "epoch"} <= info.keys():
             return {key: info[key] for key in ("monitor", "value", "epoch")}
         state = self.read_state()
         return state.best.model_dump() if state.best is not None else None
 
+    # ------------------------------------------------------------------ the other files
+
+    def read_meta(self) -> Meta | None:
+        """`meta.json` checked against `Meta`; None when the run has none yet (killed before writing it)."""
+        return self._read_checked(files.META, Meta, "a cnnrun run's meta") if self.has(files.META) else None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """Write `meta.json` (checked against `Meta` first: a key it does not have is a bug in the caller)."""
+        self.write_json(files.META, Meta.model_validate(meta).to_dict())
+
+    def dataset_info(self, required: bool = True):
+        """`dataset.json` as a `cnnrun.data.DatasetInfo`; missing (when `required`) or of the wrong shape is a
+        one-line UserError. None when it is missing and not `required`."""
+        from pydantic import TypeAdapter
+
+        from cnnrun.data import DatasetInfo
+
+        if not required and not self.has(files.DATASET):
+            return None
+        data = self.read_json(files.DATASET)
+        try:
+            return TypeAdapter(DatasetInfo).validate_python(data)
+        except ValidationError as e:
+            raise schema_error(self.file(files.DATASET), data, e, "a cnnrun dataset description") from e
+
+    def write_dataset_info(self, info) -> None:
+        self.write_json(files.DATASET, info.to_dict())
+
+    def read_splits(self) -> dict[str, Any] | None:
+        """`splits.json` (an image folder's files of each split), checked; None for a dataset of arrays."""
+        if not self.has(files.SPLITS):
+            return None
+        return self._read_checked(files.SPLITS, SplitFiles, "a cnnrun split record").model_dump()
+
+    def write_splits(self, split_files: dict[str, Any]) -> None:
+        self.write_json(files.SPLITS, SplitFiles.model_validate(split_files).model_dump())
+
+    def write_bad_files(self, bad_files: list[dict[str, str]]) -> None:
+        self.write_json(files.BAD_FILES, bad_files)
+
+    def read_scores(self) -> dict[str, Any]:
+        """`scores.json` (`{"best": {metric: value}, "last": {...}, "tta": [...]}`), checked; {} when not scored."""
+        if not self.has(files.SCORES):
+            return {}
+        return self._read_checked(files.SCORES, Scores, "a cnnrun score record").to_dict()
+
+    def write_scores(self, scores: dict[str, Any]) -> None:
+        self.write_json(files.SCORES, Scores.model_validate(scores).to_dict())
+
+    def write_config(self, text: str) -> None:
+        """Write `config.yaml` (the resolved experiment as YAML)."""
+        atomic_write_text(self.config_file, text)
+
+    def write_summary(self, lines: list[str]) -> None:
+        """Write `summary.txt`, Keras' model summary, one line each."""
+        atomic_write_text(self.file(files.SUMMARY), "\n".join(lines) + "\n")
+
+    def parameters(self) -> int | None:
+        """The model's parameters, as summary.txt counts them (`files.parameters_in`); None without one."""
+        try:
+            text = self.file(files.SUMMARY).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return files.parameters_in(text)
+
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         """Write history.csv: one row per completed epoch, `epoch` first (then `phase`, with phases), then Keras'
         log keys."""
-        columns = ["epoch"]
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        atomic_write_csv(self.file("history.csv"), rows, columns)
+        atomic_write_csv(self.file(files.HISTORY), rows, files.history_columns(rows))
 
     def read_history(self) -> list[dict[str, Any]]:
-        import csv
-
-        path = self.file("history.csv")
-        if not path.exists():
+        """history.csv's rows, one per finished epoch ([] before the first); damaged is a one-line UserError."""
+        path = self.file(files.HISTORY)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return []
-        with path.open(newline="", encoding="utf-8") as f:
-            return [{k: (int(v) if k in ("epoch", "phase") else float(v)) for k, v in row.items() if v != ""}
-                    for row in csv.DictReader(f)]
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: damaged: not UTF-8 text") from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({os_error_reason(e)})") from e
+        return files.parse_history(path, text)
+
+    # ------------------------------------------------------------------ the folder
 
     def check_writable(self, *subfolders: str) -> None:
         """Make sure files can be written in the run folder (and in each existing `subfolders`, e.g.
-        `"checkpoints"`, `"eval"`) before any work starts; a one-line UserError naming the folder if not.
+        `files.CHECKPOINTS`, `files.EVAL`) before any work starts; a one-line UserError naming the folder if not.
 
         It writes and removes a small file, so it answers for read-only mounts and for root alike.
         """
@@ -177,7 +259,7 @@ class Run:
         private copy, e.g. a cluster's process other than 0, and may then hold the copy itself)."""
         import shutil
 
-        return Run(Path(shutil.copytree(self.path, destination, ignore=shutil.ignore_patterns(LOCK_NAME))))
+        return Run(Path(shutil.copytree(self.path, destination, ignore=shutil.ignore_patterns(files.LOCK))))
 
     @contextlib.contextmanager
     def hold(self) -> Iterator["Run"]:
@@ -215,7 +297,7 @@ def create_run(output_dir: str | Path, name: str) -> Run:
         path = parent / f"{stamp}{suffix}"
         try:
             path.mkdir()
-            (path / "checkpoints").mkdir()
+            (path / files.CHECKPOINTS).mkdir()
         except FileExistsError:
             continue
         except OSError as e:
@@ -253,7 +335,7 @@ def find_latest_run(output_dir: str | Path = "outputs") -> Run:
     (`cnnrun.report.error_console`) names the skipped folders and why, once per process.
     """
     runs, skipped = [], []
-    for meta in Path(output_dir).glob("*/*/meta.json"):
+    for meta in Path(output_dir).glob(f"*/*/{files.META}"):
         try:
             runs.append((_started(meta), str(meta.parent)))
         except ValueError as e:
@@ -278,8 +360,8 @@ def open_run(path: str | Path | None, output_dir: str | Path = "outputs") -> Run
     run = find_latest_run(output_dir) if path is None else Run(Path(path))
     if not run.path.is_dir():
         raise UserError(f"{run.path}: no such run folder")
-    for name in ("config.yaml", "state.json"):
-        if not run.file(name).is_file():
+    for name in (files.CONFIG, files.STATE):
+        if not run.has(name):
             raise UserError(f"{run.file(name)}: missing; {run.path} is not a complete cnnrun run folder")
     run.read_state()
     return run

@@ -28,8 +28,7 @@ from pathlib import Path
 
 from cnnrun.atomic import os_error_reason
 from cnnrun.errors import UserError
-
-LOCK_NAME = "run.lock"
+from cnnrun.run_folder.files import LOCK as LOCK_NAME
 
 
 @dataclass(frozen=True)
@@ -176,6 +175,16 @@ def release(folder: Path, holder: Holder) -> None:
         return
     if current.token == holder.token:
         lock.unlink(missing_ok=True)
+
+
+def held(folder: Path) -> bool:
+    """Whether a process that may still run holds `folder` now: its `run.lock` names a live process on this host,
+    or a process on another host (which cannot be checked from here). No lock, or a damaged one, is not held."""
+    try:
+        holder = parse_holder((folder / LOCK_NAME).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return holder.alive()
 
 
 @contextlib.contextmanager

@@ -60,7 +60,7 @@ def score_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     from cnnrun.tasks.runs_table import read_row
 
     rows = [read_row(run.path, run.path.parent) for run in runs]
-    scores = [run.read_json("scores.json") if run.file("scores.json").exists() else {} for run in runs]
+    scores = [run.read_scores() for run in runs]
     table = [("status", [row["status"] for row in rows]),
              ("epochs", [f"{row['epochs']}/{row['planned']}" for row in rows]),
              ("best", [f"{row['monitor']} {row['best']:.4f}" if row["best"] is not None else "—" for row in rows])]
@@ -75,8 +75,9 @@ def score_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     return table
 
 
-def curves_figure(runs: list[Run], labels: list[str]):
-    """Loss and the main metric per epoch, every run in its own colour: training solid, validation dashed."""
+def curves_figure(histories: list[list[dict[str, Any]]], labels: list[str]):
+    """Loss and the main metric per epoch (each run's history.csv rows), every run in its own colour: training
+    solid, validation dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +86,6 @@ def curves_figure(runs: list[Run], labels: list[str]):
 
     from cnnrun.report import main_metric
 
-    histories = [run.read_history() for run in runs]
     metric = next((m for m in (main_metric(h) for h in histories) if m), None)
     keys = ["loss"] + ([metric] if metric else [])
     fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
@@ -136,7 +136,8 @@ def compare_runs(paths: list[Path], out: Path) -> dict[str, list[Any]]:
     labels = [run_label(run) for run in runs]
     if len(set(labels)) < len(labels):
         labels = [str(run.path) for run in runs]
-    differing = differing_keys([read_yaml(run.file("config.yaml"), c_parser=True) for run in runs])
+    differing = differing_keys([read_yaml(run.config_file, c_parser=True) for run in runs])
+    histories = [run.read_history() for run in runs]  # a damaged one is said before anything is printed
 
     keys = Table(title=f"config keys that differ ({len(differing)})", title_justify="left")
     scores = Table(title="scores", title_justify="left")
@@ -153,6 +154,6 @@ def compare_runs(paths: list[Path], out: Path) -> dict[str, list[Any]]:
     else:
         console.print("no config key differs between these runs")
     console.print(scores)
-    atomic_write_figure(curves_figure(runs, labels), out, dpi=100)
+    atomic_write_figure(curves_figure(histories, labels), out, dpi=100)
     console.print(f"wrote {escape(str(out))}", highlight=False)
     return differing

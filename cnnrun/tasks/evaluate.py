@@ -13,6 +13,7 @@ import numpy as np
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
 from cnnrun.model.checkpoints import load_run_model
 from cnnrun.model.scoring import tta_probabilities, tta_scores
+from cnnrun.run_folder.files import EVAL
 from cnnrun.run_folder.folder import open_run
 
 
@@ -108,9 +109,9 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     from cnnrun.data import load_splits
 
     run = open_run(run_path)
-    run.check_writable("eval")  # before any work: the results go there
+    run.check_writable(EVAL)  # before any work: the results go there
     experiment, info, model = load_run_model(run, checkpoint)
-    stored_files = run.read_json("splits.json") if run.file("splits.json").exists() else None
+    stored_files = run.read_splits()
     splits = load_splits(experiment, stored=info, stored_files=stored_files)
     data = splits.split(split)
     examples = splits.examples[split]
@@ -122,7 +123,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     predicted = averaged.argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
 
-    out, prefix = run.file("eval"), f"{checkpoint}_{split}"
+    out, prefix = run.eval_folder, f"{checkpoint}_{split}"
     report = {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)), "tta": experiment.evaluate.tta,
               **metrics}
     files = [out / f"{prefix}_{name}" for name in ("metrics.json", "per_class.csv", "confusion.png",

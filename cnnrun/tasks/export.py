@@ -36,6 +36,7 @@ import numpy as np
 from cnnrun.atomic import os_error_reason, partial_path, replacing
 from cnnrun.errors import UserError, did_you_mean
 from cnnrun.report import c_messages_hidden
+from cnnrun.run_folder.files import EXPORT
 from cnnrun.run_folder.folder import Run, open_run
 
 TOLERANCE = 1e-4  # the largest difference allowed between the exported model's probabilities and the checkpoint's
@@ -146,8 +147,8 @@ def export_path(run: Run, format_: str, checkpoint: str, out: Path | None) -> Pa
     `<checkpoint>.tflite`; a name that does not fit the format is a UserError."""
     kind = export_format(format_)
     if out is None:
-        run.check_writable("export")
-        return run.file("export") / kind.default_name(checkpoint)
+        run.check_writable(EXPORT)
+        return run.export_folder / kind.default_name(checkpoint)
     if not kind.is_folder and out.suffix.lower() != kind.suffix:
         raise UserError(f"--out {out}: a {format_} model is one file ending in {kind.suffix}")
     if kind.is_folder and out.is_file():
@@ -227,8 +228,8 @@ def sample_images(run: Run, experiment, info, count: int = SAMPLES) -> tuple[np.
     from cnnrun.data import load_splits
     from cnnrun.data.pictures import read_images
 
-    if run.file("splits.json").exists():
-        files = run.read_json("splits.json")
+    files = run.read_splits()
+    if files is not None:
         name = next(split for split in ("test", "validation", "train") if files.get(split))
         paths = [Path(files["root"]) / relative for relative in files[name][:count]]
         images, _, _ = read_images(paths, info.input_shape)
@@ -236,9 +237,7 @@ def sample_images(run: Run, experiment, info, count: int = SAMPLES) -> tuple[np.
             raise UserError(f"{files['root']}: none of the first {len(paths)} {name} images splits.json lists can be "
                             f"read, so the export cannot be checked; is the dataset still there?")
         return images, name
-    from cnnrun.data import DatasetInfo
-
-    splits = load_splits(experiment, stored=DatasetInfo(**run.read_json("dataset.json")))
+    splits = load_splits(experiment, stored=run.dataset_info())
     name = next(split for split in ("test", "validation", "train") if split in splits.examples)
     examples = splits.examples[name]
     return examples.pixels(np.arange(min(count, len(examples)))), name

@@ -19,7 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from cnnrun.errors import UserError, did_you_mean
+from cnnrun.run_folder.files import CONFIG, MARKERS, STATE
 from cnnrun.run_folder.folder import Run, RunState
+from cnnrun.run_folder.lock import held
 
 COLUMNS = ("run", "name", "started", "status", "epochs", "planned", "monitor", "best", "test_best", "test_last",
            "params", "fit_seconds", "backend", "problem")
@@ -28,7 +30,8 @@ COLUMNS = ("run", "name", "started", "status", "epochs", "planned", "monitor", "
 metric) of best.keras and last.keras, the model's parameters, the time in Keras' fit, the Keras backend, and
 what is wrong with a damaged folder."""
 
-MARKERS = ("state.json", "meta.json", "checkpoints")  # what a run folder holds from its first second on
+
+GONE = "stopped (process gone)"  # the status of a run that says `running` though no process holds it
 
 
 def find_run_folders(root: Path) -> list[Path]:
@@ -50,65 +53,49 @@ def find_run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _test_accuracy(scores: Any, checkpoint: str) -> float | None:
+def _test_accuracy(scores: dict[str, Any], checkpoint: str) -> float | None:
     """The test accuracy (else the first metric that is not the loss) of `checkpoint` in scores.json."""
-    metrics = scores.get(checkpoint) if isinstance(scores, dict) else None
-    if not isinstance(metrics, dict):
-        return None
+    metrics = scores.get(checkpoint) or {}
     names = ["accuracy"] + [k for k in metrics if k != "loss"]
-    return next((metrics[k] for k in names if isinstance(metrics.get(k), int | float)), None)
-
-
-def _parameters(summary: Path) -> int | None:
-    """`Total params: 52,980 (206.95 KB)` of the Keras summary, as a number."""
-    try:
-        text = summary.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.strip().startswith("Total params:"):
-            digits = line.split(":", 1)[1].split("(")[0].replace(",", "").strip()
-            return int(digits) if digits.isdigit() else None
-    return None
+    return next((metrics[k] for k in names if k in metrics), None)
 
 
 def _state(run: Run) -> dict[str, Any]:
     """state.json checked against `RunState`; a status this version does not know (a newer one's, say `pruned`)
     is shown as it is. A damaged state is a UserError naming the file."""
-    data = run.read_json("state.json")
+    data = run.read_json(STATE)
     try:
         return RunState.model_validate(data).model_dump()
     except ValidationError as e:
         only_status = all(error["loc"] == ("status",) for error in e.errors())
         if only_status and isinstance(data, dict) and isinstance(data.get("status"), str) and data["status"]:
             return RunState.model_validate({**data, "status": "running"}).model_dump() | {"status": data["status"]}
-        return run.read_state()  # raises the one-line error
+        return run.read_state().model_dump()  # raises the one-line error
 
 
 def read_row(path: Path, root: Path) -> dict[str, Any]:
-    """One run folder as a row of `COLUMNS`; a folder that cannot be read is a row with status `damaged`."""
+    """One run folder as a row of `COLUMNS`; a folder that cannot be read is a row with status `damaged`.
+
+    A run whose state says `running` but that no live process holds (its `run.lock` is gone, or names a process
+    that no longer runs) was killed: its status is `stopped (process gone)`, and `cnnrun resume` goes on with it.
+    """
     run = Run(path)
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(run=path.relative_to(root).as_posix() if path != root else path.name, name=path.parent.name,
                _path=path)
     try:
-        if run.file("meta.json").exists():
-            meta = run.read_json("meta.json")
-            if not isinstance(meta, dict):
-                raise UserError(f"{run.file('meta.json')}: a JSON {type(meta).__name__}, not an object")
-            row["started"] = meta.get("started")
-            if not isinstance(row["started"], str | None):
-                raise UserError(f"{run.file('meta.json')}: started: {row['started']!r} is not a time")
-            distribution = meta.get("distribution")
-            row["backend"] = distribution.get("backend") if isinstance(distribution, dict) else None
+        meta = run.read_meta()
+        if meta is not None:
+            row.update(started=meta.started, backend=meta.distribution.get("backend"))
         state = _state(run)
         best = state.get("best") or {}
         row.update(status=state["status"], epochs=state["epochs_completed"], planned=state["epochs_planned"],
                    monitor=best.get("monitor"), best=best.get("value"), fit_seconds=state["fit_seconds"])
-        if run.file("scores.json").exists():
-            scores = run.read_json("scores.json")
-            row.update(test_best=_test_accuracy(scores, "best"), test_last=_test_accuracy(scores, "last"))
-        row["params"] = _parameters(run.file("summary.txt"))
+        if row["status"] == "running" and not held(path):
+            row["status"] = GONE
+        scores = run.read_scores()
+        row.update(test_best=_test_accuracy(scores, "best"), test_last=_test_accuracy(scores, "last"))
+        row["params"] = run.parameters()
     except UserError as e:
         row.update(status="damaged", problem=str(e).replace(f"{path}{os.sep}", ""))
     return row
@@ -145,7 +132,7 @@ def _config_rows(rows: list[dict[str, Any]], keys: list[str]) -> None:
     seen = dict.fromkeys(wanted, False)
     for row in rows:
         try:
-            config = read_yaml(row["_path"] / "config.yaml", c_parser=True)
+            config = read_yaml(row["_path"] / CONFIG, c_parser=True)
         except UserError:
             config = None
         for key in wanted:

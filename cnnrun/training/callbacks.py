@@ -64,11 +64,11 @@ class RunRecorder(keras.callbacks.Callback):
 
     After each epoch it writes, in this order: `checkpoints/best.keras` when the monitored value improved,
     `history.csv`, `state.json` (epoch count, best value, the other callbacks' state), `checkpoints/last.keras`
-    and `history.png`, each replaced whole. Each checkpoint carries its own record (monitor, value, epoch) inside
-    the `.keras` file, so the value `best.keras` holds is known from the file itself at every instant, even when
-    the process dies between two writes. `last.keras` is the truth about how far training got: its optimizer's
-    iteration count says how many epochs it holds (with phases, of the phase its record names), and resume trims
-    the history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
+    and `history.png`, each replaced whole. Each checkpoint carries its own record (monitor, value, epoch; with
+    phases, the phase) inside the `.keras` file, so what it holds is known from the file itself at every instant,
+    even when the process dies between two writes. `last.keras` is the truth about how far training got: its
+    record says how many epochs it holds (checked against its optimizer's iteration count), and resume trims the
+    history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
 
     Args:
         run: the run folder.
@@ -125,16 +125,16 @@ class RunRecorder(keras.callbacks.Callback):
             if self.verbose:
                 console.print(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
             record = {"monitor": self.monitor, "value": value, "epoch": epoch}
-            atomic_save_model(self.model, self.run.checkpoints / "best.keras", info=record)
+            atomic_save_model(self.model, self.run.checkpoint("best"), info={**record, **phase})
             self.best = record
         self.history.append(row)
         self.run.write_history(self.history)
         callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
                      for name, cb in self.stateful.items()}
         self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
-        atomic_save_model(self.model, self.run.checkpoints / "last.keras", info={"epoch": epoch, **phase})
+        atomic_save_model(self.model, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
         if self.plots:
-            plot_history(self.history, self.run.file("history.png"))
+            plot_history(self.history, self.run.history_plot)
 
 
 class AveragedWeights(keras.callbacks.SwapEMAWeights):
@@ -218,7 +218,7 @@ def configured_callbacks(experiment: Experiment, run: Run | None, private: bool 
         configured.callbacks.append(keras.callbacks.TerminateOnNaN())
     if config.tensorboard and run is not None:
         args = config.tensorboard.model_dump()
-        args["log_dir"] = str(run.file("tensorboard")) if private or not args["log_dir"] else args["log_dir"]
+        args["log_dir"] = str(run.tensorboard_folder) if private or not args["log_dir"] else args["log_dir"]
         configured.callbacks.append(keras.callbacks.TensorBoard(**args))
     check_mlflow(experiment)
     uri = tracking_uri(experiment)

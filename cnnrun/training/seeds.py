@@ -57,7 +57,7 @@ def train_seeds(experiment: Experiment, count: int, output_dir: str | None = Non
     for i in range(count):
         seeded = experiment.model_copy(update={"seed": (experiment.seed + i) % 2**32}, deep=True)
         runs.append(train_experiment(seeded, output_dir=output_dir, name=name))
-    scores = [run.read_json("scores.json") if run.file("scores.json").is_file() else {} for run in runs]
+    scores = [run.read_scores() for run in runs]
     seeds = ", ".join(str((experiment.seed + i) % 2**32) for i in range(count))
     rows = [("seeds", seeds)]
     for which, metrics in summarise(scores).items():

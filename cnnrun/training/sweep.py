@@ -38,7 +38,7 @@ from cnnrun.atomic import atomic_write_csv, atomic_write_figure
 from cnnrun.config.sweep import Sweep
 from cnnrun.errors import UserError
 from cnnrun.report import Say, silent
-from cnnrun.run_folder.folder import Run
+from cnnrun.run_folder.folder import Run, is_run_folder
 from cnnrun.run_folder.lock import Holder, process_start
 from cnnrun.training.callbacks import monitor_mode, resolve_monitor
 
@@ -185,7 +185,7 @@ def prepare_study(sweep: Sweep, study, say: Say = silent) -> None:
             seed = trial.user_attrs.get("seed", trial_seed(sweep, trial.number))
             study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "seed": seed})
             folder = trial.user_attrs.get("run_folder")
-            if folder and (Path(folder) / "state.json").is_file():
+            if folder and is_run_folder(Path(folder)):
                 with Run(Path(folder)).hold() as run:  # takes over the dead process's lock
                     if run.read_state().status == "running":
                         run.update_state(status="interrupted")
@@ -244,7 +244,7 @@ def run_trial(sweep: Sweep, trial, say: Say = silent) -> float:
             if pruning is not None and pruning.pruned:
                 run.update_state(status="pruned")
             if experiment.callbacks.tensorboard is not None:
-                log_hparams(experiment.callbacks.tensorboard.log_dir or run.file("tensorboard"), params,
+                log_hparams(experiment.callbacks.tensorboard.log_dir or run.tensorboard_folder, params,
                             f"trial-{trial.number:03d}")
     except Exception as e:
         trial.set_user_attr("error", " ".join(str(e).split())[:300] or type(e).__name__)

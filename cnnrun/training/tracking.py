@@ -33,9 +33,10 @@ from cnnrun.config import Experiment
 from cnnrun.config.load import dotted_keys
 from cnnrun.errors import UserError
 from cnnrun.model.schedules import last_step_learning_rate
+from cnnrun.run_folder.files import LOCK, SCORES, STATE
+from cnnrun.run_folder.files import MLFLOW as MLFLOW_FILE
 from cnnrun.run_folder.folder import Run
 
-MLFLOW_FILE = "mlflow.json"
 STORE_TIMEOUT = 5.0  # seconds the store check waits for a tracking server before it says it does not answer
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}  # MLflow's database stores, default ports
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
@@ -204,13 +205,13 @@ class MlflowTracker(keras.callbacks.Callback):
     def on_run_end(self) -> None:
         """After the Trainer is done with the run: test scores, the run folder's files, status tag, end."""
         run_id = self._start()
-        status = self.run.read_state().status if self.run.file("state.json").is_file() else "failed"
-        if self.run.file("scores.json").is_file():
-            for which, metrics in self.run.read_json("scores.json").items():
+        status = self.run.read_state().status if self.run.has(STATE) else "failed"
+        if self.run.has(SCORES):
+            for which, metrics in self.run.read_scores().items():
                 for key, value in metrics.items():
                     self.client.log_metric(run_id, f"test_{which}_{key}", float(value))
         for path in sorted(self.run.path.rglob("*")):
-            if path.is_file() and path.name != "run.lock" and not path.name.startswith("."):
+            if path.is_file() and path.name != LOCK and not path.name.startswith("."):
                 folder = path.parent.relative_to(self.run.path).as_posix()
                 self.client.log_artifact(run_id, str(path), None if folder == "." else folder)
         self.client.set_tag(run_id, "cnnrun.status", status)

@@ -20,23 +20,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from cnnrun.atomic import atomic_write_text
 from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
 from cnnrun.config.phases import begins_phase, fit_spans, phase_spans, with_total_epochs
-from cnnrun.data import DatasetInfo, Splits, augmentation_in_model, data_error, load_splits
+from cnnrun.data import Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.data.samples import write_samples
 from cnnrun.devices.distribute import Placement, fingerprint, place
 from cnnrun.errors import UserError
 from cnnrun.model.build import declared_info, new_model, seed_everything
-from cnnrun.model.checkpoints import load_checkpoint
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.init_from import init_record
-from cnnrun.model.phases import announce_phase, check_phases, phase_start_in_checkpoint, start_phase
+from cnnrun.model.phases import announce_phase, check_phases, start_phase
 from cnnrun.model.scoring import score_checkpoints
 from cnnrun.model.whitening import adapt_whitening
 from cnnrun.report import console, format_metrics, results_table, show_warnings
+from cnnrun.run_folder.files import CHECKPOINTS
 from cnnrun.run_folder.folder import Run, create_run, open_run
 from cnnrun.training.callbacks import (
     Configured,
@@ -47,6 +46,7 @@ from cnnrun.training.callbacks import (
 )
 from cnnrun.training.header import plural, show_header
 from cnnrun.training.provenance import new_meta, now
+from cnnrun.training.reopen import check_config, continue_from
 
 FINISHED = ("completed", "stopped_early", "pruned")
 
@@ -157,12 +157,15 @@ class Trainer:
     def from_run(cls, run_path: str | Path | None, epochs: int | None = None) -> "Trainer | None":
         """A Trainer that continues a run where it stopped, with everything a straight run would have had.
 
-        Weights, optimizer state and its iteration count come from `checkpoints/last.keras`; the history, the
-        callbacks' state and the split of the data from the run folder; the value `best.keras` holds from the
-        checkpoint itself. A run killed before its first epoch ended starts again from the beginning in the same
-        folder (the same seed, so the same initial weights). A run whose epochs are done but whose test scoring
-        is not (Ctrl-C during scoring) is scored. Everything is read and checked (both checkpoints included)
-        before anything is written, so a damaged run folder is left as it was.
+        Weights, optimizer state and its iteration count come from `checkpoints/last.keras` (from `best.keras`
+        when last.keras is missing or not whole; see `cnnrun.training.reopen`), the epochs done from that
+        checkpoint's own record; the history, the callbacks' state and the split of the data from the run folder;
+        the value `best.keras` holds from the checkpoint itself. A run without any whole checkpoint (killed
+        before its first epoch ended, or both checkpoints lost) starts again from the beginning in the same folder
+        (the same seed, so the same initial weights). A run whose epochs are done but whose test scoring is not
+        (Ctrl-C or a vanished picture during scoring) is scored. A config.yaml changed where it decides the
+        training is refused. Everything is read and checked (both checkpoints included) before anything is
+        written, so a run folder resume refuses is left as it was.
 
         Args:
             run_path: the run folder; None means the most recently started run under `outputs/`.
@@ -179,7 +182,7 @@ class Trainer:
                           f"{plural(state.epochs_completed, 'epoch')}; nothing to resume. "
                           f"Give --epochs N to train on to N epochs.")
             return None
-        experiment = load_saved_experiment(run.file("config.yaml"))
+        experiment = load_saved_experiment(run.config_file)
         if epochs is not None:
             experiment = experiment.model_copy(update={"train": with_total_epochs(experiment.train, epochs)})
         resources = contextlib.ExitStack()
@@ -190,7 +193,7 @@ class Trainer:
             if private:
                 run = run.copy(Path(private) / run.path.name)
             resources.enter_context(run.hold())
-            run.check_writable("checkpoints")
+            run.check_writable(CHECKPOINTS)
             trainer = cls._reopen(run, experiment, placement, epochs is not None)
             if trainer is not None:
                 trainer.resources = resources
@@ -203,38 +206,28 @@ class Trainer:
 
     @classmethod
     def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool) -> "Trainer | None":
-        """Read and check everything a resumed run needs, then record that it runs again."""
+        """Read and check everything a resumed run needs (`cnnrun.training.reopen`), then record that it runs
+        again."""
         seed_everything(experiment)  # as a new run is seeded before its pipelines are made (and op determinism)
-        state = run.read_state().model_dump()  # again, now that this process holds the lock
-        stored_info = DatasetInfo(**run.read_json("dataset.json")) if run.file("dataset.json").is_file() else None
-        stored_files = run.read_json("splits.json") if run.file("splits.json").is_file() else None
-        meta = run.read_json("meta.json") if run.file("meta.json").is_file() else None
+        state = run.read_state()  # again, now that this process holds the lock
+        stored_info, stored_files, meta = run.dataset_info(required=False), run.read_splits(), run.read_meta()
+        note = check_config(run, experiment, meta)
         monitor = resolve_monitor(experiment.callbacks.checkpoint.monitor, experiment, "callbacks.checkpoint.monitor")
         configured_callbacks(experiment, None)
-        batch = experiment.train.batch_size
-
-        last = run.checkpoints / "last.keras"
-        fresh = state["epochs_completed"] == 0 and not last.exists()  # killed before its first epoch ended
-        model, done = None, 0
-        if not fresh:
-            model = load_checkpoint(last)
-            if stored_info is None:
-                stored_info = DatasetInfo(**run.read_json("dataset.json"))  # says it is missing
-            done = phase_start_in_checkpoint(last, experiment) + \
-                int(model.optimizer.iterations.numpy()) // -(-stored_info.sizes["train"] // batch)
-        if (run.checkpoints / "best.keras").exists():
-            load_checkpoint(run.checkpoints / "best.keras")  # a damaged best.keras is found now, not after training
-        best = run.recorded_best()  # from best.keras itself: state.json may lag behind it
-        fit_ended = None if more_epochs else state.get("fit_ended")
+        start = continue_from(run, experiment, state, stored_info, more_epochs)
+        done, fit_ended, model = start.done, start.fit_ended, start.model
         if done >= experiment.train.epochs or fit_ended:
-            if state["status"] in FINISHED:
+            if state.status in FINISHED and start.checkpoint == "last":
                 console.print(f"{run.path} already has {plural(done, 'epoch')}; give --epochs N with N > {done} "
                               f"to train on.")
                 return None
+            start.check_scorable(run)
             fit_ended = fit_ended or "completed"  # trained, not yet scored: score it
+        for line in ([note] if note else []) + start.notes:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-        if "augmentation" in state:  # where augmentation runs was decided once, when the run began
-            in_model = state["augmentation"] == "model"
+        if "augmentation" in state.model_fields_set:  # where augmentation runs was decided once, when the run began
+            in_model = state.augmentation == "model"
         elif model is not None:  # a run from before cnnrun recorded it
             in_model = any(layer.name == "augmentation" for layer in model.layers)
         else:
@@ -242,22 +235,23 @@ class Trainer:
         splits = load_splits(experiment, stored=stored_info, stored_files=stored_files, initial_epoch=done,
                              augment=not in_model)
         show_warnings(splits.warnings)
-        if model is None:  # killed before the first epoch ended: start again from the beginning
+        if model is None:  # no epoch to go on from: start again from the beginning
             model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
         start_phase(model, experiment, done, splits.steps_per_epoch, placement.replicas)
-        splits = placement.feed(splits, batch)
+        splits = placement.feed(splits, experiment.train.batch_size)
 
-        history = run.read_history()[:done]
         configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder)
+        restored = state.callbacks if start.restore_callbacks and done and not begins_phase(experiment.train, done) \
+            else None
         recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
-                               history=history, best=best, stateful=configured.stateful,
-                               restored=state.get("callbacks") if done and not begins_phase(experiment.train, done)
-                               else None, phases=phase_spans(experiment.train))
-        if meta is None:  # killed before meta.json was written (so before any epoch: a model from init_from)
-            meta = new_meta(experiment, placement) | init_record(experiment, model)
-        meta["resumed"] = [*meta.get("resumed", []), {"at_epoch": done, "time": now(), "command": sys.argv,
-                                                      "distribution": placement.to_dict()}]
-        trainer = cls(experiment, run, placement, splits, model, recorder, configured, meta, initial_epoch=done,
+                               history=start.history, best=start.best, stateful=configured.stateful,
+                               restored=restored, phases=phase_spans(experiment.train))
+        record = meta.to_dict() if meta is not None else \
+            new_meta(experiment, placement) | init_record(experiment, model)  # killed before meta.json was written
+        record["resumed"] = [*record.get("resumed", []),
+                             {"at_epoch": done, "time": now(), "command": sys.argv, "checkpoint": start.checkpoint,
+                              "distribution": placement.to_dict()}]
+        trainer = cls(experiment, run, placement, splits, model, recorder, configured, record, initial_epoch=done,
                       fit_ended=fit_ended)
         trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation else None)
         return trainer
@@ -265,21 +259,21 @@ class Trainer:
     def _write_start(self, augmentation: str | None) -> None:
         """Write the run's own files before training: config, data description, summary, meta and state."""
         run, experiment, info = self.run, self.experiment, self.splits.info
-        atomic_write_text(run.file("config.yaml"), experiment_to_yaml(experiment))
+        run.write_config(experiment_to_yaml(experiment))
         run.update_state(status="running", epochs_completed=self.initial_epoch,
                          epochs_planned=experiment.train.epochs, best=self.recorder.best, augmentation=augmentation,
                          fit_ended=self.fit_ended, **({} if self.initial_epoch else {"callbacks": {}}))
-        run.write_json("dataset.json", info.to_dict())
+        run.write_dataset_info(info)
         files = self.splits.files()
         if files is not None:
-            run.write_json("splits.json", files)
+            run.write_splits(files)
         if self.splits.bad_files:
-            run.write_json("bad_files.json", list(self.splits.bad_files))
+            run.write_bad_files(list(self.splits.bad_files))
         summary: list[str] = []
         self.model.summary(print_fn=lambda line, **_: summary.append(line), show_trainable=True)
-        atomic_write_text(run.file("summary.txt"), "\n".join(summary) + "\n")
-        self.meta["ended"] = None
-        run.write_json("meta.json", self.meta)
+        run.write_summary(summary)
+        self.meta.update(ended=None, config=experiment.model_dump(mode="json"))  # resume compares config.yaml with it
+        run.write_meta(self.meta)
         write_samples(run, self.splits, experiment)  # samples.png: what the model sees
 
     # ------------------------------------------------------------------ fit and finish
@@ -322,12 +316,7 @@ class Trainer:
         except KeyboardInterrupt:
             self._interrupted(started)
         except BaseException as e:
-            with contextlib.suppress(UserError):  # a full disk must not hide the first error
-                self._add_fit_seconds(started, status="failed", ended=now())
-            error = data_error(e) if isinstance(e, Exception) else None
-            if error is not None:
-                raise error from e
-            raise
+            self._failed(e, started)
         self.fit_ended = "stopped_early" if stopped else "completed"
         self._add_fit_seconds(started, fit_ended=self.fit_ended)
         return self.fit_ended
@@ -347,11 +336,13 @@ class Trainer:
                 scores = score_checkpoints(self.run, self.splits, self.experiment, [ctrl_c])
         except KeyboardInterrupt:
             self._interrupted(None)
+        except Exception as e:  # the epochs are kept (state.json says how the fit ended): resume scores the run
+            self._failed(e)
         if scores:
-            run.write_json("scores.json", scores)
+            run.write_scores(scores)
         state = run.update_state(status=status, ended=now())
         self.meta["ended"] = state.ended
-        run.write_json("meta.json", self.meta)
+        run.write_meta(self.meta)
 
         best = self.recorder.best
         rows = [("status", status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
@@ -375,7 +366,16 @@ class Trainer:
             seconds += time.perf_counter() - started
         self.run.update_state(fit_seconds=round(seconds, 2), **changes)
 
-    def _interrupted(self, started: float | None) -> None:
+    def _failed(self, error: BaseException, started: float | None = None) -> NoReturn:
+        """Mark the run `failed` and raise `error`, as one line when it is a picture that vanished or changed."""
+        with contextlib.suppress(UserError):  # a full disk must not hide the first error
+            self._add_fit_seconds(started, status="failed", ended=now())
+        one_line = data_error(error) if isinstance(error, Exception) else None
+        if one_line is not None:
+            raise one_line from error
+        raise error
+
+    def _interrupted(self, started: float | None) -> NoReturn:
         self._add_fit_seconds(started, status="interrupted", ended=now())
         console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {self.run.path}\n"
                       f"Continue with: cnnrun resume {self.run.path}")
