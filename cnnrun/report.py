@@ -4,8 +4,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.panel import Panel
@@ -26,13 +27,34 @@ def make_console(stderr: bool = False) -> Console:
 console = make_console()
 error_console = make_console(stderr=True)
 
-Say = Callable[[str], None]
-"""How a long task below the CLI (a sweep, a Trainer) tells what it is doing as it goes: one line at a time, handed
-to a function the CLI gives it (`cnnrun.cli.render.say` prints it). The task itself prints nothing."""
+@dataclass(frozen=True)
+class Rows:
+    """A titled list of `(label, value)` rows a long task tells as it goes: `panel` before the work (a Trainer's
+    header), `table` after it (a Trainer's results)."""
+
+    title: str
+    rows: tuple[tuple[str, str], ...]
+    kind: Literal["panel", "table"] = "table"
 
 
-def silent(line: str) -> None:
-    """The `Say` of a task nobody watches (a test, a script): the lines go nowhere."""
+@dataclass(frozen=True)
+class Notice:
+    """A line the user should not miss, shown apart from the progress lines: `warning` (a file left out of the
+    data) or `interrupted` (Ctrl-C: where the run folder is and how to go on)."""
+
+    text: str
+    kind: Literal["warning", "interrupted"] = "warning"
+
+
+Told = str | Rows | Notice
+Say = Callable[[Told], None]
+"""How a long task below the CLI (a Trainer, a sweep, `--seeds`) tells what it is doing as it goes: a line, a
+`Rows` or a `Notice` at a time, handed to a function the CLI gives it (`cnnrun.cli.render.tell` shows each). The
+task itself prints nothing."""
+
+
+def silent(told: Told) -> None:
+    """The `Say` of a task nobody watches (a test, a script): what it tells goes nowhere."""
 
 
 def main_metric(history: list[dict[str, Any]]) -> str | None:

@@ -151,7 +151,7 @@ def test_compare_of_two_runs_that_differ_in_two_keys_lists_exactly_those_two(out
     scores = json.loads((runs["b"] / "scores.json").read_text())
     assert f"{scores['best']['accuracy']:.4f}" in result.stdout
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    differing = compare_runs([runs["a"], runs["b"]], tmp_path / "again.png")
+    differing = compare_runs([runs["a"], runs["b"]], tmp_path / "again.png").differing
     assert differing == {"compile.optimizer.learning_rate": [0.001, 0.01], "train.batch_size": [16, 32]}
 
 

@@ -25,12 +25,6 @@ ALLOWED = {
 KNOWN = {
     # Not converted yet: the lead turns these into report objects after merging the other helpers' branches
     # (issue 21, A.4). Remove a line once its module prints nothing; the test below fails until you do.
-    "cnnrun/training/trainer.py": "training's header, epochs, results table and warnings",
-    "cnnrun/training/header.py": "the header panel before training",
-    "cnnrun/training/callbacks.py": "`epoch N: … saving best.keras`",
-    "cnnrun/model/phases.py": "`phase N of M: …` at a phase's start",
-    "cnnrun/tasks/compare.py": "compare's tables",
-    "cnnrun/run_folder/folder.py": "the note on run folders with a damaged meta.json",
 }
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
 from cnnrun.run_folder.folder import Run, create_run, find_latest_run, open_run
+from tests.conftest import run_here
 
 COMPLETED = {"status": "completed", "epochs_completed": 2, "epochs_planned": 2,
              "best": {"monitor": "val_loss", "value": 0.5, "epoch": 2}, "callbacks": {}}
@@ -68,11 +69,21 @@ def test_one_runs_damaged_meta_json_is_skipped_with_a_note_when_finding_the_late
     good = make_run(tmp_path / "good" / "1", "2026-01-01T10:00:00+00:00")
     bad = make_run(tmp_path / "bad" / "2", "2026-05-01T10:00:00+00:00")
     (bad.path / "meta.json").write_text(meta)
-    assert find_latest_run(tmp_path).path == good.path
-    assert open_run(None, tmp_path).path == good.path
-    note = capsys.readouterr().err.strip().splitlines()
-    assert len(note) == 1  # one line, though the latest run was looked for twice
-    assert note[0].startswith("note: skipped 1 run folder") and str(bad.path) in note[0]
+    latest = find_latest_run(tmp_path)
+    assert latest.path == good.path
+    assert [s.split(" (")[0] for s in latest.skipped] == [str(bad.path)]  # FOLDER (why)
+    assert open_run(None, tmp_path).skipped == latest.skipped
+    assert capsys.readouterr() == ("", "")  # the run folder package prints nothing: the CLI says it
+
+
+def test_the_cli_says_which_run_folders_it_skipped_in_one_note_line(tmp_path):
+    make_run(tmp_path / "outputs" / "good" / "1", "2026-01-01T10:00:00+00:00")
+    bad = make_run(tmp_path / "outputs" / "bad" / "2", "2026-05-01T10:00:00+00:00")
+    (bad.path / "meta.json").write_text("{not json")
+    result = run_here("export", "--format", "onnx", "--checkpoint", "best", cwd=tmp_path)
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith("note: skipped 1 run folder") and \
+        str(bad.path.relative_to(tmp_path)) in notes[0]
 
 
 @pytest.mark.parametrize("content", [[], {}, {"status": 5}, {"best": "x"},

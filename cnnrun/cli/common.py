@@ -92,11 +92,19 @@ CheckpointOption = Annotated[Checkpoint, typer.Option("--checkpoint", help="The 
 
 
 def run_experiment_of(run_dir: Path | None):
-    """The experiment of a run folder (RUN_DIR, or the latest under outputs/), read without importing Keras."""
+    """The experiment of a run folder (RUN_DIR, or the latest under outputs/), read without importing Keras.
+
+    Finding the latest run, a `note:` line on standard error names the run folders skipped for a damaged
+    meta.json."""
     from cnnrun.config import load_saved_experiment
+    from cnnrun.report import error_console
     from cnnrun.run_folder.folder import open_run
 
-    return load_saved_experiment(open_run(run_dir).config_file)
+    run = open_run(run_dir)
+    if run.skipped:
+        error_console.print(f"note: skipped {len(run.skipped)} run folder(s) with a damaged meta.json: "
+                            + "; ".join(run.skipped), markup=False, highlight=False, soft_wrap=True)
+    return load_saved_experiment(run.config_file)
 
 
 

@@ -47,14 +47,16 @@ def train(
     prepare(experiment)
     quiet_imports()
     if seeds > 1:
+        from cnnrun.cli.render import tell
         from cnnrun.cli.render_tasks import show_seeds
         from cnnrun.training.seeds import train_seeds
 
-        show_seeds(train_seeds(experiment, seeds, output_dir=output_dir, name=name))
+        show_seeds(train_seeds(experiment, seeds, output_dir=output_dir, name=name, say=tell))
         return
+    from cnnrun.cli.render import tell
     from cnnrun.training.trainer import train_experiment
 
-    train_experiment(experiment, output_dir=output_dir, name=name)
+    train_experiment(experiment, output_dir=output_dir, name=name, say=tell)
 
 
 @app.command()
@@ -102,9 +104,10 @@ def resume(
 
     prepare(run_experiment_of(run_dir))
     quiet_imports()
+    from cnnrun.cli.render import tell
     from cnnrun.training.trainer import resume_run
 
-    resume_run(run_dir, epochs)
+    resume_run(run_dir, epochs, say=tell)
 
 
 @app.command()

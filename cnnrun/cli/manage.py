@@ -53,9 +53,10 @@ def compare(
 
     Example: cnnrun compare outputs/quickstart/20261127-101500 outputs/quickstart/20261127-103000 --out lr.png
     """
+    from cnnrun.cli.render_tasks import show_comparison
     from cnnrun.tasks.compare import compare_runs
 
-    compare_runs(run_dirs, out)
+    show_comparison(compare_runs(run_dirs, out))
 
 
 @app.command()

@@ -11,7 +11,17 @@ from rich.table import Table
 from rich.text import Text
 
 from cnnrun.errors import UserError
-from cnnrun.report import console, error_console, format_metrics, results_table, show_warnings
+from cnnrun.report import (
+    Notice,
+    Rows,
+    Told,
+    console,
+    error_console,
+    format_metrics,
+    header_panel,
+    results_table,
+    show_warnings,
+)
 
 
 def error_text(error: UserError) -> Text:
@@ -35,6 +45,24 @@ def show_error(error: UserError) -> None:
 def say(line: str) -> None:
     """Print one line as it is: no markup, no highlighting, no wrapping of long formulas or paths."""
     console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+
+
+def tell(told: Told) -> None:
+    """What a long task (a Trainer, a sweep, `--seeds`) tells as it goes (`cnnrun.report.Say`): a line as it is,
+    `Rows` as the header panel or a results table, a `Notice` as a warning on standard error or the yellow
+    `Interrupted.` line."""
+    if isinstance(told, Rows):
+        if told.kind == "panel":
+            header_panel(dict(told.rows), title=told.title)
+        else:
+            results_table(told.title, list(told.rows))
+    elif isinstance(told, Notice):
+        if told.kind == "warning":
+            show_warnings([told.text])
+        else:
+            console.print(f"[yellow]Interrupted.[/] {escape(told.text)}", highlight=False)
+    else:
+        say(told)
 
 
 def show_evaluation(evaluation) -> None:

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from cnnrun.data.check import size_summary
 from cnnrun.report import console, results_table
+from cnnrun.tasks.compare import shown
 
 
 def show_predictions(predictions) -> None:
@@ -40,6 +41,23 @@ def show_sweep_results(results) -> None:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     if results.rows:
         results_table(results.title, results.rows)
+
+
+def show_comparison(comparison) -> None:
+    """`cnnrun compare`: the config keys that differ, the scores side by side, the figure written."""
+    keys = Table(title=f"config keys that differ ({len(comparison.differing)})", title_justify="left")
+    scores = Table(title="scores", title_justify="left")
+    for table, first in ((keys, "key"), (scores, "")):
+        table.add_column(first)
+        for label in comparison.labels:
+            table.add_column(escape(label), overflow="fold")
+    for key, values in comparison.differing.items():
+        keys.add_row(escape(key), *(escape(shown(value)) for value in values))
+    for what, values in comparison.scores:
+        scores.add_row(what, *values)
+    console.print(keys if comparison.differing else "no config key differs between these runs")
+    console.print(scores)
+    console.print(f"wrote {escape(str(comparison.figure))}", highlight=False)
 
 
 def show_seeds(summary) -> None:

@@ -33,7 +33,7 @@ def sweep(
     checked = load_sweep(path, set_)
     prepare(checked.experiment)
     quiet_imports()
-    from cnnrun.cli.render import say
+    from cnnrun.cli.render import tell
     from cnnrun.cli.render_tasks import show_sweep_results
     from cnnrun.training.callbacks import configured_callbacks
     from cnnrun.training.sweep import (
@@ -52,10 +52,10 @@ def sweep(
         check_points(checked)  # every point's model, built as `cnnrun inspect` builds it
     study = open_study(checked, worker or 0)
     if worker is not None:  # one of --workers N: take trials until the sweep has them
-        run_trials(checked, study, say)
+        run_trials(checked, study, tell)
         return
-    prepare_study(checked, study, say)
-    code = start_workers(path, workers, set_) if workers > 1 else run_trials(checked, study, say)
+    prepare_study(checked, study, tell)
+    code = start_workers(path, workers, set_) if workers > 1 else run_trials(checked, study, tell)
     show_sweep_results(write_results(checked, study))
     if code:
         raise typer.Exit(code)

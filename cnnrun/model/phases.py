@@ -48,7 +48,6 @@ from cnnrun.errors import UserError
 from cnnrun.model.backbones import layers_within
 from cnnrun.model.build import naming_the_file
 from cnnrun.model.compiling import compile_model, make_optimizer
-from cnnrun.report import console
 from cnnrun.run_folder.folder import Run
 
 AUGMENTATION = "augmentation"  # the name of cnnrun's in-model augmentation (`cnnrun.data.model_augmenter`)
@@ -301,15 +300,16 @@ def describe_phases(experiment: Experiment) -> str:
     return "; ".join(parts)
 
 
-def announce_phase(model, experiment: Experiment, run: Run, epoch: int) -> None:
-    """With phases: print the line of the phase that trains from `epoch` epochs done, and note it in state.json."""
+def announce_phase(model, experiment: Experiment, run: Run, epoch: int) -> str | None:
+    """With phases: note in state.json the phase that trains from `epoch` epochs done, and return its line (what
+    trains, how many parameters); None without phases."""
     train = experiment.train
     if not train.phases:
-        return
+        return None
     index = phase_index(train, epoch)
     first, end = phase_spans(train)[index]
     trained = sum(math.prod(w.shape) for w in model.trainable_weights)
     run.update_state(phase=index + 1)
-    console.print(f"phase {index + 1} of {len(train.phases)}: {_epochs(first, end)}, trainable "
-                  f"{describe_trainable(train.phases[index].trainable)} ({trained:,} of {model.count_params():,} "
-                  f"parameters train)")
+    return (f"phase {index + 1} of {len(train.phases)}: {_epochs(first, end)}, trainable "
+            f"{describe_trainable(train.phases[index].trainable)} ({trained:,} of {model.count_params():,} "
+            f"parameters train)")

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,12 @@ class Run:
 
     Args:
         path: the run folder, `<output_dir>/<name>/<YYYYMMDD-HHMMSS>`.
+        skipped: found as the latest run (`find_latest_run`): the other run folders skipped on the way because
+            their meta.json is damaged, each `FOLDER (why)`, for the caller to mention. Defaults to none.
     """
 
     path: Path
+    skipped: tuple[str, ...] = field(default=(), compare=False)
 
     # ------------------------------------------------------------------ where things are
 
@@ -325,14 +328,11 @@ def _started(meta_path: Path) -> float:
         raise ValueError(f"started: {started!r} is not an ISO time") from e
 
 
-_noted: set[str] = set()
-
-
 def find_latest_run(output_dir: str | Path = "outputs") -> Run:
     """The run under `output_dir` whose meta.json records the latest start time (not the folder's mtime).
 
-    A run folder whose meta.json is damaged or of the wrong shape is skipped; one note line on standard error
-    (`cnnrun.report.error_console`) names the skipped folders and why, once per process.
+    A run folder whose meta.json is damaged or of the wrong shape is skipped; the returned run's `skipped`
+    names each and why (the CLI says it in one `note:` line).
     """
     runs, skipped = [], []
     for meta in Path(output_dir).glob(f"*/*/{files.META}"):
@@ -340,15 +340,9 @@ def find_latest_run(output_dir: str | Path = "outputs") -> Run:
             runs.append((_started(meta), str(meta.parent)))
         except ValueError as e:
             skipped.append(f"{meta.parent} ({e})")
-    note = f"note: skipped {len(skipped)} run folder(s) with a damaged meta.json: " + "; ".join(skipped)
-    if skipped and note not in _noted:  # once per process, though a command may look for the latest run twice
-        from cnnrun.report import error_console
-
-        _noted.add(note)
-        error_console.print(note, markup=False, highlight=False, soft_wrap=True)
     if not runs:
         raise UserError(f"no runs under {output_dir}/; give a run folder, e.g. {output_dir}/<name>/<time>")
-    return Run(Path(max(runs)[1]))
+    return Run(Path(max(runs)[1]), tuple(skipped))
 
 
 def open_run(path: str | Path | None, output_dir: str | Path = "outputs") -> Run:

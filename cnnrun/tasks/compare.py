@@ -11,6 +11,7 @@ Example:
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ def run_label(run: Run) -> str:
     return "/".join(run.path.resolve().parts[-2:])
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A config value as the comparison shows it: floats to 4 significant digits, the rest as YAML-ish JSON."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return value if isinstance(value, str) else json.dumps(value)
@@ -106,23 +108,30 @@ def curves_figure(histories: list[list[dict[str, Any]]], labels: list[str]):
     return fig
 
 
-def compare_runs(paths: list[Path], out: Path) -> dict[str, list[Any]]:
-    """Print the config keys that differ between the runs and their scores side by side; draw their learning
-    curves into `out`.
+@dataclass(frozen=True)
+class Comparison:
+    """What `cnnrun compare` found: the runs' labels, the config keys that differ (each with its value per run),
+    the score rows (what, one value per run) and the figure of learning curves written."""
+
+    labels: list[str]
+    differing: dict[str, list[Any]]
+    scores: list[tuple[str, list[str]]]
+    figure: Path
+
+
+def compare_runs(paths: list[Path], out: Path) -> Comparison:
+    """The config keys that differ between the runs and their scores side by side; their learning curves drawn
+    into `out`.
 
     Args:
         paths: two or more run folders.
         out: the figure to write (.png, .jpg, .pdf or .svg).
 
     Returns:
-        The differing keys, each with its value per run (as `differing_keys`).
+        The comparison; its `differing` keys are `differing_keys`' (each with its value per run).
     """
-    from rich.markup import escape
-    from rich.table import Table
-
     from cnnrun.atomic import atomic_write_figure
     from cnnrun.config.load import read_yaml
-    from cnnrun.report import console
 
     if len(paths) < 2:
         raise UserError(f"compare: give two or more run folders, got {len(paths)}")
@@ -139,21 +148,5 @@ def compare_runs(paths: list[Path], out: Path) -> dict[str, list[Any]]:
     differing = differing_keys([read_yaml(run.config_file, c_parser=True) for run in runs])
     histories = [run.read_history() for run in runs]  # a damaged one is said before anything is printed
 
-    keys = Table(title=f"config keys that differ ({len(differing)})", title_justify="left")
-    scores = Table(title="scores", title_justify="left")
-    for table, first in ((keys, "key"), (scores, "")):
-        table.add_column(first)
-        for label in labels:
-            table.add_column(escape(label), overflow="fold")
-    for key, values in differing.items():
-        keys.add_row(escape(key), *(escape(_shown(value)) for value in values))
-    for what, values in score_rows(runs):
-        scores.add_row(what, *values)
-    if differing:
-        console.print(keys)
-    else:
-        console.print("no config key differs between these runs")
-    console.print(scores)
     atomic_write_figure(curves_figure(histories, labels), out, dpi=100)
-    console.print(f"wrote {escape(str(out))}", highlight=False)
-    return differing
+    return Comparison(labels, differing, [(what, list(values)) for what, values in score_rows(runs)], out)

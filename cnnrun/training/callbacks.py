@@ -22,7 +22,7 @@ from cnnrun.atomic import atomic_save_model
 from cnnrun.config import CheckpointConfig, Experiment
 from cnnrun.errors import UserError
 from cnnrun.model.schedules import last_step_learning_rate
-from cnnrun.report import console, plot_history
+from cnnrun.report import Say, plot_history, silent
 from cnnrun.run_folder.folder import Run
 from cnnrun.training.tracking import MlflowTracker, check_mlflow, tracking_uri
 
@@ -83,14 +83,16 @@ class RunRecorder(keras.callbacks.Callback):
         phases: `(first, end)` epochs of each of `train.phases` (`cnnrun.config.phases.phase_spans`): each
             epoch's history row, state.json and `last.keras`'s record then say its phase (from 1). Defaults to
             none (no phases, no `phase` column).
+        say: where `epoch N: … saving best.keras` goes (with `callbacks.checkpoint.verbose`). Defaults to nowhere.
     """
 
     def __init__(self, run: Run, monitor: str, checkpoint: CheckpointConfig, plots: bool = True,
                  history: list[dict[str, Any]] | None = None, best: dict[str, Any] | None = None,
                  stateful: dict[str, keras.callbacks.Callback] | None = None,
-                 restored: dict[str, Any] | None = None, phases: Sequence[tuple[int, int]] = ()):
+                 restored: dict[str, Any] | None = None, phases: Sequence[tuple[int, int]] = (),
+                 say: Say = silent):
         super().__init__()
-        self.run, self.monitor, self.plots = run, monitor, plots
+        self.run, self.monitor, self.plots, self.say = run, monitor, plots, say
         self.mode = monitor_mode(monitor, checkpoint.mode)
         self.save_best_only, self.verbose = checkpoint.save_best_only, checkpoint.verbose
         self.history = list(history or [])
@@ -123,7 +125,7 @@ class RunRecorder(keras.callbacks.Callback):
         value = row.get(self.monitor)
         if self.improved(value) or not self.save_best_only:
             if self.verbose:
-                console.print(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
+                self.say(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
             record = {"monitor": self.monitor, "value": value, "epoch": epoch}
             atomic_save_model(self.model, self.run.checkpoint("best"), info={**record, **phase})
             self.best = record

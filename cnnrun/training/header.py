@@ -1,14 +1,15 @@
-"""The panel a Trainer prints before it trains: experiment, data, model, epochs, phases, learning rate, devices.
+"""What a Trainer tells before and after it trains: the header (experiment, data, model, epochs, phases, learning
+rate, devices) and the results (status, best epoch, test scores, time, run folder), as `Rows` the CLI shows.
 
 Example:
->>> show_header(trainer)  # in Trainer.fit
+>>> trainer.say(header_rows(trainer))  # in Trainer.fit
 """
 
 from cnnrun.model.compiling import learning_rate_scale
 from cnnrun.model.init_from import init_row
 from cnnrun.model.phases import describe_phases, experiment_at
 from cnnrun.model.schedules import describe_learning_rate
-from cnnrun.report import header_panel
+from cnnrun.report import Rows, format_metrics
 
 
 def plural(count: int, word: str) -> str:
@@ -16,8 +17,8 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-def show_header(trainer) -> None:
-    """Print the training header panel of a Trainer about to fit: what `trainer.splits.info` says of the data,
+def header_rows(trainer) -> Rows:
+    """The header panel of a Trainer about to fit: what `trainer.splits.info` says of the data,
     what its model and optimizer are now, where it runs, the run it started from (`meta.json`'s `init_from`) and
     whether it continues an earlier process (`cnnrun resume`)."""
     experiment, info, model, placement = trainer.experiment, trainer.splits.info, trainer.model, trainer.placement
@@ -25,7 +26,7 @@ def show_header(trainer) -> None:
     sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
     classes = ", ".join(info.class_names[:10]) + (" …" if info.num_classes > 10 else "")
     epochs, first = experiment.train.epochs, initial_epoch + 1
-    header_panel({
+    rows = {
         "experiment": experiment.name + (f" — {experiment.description}" if experiment.description else ""),
         "dataset": f"{experiment.dataset.name}: {sizes}",
         "classes": f"{info.num_classes}: {classes}",
@@ -42,4 +43,26 @@ def show_header(trainer) -> None:
         "distribution": placement.describe(experiment.train.batch_size),
         "run folder": str(run_path) if placement.writes_run_folder else
         f"written by process 0; process {placement.process_id} works in {run_path}, removed at the end",
-    }, title="cnnrun resume" if resumed else "cnnrun train")
+    }
+    return Rows("cnnrun resume" if resumed else "cnnrun train", tuple(rows.items()), "panel")
+
+
+def results_rows(trainer, state, scores: dict) -> Rows:
+    """The results table of a finished Trainer: status, epochs, best epoch, test scores per checkpoint, (in a
+    cluster) the final weights' fingerprint, training time and run folder."""
+    from cnnrun.devices.distribute import fingerprint
+
+    best = trainer.recorder.best
+    rows = [("status", state.status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
+    if best["epoch"] is not None:
+        rows.append(("best epoch", f"{best['epoch']} ({best['monitor']} {best['value']:.4f})"))
+    for which in ("best", "last"):
+        if which in scores:
+            rows.append((f"test, {which}.keras", format_metrics(scores[which])))
+    if not scores:
+        rows.append(("test", "no test split"))
+    if trainer.placement.processes > 1:
+        rows.append(("final weights", f"fingerprint {fingerprint(trainer.model)}"))
+    rows.append(("training time", f"{state.fit_seconds:.1f} s"))
+    rows.append(("run folder", str(trainer.run.path)))
+    return Rows(f"{trainer.experiment.name}: results", tuple(rows))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnrun.config import Experiment
+from cnnrun.report import Say, silent
 from cnnrun.run_folder.folder import Run
 
 
@@ -43,7 +44,7 @@ class SeedsSummary:
 
 
 def train_seeds(experiment: Experiment, count: int, output_dir: str | None = None,
-                name: str | None = None) -> SeedsSummary:
+                name: str | None = None, say: Say = silent) -> SeedsSummary:
     """Train `experiment` with `count` seeds, one after another; the mean ± std of the test metrics.
 
     Args:
@@ -56,7 +57,7 @@ def train_seeds(experiment: Experiment, count: int, output_dir: str | None = Non
     runs = []
     for i in range(count):
         seeded = experiment.model_copy(update={"seed": (experiment.seed + i) % 2**32}, deep=True)
-        runs.append(train_experiment(seeded, output_dir=output_dir, name=name))
+        runs.append(train_experiment(seeded, output_dir=output_dir, name=name, say=say))
     scores = [run.read_scores() for run in runs]
     seeds = ", ".join(str((experiment.seed + i) % 2**32) for i in range(count))
     rows = [("seeds", seeds)]

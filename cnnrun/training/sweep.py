@@ -237,7 +237,7 @@ def run_trial(sweep: Sweep, trial, say: Say = silent) -> float:
         experiment = sweep.trial_experiment(params, seed)
         pruning = PruneTrial(trial, sweep.monitor, say) if sweep.config.pruner != "none" else None
         with Trainer.new(experiment, str(sweep_folder(sweep)), f"trial-{trial.number:03d}",
-                         callbacks=[pruning] if pruning else []) as trainer:
+                         callbacks=[pruning] if pruning else [], say=say) as trainer:
             trial.set_user_attr("run_folder", str(trainer.run.path))
             trainer.fit()
             run = trainer.finish()

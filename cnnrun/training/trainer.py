@@ -26,7 +26,7 @@ from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
 from cnnrun.config.phases import begins_phase, fit_spans, phase_spans, with_total_epochs
 from cnnrun.data import Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.data.samples import write_samples
-from cnnrun.devices.distribute import Placement, fingerprint, place
+from cnnrun.devices.distribute import Placement, place
 from cnnrun.errors import UserError
 from cnnrun.model.build import declared_info, new_model, seed_everything
 from cnnrun.model.compiling import compile_model
@@ -34,7 +34,7 @@ from cnnrun.model.init_from import init_record
 from cnnrun.model.phases import announce_phase, check_phases, start_phase
 from cnnrun.model.scoring import score_checkpoints
 from cnnrun.model.whitening import adapt_whitening
-from cnnrun.report import console, format_metrics, results_table, show_warnings
+from cnnrun.report import Notice, Say, silent
 from cnnrun.run_folder.files import CHECKPOINTS
 from cnnrun.run_folder.folder import Run, create_run, open_run
 from cnnrun.training.callbacks import (
@@ -44,7 +44,7 @@ from cnnrun.training.callbacks import (
     ctrl_c_between_batches,
     resolve_monitor,
 )
-from cnnrun.training.header import plural, show_header
+from cnnrun.training.header import header_rows, plural, results_rows
 from cnnrun.training.provenance import new_meta, now
 from cnnrun.training.reopen import check_config, continue_from
 
@@ -73,6 +73,8 @@ class Trainer:
         meta: what `meta.json` holds.
         initial_epoch: the epochs already trained.
         fit_ended: how training ended (`completed` or `stopped_early`) once it has, else None.
+        say: where the Trainer tells what it does (header, phases, warnings, results; `cnnrun.report.Say`); it
+            prints nothing itself. Defaults to nowhere; the CLI shows it all.
     """
 
     experiment: Experiment
@@ -85,6 +87,7 @@ class Trainer:
     meta: dict[str, Any]
     initial_epoch: int = 0
     fit_ended: str | None = None
+    say: Say = silent
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def __enter__(self) -> "Trainer":
@@ -98,7 +101,7 @@ class Trainer:
 
     @classmethod
     def new(cls, experiment: Experiment, output_dir: str | None = None, name: str | None = None,
-            callbacks: Sequence[Any] = ()) -> "Trainer":
+            callbacks: Sequence[Any] = (), say: Say = silent) -> "Trainer":
         """A Trainer for a new run folder `<output_dir>/<name>/<time>/`.
 
         The model is built and compiled on the dataset's declared shape before any data is read; the run folder
@@ -110,6 +113,7 @@ class Trainer:
             output_dir: where run folders go. Defaults to the experiment's `output.dir`.
             name: the run's name. Defaults to the experiment's name.
             callbacks: Keras callbacks of the caller's own (a sweep's pruning). Defaults to none.
+            say: where the Trainer tells what it does (`cnnrun.report.Say`). Defaults to nowhere.
         """
         resources = contextlib.ExitStack()
         try:
@@ -126,7 +130,8 @@ class Trainer:
             schedule = experiment.compile.schedule
 
             splits = load_splits(experiment, augment=not in_model)
-            show_warnings(splits.warnings)
+            for line in splits.warnings:
+                say(Notice(line))
             if (in_model and experiment.dataset.normalize == "standardize") or \
                     list(splits.info.input_shape) != list(declared.input_shape) or \
                     splits.info.class_names != declared.class_names:
@@ -143,9 +148,10 @@ class Trainer:
             configured = configured_callbacks(experiment, run, private=not placement.writes_run_folder,
                                               extra=callbacks)
             recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
-                                   stateful=configured.stateful, phases=phase_spans(experiment.train))
+                                   stateful=configured.stateful, phases=phase_spans(experiment.train), say=say)
             trainer = cls(experiment, run, placement, splits, model, recorder, configured,
-                          new_meta(experiment, placement) | init_record(experiment, model), resources=resources)
+                          new_meta(experiment, placement) | init_record(experiment, model), say=say,
+                          resources=resources)
             trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation
                                  else None)
             return trainer
@@ -154,7 +160,8 @@ class Trainer:
             raise
 
     @classmethod
-    def from_run(cls, run_path: str | Path | None, epochs: int | None = None) -> "Trainer | None":
+    def from_run(cls, run_path: str | Path | None, epochs: int | None = None,
+                 say: Say = silent) -> "Trainer | None":
         """A Trainer that continues a run where it stopped, with everything a straight run would have had.
 
         Weights, optimizer state and its iteration count come from `checkpoints/last.keras` (from `best.keras`
@@ -171,6 +178,7 @@ class Trainer:
             run_path: the run folder; None means the most recently started run under `outputs/`.
             epochs: the new total number of epochs. Defaults to the planned total. With `train.phases` the last
                 phase grows or shrinks to make this total.
+            say: where the Trainer tells what it does (`cnnrun.report.Say`). Defaults to nowhere.
 
         Returns:
             The Trainer, or None when there is nothing left to do (said in one line).
@@ -178,9 +186,8 @@ class Trainer:
         run = open_run(run_path)
         state = run.read_state()
         if state.status in FINISHED and epochs is None:
-            console.print(f"{run.path} is {state.status} after "
-                          f"{plural(state.epochs_completed, 'epoch')}; nothing to resume. "
-                          f"Give --epochs N to train on to N epochs.")
+            say(f"{run.path} is {state.status} after {plural(state.epochs_completed, 'epoch')}; nothing to resume. "
+                f"Give --epochs N to train on to N epochs.")
             return None
         experiment = load_saved_experiment(run.config_file)
         if epochs is not None:
@@ -194,7 +201,7 @@ class Trainer:
                 run = run.copy(Path(private) / run.path.name)
             resources.enter_context(run.hold())
             run.check_writable(CHECKPOINTS)
-            trainer = cls._reopen(run, experiment, placement, epochs is not None)
+            trainer = cls._reopen(run, experiment, placement, epochs is not None, say)
             if trainer is not None:
                 trainer.resources = resources
                 return trainer
@@ -205,7 +212,8 @@ class Trainer:
         return None
 
     @classmethod
-    def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool) -> "Trainer | None":
+    def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool,
+                say: Say) -> "Trainer | None":
         """Read and check everything a resumed run needs (`cnnrun.training.reopen`), then record that it runs
         again."""
         seed_everything(experiment)  # as a new run is seeded before its pipelines are made (and op determinism)
@@ -218,13 +226,12 @@ class Trainer:
         done, fit_ended, model = start.done, start.fit_ended, start.model
         if done >= experiment.train.epochs or fit_ended:
             if state.status in FINISHED and start.checkpoint == "last":
-                console.print(f"{run.path} already has {plural(done, 'epoch')}; give --epochs N with N > {done} "
-                              f"to train on.")
+                say(f"{run.path} already has {plural(done, 'epoch')}; give --epochs N with N > {done} to train on.")
                 return None
             start.check_scorable(run)
             fit_ended = fit_ended or "completed"  # trained, not yet scored: score it
         for line in ([note] if note else []) + start.notes:
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            say(line)
 
         if "augmentation" in state.model_fields_set:  # where augmentation runs was decided once, when the run began
             in_model = state.augmentation == "model"
@@ -234,7 +241,8 @@ class Trainer:
             in_model = augmentation_in_model(experiment)
         splits = load_splits(experiment, stored=stored_info, stored_files=stored_files, initial_epoch=done,
                              augment=not in_model)
-        show_warnings(splits.warnings)
+        for line in splits.warnings:
+            say(Notice(line))
         if model is None:  # no epoch to go on from: start again from the beginning
             model = new_model(experiment, splits.info, in_model, placement.replicas, splits.steps_per_epoch)
         start_phase(model, experiment, done, splits.steps_per_epoch, placement.replicas)
@@ -245,14 +253,14 @@ class Trainer:
             else None
         recorder = RunRecorder(run, monitor, experiment.callbacks.checkpoint, plots=experiment.output.plots,
                                history=start.history, best=start.best, stateful=configured.stateful,
-                               restored=restored, phases=phase_spans(experiment.train))
+                               restored=restored, phases=phase_spans(experiment.train), say=say)
         record = meta.to_dict() if meta is not None else \
             new_meta(experiment, placement) | init_record(experiment, model)  # killed before meta.json was written
         record["resumed"] = [*record.get("resumed", []),
                              {"at_epoch": done, "time": now(), "command": sys.argv, "checkpoint": start.checkpoint,
                               "distribution": placement.to_dict()}]
         trainer = cls(experiment, run, placement, splits, model, recorder, configured, record, initial_epoch=done,
-                      fit_ended=fit_ended)
+                      fit_ended=fit_ended, say=say)
         trainer._write_start(augmentation="model" if in_model else "pipeline" if experiment.augmentation else None)
         return trainer
 
@@ -290,7 +298,7 @@ class Trainer:
         if self.fit_ended:
             return self.fit_ended
         experiment, splits = self.experiment, self.splits
-        show_header(self)
+        self.say(header_rows(self))
         started = time.perf_counter()
         # a distributed validation set does not know its length; Keras would warn after the first pass
         validation_steps = -(-splits.info.sizes.get("validation", 0) // experiment.train.batch_size) or None
@@ -302,7 +310,8 @@ class Trainer:
                         start_phase(self.model, experiment, first, splits.steps_per_epoch, self.placement.replicas)
                         # the stream from its first epoch on (a new fit reads the stream from its start)
                         train = self.placement.feed(splits.from_epoch(first), experiment.train.batch_size).train
-                    announce_phase(self.model, experiment, self.run, first)
+                    if line := announce_phase(self.model, experiment, self.run, first):
+                        self.say(line)
                     self.model.fit(train, validation_data=splits.validation, epochs=end,
                                    initial_epoch=first, steps_per_epoch=splits.steps_per_epoch,
                                    callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
@@ -322,7 +331,7 @@ class Trainer:
         return self.fit_ended
 
     def finish(self) -> Run:
-        """Score both checkpoints on the test split, set the final status and print the results.
+        """Score both checkpoints on the test split, set the final status and tell the results.
 
         Each process scores on its own device, every test example; in a cluster the results show a fingerprint of
         the final weights, the same in every process. Ctrl-C here ends like Ctrl-C during training; `resume`
@@ -344,20 +353,7 @@ class Trainer:
         self.meta["ended"] = state.ended
         run.write_meta(self.meta)
 
-        best = self.recorder.best
-        rows = [("status", status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
-        if best["epoch"] is not None:
-            rows.append(("best epoch", f"{best['epoch']} ({best['monitor']} {best['value']:.4f})"))
-        for which in ("best", "last"):
-            if which in scores:
-                rows.append((f"test, {which}.keras", format_metrics(scores[which])))
-        if not scores:
-            rows.append(("test", "no test split"))
-        if self.placement.processes > 1:
-            rows.append(("final weights", f"fingerprint {fingerprint(self.model)}"))
-        rows.append(("training time", f"{state.fit_seconds:.1f} s"))
-        rows.append(("run folder", str(run.path)))
-        results_table(f"{self.experiment.name}: results", rows)
+        self.say(results_rows(self, state, scores))
         return run
 
     def _add_fit_seconds(self, started: float | None, **changes: Any) -> None:
@@ -377,21 +373,22 @@ class Trainer:
 
     def _interrupted(self, started: float | None) -> NoReturn:
         self._add_fit_seconds(started, status="interrupted", ended=now())
-        console.print(f"[yellow]Interrupted.[/] The run folder keeps every finished epoch: {self.run.path}\n"
-                      f"Continue with: cnnrun resume {self.run.path}")
+        self.say(Notice(f"The run folder keeps every finished epoch: {self.run.path}\n"
+                        f"Continue with: cnnrun resume {self.run.path}", "interrupted"))
         raise SystemExit(130) from None
 
 
-def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None) -> Run:
+def train_experiment(experiment: Experiment, output_dir: str | None = None, name: str | None = None,
+                     say: Say = silent) -> Run:
     """Train `experiment` from scratch into a new run folder and return it (see `Trainer.new`)."""
-    with Trainer.new(experiment, output_dir, name) as trainer:
+    with Trainer.new(experiment, output_dir, name, say=say) as trainer:
         trainer.fit()
         return trainer.finish()
 
 
-def resume_run(run_path: str | Path | None, epochs: int | None = None) -> Run | None:
+def resume_run(run_path: str | Path | None, epochs: int | None = None, say: Say = silent) -> Run | None:
     """Continue a run where it stopped (see `Trainer.from_run`); None when there was nothing left to do."""
-    trainer = Trainer.from_run(run_path, epochs)
+    trainer = Trainer.from_run(run_path, epochs, say)
     if trainer is None:
         return None
     with trainer:
