@@ -1,6 +1,7 @@
 """Shared test helpers: tiny experiments written to tmp_path, the CLI run as a user runs it."""
 
 import contextlib
+import copy
 import csv
 import io
 import os
@@ -32,7 +33,7 @@ def tiny_config(**sections) -> dict:
         "seed": 3,
         "dataset": {"name": "shapes", "image_size": 16, "num_samples": 120, "test_samples": 40,
                     "validation_split": 0.25},
-        "model": {"layers": TINY_LAYERS},
+        "model": {"layers": copy.deepcopy(TINY_LAYERS)},  # tests change their copy in place
         "compile": {"optimizer": "adam"},
         "train": {"epochs": 2, "batch_size": 16},
         "output": {"plots": True},
@@ -98,3 +99,25 @@ def history(run: Path) -> list[dict[str, float]]:
     """A run's history.csv as numbers, one dict per epoch."""
     with (run / "history.csv").open() as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def train_then(args: list, out: Path, action) -> subprocess.CompletedProcess:
+    """`run_here("train", *args, "--output-dir", out)`, with `action()` run in a thread as soon as the first
+    epoch's history.csv is in a run folder under `out` (to change the data under a training run)."""
+    import threading
+    import time
+
+    done = threading.Event()
+
+    def after_the_first_epoch():
+        while not done.is_set() and not list(out.glob("*/*/history.csv")):
+            time.sleep(0.01)
+        action()
+
+    worker = threading.Thread(target=after_the_first_epoch)
+    worker.start()
+    try:
+        return run_here("train", *args, "--output-dir", out)
+    finally:
+        done.set()
+        worker.join()

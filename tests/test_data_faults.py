@@ -14,7 +14,7 @@ from PIL import Image
 from cnnrun.config import validate_experiment
 from cnnrun.data import load_splits
 from cnnrun.errors import UserError
-from tests.conftest import PROJECT, run_here, tiny_config
+from tests.conftest import PROJECT, run_here, tiny_config, train_then
 from tests.test_data_splits import folder_experiment, photo_folder
 
 DATA = PROJECT / "cnnrun" / "data"
@@ -257,27 +257,15 @@ def test_predict_files_counts_the_inputs_it_could_not_read(tmp_path, write_confi
 @pytest.mark.slow
 def test_train_ends_failed_in_one_line_when_pictures_vanish_mid_training(tmp_path, write_config):
     import json
-    import threading
-    import time
 
     root = photo_folder(tmp_path / "photos", count=160, size=16)
     config = tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16, "cache": "none"},
                          train={"epochs": 50, "batch_size": 8})
-    done = threading.Event()
-
-    def delete_after_the_first_epoch():
-        while not done.is_set() and not list((tmp_path / "out").glob("*/*/history.csv")):
-            time.sleep(0.01)
+    def delete_the_pictures():
         for path in root.rglob("*.jpg"):
             path.unlink()
 
-    deleter = threading.Thread(target=delete_after_the_first_epoch)
-    deleter.start()
-    try:
-        result = run_here("train", write_config(config), "--output-dir", tmp_path / "out")
-    finally:
-        done.set()
-        deleter.join()
+    result = train_then([write_config(config)], tmp_path / "out", delete_the_pictures)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "no such file or directory" in result.stderr
     assert str(root) in result.stderr

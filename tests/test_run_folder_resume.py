@@ -8,8 +8,6 @@ import hashlib
 import json
 import re
 import shutil
-import threading
-import time
 
 import click
 import keras
@@ -19,7 +17,7 @@ import typer
 import yaml
 from PIL import Image
 
-from tests.conftest import history, only_run, run_here, tiny_config
+from tests.conftest import history, only_run, run_here, tiny_config, train_then
 from tests.test_data_splits import photo_folder
 from tests.test_errors import assert_user_error
 
@@ -227,20 +225,7 @@ def test_pictures_deleted_before_the_final_scoring_end_in_one_line_and_a_run_res
     config = tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16, "cache": "memory",
                                   "validation_split": 0.25, "test_split": 0.25},
                          train={"epochs": 2, "batch_size": 8}, output={"plots": False})
-    done = threading.Event()
-
-    def delete_after_the_first_epoch():
-        while not done.is_set() and not list((tmp_path / "out").glob("*/*/history.csv")):
-            time.sleep(0.01)
-        shutil.rmtree(root)
-
-    deleter = threading.Thread(target=delete_after_the_first_epoch)
-    deleter.start()
-    try:
-        result = run_here("train", write_config(config), "--output-dir", tmp_path / "out")
-    finally:
-        done.set()
-        deleter.join()
+    result = train_then([write_config(config)], tmp_path / "out", lambda: shutil.rmtree(root))
     assert_user_error(result, str(root), "no such file or directory", "resume")
     run = only_run(tmp_path / "out")
     state = state_of(run)

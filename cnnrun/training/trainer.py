@@ -31,7 +31,7 @@ from cnnrun.errors import UserError
 from cnnrun.model.build import declared_info, new_model, seed_everything
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.init_from import init_record
-from cnnrun.model.phases import announce_phase, check_phases, start_phase
+from cnnrun.model.phases import announce_phase, check_phases, start_phase, summary_text
 from cnnrun.model.scoring import score_checkpoints
 from cnnrun.model.whitening import adapt_whitening
 from cnnrun.report import Notice, Say, silent
@@ -277,9 +277,7 @@ class Trainer:
             run.write_splits(files)
         if self.splits.bad_files:
             run.write_bad_files(list(self.splits.bad_files))
-        summary: list[str] = []
-        self.model.summary(print_fn=lambda line, **_: summary.append(line), show_trainable=True)
-        run.write_summary(summary)
+        run.write_summary(summary_text(self.model).splitlines())
         self.meta.update(ended=None, config=experiment.model_dump(mode="json"))  # resume compares config.yaml with it
         run.write_meta(self.meta)
         write_samples(run, self.splits, experiment)  # samples.png: what the model sees
