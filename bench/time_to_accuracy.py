@@ -85,11 +85,12 @@ def train_seed(config: Path, sets: list[str], seed: int, output: str):
 
     experiment = load_experiment(config, [*sets, f"seed={seed}"])
     prepare(experiment)
+    from cnnrun.cli.render import tell  # the Trainer's header and results, shown as `cnnrun train` shows them
     from cnnrun.training.trainer import Trainer
 
     started = time.perf_counter()
     judge = test_accuracy_each_epoch(experiment, started)
-    with Trainer.new(experiment, output, callbacks=[judge]) as trainer:
+    with Trainer.new(experiment, output, callbacks=[judge], say=tell) as trainer:
         if trainer.splits.test is None:
             raise SystemExit(f"{config}: no test split to judge")
         judge.splits = trainer.splits

@@ -135,7 +135,7 @@ def test_the_summarys_trainable_column_is_whole_in_a_pipe(monkeypatch):
     inputs = keras.Input((8, 8, 1))
     left = keras.layers.Conv2D(2, 3, name="left")(inputs)
     right = keras.layers.Conv2D(2, 3, name="right", trainable=False)(inputs)
-    joined = keras.layers.Flatten()(keras.layers.Add()([left, right]))
+    joined = keras.layers.Flatten(name="flatten")(keras.layers.Add()([left, right]))
     functional = keras.Model(inputs, keras.layers.Dense(2, name="head")(joined))
     chain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
                               keras.layers.Dense(3)])
