@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from cnnrun.atomic import atomic_write_figure
+
 WIDE = 10_000
 """The width cnnrun's consoles take when their stream is not a terminal and COLUMNS is unset: wide enough that
 a table or a long value sent to a file or a pipe is never cut or wrapped (rich would take 80 columns)."""
@@ -71,8 +73,6 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from cnnrun.atomic import atomic_write_figure
 
     metric = main_metric(history)
     keys = ["loss"] + ([metric] if metric else [])

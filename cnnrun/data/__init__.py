@@ -33,6 +33,7 @@ from cnnrun.data.examples import Examples, FileExamples, RawData
 from cnnrun.data.faults import data_error
 from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.subsets import per_class_sample
+from cnnrun.devices.distribute import gpu_visible
 from cnnrun.errors import UserError
 
 __all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe", "preprocess", "data_error",
@@ -225,8 +226,6 @@ def augmentation_in_model(experiment: Experiment) -> bool:
     `placement: auto` puts it in the model when a GPU is visible or the Keras backend is not TensorFlow.
     """
     import keras
-
-    from cnnrun.devices.distribute import gpu_visible
 
     augmentation = experiment.augmentation
     if augmentation is None or augmentation.placement == "pipeline":

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
+from cnnrun.figures import counts_figure, mosaic_figure
 
 SAMPLES = "samples.png"
 
@@ -41,7 +42,6 @@ def sample_indices(labels: np.ndarray, classes: int, per_class: int, seed: int) 
 
 def samples_figure(examples, class_names: list[str], per_class: int, seed: int, title: str, augmenter=None):
     """A row of training pictures per class (uint8, as the model receives them); augmented when `augmenter`."""
-    from cnnrun.figures import mosaic_figure
 
     chosen = sample_indices(np.asarray(examples.labels), len(class_names), per_class, seed)
     rows = [examples.pixels(indices) for indices in chosen]
@@ -76,7 +76,6 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
         `DataShow`: the counts and the files written (nothing is printed).
     """
     from cnnrun.data import build_augmenter, load_splits
-    from cnnrun.figures import counts_figure
 
     splits = load_splits(experiment, augment=False)
     info, train = splits.info, splits.examples["train"]

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
+from cnnrun.errors import UserError
 from cnnrun.explain.network import LayerPath, find_layer, forward, is_spatial, layer_paths
+from cnnrun.figures import tile_grid
+from cnnrun.run_folder.folder import open_run
 
 MAX_MAPS = 64  # channels drawn per layer
 
@@ -54,10 +57,7 @@ def show_activations(run_path: str | Path | None, image: Path, layers: list[str]
     """
     from cnnrun.data import preprocess
     from cnnrun.data.pictures import read_images
-    from cnnrun.errors import UserError
-    from cnnrun.figures import tile_grid
     from cnnrun.model.checkpoints import load_run_model
-    from cnnrun.run_folder.folder import open_run
 
     run = open_run(run_path)
     if not image.is_file():

@@ -15,6 +15,8 @@ import numpy as np
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.errors import UserError
 from cnnrun.explain.network import LayerPath, find_layer, layer_paths
+from cnnrun.figures import tile_grid
+from cnnrun.run_folder.folder import open_run
 
 MAX_CHANNELS = 16  # input channels drawn per kernel with per_channel
 
@@ -104,9 +106,7 @@ def show_filters(run_path: str | Path | None, layer: str | None = None, checkpoi
     Returns:
         `Filters`: what was drawn, and where (nothing is printed).
     """
-    from cnnrun.figures import tile_grid
     from cnnrun.model.checkpoints import load_checkpoint
-    from cnnrun.run_folder.folder import open_run
 
     run = open_run(run_path)
     model = load_checkpoint(run.checkpoint(checkpoint))

@@ -16,6 +16,7 @@ from cnnrun.errors import UserError, did_you_mean
 from cnnrun.explain.gradients import LAYER_METHODS, heat_maps
 from cnnrun.explain.network import find_layer, is_spatial
 from cnnrun.figures import explained_figure, overlay_grid
+from cnnrun.model.scoring import probabilities
 from cnnrun.run_folder.folder import open_run
 
 TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "saliency": "saliency", "smoothgrad": "SmoothGrad"}
@@ -116,7 +117,6 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
     from cnnrun.data import preprocess
     from cnnrun.data.pictures import collect_images, read_images
     from cnnrun.model.checkpoints import load_run_model
-    from cnnrun.model.scoring import probabilities
 
     files = collect_images(paths)
     run = open_run(run_path)

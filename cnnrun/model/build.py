@@ -20,6 +20,7 @@ from typing import Any
 from cnnrun.config import Experiment, iter_layer_entries, substitute
 from cnnrun.config.graph import expand_graph, is_graph
 from cnnrun.config.registry import REGULARIZERS, check_arguments, check_layer_name
+from cnnrun.devices.distribute import gpu_visible
 from cnnrun.errors import UserError
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.graph import connect, keras_reason, misfit
@@ -83,7 +84,6 @@ def _layer_arguments(cls: type, args: Any, where: str, weight_decay: float = 0.0
 
 def precision_policy(experiment: Experiment) -> str:
     """The Keras dtype policy of `train.mixed_precision`: float32, mixed_float16 (GPU) or mixed_bfloat16 (CPU)."""
-    from cnnrun.devices.distribute import gpu_visible
 
     if not experiment.train.mixed_precision:
         return "float32"

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnrun.atomic import checkpoint_info
+
 
 def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
     """Class probabilities from model outputs: logits go through softmax (or sigmoid), a sigmoid unit becomes
@@ -99,7 +101,6 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
         experiment: the run's experiment.
         callbacks: Keras callbacks for `evaluate` and `predict` (Ctrl-C between batches). Defaults to none.
     """
-    from cnnrun.atomic import checkpoint_info
     from cnnrun.model.checkpoints import load_checkpoint
 
     if splits.test is None:

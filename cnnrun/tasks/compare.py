@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnrun.atomic import atomic_write_figure
+from cnnrun.config.load import dotted_keys, read_yaml
 from cnnrun.errors import UserError
+from cnnrun.report import main_metric
 from cnnrun.run_folder.folder import Run, open_run
+from cnnrun.tasks.runs_table import read_row
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 MISSING = "(absent)"  # how a key that one run's config does not have is shown
@@ -29,7 +33,6 @@ def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     A name alone (`optimizer: sgd`) and a mapping with a name (`optimizer: {name: adam, learning_rate: 0.01}`)
     are compared as `compile.optimizer.name`.
     """
-    from cnnrun.config.load import dotted_keys
 
     flats = [dotted_keys(config) for config in configs]
     named = {key.removesuffix(".name") for flat in flats for key in flat if key.endswith(".name")}
@@ -59,7 +62,6 @@ def shown(value: Any) -> str:
 def score_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     """`(what, [value per run])`: status, epochs, best value, each test score of best.keras and last.keras,
     parameters and fit time, as `cnnrun runs` reads them."""
-    from cnnrun.tasks.runs_table import read_row
 
     rows = [read_row(run.path, run.path.parent) for run in runs]
     scores = [run.read_scores() for run in runs]
@@ -85,8 +87,6 @@ def curves_figure(histories: list[list[dict[str, Any]]], labels: list[str]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from cnnrun.report import main_metric
 
     metric = next((m for m in (main_metric(h) for h in histories) if m), None)
     keys = ["loss"] + ([metric] if metric else [])
@@ -130,8 +130,6 @@ def compare_runs(paths: list[Path], out: Path) -> Comparison:
     Returns:
         The comparison; its `differing` keys are `differing_keys`' (each with its value per run).
     """
-    from cnnrun.atomic import atomic_write_figure
-    from cnnrun.config.load import read_yaml
 
     if len(paths) < 2:
         raise UserError(f"compare: give two or more run folders, got {len(paths)}")

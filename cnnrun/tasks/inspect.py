@@ -8,6 +8,8 @@ from pathlib import Path
 
 from cnnrun.config import Experiment
 from cnnrun.errors import UserError
+from cnnrun.model.compiling import compile_model
+from cnnrun.teach import shape_math
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,6 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None) -> Insp
     """
     from cnnrun.model.backbones import describe_backbones, find_backbones
     from cnnrun.model.build import build_model, declared_info, naming_the_file
-    from cnnrun.model.compiling import compile_model
     from cnnrun.model.init_from import plan_init
     from cnnrun.model.phases import check_phases, describe_phases
 
@@ -153,7 +154,6 @@ def layer_arithmetic(layer) -> tuple[str, str]:
     >>> layer_arithmetic(model.layers[0])
     ('(28 + 2·1 − 3)/1 + 1 = 28', '(3·3·1 + 1)·16 = 160')
     """
-    from cnnrun.teach import shape_math
 
     kind = type(layer).__name__
     if isinstance(layer.input, list | tuple):  # a join: no size or parameter formula

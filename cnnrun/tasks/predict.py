@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.data.pictures import collect_images, read_images
+from cnnrun.model.scoring import tta_probabilities
 from cnnrun.run_folder.folder import open_run
 
 
@@ -52,7 +53,6 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     """
     from cnnrun.data import preprocess
     from cnnrun.model.checkpoints import load_run_model
-    from cnnrun.model.scoring import tta_probabilities
 
     files = collect_images(paths)
     run = open_run(run_path)

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cnnrun.config.load import read_yaml
 from cnnrun.errors import UserError, did_you_mean
 from cnnrun.run_folder.files import CONFIG, MARKERS, STATE
 from cnnrun.run_folder.folder import Run, RunState
@@ -124,7 +125,6 @@ def config_value(config: Any, key: str) -> tuple[bool, Any]:
 
 def _config_rows(rows: list[dict[str, Any]], keys: list[str]) -> None:
     """Add the config `keys` (those that are not columns) to every row, checking that each is some run's key."""
-    from cnnrun.config.load import read_yaml
 
     wanted = [key for key in dict.fromkeys(keys) if key not in COLUMNS]
     if not wanted:

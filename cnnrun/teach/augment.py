@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
+from cnnrun.config import AugmentationConfig, load_experiment
 from cnnrun.errors import UserError
 from cnnrun.teach.images import FIGURE_DPI, Lesson, pyplot, read_image, show
 
@@ -25,7 +26,6 @@ def augmentation_from(config: str | Path | None):
     Raises:
         UserError: the config has no `augmentation:` section, or it switches nothing on.
     """
-    from cnnrun.config import AugmentationConfig, load_experiment
 
     if config is None:
         return AugmentationConfig(**COURSE_AUGMENTATION)

@@ -5,6 +5,7 @@ Example:
 >>> trainer.say(header_rows(trainer))  # in Trainer.fit
 """
 
+from cnnrun.devices.distribute import fingerprint
 from cnnrun.model.compiling import learning_rate_scale
 from cnnrun.model.init_from import init_row
 from cnnrun.model.phases import describe_phases, experiment_at
@@ -50,7 +51,6 @@ def header_rows(trainer) -> Rows:
 def results_rows(trainer, state, scores: dict) -> Rows:
     """The results table of a finished Trainer: status, epochs, best epoch, test scores per checkpoint, (in a
     cluster) the final weights' fingerprint, training time and run folder."""
-    from cnnrun.devices.distribute import fingerprint
 
     best = trainer.recorder.best
     rows = [("status", state.status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from cnnrun import __version__
 from cnnrun.config import Experiment
 from cnnrun.devices.distribute import Placement
 
@@ -33,8 +34,6 @@ def new_meta(experiment: Experiment, placement: Placement) -> dict[str, Any]:
     import keras
     import numpy as np
     import tensorflow as tf
-
-    from cnnrun import __version__
 
     versions = {"cnnrun": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
                 "keras": keras.__version__, "numpy": np.__version__}

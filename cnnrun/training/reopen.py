@@ -28,6 +28,7 @@ from typing import Any
 
 from cnnrun.atomic import checkpoint_info
 from cnnrun.config import Experiment
+from cnnrun.config.load import dotted_keys
 from cnnrun.config.phases import phase_spans, with_total_epochs
 from cnnrun.errors import UserError
 from cnnrun.model.checkpoints import load_checkpoint
@@ -49,7 +50,6 @@ def config_changes(recorded: dict[str, Any], experiment: Experiment) -> list[tup
     """`(key, before, now)` for every dotted key whose value differs between the experiment the run began with
     (`recorded`, as meta.json holds it) and `experiment` (its config.yaml now), the epoch total aside (it is what
     `resume --epochs` sets; with phases, the last phase's length)."""
-    from cnnrun.config.load import dotted_keys
 
     total = (recorded.get("train") or {}).get("epochs")
     train = experiment.train

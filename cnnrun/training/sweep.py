@@ -35,7 +35,7 @@ from typing import Any
 import keras
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure
-from cnnrun.config.sweep import Sweep
+from cnnrun.config.sweep import Sweep, naming_the_point
 from cnnrun.errors import UserError
 from cnnrun.report import Say, silent
 from cnnrun.run_folder.folder import Run, is_run_folder
@@ -138,7 +138,6 @@ def check_points(sweep: Sweep) -> None:
     """Build and compile the model of every point of the sweep (`Sweep.points`) as `cnnrun inspect` and a
     Trainer do before reading data, and check its monitors, before any trial: a point Keras refuses (`filters:
     -3`) is a one-line UserError naming the point, not a trial that fails."""
-    from cnnrun.config.sweep import naming_the_point
     from cnnrun.data import augmentation_in_model
     from cnnrun.model.build import declared_info, new_model
     from cnnrun.model.phases import check_phases

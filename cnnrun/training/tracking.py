@@ -28,6 +28,7 @@ from typing import Any
 
 import keras
 
+from cnnrun import __version__
 from cnnrun.atomic import os_error_reason
 from cnnrun.config import Experiment
 from cnnrun.config.load import dotted_keys
@@ -162,8 +163,6 @@ class MlflowTracker(keras.callbacks.Callback):
     def _start(self) -> str:
         """The MLflow run's id: the one in `mlflow.json` (resume), else a new run with params and tags."""
         from mlflow.entities import Param, RunTag
-
-        from cnnrun import __version__
 
         if self.run_id is not None:
             return self.run_id
