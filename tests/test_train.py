@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 def test_train_writes_the_whole_run_folder(write_config, tmp_path):
     config = tiny_config(callbacks={"checkpoint": {"monitor": "val_acc"},
                                     "reduce_lr_on_plateau": {"patience": 1, "factor": 0.5}})
-    result = run_cli("train", write_config(config), "--output-dir", tmp_path / "runs", "--set", "train.epochs=3")
+    result = run_cli("train", write_config(config), "--output-dir", tmp_path / "runs", "--set", "train.epochs=3",
+                     columns=None)  # a pipe without COLUMNS: Keras would fit its summary to 80 columns
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "runs" / "tiny").iterdir()
     assert str(run) in result.stdout.replace("\n", "")
@@ -49,7 +50,10 @@ def test_train_writes_the_whole_run_folder(write_config, tmp_path):
     assert set(scores) == {"best", "last"} and set(scores["best"]) == {"loss", "accuracy"}
     last = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True)
     assert last.optimizer.iterations.numpy() == 3 * np.ceil(90 / 16)
-    assert "Total params" in (run / "summary.txt").read_text()
+    summary = (run / "summary.txt").read_text()
+    assert "Total params" in summary
+    header = next(line for line in summary.splitlines() if "Param #" in line)  # run in a pipe: 80 columns
+    assert header.split("┃")[-2].strip() == "Trainable" and "…" not in header
 
 
 def test_early_stopping_marks_the_run(write_config, tmp_path):
