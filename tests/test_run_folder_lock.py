@@ -20,9 +20,12 @@ from cnnrun.run_folder.folder import Run
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 HOLD_AND_SLEEP = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from cnnrun.run_folder.folder import Run
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, even where the test runs in a background job (which
+    # starts its children with SIGINT ignored, and Python then installs no handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with Run(Path(sys.argv[1])).hold():
         print("held", flush=True)
         time.sleep(120)
