@@ -71,7 +71,7 @@ def test_a_second_process_is_refused_in_one_line_naming_the_holder(tmp_path, hol
 def test_ctrl_c_in_the_holder_releases_the_folder(tmp_path, holder):
     child = holder()
     child.send_signal(signal.SIGINT)
-    assert child.wait(timeout=30) != 0  # ended by the KeyboardInterrupt
+    assert child.wait(timeout=60) != 0  # ended by the KeyboardInterrupt
     assert not (tmp_path / "run" / "run.lock").exists()
     with Run(tmp_path / "run").hold():
         assert lock_of(tmp_path / "run")["pid"] == os.getpid()
