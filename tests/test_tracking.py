@@ -14,11 +14,13 @@ from tests.test_errors import assert_user_error
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """One tiny run logged to a SQLite MLflow store, then resumed for one more epoch."""
+    """One tiny run logged to a SQLite MLflow store, then resumed for one more epoch; test-time augmentation on,
+    so scores.json also holds the list of its views beside the scores."""
     folder = tmp_path_factory.mktemp("tracked")
     uri = f"sqlite:///{folder}/mlflow.db"
     config = tiny_config(tracking={"mlflow": {"uri": uri, "experiment": "tiny-tracked"}},
-                         train={"epochs": 2, "batch_size": 16, "verbose": 0}, output={"plots": False})
+                         train={"epochs": 2, "batch_size": 16, "verbose": 0}, output={"plots": False},
+                         evaluate={"tta": ["flip"]})
     del config["callbacks"]  # TensorBoard as a user gets it: on by default
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -64,6 +66,7 @@ def test_mlflow_holds_the_config_as_params_the_test_scores_the_files_and_tags(tr
     mlflow_run = client.get_run(run_id)
     scores = json.loads((run / "scores.json").read_text())
     assert scores != first["scores"]  # scored again after the resume: the latest values are MLflow's too
+    assert scores["tta"] == ["flip"] and "tta_accuracy" in scores["best"]
     for which in ("best", "last"):
         for key, value in scores[which].items():
             assert mlflow_run.data.metrics[f"test_{which}_{key}"] == value

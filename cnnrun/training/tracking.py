@@ -206,8 +206,9 @@ class MlflowTracker(keras.callbacks.Callback):
         run_id = self._start()
         status = self.run.read_state().status if self.run.has(STATE) else "failed"
         if self.run.has(SCORES):
-            for which, metrics in self.run.read_scores().items():
-                for key, value in metrics.items():
+            scores = self.run.read_scores()
+            for which in ("best", "last"):  # beside them, "tta" lists the test-time views: not a metric
+                for key, value in scores.get(which, {}).items():
                     self.client.log_metric(run_id, f"test_{which}_{key}", float(value))
         for path in sorted(self.run.path.rglob("*")):
             if path.is_file() and path.name != LOCK and not path.name.startswith("."):
