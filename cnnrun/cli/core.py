@@ -35,15 +35,13 @@ def train(
 
     Example: cnnrun train configs/quickstart.yaml --set train.epochs=3 --seeds 3
     """
-    from cnnrun.config import load_experiment
-    from cnnrun.config.sweep import refuse_sweep_file
+    from cnnrun.config.sweep import load_experiment_or_sweep
     from cnnrun.devices.backend import prepare
     from cnnrun.run_folder.folder import check_run_name
 
-    refuse_sweep_file(config, set_)
     if name is not None:  # `--name ''` too: an empty name is not the experiment's
         check_run_name(name)
-    experiment = load_experiment(config, set_)
+    experiment, _ = load_experiment_or_sweep(config, set_, sweeps=False)
     prepare(experiment)
     quiet_imports()
     if seeds > 1:

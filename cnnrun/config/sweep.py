@@ -5,7 +5,7 @@ against `SweepConfig`, the experiment against the schema, every param path again
 of every grid point (or of both ends of every range) against the schema (`Sweep.points`); once Keras is loaded,
 the objective metric against what a run logs (`cnnrun.training.sweep.with_objective`) and every point's model,
 built and compiled (`cnnrun.training.sweep.check_points`). `inspect` and `config show` take a sweep file too
-(`load_experiment_or_sweep`); `train` refuses one, naming `cnnrun sweep`.
+(`load_experiment_or_sweep`); `train` refuses one (`sweeps=False`), naming `cnnrun sweep`.
 
 Example:
 >>> sweep = load_sweep("configs/quickstart_sweep.yaml")
@@ -30,7 +30,6 @@ from cnnrun.config.load import (
     apply_override,
     dotted_keys,
     experiment_to_yaml,
-    load_experiment,
     resolve_config,
     validate_experiment,
 )
@@ -246,8 +245,11 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         path: the sweep file.
         overrides: `KEY=VALUE` strings, as given to `--set` (`sweep.trials=2` too).
     """
-    source = str(path)
-    doc = resolve_config(path, overrides)
+    return _sweep_of(resolve_config(path, overrides), str(path))
+
+
+def _sweep_of(doc: dict[str, Any], source: str) -> Sweep:
+    """The checked sweep of a resolved sweep file `doc` (read from `source`); see `load_sweep`."""
     section = doc.pop("sweep", None)
     if not isinstance(section, dict):
         raise UserError(f"{source}: a sweep file is an experiment with a `sweep:` section (params, method, "
@@ -282,18 +284,22 @@ def naming_the_point(sweep: Sweep, params: dict[str, Any]) -> Iterator[None]:
         raise e.at(f"{sweep.source}: sweep.params ({shown})", replacing=sweep.source) from e
 
 
-def load_experiment_or_sweep(path: str | Path, overrides: list[str] | None = None) -> tuple[Experiment,
-                                                                                             Sweep | None]:
+def load_experiment_or_sweep(path: str | Path, overrides: list[str] | None = None, *,
+                             sweeps: bool = True) -> tuple[Experiment, Sweep | None]:
     """An experiment file's experiment; for a sweep file (one with a `sweep:` section), the checked sweep too,
-    its experiment the one every trial starts from. For `inspect` and `config show`, which take either."""
-    if "sweep" not in resolve_config(path, overrides):
-        return load_experiment(path, overrides), None
-    sweep = load_sweep(path, overrides)
-    return sweep.experiment, sweep
+    its experiment the one every trial starts from. The file is read and resolved once.
 
-
-def refuse_sweep_file(path: str | Path, overrides: list[str] | None = None) -> None:
-    """A one-line UserError when `path` is a sweep file, saying which command runs it (for `train`)."""
-    if "sweep" in resolve_config(path, overrides):
+    Args:
+        path: the experiment or sweep file.
+        overrides: `KEY=VALUE` strings, as given to `--set`.
+        sweeps: whether a sweep file is welcome (`inspect`, `config show`); False for `train`, which refuses one
+            in one line naming the command that runs it, before checking anything else in it.
+    """
+    doc = resolve_config(path, overrides)
+    if "sweep" not in doc:
+        return validate_experiment(doc, str(path)), None
+    if not sweeps:
         raise UserError(f"{path}: a sweep file (it has a `sweep:` section); run it with: cnnrun sweep {path} "
                         f"(`cnnrun inspect {path}` shows its experiment)")
+    sweep = _sweep_of(doc, str(path))
+    return sweep.experiment, sweep
