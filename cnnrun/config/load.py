@@ -13,6 +13,7 @@ Example:
 """
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,30 @@ def dotted_keys(doc: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in items:
         flat.update(dotted_keys(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
+
+
+MISSING = "(absent)"  # `differing_keys`' value for a key that one config does not have
+
+
+def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The dotted keys whose values are not the same in every config, each with its value per config (`MISSING`
+    where a config lacks the key), in the order the keys first appear.
+
+    A name alone (`optimizer: sgd`) and a mapping with a name (`optimizer: {name: adam, learning_rate: 0.01}`)
+    are compared as `compile.optimizer.name`.
+    """
+
+    flats = [dotted_keys(config) for config in configs]
+    named = {key.removesuffix(".name") for flat in flats for key in flat if key.endswith(".name")}
+    flats = [{f"{key}.name" if key in named and isinstance(value, str) else key: value  # `sgd` = `{name: sgd}`
+              for key, value in flat.items()} for flat in flats]
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    differing = {}
+    for key in keys:
+        values = [flat.get(key, MISSING) for flat in flats]
+        if len({json.dumps(value, sort_keys=True, default=str) for value in values}) > 1:
+            differing[key] = values
+    return differing
 
 
 def apply_override(doc: dict[str, Any], assignment: str) -> None:

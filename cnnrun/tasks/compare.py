@@ -16,35 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from cnnrun.atomic import atomic_write_figure
-from cnnrun.config.load import dotted_keys, read_yaml
+from cnnrun.config.load import MISSING, differing_keys, read_yaml  # noqa: F401  (MISSING: differing_keys' marker)
 from cnnrun.errors import UserError
 from cnnrun.report import main_metric
 from cnnrun.run_folder.folder import Run, open_run
 from cnnrun.tasks.runs_table import read_row
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
-MISSING = "(absent)"  # how a key that one run's config does not have is shown
-
-
-def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The dotted keys whose values are not the same in every config, each with its value per config (`MISSING`
-    where a config lacks the key), in the order the keys first appear.
-
-    A name alone (`optimizer: sgd`) and a mapping with a name (`optimizer: {name: adam, learning_rate: 0.01}`)
-    are compared as `compile.optimizer.name`.
-    """
-
-    flats = [dotted_keys(config) for config in configs]
-    named = {key.removesuffix(".name") for flat in flats for key in flat if key.endswith(".name")}
-    flats = [{f"{key}.name" if key in named and isinstance(value, str) else key: value  # `sgd` = `{name: sgd}`
-              for key, value in flat.items()} for flat in flats]
-    keys = list(dict.fromkeys(key for flat in flats for key in flat))
-    differing = {}
-    for key in keys:
-        values = [flat.get(key, MISSING) for flat in flats]
-        if len({json.dumps(value, sort_keys=True, default=str) for value in values}) > 1:
-            differing[key] = values
-    return differing
 
 
 def run_label(run: Run) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from cnnrun.atomic import checkpoint_info
 from cnnrun.config import Experiment
-from cnnrun.config.load import dotted_keys
+from cnnrun.config.load import differing_keys
 from cnnrun.config.phases import phase_spans, with_total_epochs
 from cnnrun.errors import UserError
 from cnnrun.model.checkpoints import load_checkpoint
@@ -38,8 +38,6 @@ from cnnrun.run_folder.folder import Run
 KEPT = ("callbacks", "train.epochs", "train.verbose", "output", "evaluate", "tracking", "description")
 """The config keys (and the sections under them) a resumed run may change: they watch and report, they do not
 decide what a trained epoch is."""
-
-ABSENT = "(absent)"
 
 
 def _shown(value: Any) -> str:
@@ -58,11 +56,8 @@ def config_changes(recorded: dict[str, Any], experiment: Experiment) -> list[tup
             train = with_total_epochs(train, total)
         except UserError:
             pass  # the earlier phases alone take more: it differs, and says so below
-    now = dotted_keys(experiment.model_copy(update={"train": train}).model_dump(mode="json"))
-    before = dotted_keys(recorded)
-    keys = dict.fromkeys([*before, *now])
-    return [(key, before.get(key, ABSENT), now.get(key, ABSENT)) for key in keys
-            if before.get(key, ABSENT) != now.get(key, ABSENT)]
+    now = experiment.model_copy(update={"train": train}).model_dump(mode="json")
+    return [(key, before, after) for key, (before, after) in differing_keys([recorded, now]).items()]
 
 
 def _described(changes: list[tuple[str, Any, Any]]) -> str:
