@@ -3,15 +3,29 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint docs clean
+.PHONY: install browser demo test lint docs clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
+
+# Chromium for the browser tests of the HTML report (tests/browser.py drives it through Playwright, which comes with
+# the dev extra; never `playwright install`): Debian's package, installed as root when /usr/bin/chromium is absent.
+# Without root (or apt-get) the browser tests are skipped, and make says so in one line.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "no /usr/bin/chromium (install Debian's chromium package as root): the browser tests will be skipped"; \
+	else \
+	  echo "installing Chromium (Debian's chromium package) for the browser tests"; \
+	  log=$$(mktemp); \
+	  if (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      chromium) >$$log 2>&1; then rm -f $$log; else cat $$log; rm -f $$log; exit 1; fi; \
+	fi
 
 demo: install
 	$(BIN)/cnnrun train configs/quickstart.yaml
