@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.browser import CHROMIUM
 from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
 
 BENCH = PROJECT / "bench"
@@ -113,7 +114,7 @@ def load_bench(name: str, monkeypatch):
 
 
 TESTED = {"machine", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline", "memory",
-          "overhead", "throughput", "distribution", "transfer"}
+          "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots"}
 
 
 def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cpu(tmp_path):
@@ -185,6 +186,53 @@ def test_runs_listing_lists_every_copy(tiny_run, tmp_path):
     assert (result["folders"], result["rows_listed"], result["damaged_listed"]) == ("100", "100", "1")
     assert result["table_s"] == timed["cnnrun runs DIR (table)"]
     assert result["under_2_s"] == str(float(result["table_s"]) < 2)
+
+
+@pytest.mark.slow
+def test_report_trains_a_run_and_times_its_page_and_three_copies_page(tmp_path):
+    (config := tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))  # plots on
+    out = bench("report.py", "--config", config, "--repeat", "1", "--output-dir", "kept", cwd=tmp_path)
+    kept = tmp_path / "kept"
+    run = only_run(kept / "runs")
+    assert len(history(run)) == 2  # it trained the config given
+    copies = sorted(path.name for path in (kept / "three").glob("*/*"))
+    assert copies == [f"{run.name}-copy{i}" for i in (1, 2, 3)]
+    (result,) = results(out)
+    assert result["repeat"] == "1"
+    for page, kind, runs in (("run", "run", 1), ("runs", "runs", 3)):
+        size = (kept / f"{page}.html").stat().st_size
+        line = re.search(rf"^{page} (.+): {kind} page of {runs} run\(s\), ([\d.]+) MB \(([\d,]+) bytes\); "
+                         r"write_report median ([\d.]+) s \(min ([\d.]+), max ([\d.]+)\); cnnrun report \(a new "
+                         r"process\) median ([\d.]+) s \(min ([\d.]+), max ([\d.]+)\)$", out, re.MULTILINE)
+        assert Path(line[1]) == (run if page == "run" else kept / "three")
+        assert (line[2], line[3].replace(",", "")) == (f"{size / 1e6:.2f}", str(size))
+        assert (result[f"{page}_mb"], result[f"{page}_bytes"]) == (line[2], str(size))
+        assert line[4] == line[5] == line[6] == result[f"{page}_s"] and float(line[4]) > 0  # one write each
+        assert line[7] == line[8] == line[9] == result[f"{page}_command_s"] and float(line[7]) > 0
+    # the pages are the report's of this run: its test accuracy as scores.json holds it, three rows of runs
+    best = json.loads((run / "scores.json").read_text())["best"]["accuracy"]
+    assert f'data-value="{best!r}" data-score="best.accuracy"' in (kept / "run.html").read_text()
+    assert "<title>3 cnnrun runs</title>" in (kept / "runs.html").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_report_screenshots_are_whole_pages_as_wide_as_asked(tiny_run, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: `make install` as root installs Debian's chromium package")
+    from PIL import Image
+
+    run = tiny_run[1]
+    out = bench("report_screenshots.py", run, "--runs", run.parent.parent, "--out", "pictures", "--width", "800",
+                cwd=tmp_path)
+    for name in ("report_run", "report_runs"):
+        with Image.open(tmp_path / "pictures" / f"{name}.png") as picture:
+            assert picture.format == "PNG"
+            size = picture.size
+        printed = re.search(rf"^pictures/{name}\.png: (\d+) × (\d+) pixels$", out, re.MULTILINE)
+        assert size == (800, int(printed[2])) and printed[1] == "800"
+        assert size[1] > 900  # the whole page, taller than the window (800 × 900)
+    assert "give RUN_DIR and --runs FOLDER together" in bench("report_screenshots.py", run, cwd=tmp_path, code=2)
 
 
 @pytest.mark.slow
