@@ -10,11 +10,16 @@ JavaScript.
 """
 
 import base64
+import csv
 import io
+import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.browser import broken_images, column, descending, element, headers, numbers_without_value, sort_keys
+from tests.conftest import history, run_here, tiny_config
 
 pytestmark = pytest.mark.browser
 
@@ -167,3 +172,171 @@ def test_without_javascript_the_page_is_all_there_but_does_not_sort(open_page, g
     loaded.page.locator("table.sortable thead th").nth(1).click()
     assert column(loaded.page, "table.sortable", 1) == as_written  # no script ran
     assert loaded.problems == []
+
+
+# --- the pages cnnrun writes: one tiny run, and a folder of three (1, 2 and 3 epochs) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory) -> Path:
+    """A folder of three tiny runs, trained for 3, 1 and 2 epochs (in that order); the folder."""
+    folder = tmp_path_factory.mktemp("report_page")
+    (config := folder / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
+    for epochs in (3, 1, 2):
+        result = run_here("train", config, "--output-dir", folder / "runs", "--set", f"train.epochs={epochs}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "runs"
+
+
+@pytest.fixture(scope="module")
+def run_page(three_runs) -> tuple[Path, Path]:
+    """The page of the three-epoch run, written by `write_report` where it goes by default: (run folder, page)."""
+    from cnnrun.tasks.report import write_report
+
+    (run,) = [path for path in three_runs.glob("*/*") if len(history(path)) == 3]
+    page = write_report([run])
+    assert (page.kind, page.path, page.missing) == ("run", run / "report.html", ())
+    return run, page.path
+
+
+@pytest.fixture(scope="module")
+def runs_page(three_runs, tmp_path_factory) -> Path:
+    """The page of the folder of three runs, written with `out=` elsewhere."""
+    from cnnrun.tasks.report import write_report
+
+    page = write_report([three_runs], tmp_path_factory.mktemp("pages") / "all.html")
+    assert (page.kind, page.missing) == ("runs", ())
+    return page.path
+
+
+def assert_stands_alone(loaded) -> None:
+    """Every picture is inlined and decoded, and nothing in the page points at another file to load."""
+    page = loaded.page
+    assert broken_images(page) == []
+    assert all(src.startswith("data:image/png;base64,") for src in page.eval_on_selector_all(
+        "img", "imgs => imgs.map(i => i.getAttribute('src'))"))
+    assert page.eval_on_selector_all("script[src], link[href], iframe, object, embed", "found => found.length") == 0
+
+
+def by_attribute(page, name: str) -> dict[str, tuple[float, str]]:
+    """`{value of the attribute name: (data-value as a number, the text shown)}` of the page's elements with it."""
+    found = page.eval_on_selector_all(f"[{name}]", f"els => els.map(e => [e.getAttribute('{name}'), "
+                                                   "e.getAttribute('data-value'), e.textContent.trim()])")
+    return {key: (float(value), text) for key, value, text in found}
+
+
+def facts(page, name: str) -> list[str]:
+    """The values shown beside `name` in the page's lists of facts (each <dt> with that text, its <dd>)."""
+    return page.eval_on_selector_all("dl.facts dt", "(dts, n) => dts.filter(d => d.textContent === n)"
+                                                    ".map(d => d.nextElementSibling.textContent)", name)
+
+
+def reveal(loaded, table) -> None:
+    """Make `table` visible as a reader would: open the <details> it is folded in, or press the switch that shows
+    the checkpoint its part is about."""
+    part = table.evaluate("t => { const p = t.closest('[data-checkpoint-part]'); "
+                          "return p ? p.getAttribute('data-checkpoint-part') : null; }")
+    if part is not None and not table.is_visible():
+        loaded.page.get_by_role("button", name=f"{part}.keras").click()
+    if table.evaluate("t => !!t.closest('details:not([open])')"):
+        table.evaluate("t => t.closest('details').querySelector('summary').click()")
+    assert table.is_visible()
+
+
+def assert_every_sortable_table_sorts(loaded) -> int:
+    """Two clicks on each header of each sortable table sort it (`assert_sorts`); how many columns' numeric order
+    differs from their order as text (those show that numbers sort as numbers)."""
+    tables = loaded.page.query_selector_all("table.sortable")
+    assert tables
+    telling = 0
+    for table in tables:
+        reveal(loaded, table)
+        for index in range(len(headers(loaded.page, table))):
+            keys = sort_keys(loaded.page, table, index)
+            texts = column(loaded.page, table, index)
+            if [k for k in keys if k[0] == 0] and sorted(keys) != [k for _, k in sorted(zip(texts, keys, strict=True))]:
+                telling += 1
+            assert_sorts(loaded, table, index)
+    return telling
+
+
+@pytest.mark.slow
+def test_the_run_page_loads_whole_from_disk_and_touches_no_network(open_page, run_page):
+    loaded = open_page(run_page[1])
+    assert_stands_alone(loaded)
+    assert len(loaded.page.query_selector_all("img")) >= 2  # the curves and the calibration at least
+    assert loaded.problems == []
+
+
+@pytest.mark.slow
+def test_the_run_page_shows_the_numbers_of_scores_json_and_history_csv(open_page, run_page):
+    run, path = run_page
+    loaded = open_page(path)
+    scores = json.loads((run / "scores.json").read_text())
+    expected = {f"{which}.{name}": value for which in ("best", "last") for name, value in scores[which].items()}
+    assert by_attribute(loaded.page, "data-score") == {key: (value, f"{value:.4f}") for key, value in
+                                                       expected.items()}
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    shown = by_attribute(loaded.page, "data-history")
+    expected = {f"{row['epoch']}.{key}": float(value) for row in rows for key, value in row.items() if value != ""}
+    assert {key: value for key, (value, _) in shown.items()} == expected
+    for key, (value, text) in shown.items():
+        assert text == (str(int(value)) if key.endswith(".epoch") else f"{value:.6f}"), key
+    for which in ("best", "last"):
+        assert facts(loaded.page, f"test accuracy ({which}.keras)") == [f"{scores[which]['accuracy']:.4f}"]
+    state = json.loads((run / "state.json").read_text())
+    assert facts(loaded.page, "epochs") == [f"{state['epochs_completed']} of {state['epochs_planned']}"] == ["3 of 3"]
+    assert loaded.problems == []
+
+
+@pytest.mark.slow
+def test_every_table_of_the_run_page_sorts_by_a_click(open_page, run_page):
+    loaded = open_page(run_page[1])
+    assert numbers_without_value(loaded.page) == []  # every number sorts as a number
+    assert assert_every_sortable_table_sorts(loaded) >= 1  # and one column at least sorts otherwise as text
+    assert loaded.problems == []
+
+
+@pytest.mark.slow
+def test_the_runs_page_shows_each_runs_numbers_sorts_and_links_to_each_run(open_page, three_runs, runs_page):
+    loaded = open_page(runs_page)
+    assert_stands_alone(loaded)
+    names = headers(loaded.page, "#runs")
+    values = loaded.page.eval_on_selector("#runs", "t => Array.from(t.tBodies[0].rows, r => Array.from(r.cells, "
+                                                   "c => [c.getAttribute('data-value'), c.textContent.trim()]))")
+    rows = {cells[0][1]: {name: cell for name, cell in zip(names, cells, strict=True)} for cells in values}
+    runs = {run.relative_to(three_runs).as_posix(): run for run in three_runs.glob("*/*")}
+    assert sorted(rows) == sorted(runs)
+    for name, row in rows.items():
+        run = runs[name]
+        scores = json.loads((run / "scores.json").read_text())
+        assert row["epochs"] == (str(len(history(run))),) * 2
+        assert (float(row["test best"][0]), float(row["test last"][0])) == (scores["best"]["accuracy"],
+                                                                            scores["last"]["accuracy"])
+    assert sorted(int(row["epochs"][0]) for row in rows.values()) == [1, 2, 3]
+    assert numbers_without_value(loaded.page) == []
+    assert_every_sortable_table_sorts(loaded)
+    with loaded.page.expect_navigation():  # a run's name opens its own page
+        loaded.page.get_by_role("link", name=next(iter(rows))).click()
+    assert loaded.page.url == (runs[next(iter(rows))] / "report.html").resolve().as_uri()
+    assert_stands_alone(loaded)
+    assert loaded.problems == []
+
+
+@pytest.mark.slow
+def test_without_javascript_both_pages_are_all_there(open_page, run_page, runs_page):
+    loaded = open_page(run_page[1], javascript=False)
+    assert_stands_alone(loaded)
+    assert loaded.page.query_selector_all(".switch button") == []  # the script did not run
+    parts = loaded.page.query_selector_all("[data-checkpoint-part]")
+    assert parts and all(part.is_visible() for part in parts)  # both checkpoints, one after the other
+    for table in loaded.page.query_selector_all("table"):
+        assert table.evaluate("t => t.tBodies[0].rows.length") > 0
+    assert sorted(by_attribute(loaded.page, "data-score")) == sorted(
+        f"{which}.{name}" for which in ("best", "last")
+        for name in json.loads((run_page[0] / "scores.json").read_text())[which])
+    runs = open_page(runs_page, javascript=False)
+    assert_stands_alone(runs)
+    assert len(column(runs.page, "#runs", 0)) == 3
+    assert loaded.problems == [] and runs.problems == []
