@@ -115,8 +115,8 @@ def main(argv: list[str]) -> int:
         run = args.run_dir or train(args.config, args.sets, folder / "runs")
         runs = args.runs or three_copies(run, folder / "three")
         print(cpu_line())
-        one = measure(f"run {run}", [run], folder / "run.html", args.repeat)
-        many = measure(f"runs {runs}", [runs], folder / "runs.html", args.repeat)
+        one = measure(f"run {run.resolve()}", [run], folder / "run.html", args.repeat)
+        many = measure(f"runs {runs.resolve()}", [runs], folder / "runs.html", args.repeat)
     print("RESULT " + " ".join(f"{page}_{key}={value}" for page, figures in (("run", one), ("runs", many))
                                for key, value in figures.items()) + f" repeat={args.repeat}")
     return 0

@@ -204,7 +204,7 @@ def test_report_trains_a_run_and_times_its_page_and_three_copies_page(tmp_path):
         line = re.search(rf"^{page} (.+): {kind} page of {runs} run\(s\), ([\d.]+) MB \(([\d,]+) bytes\); "
                          r"write_report median ([\d.]+) s \(min ([\d.]+), max ([\d.]+)\); cnnrun report \(a new "
                          r"process\) median ([\d.]+) s \(min ([\d.]+), max ([\d.]+)\)$", out, re.MULTILINE)
-        assert Path(line[1]) == (run if page == "run" else kept / "three")
+        assert Path(line[1]) == (run if page == "run" else kept / "three").resolve()
         assert (line[2], line[3].replace(",", "")) == (f"{size / 1e6:.2f}", str(size))
         assert (result[f"{page}_mb"], result[f"{page}_bytes"]) == (line[2], str(size))
         assert line[4] == line[5] == line[6] == result[f"{page}_s"] and float(line[4]) > 0  # one write each
@@ -217,21 +217,20 @@ def test_report_trains_a_run_and_times_its_page_and_three_copies_page(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_report_screenshots_are_whole_pages_as_wide_as_asked(tiny_run, tmp_path):
+def test_report_screenshots_are_whole_pages_1200_pixels_wide(tiny_run, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: `make install` as root installs Debian's chromium package")
     from PIL import Image
 
     run = tiny_run[1]
-    out = bench("report_screenshots.py", run, "--runs", run.parent.parent, "--out", "pictures", "--width", "800",
-                cwd=tmp_path)
+    out = bench("report_screenshots.py", run, "--runs", run.parent.parent, "--out", "pictures", cwd=tmp_path)
     for name in ("report_run", "report_runs"):
         with Image.open(tmp_path / "pictures" / f"{name}.png") as picture:
             assert picture.format == "PNG"
             size = picture.size
         printed = re.search(rf"^pictures/{name}\.png: (\d+) × (\d+) pixels$", out, re.MULTILINE)
-        assert size == (800, int(printed[2])) and printed[1] == "800"
-        assert size[1] > 900  # the whole page, taller than the window (800 × 900)
+        assert size == (1200, int(printed[2])) and printed[1] == "1200"  # the README's width: nothing wider
+        assert size[1] > 900  # the whole page, taller than the window (1200 × 900)
     assert "give RUN_DIR and --runs FOLDER together" in bench("report_screenshots.py", run, cwd=tmp_path, code=2)
 
 

@@ -302,8 +302,8 @@ def test_every_table_of_the_run_page_sorts_by_a_click(open_page, run_page):
 def test_the_runs_page_shows_each_runs_numbers_sorts_and_links_to_each_run(open_page, three_runs, runs_page):
     loaded = open_page(runs_page)
     assert_stands_alone(loaded)
-    names = headers(loaded.page, "#runs")
-    values = loaded.page.eval_on_selector("#runs", "t => Array.from(t.tBodies[0].rows, r => Array.from(r.cells, "
+    names = headers(loaded.page, "table#runs")
+    values = loaded.page.eval_on_selector("table#runs", "t => Array.from(t.tBodies[0].rows, r => Array.from(r.cells, "
                                                    "c => [c.getAttribute('data-value'), c.textContent.trim()]))")
     rows = {cells[0][1]: {name: cell for name, cell in zip(names, cells, strict=True)} for cells in values}
     runs = {run.relative_to(three_runs).as_posix(): run for run in three_runs.glob("*/*")}
@@ -311,7 +311,7 @@ def test_the_runs_page_shows_each_runs_numbers_sorts_and_links_to_each_run(open_
     for name, row in rows.items():
         run = runs[name]
         scores = json.loads((run / "scores.json").read_text())
-        assert row["epochs"] == (str(len(history(run))),) * 2
+        assert row["epochs"] == [str(len(history(run)))] * 2  # data-value and text
         assert (float(row["test best"][0]), float(row["test last"][0])) == (scores["best"]["accuracy"],
                                                                             scores["last"]["accuracy"])
     assert sorted(int(row["epochs"][0]) for row in rows.values()) == [1, 2, 3]
@@ -338,5 +338,5 @@ def test_without_javascript_both_pages_are_all_there(open_page, run_page, runs_p
         for name in json.loads((run_page[0] / "scores.json").read_text())[which])
     runs = open_page(runs_page, javascript=False)
     assert_stands_alone(runs)
-    assert len(column(runs.page, "#runs", 0)) == 3
+    assert len(column(runs.page, "table#runs", 0)) == 3
     assert loaded.problems == [] and runs.problems == []
