@@ -21,6 +21,17 @@ from cnnrun.cli.common import (
 from cnnrun.errors import UserError
 
 
+def write_page(run) -> None:
+    """The run's page (`cnnrun report`), written at the end of train, resume and evaluate; a run the command did
+    not finish (None) gets none."""
+    if run is None:
+        return
+    from cnnrun.cli.render_tasks import show_report
+    from cnnrun.tasks.report import write_run_report
+
+    show_report(write_run_report(run), after=True)
+
+
 @app.command()
 def train(
     config: ConfigArg,
@@ -49,12 +60,15 @@ def train(
         from cnnrun.cli.render_tasks import show_seeds
         from cnnrun.training.seeds import train_seeds
 
-        show_seeds(train_seeds(experiment, seeds, output_dir=output_dir, name=name, say=tell))
+        summary = train_seeds(experiment, seeds, output_dir=output_dir, name=name, say=tell)
+        for run in summary.runs:
+            write_page(run)
+        show_seeds(summary)
         return
     from cnnrun.cli.render import tell
     from cnnrun.training.trainer import train_experiment
 
-    train_experiment(experiment, output_dir=output_dir, name=name, say=tell)
+    write_page(train_experiment(experiment, output_dir=output_dir, name=name, say=tell))
 
 
 @app.command()
@@ -105,7 +119,7 @@ def resume(
     from cnnrun.cli.render import tell
     from cnnrun.training.trainer import resume_run
 
-    resume_run(run_dir, epochs, say=tell)
+    write_page(resume_run(run_dir, epochs, say=tell))
 
 
 @app.command()
@@ -127,7 +141,9 @@ def evaluate(
     from cnnrun.cli.render import show_evaluation
     from cnnrun.tasks.evaluate import evaluate_run
 
-    show_evaluation(evaluate_run(run_dir, checkpoint.value, split.value, explain))
+    evaluation = evaluate_run(run_dir, checkpoint.value, split.value, explain)
+    show_evaluation(evaluation)
+    write_page(evaluation.run)
 
 
 @app.command()

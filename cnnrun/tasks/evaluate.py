@@ -14,7 +14,7 @@ from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_js
 from cnnrun.model.checkpoints import load_run_model
 from cnnrun.model.scoring import tta_probabilities, tta_scores
 from cnnrun.run_folder.files import EVAL
-from cnnrun.run_folder.folder import open_run
+from cnnrun.run_folder.folder import Run, open_run
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Evaluation:
     files: tuple[Path, ...]  # everything written into RUN_DIR/eval/
     pattern: str  # `RUN_DIR/eval/<checkpoint>_<split>_*`, the files in one word
     warnings: tuple[str, ...] = ()  # the data layer's (`Splits.warnings`)
+    run: Run | None = None  # the run folder evaluated
 
 
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -139,4 +140,4 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
         files.append(out / f"{prefix}_explained.png")
         explain_misclassified(model, info, examples.pixels, truth, averaged, explain, files[-1])
     return Evaluation(title, split, metrics, int(len(truth)), tuple(rows), tuple(files), f"{out}/{prefix}_*",
-                      tuple(splits.warnings))
+                      tuple(splits.warnings), run)
