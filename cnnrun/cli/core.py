@@ -127,10 +127,11 @@ def evaluate(
     run_dir: RunArg = None,
     checkpoint: CheckpointOption = Checkpoint.best,
     split: Annotated[Split, typer.Option("--split", help="The split to judge on.")] = Split.test,
-    explain: Annotated[int, typer.Option("--explain", min=0, help="Also draw Grad-CAM over the N most confidently "
-                                         "misclassified examples (eval/<checkpoint>_<split>_explained.png).")] = 0,
+    explain: Annotated[int, typer.Option("--explain", min=0, help="Draw Grad-CAM over the N top losses, the "
+                                         "pictures of largest −log p(true class), normally the most confident "
+                                         "mistakes (eval/<checkpoint>_<split>_explained.png); 0: none.")] = 12,
 ) -> None:
-    """Judge a run's checkpoint on a split; write metrics, confusion matrix, per-class table into RUN_DIR/eval/.
+    """Judge a run's checkpoint on a split: metrics, predictions, confusion matrix, top losses into RUN_DIR/eval/.
 
     Example: cnnrun evaluate --checkpoint last --split validation
     """

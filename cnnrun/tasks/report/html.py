@@ -9,8 +9,10 @@ Every number a table shows keeps its exact value in `data-value` (what the sorti
 test can read back), and the text shows it rounded.
 
 Example:
->>> table(["metric", "value"], [[cell("accuracy"), cell(0.87654321)]])
-'<table><thead><tr><th>metric</th><th>value</th></tr></thead><tbody><tr><td>accuracy</td><td class="num" data-value="0.87654321">0.8765</td></tr></tbody></table>'
+>>> cell(0.87654321)
+'<td class="num" data-value="0.87654321">0.8765</td>'
+>>> table(["metric", "value"], [[cell("accuracy"), cell(0.87654321)]])[:60]
+'<table><thead><tr><th>metric</th><th>value</th></tr></thead>'
 """
 
 import base64

@@ -16,9 +16,9 @@ from cnnrun.config.load import read_yaml
 from cnnrun.errors import UserError
 from cnnrun.figures import reliability_figure
 from cnnrun.model.calibration import reliability
+from cnnrun.model.scoring import per_class_table, top_losses
 from cnnrun.run_folder import files
 from cnnrun.run_folder.folder import Run
-from cnnrun.tasks.evaluate import per_class_table
 from cnnrun.tasks.report.curves import run_curves_figure
 from cnnrun.tasks.report.html import cell, details, facts, figure_uri, file_uri, image, missing, note, pre, table
 
@@ -120,7 +120,7 @@ def top_losses_table(probabilities: np.ndarray, labels: np.ndarray, names: list[
     """The test pictures with the largest loss, −log p(true class), largest first (ties by index)."""
     chosen = probabilities[np.arange(len(labels)), labels]
     losses = -np.log(np.clip(chosen, 1e-7, 1.0))
-    order = np.lexsort((np.arange(len(labels)), -losses))[:TOP_LOSSES]
+    order = top_losses(probabilities, labels, TOP_LOSSES)  # the pictures evaluate's Grad-CAM gallery shows
     predicted = probabilities.argmax(axis=-1)
     rows = [[cell(int(i)), cell(names[labels[i]]), cell(names[predicted[i]]), cell(float(chosen[i])),
              cell(float(losses[i]))] for i in order]
