@@ -36,7 +36,7 @@ def runs_table(rows: list[dict[str, Any]], out: Path) -> str:
                      cell(best, attrs=f'data-value="{row["best"]!r}"' if row["best"] is not None else ""),
                      cell(row["test_best"]), cell(row["test_last"]), cell(row["params"]),
                      cell(row["fit_seconds"], 1), cell(row["backend"]), cell(row["problem"])])
-    return table(HEADER, body, sortable=True, attrs='id="runs"')
+    return table(HEADER, body, sortable=True, attrs='id="runs-table"')
 
 
 def runs_sections(paths: list[Path], root: Path, out: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
