@@ -1,5 +1,6 @@
 """Figures of pictures: the grids and overlays of `explain`, `filters`, `activations`, `data show` and the run
-folder's `samples.png`, and matplotlib itself (`pyplot`, headless). Imports nothing of cnnrun's.
+folder's `samples.png`; the reliability diagram of a run's predictions; and matplotlib itself (`pyplot`,
+headless). Imports nothing of cnnrun's.
 
 Every function returns a figure; the caller writes it with `cnnrun.atomic.atomic_write_figure`.
 """
@@ -129,5 +130,40 @@ def counts_figure(counts: dict[str, list[int]], names: list[str], title: str):
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(rel, title: str):
+    """A reliability diagram: the accuracy of each bin of confidence against the diagonal of a calibrated model.
+
+    Above, a bar per bin up to its accuracy, the dashed diagonal where accuracy equals confidence, and the gap
+    between a bin's accuracy and its mean confidence shaded red (a bar below its red part: overconfident). Below,
+    how many pictures fell in each bin. The expected calibration error is in the title.
+
+    Args:
+        rel: a `cnnrun.model.calibration.Reliability` (its `bins`, each with `lower`, `upper`, `count`,
+            `confidence`, `accuracy`, and `ece`).
+        title: the figure's title, e.g. `quickstart: best.keras on test`; the ECE is added to it.
+    """
+    plt = pyplot()
+    fig, (top, below) = plt.subplots(2, 1, figsize=(5, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    lower = np.array([b.lower for b in rel.bins])
+    width = np.array([b.upper - b.lower for b in rel.bins])
+    counts = np.array([b.count for b in rel.bins])
+    full = counts > 0
+    accuracy = np.array([b.accuracy if b.count else 0.0 for b in rel.bins])
+    confidence = np.array([b.confidence if b.count else 0.0 for b in rel.bins])
+    top.bar(lower[full], accuracy[full], width[full], align="edge", color="tab:blue", edgecolor="white",
+            label="accuracy")
+    top.bar(lower[full], (confidence - accuracy)[full], width[full], bottom=accuracy[full], align="edge",
+            color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", label="gap to the mean confidence")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    top.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    fig.suptitle(f"{title}\nexpected calibration error {rel.ece:.4f}", fontsize=9)
+    below.bar(lower, counts, width, align="edge", color="tab:gray", edgecolor="white")
+    below.set(xlabel="confidence (largest class probability)", ylabel="pictures")
+    below.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

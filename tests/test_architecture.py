@@ -108,9 +108,11 @@ def test_no_module_is_over_400_lines():
     assert long == {}
 
 
-@pytest.mark.parametrize("module", ["cnnrun.config", "cnnrun.run_folder.folder", "cnnrun.cli"])
+@pytest.mark.parametrize("module", ["cnnrun.config", "cnnrun.run_folder.folder", "cnnrun.cli",
+                                    "cnnrun.tasks.report.one_run", "cnnrun.tasks.report.many_runs"])
 def test_light_modules_import_without_keras_or_tensorflow(module):
-    """The config (errors at once), the run folder (`cnnrun runs` over many folders) and the CLI (`--help`)."""
+    """The config (errors at once), the run folder (`cnnrun runs` over many folders), the CLI (`--help`) and the
+    report's pages (written from files in a second, never a model)."""
     code = f"import sys, {module}; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent)

@@ -116,11 +116,29 @@ def test_activations_have_the_shapes_inspect_prints(trained, tmp_path):
     assert_user_error(run_here("activations", run, pictures / "nope.png"), "nope.png", "no such file")
 
 
-def test_evaluate_explain_draws_the_most_confident_mistakes(trained):
+def test_evaluate_draws_the_top_losses_unless_told_explain_0(trained, tmp_path):
     run, _, _ = trained
-    result = run_here("evaluate", run, "--explain", "4")
+    copy = shutil.copytree(run, tmp_path / "run")
+    result = run_here("evaluate", copy, "--explain", "0")
     assert result.returncode == 0, result.stderr
-    assert (run / "eval" / "best_test_explained.png").stat().st_size > 0
+    assert not (copy / "eval" / "best_test_explained.png").exists()
+    result = run_here("evaluate", copy)  # 12 by default (which ones: test_predictions.py)
+    assert result.returncode == 0, result.stderr
+    with Image.open(copy / "eval" / "best_test_explained.png") as image:
+        assert image.size[1] > 3 * 200  # 12 pictures, 5 a row: 3 rows
+
+
+@pytest.mark.slow
+def test_evaluate_of_a_model_without_a_spatial_layer_shows_the_top_losses_without_grad_cam(tmp_path, write_config):
+    from cnnrun.tasks.evaluate import evaluate_run
+
+    config = tiny_config(model={"layers": [{"Flatten": {}}, {"Dense": {"units": "${num_classes}",
+                                                                     "activation": "softmax"}}]},
+                         train={"epochs": 1, "batch_size": 16})
+    assert run_here("train", write_config(config), "--output-dir", tmp_path / "outputs").returncode == 0
+    (run,) = (tmp_path / "outputs").glob("*/*")
+    evaluation = evaluate_run(run, explain=3)
+    assert len(evaluation.explained) == 3 and (run / "eval" / "best_test_explained.png").stat().st_size > 0
 
 
 def test_a_run_shows_what_it_saw_and_data_show_draws_the_same(trained, tmp_path):

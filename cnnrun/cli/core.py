@@ -21,6 +21,17 @@ from cnnrun.cli.common import (
 from cnnrun.errors import UserError
 
 
+def write_page(run) -> None:
+    """The run's page (`cnnrun report`), written at the end of train, resume and evaluate; a run the command did
+    not finish (None) gets none."""
+    if run is None:
+        return
+    from cnnrun.cli.render_tasks import show_report
+    from cnnrun.tasks.report import write_run_report
+
+    show_report(write_run_report(run), after=True)
+
+
 @app.command()
 def train(
     config: ConfigArg,
@@ -49,12 +60,15 @@ def train(
         from cnnrun.cli.render_tasks import show_seeds
         from cnnrun.training.seeds import train_seeds
 
-        show_seeds(train_seeds(experiment, seeds, output_dir=output_dir, name=name, say=tell))
+        summary = train_seeds(experiment, seeds, output_dir=output_dir, name=name, say=tell)
+        for run in summary.runs:
+            write_page(run)
+        show_seeds(summary)
         return
     from cnnrun.cli.render import tell
     from cnnrun.training.trainer import train_experiment
 
-    train_experiment(experiment, output_dir=output_dir, name=name, say=tell)
+    write_page(train_experiment(experiment, output_dir=output_dir, name=name, say=tell))
 
 
 @app.command()
@@ -105,7 +119,7 @@ def resume(
     from cnnrun.cli.render import tell
     from cnnrun.training.trainer import resume_run
 
-    resume_run(run_dir, epochs, say=tell)
+    write_page(resume_run(run_dir, epochs, say=tell))
 
 
 @app.command()
@@ -113,10 +127,11 @@ def evaluate(
     run_dir: RunArg = None,
     checkpoint: CheckpointOption = Checkpoint.best,
     split: Annotated[Split, typer.Option("--split", help="The split to judge on.")] = Split.test,
-    explain: Annotated[int, typer.Option("--explain", min=0, help="Also draw Grad-CAM over the N most confidently "
-                                         "misclassified examples (eval/<checkpoint>_<split>_explained.png).")] = 0,
+    explain: Annotated[int, typer.Option("--explain", min=0, help="Draw Grad-CAM over the N top losses, the "
+                                         "pictures of largest −log p(true class), normally the most confident "
+                                         "mistakes (eval/<checkpoint>_<split>_explained.png); 0: none.")] = 12,
 ) -> None:
-    """Judge a run's checkpoint on a split; write metrics, confusion matrix, per-class table into RUN_DIR/eval/.
+    """Judge a run's checkpoint on a split: metrics, predictions, confusion matrix, top losses into RUN_DIR/eval/.
 
     Example: cnnrun evaluate --checkpoint last --split validation
     """
@@ -127,7 +142,9 @@ def evaluate(
     from cnnrun.cli.render import show_evaluation
     from cnnrun.tasks.evaluate import evaluate_run
 
-    show_evaluation(evaluate_run(run_dir, checkpoint.value, split.value, explain))
+    evaluation = evaluate_run(run_dir, checkpoint.value, split.value, explain)
+    show_evaluation(evaluation)
+    write_page(evaluation.run)
 
 
 @app.command()

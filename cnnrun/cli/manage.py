@@ -90,3 +90,24 @@ def export(
     show_export(exported)
     if not exported.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Run folders or folders of runs (default: the latest "
+                     "run under outputs/).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="The HTML file to write (default: report.html in the "
+                   "run folder or folder of runs; in the current folder for several paths).",
+                   show_default=False)] = None,
+) -> None:
+    """Write one self-contained HTML page of a run, or of many runs, that opens from disk in any browser.
+
+    A run: config, data, machine, curves, test scores, confusion matrix, per-class scores, calibration and top
+    losses. Many runs: the `runs` table (sortable), their curves overlaid and what differs between their configs.
+
+    Example: cnnrun report outputs/quickstart/20261127-101500    (or: cnnrun report outputs --out all.html)
+    """
+    from cnnrun.cli.render_tasks import show_report
+    from cnnrun.tasks.report import write_report
+
+    show_report(write_report(list(paths or []), out))

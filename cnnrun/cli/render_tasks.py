@@ -94,3 +94,15 @@ def show_folder_check(report, limit: int = 50) -> None:
     if report.ignored:
         summary += f", {report.ignored} file(s) without an image suffix ignored"
     console.print(summary, highlight=False)
+
+
+def show_report(page, *, after: bool = False) -> None:
+    """`cnnrun report` (or the end of train, resume, evaluate: `after`): the page written, what it lacks."""
+    if after:
+        console.print(f"report: {escape(str(page.path))}", highlight=False, soft_wrap=True)
+        return
+    what = "one run" if page.kind == "run" else f"{page.runs} runs"
+    console.print(f"wrote {escape(str(page.path))} ({what}, {page.path.stat().st_size / 1e6:.1f} MB)",
+                  highlight=False, soft_wrap=True)
+    for line in page.missing:
+        console.print(f"[yellow]the page says what is missing:[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -42,7 +42,12 @@ __all__ = ["DatasetInfo", "Splits", "load_splits", "training_stream", "describe"
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What evaluate and predict need to treat new images as training did; stored as the run's dataset.json."""
+    """What evaluate and predict need to treat new images as training did; stored as the run's dataset.json.
+
+    `sizes` counts the pictures of each split (`{"train": 90, "validation": 30, "test": 40}`), `class_counts` those
+    of each class in each split, in `class_names`' order (`{"train": [31, 29, 30], ...}`); both are empty for a
+    dataset described without being loaded, `class_counts` also in a dataset.json written before it existed.
+    """
 
     class_names: list[str]
     input_shape: list[int]
@@ -51,6 +56,7 @@ class DatasetInfo:
     mean: float = 0.0
     std: float = 1.0
     sizes: dict[str, int] = field(default_factory=dict)
+    class_counts: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -376,7 +382,10 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         mean, std = 0.0, 1.0
     info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape), label_mode=config.label_mode,
                        normalize=config.normalize, mean=mean, std=std,
-                       sizes={name: len(part) for name, part in examples.items()})
+                       sizes={name: len(part) for name, part in examples.items()},
+                       class_counts={name: np.bincount(np.asarray(part.labels, dtype=np.int64),
+                                                       minlength=len(raw.class_names)).tolist()
+                                     for name, part in examples.items()})
 
     batch = experiment.train.batch_size
     pipelines = {name: _pipeline(part, info, batch) for name, part in examples.items() if name != "train"}

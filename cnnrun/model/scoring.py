@@ -90,10 +90,35 @@ def tta_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float
             "tta_loss": float(np.mean(-np.log(np.clip(chosen, 1e-7, 1.0))))}
 
 
+def top_losses(probabilities: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """The indices of the `count` pictures with the largest loss, `−log p(true class)`, largest first.
+
+    The pictures the model was most sure were something else: normally its mistakes, the most confident first,
+    and, when it made fewer than `count`, its least sure right answers after them. Equal losses keep the pictures'
+    order. The pictures are ordered by `p(true class)`, smallest first, which is the same order without taking a
+    logarithm of 0.
+
+    Args:
+        probabilities: N × classes, as `probabilities` gives them (or a run's predictions file holds them).
+        labels: the N true classes.
+        count: how many at most; 0 gives none.
+
+    Example:
+    >>> top_losses(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 0, 1]), 2)  # p(true): .9 .2 .4
+    array([1, 2])
+    """
+    labels = np.asarray(labels)
+    truth = np.asarray(probabilities)[np.arange(len(labels)), labels]
+    return np.argsort(truth, kind="stable")[:max(count, 0)]
+
+
 def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
     """Test-split metrics of a run's `best.keras` and `last.keras`, loaded from the run folder in safe mode: what
     `scores.json` holds. When both checkpoints hold the same epoch (their records say so) it is scored once. With
     `evaluate.tta`, also the metrics of the averaged views (`tta_accuracy`, `tta_loss`) and the views' names.
+
+    Each checkpoint's class probabilities for the test pictures (averaged over the views with `evaluate.tta`) go
+    into the run folder as `eval/<checkpoint>_test_predictions.npz` (`run.write_predictions`), for the report.
 
     Args:
         run: the run folder (`cnnrun.run_folder.folder.Run`).
@@ -105,18 +130,37 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
 
     if splits.test is None:
         return {}
-    tta, scores = experiment.evaluate.tta, {}
+    tta, scores, predicted = experiment.evaluate.tta, {}, {}
+    labels = splits.examples["test"].labels
     epochs = {which: (checkpoint_info(run.checkpoint(which)) or {}).get("epoch")
               for which in ("best", "last")}
     for which in ("best", "last"):
         path = run.checkpoint(which)
         if which == "last" and "best" in scores and epochs["best"] is not None and epochs["best"] == epochs["last"]:
             scores["last"] = dict(scores["best"])  # the same epoch's weights: scored once
+            predicted["last"] = predicted["best"]
         elif path.exists():
             model = load_checkpoint(path, use_other=None)  # train and resume have no --checkpoint
             metrics = model.evaluate(splits.test, verbose=0, return_dict=True, callbacks=list(callbacks))
             scores[which] = {k: float(v) for k, v in metrics.items()}
+            predicted[which] = tta_probabilities(model, splits.test, experiment, callbacks)  # one pass without TTA
             if tta:
-                averaged = tta_probabilities(model, splits.test, experiment, callbacks)
-                scores[which] |= tta_scores(averaged, splits.examples["test"].labels)
+                scores[which] |= tta_scores(predicted[which], labels)
+        if which in predicted:
+            run.write_predictions(which, "test", predicted[which], labels)
     return scores | ({"tta": tta} if tta and scores else {})
+
+def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
+    """The confusion matrix (rows: true class) and precision, recall, F1 and support per class."""
+    n = len(names)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    rows = []
+    for i, name in enumerate(names):
+        tp, predicted_i, actual_i = matrix[i, i], matrix[:, i].sum(), matrix[i].sum()
+        precision = tp / predicted_i if predicted_i else 0.0
+        recall = tp / actual_i if actual_i else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                     "f1": round(float(f1), 4), "support": int(actual_i)})
+    return matrix, rows

@@ -22,6 +22,10 @@ The files of `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/`:
   (`cnnrun.atomic.checkpoint_info`): best's `{monitor, value, epoch}`, last's `{epoch}`, and with `train.phases`
   the `phase` each was written in.
 - `run.lock`: the process that writes the folder now (`cnnrun.run_folder.lock`).
+- `eval/<checkpoint>_<split>_predictions.npz` (`predictions_name`): the class probabilities of every picture of
+  a split, `probabilities` (float32, N × classes, averaged over the views with `evaluate.tta`), and their true
+  classes, `labels` (N whole numbers); train and resume write the test split's for both checkpoints, evaluate
+  those of the checkpoint and split it judges (`Run.write_predictions`, `Run.read_predictions`).
 - `eval/`, `export/`, `tensorboard/`, `mlflow.json`: what evaluate, export, TensorBoard and MLflow write.
 
 Run folders of the previous release open as they are: every key its state.json and meta.json held is a field
@@ -57,6 +61,7 @@ MLFLOW = "mlflow.json"
 
 Checkpoint = Literal["best", "last"]
 CHECKPOINT_NAMES: tuple[str, ...] = get_args(Checkpoint)
+SPLIT_NAMES = ("train", "validation", "test")
 MARKERS = (STATE, META, CHECKPOINTS)  # what a run folder holds from its first second on
 
 
@@ -65,6 +70,20 @@ def checkpoint_name(which: str) -> str:
     if which not in CHECKPOINT_NAMES:
         raise ValueError(f"no checkpoint named {which!r}; a run has {', '.join(CHECKPOINT_NAMES)}")
     return f"{which}.keras"
+
+
+def predictions_name(checkpoint: str, split: str) -> str:
+    """`eval/<checkpoint>_<split>_predictions.npz`, relative to the run folder; a name that is not a checkpoint
+    or split is a bug in the caller.
+
+    Example:
+    >>> predictions_name("best", "test")
+    'eval/best_test_predictions.npz'
+    """
+    checkpoint_name(checkpoint)
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"no split named {split!r}; a dataset has {', '.join(SPLIT_NAMES)}")
+    return f"{EVAL}/{checkpoint}_{split}_predictions.npz"
 
 
 # ---------------------------------------------------------------- state.json
@@ -272,3 +291,54 @@ def parameters_in(summary: str) -> int | None:
     if "Trainable params" in counts and "Non-trainable params" in counts:
         return counts["Trainable params"] + counts["Non-trainable params"]
     return counts.get("Total params")
+
+
+# ---------------------------------------------------------------- eval/<checkpoint>_<split>_predictions.npz
+
+
+def predictions_bytes(probabilities: Any, labels: Any) -> bytes:
+    """A predictions file's content: NumPy's `.npz` of `probabilities` (float32, N × classes) and `labels` (int64,
+    N). Shapes that do not fit each other are a bug in the caller (ValueError)."""
+    import io
+
+    import numpy as np
+
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    labels = np.asarray(labels).astype(np.int64, casting="same_kind")
+    if probabilities.ndim != 2 or labels.shape != probabilities.shape[:1]:
+        raise ValueError(f"predictions: probabilities of shape {probabilities.shape} and labels of shape "
+                         f"{labels.shape}; they need N × classes and N")
+    buffer = io.BytesIO()
+    np.savez(buffer, probabilities=probabilities, labels=labels)
+    return buffer.getvalue()
+
+
+def parse_predictions(path: Path, data: bytes) -> tuple[Any, Any]:
+    """`(probabilities, labels)` from a predictions file's `data`, checked: `probabilities` a float N × classes
+    array, `labels` N whole numbers, each one of the classes. Anything else (a damaged or cut-short file, an array
+    missing, shapes that do not fit) is a one-line UserError naming the file."""
+    import io
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            missing = [name for name in ("probabilities", "labels") if name not in archive.files]
+            if missing:
+                raise UserError(f"{path}: damaged: no {' and no '.join(missing)} array (it holds "
+                                f"{', '.join(archive.files) or 'none'})")
+            probabilities, labels = archive["probabilities"], archive["labels"]
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{path}: damaged: not a readable .npz file ({e})") from None
+    if probabilities.ndim != 2 or probabilities.dtype.kind != "f":
+        raise UserError(f"{path}: damaged: probabilities are {probabilities.dtype} of shape {probabilities.shape}, "
+                        f"not numbers of shape (pictures, classes)")
+    if labels.dtype.kind not in "iu" or labels.shape != probabilities.shape[:1]:
+        raise UserError(f"{path}: damaged: labels are {labels.dtype} of shape {labels.shape}, not "
+                        f"{probabilities.shape[0]} whole numbers (one per row of probabilities)")
+    if len(labels) and not (0 <= labels.min() and labels.max() < probabilities.shape[1]):
+        raise UserError(f"{path}: damaged: labels run from {labels.min()} to {labels.max()}, not within the "
+                        f"{probabilities.shape[1]} classes")
+    return probabilities.astype(np.float32, copy=False), labels.astype(np.int64, copy=False)

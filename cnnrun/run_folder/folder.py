@@ -25,7 +25,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cnnrun.atomic import atomic_write_csv, atomic_write_json, atomic_write_text, checkpoint_info, os_error_reason
+from cnnrun.atomic import (
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    checkpoint_info,
+    os_error_reason,
+)
 from cnnrun.errors import UserError
 from cnnrun.run_folder import files
 from cnnrun.run_folder.files import STATUSES, Best, Meta, RunState, Scores, SplitFiles, Status, schema_error
@@ -236,6 +243,34 @@ class Run:
         except OSError as e:
             raise UserError(f"{path}: cannot read ({os_error_reason(e)})") from e
         return files.parse_history(path, text)
+
+    def predictions_file(self, checkpoint: str, split: str) -> Path:
+        """`eval/<checkpoint>_<split>_predictions.npz` (`files.predictions_name`)."""
+        return self.file(files.predictions_name(checkpoint, split))
+
+    def write_predictions(self, checkpoint: str, split: str, probabilities: Any, labels: Any) -> None:
+        """Write a checkpoint's class probabilities for every picture of a split, and their true classes, whole or
+        not at all: `eval/<checkpoint>_<split>_predictions.npz`, which the report reads without running a model.
+
+        Args:
+            checkpoint: `best` or `last`.
+            split: `train`, `validation` or `test`.
+            probabilities: N × classes (stored as float32), as `cnnrun.model.scoring.probabilities` gives them.
+            labels: the N true classes (stored as int64).
+        """
+        atomic_write_bytes(self.predictions_file(checkpoint, split), files.predictions_bytes(probabilities, labels))
+
+    def read_predictions(self, checkpoint: str, split: str) -> tuple[Any, Any] | None:
+        """`(probabilities, labels)` of `eval/<checkpoint>_<split>_predictions.npz` (float32 N × classes, int64 N);
+        None when the run has none. A damaged file is a one-line UserError naming it."""
+        path = self.predictions_file(checkpoint, split)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({os_error_reason(e)})") from e
+        return files.parse_predictions(path, data)
 
     # ------------------------------------------------------------------ the folder
 

@@ -1,7 +1,9 @@
 """`cnnrun evaluate`: judge a run's checkpoint on a split, with the run's own preprocessing.
 
-Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON), a confusion matrix
-(PNG), a per-class precision / recall / F1 table (CSV) and a grid of misclassified examples (PNG).
+Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON, with the expected
+calibration error), the class probabilities of every picture (`predictions.npz`, see `Run.write_predictions`), a
+confusion matrix (PNG), a per-class precision / recall / F1 table (CSV), a grid of misclassified examples (PNG)
+and Grad-CAM over the top losses (`explained.png`).
 """
 
 from dataclasses import dataclass
@@ -11,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
+from cnnrun.model.calibration import reliability
 from cnnrun.model.checkpoints import load_run_model
-from cnnrun.model.scoring import tta_probabilities, tta_scores
+from cnnrun.model.scoring import per_class_table, tta_probabilities, tta_scores
 from cnnrun.run_folder.files import EVAL
-from cnnrun.run_folder.folder import open_run
+from cnnrun.run_folder.folder import Run, open_run
 
 
 @dataclass(frozen=True)
@@ -29,22 +32,10 @@ class Evaluation:
     files: tuple[Path, ...]  # everything written into RUN_DIR/eval/
     pattern: str  # `RUN_DIR/eval/<checkpoint>_<split>_*`, the files in one word
     warnings: tuple[str, ...] = ()  # the data layer's (`Splits.warnings`)
+    explained: tuple[int, ...] = ()  # the pictures of explained.png (indices into the split), top loss first
+    run: Run | None = None  # the run folder evaluated
 
 
-def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
-    """The confusion matrix (rows: true class) and precision, recall, F1 and support per class."""
-    n = len(names)
-    matrix = np.zeros((n, n), dtype=np.int64)
-    np.add.at(matrix, (truth, predicted), 1)
-    rows = []
-    for i, name in enumerate(names):
-        tp, predicted_i, actual_i = matrix[i, i], matrix[:, i].sum(), matrix[i].sum()
-        precision = tp / predicted_i if predicted_i else 0.0
-        recall = tp / actual_i if actual_i else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
-                     "f1": round(float(f1), 4), "support": int(actual_i)})
-    return matrix, rows
 
 
 def confusion_figure(matrix: np.ndarray, names: list[str], title: str):
@@ -91,20 +82,21 @@ def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names
 
 
 def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test",
-                 explain: int = 0) -> Evaluation:
+                 explain: int = 12) -> Evaluation:
     """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
 
     Args:
         run_path: the run folder; None means the most recently started run under `outputs/`.
         checkpoint: `best` or `last`.
         split: `test` or `validation`.
-        explain: also write Grad-CAM over the N most confidently misclassified examples
-            (`<checkpoint>_<split>_explained.png`). Defaults to 0 (none).
+        explain: draw Grad-CAM over the N pictures of largest loss, `−log p(true class)` (normally mistakes,
+            the most confident first), into `<checkpoint>_<split>_explained.png`; 0 draws none. Defaults to 12.
 
     Returns:
         An `Evaluation`: the headline metrics, as Keras' `evaluate` computes them (with `evaluate.tta`, also
-        `tta_accuracy` and `tta_loss`, and the confusion matrix and per-class table are those of the averaged
-        views), the per-class rows and the files written. Nothing is printed.
+        `tta_accuracy` and `tta_loss`, and the confusion matrix, per-class table and calibration are those of the
+        averaged views) and `expected_calibration_error` (15 bins, `cnnrun.model.calibration`), the per-class
+        rows, the files written and the pictures explained. Nothing is printed.
     """
     from cnnrun.data import load_splits
 
@@ -120,6 +112,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     averaged = tta_probabilities(model, data, experiment)  # the plain outputs without `evaluate.tta`
     if experiment.evaluate.tta:
         metrics |= tta_scores(averaged, truth)
+    metrics["expected_calibration_error"] = reliability(averaged, truth).ece
     predicted = averaged.argmax(axis=-1)
     matrix, rows = per_class_table(truth, predicted, info.class_names)
 
@@ -129,14 +122,17 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     files = [out / f"{prefix}_{name}" for name in ("metrics.json", "per_class.csv", "confusion.png",
                                                     "misclassified.png")]
     atomic_write_json(files[0], report)
+    run.write_predictions(checkpoint, split, averaged, truth)
+    files.append(run.predictions_file(checkpoint, split))
     atomic_write_csv(files[1], rows)
     title = f"{experiment.name}: {checkpoint}.keras on {split}"
     atomic_write_figure(confusion_figure(matrix, info.class_names, title), files[2], dpi=100)
     atomic_write_figure(misclassified_figure(examples.pixels, truth, predicted, info.class_names), files[3], dpi=100)
+    explained = ()
     if explain:
-        from cnnrun.explain.mistakes import explain_misclassified
+        from cnnrun.explain.mistakes import explain_top_losses
 
         files.append(out / f"{prefix}_explained.png")
-        explain_misclassified(model, info, examples.pixels, truth, averaged, explain, files[-1])
+        explained = explain_top_losses(model, info, examples.pixels, truth, averaged, explain, files[-1])
     return Evaluation(title, split, metrics, int(len(truth)), tuple(rows), tuple(files), f"{out}/{prefix}_*",
-                      tuple(splits.warnings))
+                      tuple(splits.warnings), tuple(int(i) for i in explained), run)
