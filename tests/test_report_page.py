@@ -216,6 +216,8 @@ def assert_stands_alone(loaded) -> None:
     assert all(src.startswith("data:image/png;base64,") for src in page.eval_on_selector_all(
         "img", "imgs => imgs.map(i => i.getAttribute('src'))"))
     assert page.eval_on_selector_all("script[src], link[href], iframe, object, embed", "found => found.length") == 0
+    ids = page.eval_on_selector_all("[id]", "found => found.map(e => e.id)")
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []  # each anchor of the menu leads to one place
 
 
 def by_attribute(page, name: str) -> dict[str, tuple[float, str]]:
@@ -302,8 +304,8 @@ def test_every_table_of_the_run_page_sorts_by_a_click(open_page, run_page):
 def test_the_runs_page_shows_each_runs_numbers_sorts_and_links_to_each_run(open_page, three_runs, runs_page):
     loaded = open_page(runs_page)
     assert_stands_alone(loaded)
-    names = headers(loaded.page, "table#runs")
-    values = loaded.page.eval_on_selector("table#runs", "t => Array.from(t.tBodies[0].rows, r => Array.from(r.cells, "
+    names = headers(loaded.page, "#runs-table")
+    values = loaded.page.eval_on_selector("#runs-table", "t => Array.from(t.tBodies[0].rows, r => Array.from(r.cells, "
                                                    "c => [c.getAttribute('data-value'), c.textContent.trim()]))")
     rows = {cells[0][1]: {name: cell for name, cell in zip(names, cells, strict=True)} for cells in values}
     runs = {run.relative_to(three_runs).as_posix(): run for run in three_runs.glob("*/*")}
@@ -338,5 +340,5 @@ def test_without_javascript_both_pages_are_all_there(open_page, run_page, runs_p
         for name in json.loads((run_page[0] / "scores.json").read_text())[which])
     runs = open_page(runs_page, javascript=False)
     assert_stands_alone(runs)
-    assert len(column(runs.page, "table#runs", 0)) == 3
+    assert len(column(runs.page, "#runs-table", 0)) == 3
     assert loaded.problems == [] and runs.problems == []
