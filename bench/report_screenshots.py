@@ -17,6 +17,7 @@ folder.
 """
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -70,24 +71,26 @@ def screenshots(pages: dict[str, Path], out: Path, width: int) -> dict[str, tupl
 def main(argv: list[str]) -> int:
     args = parse(argv)
     from cnnrun.tasks.report import write_report
-
     from tests.browser import CHROMIUM
 
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} is absent: `make install` as root installs Debian's chromium package")
         return 1
     with tempfile.TemporaryDirectory(prefix="report-screenshots-") as scratch:
-        folder = args.output_dir or Path(scratch)
-        run, runs = args.run_dir, args.runs
-        if run is None:
-            runs = folder / "runs"
-            trained = [train(args.config, [*args.sets, f"compile.optimizer={{name: adam, learning_rate: {rate}}}"],
+        folder = (args.output_dir or Path(scratch)).resolve()
+        run, runs, out, config = args.run_dir, args.runs, args.out.resolve(), args.config.resolve()
+        if run is None:  # trained in `folder`, named from there: the pages show `runs/rate0/…`, not a temporary path
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chdir(folder)
+            runs = Path("runs")
+            trained = [train(config, [*args.sets, f"compile.optimizer={{name: adam, learning_rate: {rate}}}"],
                              runs / f"rate{i}") for i, rate in enumerate(args.rates)]
             run = trained[0]
         print(cpu_line())
         pages = {"report_run": write_report([run], Path(scratch) / "run.html").path,
                  "report_runs": write_report([runs], Path(scratch) / "runs.html").path}
-        sizes = screenshots(pages, args.out, args.width)
+        sizes = screenshots(pages, out, args.width)
+        os.chdir(PROJECT)  # out of the temporary folder before it is removed
     for name, (width, height) in sizes.items():
         print(f"{args.out / name}.png: {width} × {height} pixels")
     return 0
