@@ -90,24 +90,25 @@ def test_train_writes_a_page_whose_numbers_are_the_run_folders(trained):
 def test_the_confusion_matrix_and_calibration_shown_are_those_of_the_predictions(trained):
     _, run = trained
     elements = parse(run / "report.html")
+    names = json.loads((run / "dataset.json").read_text())["class_names"]
+    # the confusion tables, best.keras's then last.keras's (a different epoch here), counted here by hand
+    tables = [i for i, (tag, attrs, _) in enumerate(elements) if tag == "table" and attrs.get("class") == "confusion"]
+    assert len(tables) == 2
+    for which, first in zip(("best", "last"), tables, strict=True):
+        saved = np.load(run / "eval" / f"{which}_test_predictions.npz")
+        cells = []
+        for tag, attrs, text in elements[first:]:
+            if tag == "td" and "data-value" in attrs:
+                cells.append(int(text))
+            if len(cells) == len(names) ** 2:
+                break
+        counted = np.zeros((len(names), len(names)), dtype=int)
+        for truth, guess in zip(saved["labels"], saved["probabilities"].argmax(axis=1), strict=True):
+            counted[truth, guess] += 1
+        assert np.array_equal(np.array(cells).reshape(counted.shape), counted), which
+    eces = [float(attrs["data-value"]) for tag, attrs, _ in elements if attrs.get("class") == "ece"]
     saved = np.load(run / "eval" / "best_test_predictions.npz")
     probabilities, labels = saved["probabilities"], saved["labels"]
-    names = json.loads((run / "dataset.json").read_text())["class_names"]
-    # the first confusion table is best.keras's; counted here by hand
-    tables = [i for i, (tag, attrs, _) in enumerate(elements) if tag == "table" and attrs.get("class") == "confusion"]
-    assert tables
-    first = tables[0]
-    cells = []
-    for tag, attrs, text in elements[first:]:
-        if tag == "td" and "data-value" in attrs:
-            cells.append(int(text))
-        if len(cells) == len(names) ** 2:
-            break
-    counted = np.zeros((len(names), len(names)), dtype=int)
-    for truth, guess in zip(labels, probabilities.argmax(axis=1), strict=True):
-        counted[truth, guess] += 1
-    assert np.array_equal(np.array(cells).reshape(counted.shape), counted)
-    eces = [float(attrs["data-value"]) for tag, attrs, _ in elements if attrs.get("class") == "ece"]
     # 15 bins [k/15, (k+1)/15), a confidence of 1 in the last: the gap of each, weighted by its share of pictures
     confidence, correct = probabilities.max(axis=1).astype(float), probabilities.argmax(axis=1) == labels
     ece = 0.0
@@ -141,7 +142,10 @@ def test_a_damaged_folder_still_gets_a_page_that_says_what_is_missing(trained, t
     result = run_here("report", copy)
     assert result.returncode == 0, result.stderr
     missing = [text for tag, attrs, text in parse(copy / "report.html") if attrs.get("class") == "missing"]
-    assert any("history.csv" in line and "damaged" in line for line in missing), missing
+    # the cut line is named, once, and the whole epoch before it is still drawn and listed
+    assert "history.csv: damaged: line 3 is cut short (no line end): the 1 whole epochs before the damage are " \
+           "shown." in missing, missing
+    assert sorted({key.split(".")[0] for key in by_attribute(parse(copy / "report.html"), "data-history")}) == ["1"]
     assert any("No predictions of best.keras" in line for line in missing), missing
     assert "history.csv" in result.stdout  # the command says it too
 

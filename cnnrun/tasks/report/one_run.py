@@ -37,8 +37,28 @@ class Reader:
         try:
             return read()
         except UserError as e:
-            self.problems.append(f"{what}: {e}".replace(f"{self.run.path}/", ""))
+            self.problems.append(self.said(what, e))
             return default
+
+    def said(self, what: str, error: UserError) -> str:
+        """The error's line, its file named once and relative to the run folder."""
+        text = str(error).replace(f"{self.run.path}/", "")
+        return text if text.startswith(what) else f"{what}: {text}"
+
+
+def read_history(run: Run, read: Reader) -> tuple[list[dict[str, Any]], str | None]:
+    """history.csv's rows and, when it is damaged, what is wrong; a file cut short (a run killed while writing
+    it, or a disk that filled) still gives the whole lines before the damage."""
+    try:
+        return run.read_history(), None
+    except UserError as e:
+        read.problems.append(read.said("history.csv", e))
+        path = run.file(files.HISTORY)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            return files.parse_history(path, text[: text.rfind("\n") + 1]), read.said("history.csv", e)
+        except UserError:
+            return [], read.said("history.csv", e)
 
 
 def _seconds(value: float) -> str:
@@ -81,10 +101,11 @@ def scores_part(scores: dict[str, Any]) -> str:
     return table(["test metric", "best.keras", "last.keras"], rows) + views
 
 
-def curves_part(run: Run, history: list[dict[str, Any]], state) -> str:
+def curves_part(run: Run, history: list[dict[str, Any]], damage: str | None, state) -> str:
     """The curves, drawn from history.csv, and every logged value in a table below them."""
+    damaged = missing(f"{damage}: the {len(history)} whole epochs before the damage are shown.") if damage else ""
     if not history:
-        return missing("No finished epoch yet (history.csv is missing or empty).")
+        return damaged or missing("No finished epoch yet (history.csv is missing or empty).")
     best = state.best if state is not None else None
     figure = run_curves_figure(history, best.epoch if best else None, best.monitor if best else None,
                                f"{run.path.parent.name}: loss, metrics and learning rate per epoch")
@@ -96,7 +117,7 @@ def curves_part(run: Run, history: list[dict[str, Any]], state) -> str:
     rates = {row.get("learning_rate") for row in history} - {None}
     if len(rates) == 1:
         cut += note(f"The learning rate was {rates.pop():.4g} throughout.")
-    return (image(figure_uri(figure), "learning curves") + cut
+    return (damaged + image(figure_uri(figure), "learning curves") + cut
             + details("every epoch's values (history.csv)", table(columns, rows, sortable=True)))
 
 
@@ -226,13 +247,13 @@ def run_sections(run: Run) -> tuple[str, list[str], list[tuple[str, str, str]], 
     state = read("state.json", run.read_state, None) if run.has(files.STATE) else None
     meta = read("meta.json", run.read_meta, None)
     scores = read("scores.json", run.read_scores, {})
-    history = read("history.csv", run.read_history, [])
+    history, damage = read_history(run, read)
     info = read("dataset.json", lambda: run.dataset_info(required=False), None)
     config = config_of(run, read)
     params = run.parameters()
     names = info.class_names if info is not None else None
     sections = [("scores", "Test scores", scores_part(scores)),
-                ("curves", "Learning curves", curves_part(run, history, state)),
+                ("curves", "Learning curves", curves_part(run, history, damage, state)),
                 ("analysis", "On the test split", analysis_part(run, read, names)),
                 ("data", "Data", data_part(run, read, config, info)),
                 ("setup", "Config, model and machine", setup_part(run, read, meta))]
