@@ -11,8 +11,8 @@ test can read back), and the text shows it rounded.
 Example:
 >>> cell(0.87654321)
 '<td class="num" data-value="0.87654321">0.8765</td>'
->>> table(["metric", "value"], [[cell("accuracy"), cell(0.87654321)]])[:60]
-'<table><thead><tr><th>metric</th><th>value</th></tr></thead>'
+>>> table(["metric", "value"], [[cell("accuracy"), cell(0.87654321)]])[:80]
+'<div class="scroll"><table><thead><tr><th>metric</th><th>value</th></tr></thead>'
 """
 
 import base64
@@ -37,6 +37,7 @@ main { padding: 0 2rem 2rem; max-width: 1200px; }
 section { margin-top: 1.8rem; }
 h2 { font-size: 1.25rem; border-bottom: 1px solid var(--line); padding-bottom: .2rem; }
 h3 { font-size: 1.05rem; margin-bottom: .4rem; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: .9rem; }
 th, td { border: 1px solid var(--line); padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; }
@@ -155,7 +156,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, sortable: boo
     extra = f" {attrs}" if attrs else ""
     head = "".join(f"<th>{esc(name)}</th>" for name in header)
     body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
-    return f"<table{classes}{extra}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<div class="scroll"><table{classes}{extra}><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            f"</table></div>")
 
 
 def facts(pairs: Sequence[tuple[str, Any]]) -> str:
