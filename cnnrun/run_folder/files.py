@@ -26,6 +26,7 @@ The files of `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/`:
   a split, `probabilities` (float32, N × classes, averaged over the views with `evaluate.tta`), and their true
   classes, `labels` (N whole numbers); train and resume write the test split's for both checkpoints, evaluate
   those of the checkpoint and split it judges (`Run.write_predictions`, `Run.read_predictions`).
+- `report.html`: the run's page (`cnnrun report`).
 - `eval/`, `export/`, `tensorboard/`, `mlflow.json`: what evaluate, export, TensorBoard and MLflow write.
 
 Run folders of the previous release open as they are: every key its state.json and meta.json held is a field
@@ -58,6 +59,7 @@ EVAL = "eval"
 EXPORT = "export"
 TENSORBOARD = "tensorboard"
 MLFLOW = "mlflow.json"
+REPORT = "report.html"
 
 Checkpoint = Literal["best", "last"]
 CHECKPOINT_NAMES: tuple[str, ...] = get_args(Checkpoint)
@@ -70,6 +72,11 @@ def checkpoint_name(which: str) -> str:
     if which not in CHECKPOINT_NAMES:
         raise ValueError(f"no checkpoint named {which!r}; a run has {', '.join(CHECKPOINT_NAMES)}")
     return f"{which}.keras"
+
+
+def explained_name(checkpoint: str, split: str) -> str:
+    """`eval/<checkpoint>_<split>_explained.png`: evaluate's Grad-CAM of the top losses, relative to the run folder."""
+    return f"{EVAL}/{checkpoint}_{split}_explained.png"
 
 
 def predictions_name(checkpoint: str, split: str) -> str:

@@ -16,7 +16,7 @@ from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_js
 from cnnrun.model.calibration import reliability
 from cnnrun.model.checkpoints import load_run_model
 from cnnrun.model.scoring import per_class_table, tta_probabilities, tta_scores
-from cnnrun.run_folder.files import EVAL
+from cnnrun.run_folder.files import EVAL, explained_name
 from cnnrun.run_folder.folder import Run, open_run
 
 
@@ -132,7 +132,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     if explain:
         from cnnrun.explain.mistakes import explain_top_losses
 
-        files.append(out / f"{prefix}_explained.png")
+        files.append(run.path / explained_name(checkpoint, split))
         explained = explain_top_losses(model, info, examples.pixels, truth, averaged, explain, files[-1])
     return Evaluation(title, split, metrics, int(len(truth)), tuple(rows), tuple(files), f"{out}/{prefix}_*",
                       tuple(splits.warnings), tuple(int(i) for i in explained), run)

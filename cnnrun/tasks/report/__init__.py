@@ -25,11 +25,12 @@ from typing import Literal
 from cnnrun import __version__
 from cnnrun.atomic import atomic_write_text
 from cnnrun.errors import UserError
+from cnnrun.run_folder import files
 from cnnrun.run_folder.folder import Run, open_run
 from cnnrun.tasks.report.html import page
 from cnnrun.tasks.runs_table import find_run_folders
 
-REPORT = "report.html"  # the page's name in a run folder, and in a folder of runs
+REPORT = files.REPORT  # the page's name in a run folder, and in a folder of runs
 
 
 @dataclass(frozen=True)

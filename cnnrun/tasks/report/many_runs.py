@@ -8,6 +8,7 @@ from typing import Any
 
 from cnnrun.config.load import differing_keys, read_yaml
 from cnnrun.errors import UserError
+from cnnrun.run_folder import files
 from cnnrun.run_folder.folder import Run
 from cnnrun.tasks.compare import curves_figure, shown
 from cnnrun.tasks.report.html import cell, esc, figure_uri, image, missing, note, table
@@ -19,7 +20,7 @@ HEADER = ["run", "started", "status", "epochs", "planned", "best", "test best", 
 
 
 def _run_cell(row: dict[str, Any], out: Path) -> str:
-    page = row["_path"] / "report.html"
+    page = row["_path"] / files.REPORT
     if not page.exists():
         return cell(row["run"])
     link = Path(os.path.relpath(page, out.parent)).as_posix()
@@ -36,6 +37,8 @@ def runs_table(rows: list[dict[str, Any]], out: Path) -> str:
                      cell(best, attrs=f'data-value="{row["best"]!r}"' if row["best"] is not None else ""),
                      cell(row["test_best"]), cell(row["test_last"]), cell(row["params"]),
                      cell(row["fit_seconds"], 1), cell(row["backend"]), cell(row["problem"])])
+    if not any(row["problem"] for row in rows):  # the column of what is wrong, only when something is
+        return table(HEADER[:-1], [cells[:-1] for cells in body], sortable=True, attrs='id="runs-table"')
     return table(HEADER, body, sortable=True, attrs='id="runs-table"')
 
 

@@ -52,13 +52,13 @@ def read_history(run: Run, read: Reader) -> tuple[list[dict[str, Any]], str | No
     try:
         return run.read_history(), None
     except UserError as e:
-        read.problems.append(read.said("history.csv", e))
+        read.problems.append(read.said(files.HISTORY, e))
         path = run.file(files.HISTORY)
         text = path.read_text(encoding="utf-8", errors="replace")
         try:
-            return files.parse_history(path, text[: text.rfind("\n") + 1]), read.said("history.csv", e)
+            return files.parse_history(path, text[: text.rfind("\n") + 1]), read.said(files.HISTORY, e)
         except UserError:
-            return [], read.said("history.csv", e)
+            return [], read.said(files.HISTORY, e)
 
 
 def _seconds(value: float) -> str:
@@ -154,7 +154,7 @@ def analysis_part(run: Run, read: Reader, names: list[str] | None) -> str:
         return missing("No dataset.json: the class names are unknown, so the test analysis is left out.")
     parts, seen = [], {}
     for which in files.CHECKPOINT_NAMES:
-        found = read(f"eval/{which}_test_predictions.npz", lambda which=which: run.read_predictions(which, "test"),
+        found = read(files.predictions_name(which, "test"), lambda which=which: run.read_predictions(which, "test"),
                      None)
         if found is None:
             parts.append((which, missing(f"No predictions of {which}.keras on the test split: `cnnrun evaluate "
@@ -181,7 +181,7 @@ def _analysis(run: Run, which: str, probabilities: np.ndarray, labels: np.ndarra
     accuracy = float(np.mean(predicted == labels)) if len(labels) else 0.0
     calibration = reliability(probabilities, labels)
     figure = reliability_figure(calibration, f"{which}.keras: reliability on the test split")
-    gallery = file_uri(run.eval_folder / f"{which}_test_explained.png")
+    gallery = file_uri(run.path / files.explained_name(which, "test"))
     shown = (image(gallery, f"Grad-CAM of the top losses of {which}.keras") if gallery else
              note(f"`cnnrun evaluate {run.path} --checkpoint {which}` draws these pictures with Grad-CAM."))
     return (f"<p>{len(labels):,} test pictures, accuracy "
@@ -209,7 +209,7 @@ def data_part(run: Run, read: Reader, config: dict[str, Any] | None, info) -> st
         rows = [[cell(name)] + [cell(int(counts[split][i])) for split in splits]
                 for i, name in enumerate(info.class_names)]
         body += table(["class", *splits], rows, sortable=True)
-    bad = read("bad_files.json", lambda: run.read_json(files.BAD_FILES) if run.has(files.BAD_FILES) else [], [])
+    bad = read(files.BAD_FILES, lambda: run.read_json(files.BAD_FILES) if run.has(files.BAD_FILES) else [], [])
     if bad:
         body += details(f"{len(bad)} files left out by the check",
                         table(["file", "why"], [[cell(b.get("path")), cell(b.get("reason"))] for b in bad]))
@@ -219,7 +219,7 @@ def data_part(run: Run, read: Reader, config: dict[str, Any] | None, info) -> st
 
 def setup_part(run: Run, read: Reader, meta) -> str:
     """The resolved config, the model summary, and the machine and versions it ran on."""
-    config_text = read("config.yaml", lambda: run.config_file.read_text(encoding="utf-8"), None) \
+    config_text = read(files.CONFIG, lambda: run.config_file.read_text(encoding="utf-8"), None) \
         if run.config_file.exists() else None
     body = (details("config.yaml: the experiment, every default filled in", pre(config_text)) if config_text
             else missing("No config.yaml."))
@@ -238,17 +238,17 @@ def setup_part(run: Run, read: Reader, meta) -> str:
 def config_of(run: Run, read: Reader) -> dict[str, Any] | None:
     if not run.config_file.exists():
         return None
-    return read("config.yaml", lambda: read_yaml(run.config_file, c_parser=True), None)
+    return read(files.CONFIG, lambda: read_yaml(run.config_file, c_parser=True), None)
 
 
 def run_sections(run: Run) -> tuple[str, list[str], list[tuple[str, str, str]], list[str]]:
     """The run page's title, subtitle lines, sections `(anchor, title, body)` and what could not be read."""
     read = Reader(run)
-    state = read("state.json", run.read_state, None) if run.has(files.STATE) else None
-    meta = read("meta.json", run.read_meta, None)
-    scores = read("scores.json", run.read_scores, {})
+    state = read(files.STATE, run.read_state, None) if run.has(files.STATE) else None
+    meta = read(files.META, run.read_meta, None)
+    scores = read(files.SCORES, run.read_scores, {})
     history, damage = read_history(run, read)
-    info = read("dataset.json", lambda: run.dataset_info(required=False), None)
+    info = read(files.DATASET, lambda: run.dataset_info(required=False), None)
     config = config_of(run, read)
     params = run.parameters()
     names = info.class_names if info is not None else None
@@ -257,7 +257,7 @@ def run_sections(run: Run) -> tuple[str, list[str], list[tuple[str, str, str]], 
                 ("analysis", "On the test split", analysis_part(run, read, names)),
                 ("data", "Data", data_part(run, read, config, info)),
                 ("setup", "Config, model and machine", setup_part(run, read, meta))]
-    lacking = [what for what, present in (("state.json", state), ("meta.json", meta)) if present is None]
+    lacking = [what for what, present in ((files.STATE, state), (files.META, meta)) if present is None]
     lacking += read.problems
     summary = overview(run, state, meta, scores, params)
     if lacking:
