@@ -38,7 +38,7 @@ def tiny_config(**sections) -> dict:
         "model": {"layers": copy.deepcopy(TINY_LAYERS)},  # tests change their copy in place
         "compile": {"optimizer": "adam"},
         "train": {"epochs": 2, "batch_size": 16},
-        "output": {"plots": True},
+        "output": {"plots": True, "report": False},  # the page (0.3 s a run): tests about it turn it on
     }
     config.update(sections)
     # TensorBoard (on by default) adds about a second to a run this small: tests not about it leave it off

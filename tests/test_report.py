@@ -53,7 +53,7 @@ def by_attribute(elements, name: str) -> dict[str, tuple[float, str]]:
 
 def train(folder, **sections):
     config = folder / "experiment.yaml"
-    config.write_text(json.dumps(tiny_config(**sections)))
+    config.write_text(json.dumps(tiny_config(**{"output": {"report": True}, **sections})))
     result = run_here("train", config, "--output-dir", folder / "runs")
     assert result.returncode == 0, result.stderr[-2000:]
     return result, only_run(folder / "runs")
@@ -167,6 +167,15 @@ def test_a_folder_of_runs_gets_one_page_with_a_row_and_a_link_each(trained, tmp_
     shown = [float(attrs["data-value"]) for tag, attrs, _ in elements[table_at:] if tag == "td"
              and attrs.get("data-value") and float(attrs["data-value"]) == accuracy]
     assert len(shown) >= 3
+
+
+@pytest.mark.slow
+def test_output_report_false_writes_no_page_but_cnnrun_report_does(tmp_path):
+    result, run = train(tmp_path, output={"report": False})
+    assert not (run / "report.html").exists() and "report:" not in result.stdout
+    result = run_here("evaluate", run, "--explain", "0")
+    assert result.returncode == 0 and not (run / "report.html").exists()
+    assert run_here("report", run).returncode == 0 and (run / "report.html").exists()
 
 
 def test_a_path_that_is_not_a_run_folder_is_one_line(tmp_path):

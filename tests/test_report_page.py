@@ -181,7 +181,7 @@ def test_without_javascript_the_page_is_all_there_but_does_not_sort(open_page, g
 def three_runs(tmp_path_factory) -> Path:
     """A folder of three tiny runs, trained for 3, 1 and 2 epochs (in that order); the folder."""
     folder = tmp_path_factory.mktemp("report_page")
-    (config := folder / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
+    (config := folder / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(output={"report": True}), sort_keys=False))
     for epochs in (3, 1, 2):
         result = run_here("train", config, "--output-dir", folder / "runs", "--set", f"train.epochs={epochs}")
         assert result.returncode == 0, result.stderr[-3000:]

@@ -22,9 +22,11 @@ from cnnrun.errors import UserError
 
 
 def write_page(run) -> None:
-    """The run's page (`cnnrun report`), written at the end of train, resume and evaluate; a run the command did
-    not finish (None) gets none."""
-    if run is None:
+    """The run's page (`cnnrun report`), written at the end of train, resume and evaluate unless its config says
+    `output.report: false`; a run the command did not finish (None) gets none."""
+    from cnnrun.config import load_saved_experiment
+
+    if run is None or not load_saved_experiment(run.config_file).output.report:
         return
     from cnnrun.cli.render_tasks import show_report
     from cnnrun.tasks.report import write_run_report

@@ -148,6 +148,8 @@ class TrainConfig(Section):
 class OutputConfig(Section):
     dir: str = Field("outputs", description="Runs go to `<dir>/<name>/<YYYYMMDD-HHMMSS>/`.")
     plots: bool = Field(True, description="Write `history.png` after every epoch.")
+    report: bool = Field(True, description="Write `report.html`, the run's page (`cnnrun report`), when `train`, "
+                                           "`resume` and `evaluate` end; `cnnrun report` writes it either way.")
 
 
 class Experiment(Section):

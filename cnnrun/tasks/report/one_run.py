@@ -72,7 +72,8 @@ def overview(run: Run, state, meta, scores: dict[str, Any], params: int | None) 
     if state is not None:
         pairs += [("status", state.status), ("epochs", f"{state.epochs_completed} of {state.epochs_planned}")]
         if state.best is not None and state.best.value is not None:
-            pairs.append(("best.keras", f"{state.best.monitor} {state.best.value:.4f} at epoch {state.best.epoch}"))
+            best = state.best
+            pairs.append((files.checkpoint_name("best"), f"{best.monitor} {best.value:.4f} at epoch {best.epoch}"))
         pairs.append(("time in training", _seconds(state.fit_seconds)))
     for which in files.CHECKPOINT_NAMES:
         metrics = scores.get(which) or {}
@@ -98,7 +99,7 @@ def scores_part(scores: dict[str, Any]) -> str:
                             for which in files.CHECKPOINT_NAMES] for name in names]
     views = note(f"Test-time augmentation: the average over the views {', '.join(scores['tta'])} "
                  "(tta_accuracy, tta_loss).") if scores.get("tta") else ""
-    return table(["test metric", "best.keras", "last.keras"], rows) + views
+    return table(["test metric", *map(files.checkpoint_name, files.CHECKPOINT_NAMES)], rows) + views
 
 
 def curves_part(run: Run, history: list[dict[str, Any]], damage: str | None, state) -> str:
