@@ -26,7 +26,9 @@ def write_page(run) -> None:
     `output.report: false`; a run the command did not finish (None) gets none."""
     from cnnrun.config import load_saved_experiment
 
-    if run is None or not load_saved_experiment(run.config_file).output.report:
+    # not a run of another process of a multi-process run either: it trained into a temporary folder, gone by now
+    # (process 0 writes the run folder, and its page)
+    if run is None or not run.path.is_dir() or not load_saved_experiment(run.config_file).output.report:
         return
     from cnnrun.cli.render_tasks import show_report
     from cnnrun.tasks.report import write_run_report
