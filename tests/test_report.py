@@ -151,6 +151,31 @@ def test_a_damaged_folder_still_gets_a_page_that_says_what_is_missing(trained, t
 
 
 @pytest.mark.slow
+def test_evaluate_adds_its_grad_cam_gallery_until_a_later_training_makes_it_stale(trained, tmp_path):
+    import os
+
+    _, run = trained
+    copy = tmp_path / "tiny" / "evaluated"
+    shutil.copytree(run, copy)
+    result = run_here("evaluate", copy, "--explain", "3")
+    assert result.returncode == 0, result.stderr
+    assert f"report: {copy / 'report.html'}" in result.stdout
+
+    def gallery() -> list[str]:
+        return [attrs["alt"] for tag, attrs, _ in parse(copy / "report.html") if tag == "img"
+                and attrs["alt"].startswith("Grad-CAM")]
+
+    assert gallery() == ["Grad-CAM of the top losses of best.keras"]
+    # a resume rewrites the predictions after evaluate drew its pictures: they are of an older model now
+    predictions = copy / "eval" / "best_test_predictions.npz"
+    later = (copy / "eval" / "best_test_explained.png").stat().st_mtime + 60
+    os.utime(predictions, (later, later))
+    assert run_here("report", copy).returncode == 0
+    assert gallery() == []
+    assert "those in eval/ are from before the last training" in (copy / "report.html").read_text()
+
+
+@pytest.mark.slow
 def test_a_folder_of_runs_gets_one_page_with_a_row_and_a_link_each(trained, tmp_path):
     _, run = trained
     folder = tmp_path / "outputs"

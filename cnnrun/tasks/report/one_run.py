@@ -182,9 +182,15 @@ def _analysis(run: Run, which: str, probabilities: np.ndarray, labels: np.ndarra
     accuracy = float(np.mean(predicted == labels)) if len(labels) else 0.0
     calibration = reliability(probabilities, labels)
     figure = reliability_figure(calibration, f"{which}.keras: reliability on the test split")
-    gallery = file_uri(run.path / files.explained_name(which, "test"))
+    drawn = run.path / files.explained_name(which, "test")
+    predicted_at = run.path / files.predictions_name(which, "test")
+    # evaluate writes its predictions, then the pictures: pictures older than the predictions are of an earlier model
+    fresh = drawn.exists() and drawn.stat().st_mtime >= predicted_at.stat().st_mtime
+    gallery = file_uri(drawn) if fresh else None
+    again = f"`cnnrun evaluate {run.path} --checkpoint {which}`"
     shown = (image(gallery, f"Grad-CAM of the top losses of {which}.keras") if gallery else
-             note(f"`cnnrun evaluate {run.path} --checkpoint {which}` draws these pictures with Grad-CAM."))
+             note(f"{again} draws these pictures with Grad-CAM (those in eval/ are from before the last training)."
+                  if drawn.exists() else f"{again} draws these pictures with Grad-CAM."))
     return (f"<p>{len(labels):,} test pictures, accuracy "
             f'<span data-value="{accuracy!r}">{accuracy:.4f}</span>, expected calibration error '
             f'<span class="ece" data-value="{calibration.ece!r}">{calibration.ece:.4f}</span>.</p>'
