@@ -8,7 +8,8 @@ model:
 ```
 
 `name` is a `keras.applications` model (`BACKBONES`); `weights` is `imagenet`, `null` (random) or a weights file;
-`trainable` (default true) and `pooling` (null, avg, max) are cnnrun's; every other key goes to the application's
+`trainable` (default true), `pooling` (null, avg, max) and `preprocessing` (`PREPROCESSINGS`, default `family`)
+are cnnrun's; every other key goes to the application's
 constructor (`alpha`), checked against its signature when the model is built. Keys that belong to the classifier
 top or to cnnrun (`include_top`, `input_shape`, …) are refused here.
 
@@ -47,7 +48,16 @@ BACKBONES: dict[str, str] = {
 }
 
 # the node's own keys; the others are the application's constructor arguments
-OWN_KEYS = ("name", "weights", "trainable", "pooling")
+OWN_KEYS = ("name", "weights", "trainable", "pooling", "preprocessing")
+
+# what `preprocessing:` may name -> what it does to pixels 0-255 (the layer: `cnnrun.model.backbones`)
+PREPROCESSINGS: dict[str, str] = {
+    "family": "the application module's own preprocess_input (MobileNetV2's: -1...1)",
+    "caffe": "RGB to BGR, ImageNet's mean subtracted (keras imagenet_utils mode caffe)",
+    "tf": "x/127.5 - 1, to -1...1 (mode tf)",
+    "torch": "(x/255 - ImageNet mean)/std, torchvision's (mode torch)",
+    "none": "pixels as they come",
+}
 
 # constructor arguments a config may not give, and why
 REFUSED = {
@@ -79,7 +89,7 @@ def check_backbone(args: Any, where: str) -> str:
 
     Raises:
         UserError: no mapping, no or an unknown `name` (with a did-you-mean), a refused key, a `weights`,
-            `trainable` or `pooling` of the wrong kind.
+            `trainable` or `pooling` of the wrong kind, a `preprocessing` not in `PREPROCESSINGS`.
     """
     if not isinstance(args, dict) or "name" not in args:
         raise UserError(f"{where}: a backbone is `backbone: {{name: MobileNetV2, weights: imagenet}}` with a "
@@ -103,6 +113,11 @@ def check_backbone(args: Any, where: str) -> str:
     if pooling not in POOLINGS and not _written_later(pooling):
         raise UserError(f"{where}.pooling: null (the feature maps), avg or max (one vector per image), "
                         f"got {pooling!r}")
+    preprocessing = args.get("preprocessing", "family")
+    if preprocessing not in PREPROCESSINGS and not _written_later(preprocessing):
+        raise UserError(f"{where}.preprocessing: unknown preprocessing {preprocessing!r}"
+                        f"{did_you_mean(str(preprocessing), PREPROCESSINGS)}; the known names are "
+                        f"{', '.join(PREPROCESSINGS)}")
     return name
 
 

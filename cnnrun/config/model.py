@@ -31,7 +31,8 @@ class ModelConfig(Section):
         "`inputs: [a, b]`; `- block: basic` with `args: {f: 16}`, `repeat: N` and `first: {...}` (the first "
         "copy's args) uses a block of `blocks`. See \"Graphs: residual and inception blocks\". `- backbone: {name: "
         "MobileNetV2, weights: imagenet, trainable: false, pooling: avg}` is a `keras.applications` network "
-        "without its top, its family's `preprocess_input` in front (needs `dataset.normalize: none`); see "
+        "without its top, its family's `preprocess_input` in front (`preprocessing: caffe | tf | torch | none` "
+        "chooses another; needs `dataset.normalize: none`); see "
         "\"Start from a pretrained network\".",
     )
     blocks: dict[str, list[Any]] = Field(

@@ -203,13 +203,16 @@ class Experiment(Section):
 
     @model_validator(mode="after")
     def _normalised_once(self) -> "Experiment":
-        """A backbone normalises its images itself (its family's `preprocess_input`): the data must not."""
-        backbones = self.model.backbones()
+        """A backbone normalises its images itself (its `preprocessing`, unless `none`): the data must not."""
+        backbones = [(where, args) for where, args in self.model.backbones()
+                     if args.get("preprocessing", "family") != "none"]
         if backbones and self.dataset.normalize != "none":
             where, args = backbones[0]
+            mode = args.get("preprocessing", "family")
+            applied = f"{args['name']}'s own preprocess_input" if mode == "family" else f"preprocessing: {mode}"
             raise UserError(f"dataset.normalize: {self.dataset.normalize} would normalise the images twice: "
-                            f"{where} applies {args['name']}'s own preprocess_input inside the model, on pixel "
-                            f"values 0-255; set dataset.normalize: none")
+                            f"{where} applies {applied} inside the model, on pixel values 0-255; set "
+                            f"dataset.normalize: none")
         return self
 
     @model_validator(mode="after")

@@ -8,6 +8,9 @@ A `- backbone: {name: MobileNetV2, weights: imagenet, trainable: false, pooling:
    takes the images as the data gives them with `dataset.normalize: none`, and evaluate, predict and export
    need nothing extra. Families whose networks hold their preprocessing (EfficientNet, ConvNeXt, MobileNetV3)
    have an identity `preprocess_input`.
+   The node's `preprocessing:` chooses another for weights trained elsewhere: `torch` is torchvision's
+   `(x/255 − mean)/std`, `caffe` and `tf` Keras' other modes (`keras.applications.imagenet_utils.preprocess_input`),
+   `none` nothing; the choice is in the layer's config, so checkpoints load and resume with it.
 2. `<name>` (`backbone`, or the node's `id:`): the application built with `include_top=False` on the shape of its
    input, a nested `keras.Model`, one layer of the outer model.
 
@@ -26,12 +29,14 @@ Example:
 import inspect
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from cnnrun.config.backbone import BACKBONES, OWN_KEYS, REFUSED, check_backbone
+from cnnrun.config.backbone import BACKBONES, OWN_KEYS, PREPROCESSINGS, REFUSED, check_backbone
 from cnnrun.errors import UserError, did_you_mean
 
 
@@ -43,26 +48,35 @@ class BackbonePreprocessing(keras.layers.Layer):
     subtracted in 16 bits would lose a pixel value's precision.
 
     Args:
-        application: the `keras.applications` model it prepares images for (`MobileNetV2`); its module's
-            `preprocess_input` is applied (`keras.applications.mobilenet_v2.preprocess_input`).
+        application: the `keras.applications` model it prepares images for (`MobileNetV2`).
+        mode: what it applies, one of `PREPROCESSINGS`. Defaults to `"family"`: the application module's
+            `preprocess_input` (`keras.applications.mobilenet_v2.preprocess_input`). `"caffe"`, `"tf"` and
+            `"torch"` are `keras.applications.imagenet_utils.preprocess_input(x, mode=mode)` (`"torch"`:
+            `(x/255 − [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]`, for torchvision's weights); `"none"`
+            passes the pixels as they come. Checkpoints written before the argument existed load as `"family"`.
     """
 
-    def __init__(self, application: str, **kwargs: Any):
+    def __init__(self, application: str, mode: str = "family", **kwargs: Any):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if application not in BACKBONES:
             raise ValueError(f"unknown keras.applications model {application!r}")
-        self.application = application
+        if mode not in PREPROCESSINGS:
+            raise ValueError(f"unknown preprocessing {mode!r}: one of {', '.join(PREPROCESSINGS)}")
+        self.application, self.mode = application, mode
 
     def call(self, inputs):
-        family = getattr(keras.applications, BACKBONES[self.application])
-        return family.preprocess_input(inputs)
+        if self.mode == "none":
+            return inputs
+        if self.mode == "family":
+            return getattr(keras.applications, BACKBONES[self.application]).preprocess_input(inputs)
+        return keras.applications.imagenet_utils.preprocess_input(inputs, mode=self.mode)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "application": self.application}
+        return {**super().get_config(), "application": self.application, "mode": self.mode}
 
 
 class Backbone:
@@ -87,6 +101,7 @@ class Backbone:
         self.weights = config.get("weights", "imagenet")
         self.trainable = config.get("trainable", True)
         self.pooling = config.get("pooling")
+        self.preprocessing = config.get("preprocessing", "family")
         self.arguments = {key: value for key, value in config.items() if key not in OWN_KEYS}
         accepted = [p for p in inspect.signature(self.constructor).parameters if p not in (*REFUSED, "weights",
                                                                                             "pooling", "name")]
@@ -94,7 +109,7 @@ class Backbone:
             if key not in accepted:
                 raise UserError(f"{where}: {self.application} has no argument '{key}'"
                                 f"{did_you_mean(str(key), accepted)}; it takes {', '.join(accepted) or 'none'} "
-                                f"besides name, weights, trainable and pooling")
+                                f"besides {', '.join(OWN_KEYS)}")
 
     @property
     def constructor(self):
@@ -103,7 +118,7 @@ class Backbone:
 
     def layers(self, input_shape: tuple[int, ...]) -> list[Any]:
         """The preprocessing layer and the backbone built for inputs of `input_shape` (no batch axis)."""
-        return [BackbonePreprocessing(self.application, name=f"{self.name}_preprocessing"),
+        return [BackbonePreprocessing(self.application, self.preprocessing, name=f"{self.name}_preprocessing"),
                 self.network(tuple(input_shape))]
 
     def __call__(self, inputs):
@@ -129,13 +144,26 @@ class Backbone:
                 raise
             raise self._not_downloaded(e) from e
         if file is not None:
-            try:
-                model.load_weights(file)
-            except (ValueError, OSError, KeyError) as e:
-                raise UserError(f"{self.where}.weights: {file} does not fit {self.application} "
-                                f"{self._described()}: {_first_reason(e)}") from e
+            self._load(model, file)
         set_trainable(model, self.trainable)
         return model
+
+    def _load(self, model, file: Path) -> None:
+        """Load a weights file into the built network, or say in one line what the file holds against what the
+        network needs: its arrays are compared first (Keras may otherwise load a file of another network in
+        part, with a warning per layer), then Keras' own loading checks each one."""
+        held, needed = _arrays_in(file), sorted(tuple(w.shape) for w in model.weights)
+        if held is not None and sorted(held) != needed:
+            raise UserError(f"{self.where}.weights: {file} does not fit {self.application} {self._described()}: "
+                            f"the file holds {_counted(held)}, the network needs {_counted(needed)} (a file of "
+                            f"another network, or of other arguments)")
+        try:
+            with warnings.catch_warnings():  # Keras warns per layer it skips; the error below says it once
+                warnings.simplefilter("ignore")
+                model.load_weights(file)
+        except (ValueError, OSError, KeyError) as e:
+            raise UserError(f"{self.where}.weights: {file} does not fit {self.application} "
+                            f"{self._described()}: {_first_reason(e)}") from e
 
     def _described(self) -> str:
         arguments = ", ".join(f"{k} {v}" for k, v in self.arguments.items())
@@ -167,6 +195,28 @@ class Backbone:
         return UserError(f"{self.where}: weights: imagenet needs {url.rsplit('/', 1)[-1]}, which is not in "
                          f"{folder} and could not be downloaded ({why}); download {url} where there is network "
                          f"and put it in {folder} (Keras' cache: $KERAS_HOME/models, else ~/.keras/models)")
+
+
+def _arrays_in(file: Path) -> list[tuple[int, ...]] | None:
+    """The shapes of the weight arrays a `.weights.h5` or Keras `.h5` file holds (a whole-model `.h5`: those
+    under `model_weights`); None when h5py cannot read it (Keras' loading then says why)."""
+    import h5py
+
+    shapes: list[tuple[int, ...]] = []
+    try:
+        with h5py.File(file, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            root.visititems(lambda _, item: shapes.append(tuple(item.shape))
+                            if isinstance(item, h5py.Dataset) else None)
+    except (OSError, KeyError):
+        return None
+    return shapes
+
+
+def _counted(shapes: list[tuple[int, ...]]) -> str:
+    """`260 arrays, 2,257,984 parameters`: what a list of weight shapes adds up to."""
+    parameters = sum(int(np.prod(shape)) for shape in shapes)
+    return f"{len(shapes)} arrays, {parameters:,} parameters"
 
 
 def _first_reason(error: BaseException) -> str:
