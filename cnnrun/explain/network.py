@@ -85,14 +85,23 @@ def layer_paths(model, outer: tuple = ()) -> list[LayerPath]:
 
 
 def last_spatial(model, outer: tuple = ()) -> LayerPath | None:
-    """The last layer with a spatial output; inside the nested model that gives it, that model's last one."""
+    """The last layer with a spatial output, looking inside nested models: a backbone's last feature map.
+
+    A nested model is stepped into whether or not its own output is spatial: a backbone built with
+    `pooling: avg` gives one vector per picture, yet its last feature map (MobileNetV2's `out_relu`) is the
+    layer Grad-CAM should weigh, not the input-level layers before the backbone (its preprocessing), whose
+    maps are the picture itself.
+    """
     for layer in reversed(own_layers(model)):
         path = LayerPath((*outer, layer))
-        if not is_spatial(path) or layer.name == "augmentation":
+        if layer.name == "augmentation":
             continue
         if is_model(layer):
-            return last_spatial(layer, path.layers) or path
-        return path
+            inner = last_spatial(layer, path.layers)
+            if inner is not None:
+                return inner
+        if is_spatial(path):
+            return path
     return None
 
 
