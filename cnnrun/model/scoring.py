@@ -150,6 +150,7 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
             run.write_predictions(which, "test", predicted[which], labels)
     return scores | ({"tta": tta} if tta and scores else {})
 
+
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
     """The confusion matrix (rows: true class) and precision, recall, F1 and support per class."""
     n = len(names)

@@ -104,7 +104,11 @@ def read_row(path: Path, root: Path) -> dict[str, Any]:
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
     """A row (`COLUMNS`) for every run folder under `root`, oldest start first (undated ones last)."""
-    rows = [read_row(path, root) for path in find_run_folders(root)]
+    return by_start([read_row(path, root) for path in find_run_folders(root)])
+
+
+def by_start(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows oldest start first, undated ones last, then by folder."""
     return sorted(rows, key=lambda row: (row["started"] is None, row["started"] or "", row["run"]))
 
 

@@ -17,6 +17,7 @@ Example:
 (PosixPath('outputs/quickstart/20261127-101500/report.html'), 'run')
 """
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -84,13 +85,14 @@ def write_report(paths: list[Path], out: Path | None = None) -> ReportPage:
         _check_out(out)
     if not paths:
         return write_run_report(open_run(None), out)
-    found: list[Path] = []
+    held: dict[Path, None] = {}  # every run folder once, in the order the paths give them
     for path in paths:
         runs = find_run_folders(path)
         if not runs:
             raise UserError(f"{path}: not a run folder and holds none; give a run folder (outputs/NAME/TIME) or a "
                             f"folder of runs (outputs)")
-        found += [run for run in runs if run not in found]
+        held.update(dict.fromkeys(runs))
+    found = list(held)
     if len(paths) == 1 and found == [paths[0]]:
         return write_run_report(Run(paths[0]), out)
     from cnnrun.tasks.report.many_runs import runs_sections
@@ -109,7 +111,5 @@ def write_report(paths: list[Path], out: Path | None = None) -> ReportPage:
 
 def _common(paths: list[Path]) -> Path:
     """The folder that holds every one of the (resolved) run folders."""
-    import os
-
     common = Path(os.path.commonpath([str(path) for path in paths]))
     return common.parent if common in paths else common

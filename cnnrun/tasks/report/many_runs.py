@@ -12,7 +12,7 @@ from cnnrun.run_folder import files
 from cnnrun.run_folder.folder import Run
 from cnnrun.tasks.compare import curves_figure, shown
 from cnnrun.tasks.report.html import cell, esc, figure_uri, image, missing, note, table
-from cnnrun.tasks.runs_table import read_row
+from cnnrun.tasks.runs_table import by_start, read_row
 
 CURVES_AT_MOST = 12  # more runs than this make the overlaid curves unreadable: the first twelve are drawn
 HEADER = ["run", "started", "status", "epochs", "planned", "best", "test best", "test last", "params", "fit time (s)",
@@ -44,8 +44,7 @@ def runs_table(rows: list[dict[str, Any]], out: Path) -> str:
 
 def runs_sections(paths: list[Path], root: Path, out: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
     """The runs page's sections `(anchor, title, body)` and what could not be read."""
-    rows = sorted((read_row(path, root) for path in paths),
-                  key=lambda row: (row["started"] is None, row["started"] or "", row["run"]))
+    rows = by_start([read_row(path, root) for path in paths])
     problems = [f"{row['run']}: {row['problem']}" for row in rows if row["problem"]]
     configs, labels, histories, drawn = [], [], [], []
     for row in rows:
