@@ -65,6 +65,16 @@ def sweep_folder(sweep: Sweep) -> Path:
     return Path(sweep.experiment.output.dir) / sweep.experiment.name
 
 
+def trial_run_folder(sweep: Sweep, trial) -> str | None:
+    """The run folder of a trial: the one it recorded, or, for a process killed between making the folder and
+    recording it, the newest folder under `trial-NNN/` (None when it made none)."""
+    recorded = trial.user_attrs.get("run_folder")
+    if recorded:
+        return recorded
+    made = sorted((sweep_folder(sweep) / f"trial-{trial.number:03d}").glob("*"))
+    return str(made[-1]) if made else None
+
+
 def direction(sweep: Sweep) -> str:
     return "maximize" if monitor_mode(sweep.monitor, sweep.config.objective.mode) == "max" else "minimize"
 
@@ -183,7 +193,7 @@ def prepare_study(sweep: Sweep, study, say: Say = silent) -> None:
             # the trial, not the attempt, so a resumed sweep trains as an uninterrupted one
             seed = trial.user_attrs.get("seed", trial_seed(sweep, trial.number))
             study.enqueue_trial(params, user_attrs={"retry_of": trial.number, "seed": seed})
-            folder = trial.user_attrs.get("run_folder")
+            folder = trial_run_folder(sweep, trial)
             if folder and is_run_folder(Path(folder)):
                 with Run(Path(folder)).hold() as run:  # takes over the dead process's lock
                     if run.read_state().status == "running":
@@ -306,7 +316,7 @@ def trial_rows(sweep: Sweep, study) -> list[dict[str, Any]]:
         objective = trial.value if trial.value is not None else trial.user_attrs.get("objective")
         rows.append({"trial": trial.number, "status": trial.state.name.lower(), sweep.monitor: objective,
                      **{name: trial.params.get(name) for name in sweep.config.params},
-                     "seed": trial.user_attrs.get("seed"), "run_folder": trial.user_attrs.get("run_folder"),
+                     "seed": trial.user_attrs.get("seed"), "run_folder": trial_run_folder(sweep, trial),
                      "retry_of": trial.user_attrs.get("retry_of"), "error": trial.user_attrs.get("error"),
                      "worker": f"{worker['host']}:{worker['pid']}" if worker else None})
     return rows
