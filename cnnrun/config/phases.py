@@ -57,6 +57,12 @@ class PhaseConfig(Section):
     optimizer: str | dict[str, Any] | None = Field(
         None, description="A name or `{name: adam, ...}`, as `compile.optimizer`. Default: `compile.optimizer`."
     )
+    cache_features: bool | int = Field(
+        False, description="Compute the frozen backbone's outputs once, at the phase's start, and train the head on "
+        "them: `true` (no augmentation: every epoch sees the same features), a number K (K augmented views of "
+        "every picture, computed once; epoch e trains on view e mod K) or `false` (the backbone runs on every "
+        "batch). Only where the backbone is frozen (`trainable: none`). Default: false."
+    )
 
     @field_validator("trainable", mode="before")
     @classmethod
@@ -73,6 +79,21 @@ class PhaseConfig(Section):
                 need = "a layer's name" if key == "from" else "a whole number ≥ 1"
                 raise UserError(f"trainable.{key}: {need}, got {what!r}")
         raise UserError(f"trainable: {TRAINABLE}, got {value!r}")
+
+    @field_validator("cache_features", mode="before")
+    @classmethod
+    def _known_views(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, int) and value >= 1):
+            return value
+        raise UserError(f"cache_features: true, false or a number of augmented views ≥ 1, got {value!r}")
+
+    @model_validator(mode="after")
+    def _frozen_when_cached(self) -> "PhaseConfig":
+        if self.cache_features is not False and self.trainable != "none":
+            raise UserError(f"cache_features: the backbone trains in this phase (trainable: "
+                            f"{describe_trainable(self.trainable)}), so its outputs change every step; features "
+                            f"can be cached only in a phase with trainable: none")
+        return self
 
     @field_validator("learning_rate", mode="before")
     @classmethod
@@ -196,6 +217,12 @@ def phase_optimizer(optimizer: str | dict[str, Any], phase: PhaseConfig) -> str 
         return chosen
     config = {"name": chosen} if isinstance(chosen, str) else dict(chosen)
     return {**config, "learning_rate": phase.learning_rate}
+
+
+def feature_views(phase: PhaseConfig) -> int:
+    """How many views of every picture a phase caches the backbone's outputs of: 0 (no cache), 1 (`true`) or K."""
+    views = phase.cache_features
+    return int(views) if isinstance(views, bool) else views
 
 
 def describe_trainable(trainable: str | dict[str, Any]) -> str:

@@ -216,6 +216,17 @@ class Experiment(Section):
         return self
 
     @model_validator(mode="after")
+    def _cached_without_chance(self) -> "Experiment":
+        """Cached features are fixed: with augmentation, only as a given number of fixed views."""
+        for index, phase in enumerate(self.train.phases or []):
+            if phase.cache_features is True and self.augmentation:
+                raise UserError(f"train.phases.{index}.cache_features: true, but augmentation changes the pictures "
+                                f"before the backbone in every epoch; give cache_features: K to cache K fixed "
+                                f"augmented views of every picture (epoch e trains on view e mod K), or train this "
+                                f"phase without augmentation")
+        return self
+
+    @model_validator(mode="after")
     def _augmentation_fits(self) -> "Experiment":
         """A cutout or crop padding larger than the pictures (an npz's are checked when its arrays are read)."""
         size = picture_size(self.dataset)

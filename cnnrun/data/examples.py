@@ -56,6 +56,10 @@ class ArrayExamples:
     def ordered(self, source, seed=None):
         """One pass over `source` in the order of the epoch with `seed` (a number or a scalar tensor); None
         keeps the stored order."""
+        return self.shuffled(source, seed)
+
+    def shuffled(self, source, seed=None):
+        """`source` (any dataset as long as the examples) in the order `ordered` gives the epoch with `seed`."""
         return source if seed is None else source.shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
 
     def dataset(self):
@@ -141,11 +145,15 @@ class FileExamples:
         decoded images are (through a buffer of `DISK_SHUFFLE_BUFFER` images when cached on disk).
         """
         if self.cache == "none":
-            files = source if seed is None else source.shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
-            return self._decoded(files)
+            return self._decoded(self.shuffled(source, seed))
+        return self.shuffled(source, seed)
+
+    def shuffled(self, source, seed=None):
+        """`source` (any dataset as long as the examples: file names, decoded pictures, their indices) in the
+        order `ordered` gives the epoch with `seed`."""
         if seed is None:
             return source
-        buffer = len(self) if self.cache == "memory" else min(len(self), DISK_SHUFFLE_BUFFER)
+        buffer = min(len(self), DISK_SHUFFLE_BUFFER) if self.cache == "disk" else len(self)
         return source.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
 
     def dataset(self):

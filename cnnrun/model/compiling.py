@@ -82,7 +82,8 @@ def make_loss(experiment: Experiment):
     return _named(loss, LOSSES, "loss", "compile.loss", keras.losses)
 
 
-def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1) -> None:
+def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1,
+                  optimizer=None) -> None:
     """Compile `model` with the experiment's optimizer, loss, metrics and execution settings.
 
     Compiling again replaces the optimizer: the Trainer does so once the data has loaded when the learning-rate
@@ -94,6 +95,8 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
         steps_per_epoch: training batches per epoch, for a schedule written in epochs. Defaults to None: one step
             per epoch, enough to check the config (`inspect`), never to train with.
         replicas: devices holding a replica, for `train.scale_learning_rate`. Defaults to 1.
+        optimizer: a Keras optimizer to share (the head trained on cached features steps the whole model's,
+            so the checkpoint holds its state). Defaults to None: a new one, as the experiment says.
     """
     import keras
 
@@ -104,7 +107,7 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
             except ValueError as e:
                 raise UserError(f"compile.metrics: unknown metric '{metric}'") from e
     model.compile(
-        optimizer=make_optimizer(experiment, steps_per_epoch, replicas),
+        optimizer=optimizer if optimizer is not None else make_optimizer(experiment, steps_per_epoch, replicas),
         loss=make_loss(experiment),
         metrics=list(experiment.compile.metrics),
         jit_compile=experiment.compile.jit_compile,

@@ -40,6 +40,7 @@ from cnnrun.config import Experiment
 from cnnrun.config.phases import (
     begins_phase,
     describe_trainable,
+    feature_views,
     phase_index,
     phase_optimizer,
     phase_spans,
@@ -296,7 +297,10 @@ def describe_phases(experiment: Experiment) -> str:
         name = optimizer if isinstance(optimizer, str) else optimizer["name"]
         rate = optimizer.get("learning_rate") if isinstance(optimizer, dict) else None
         shown = "" if rate is None else f" {rate:g}" if not isinstance(rate, dict) else f" {rate['schedule']}"
-        parts.append(f"{index}: {_epochs(first, end)}, trainable {describe_trainable(phase.trainable)}, {name}{shown}")
+        views = feature_views(phase)
+        cached = "" if not views else ", features cached" + (f" ({views} views)" if views > 1 else "")
+        parts.append(f"{index}: {_epochs(first, end)}, trainable {describe_trainable(phase.trainable)}, {name}{shown}"
+                     f"{cached}")
     return "; ".join(parts)
 
 

@@ -178,6 +178,9 @@ class Meta(BaseModel):
                                                                "(`model.init_from`).")
     config: dict[str, Any] | None = Field(None, description="The experiment as config.yaml held it when the last "
                                                             "process started (None in older run folders).")
+    cached_features: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each time a phase's backbone features were computed (`cache_features`): "
+        "phase, views, pictures, seconds, kept (memory or file).")
 
     @field_validator("started", "ended", mode="before")
     @classmethod
@@ -185,9 +188,11 @@ class Meta(BaseModel):
         return _iso_time(value)
 
     def to_dict(self) -> dict[str, Any]:
-        """As meta.json holds it: the optional records (`init_from`, `config`) only when there are some."""
+        """As meta.json holds it: the optional records (`init_from`, `config`, `cached_features`) only when there
+        are some."""
         data = self.model_dump(mode="json")
-        return {key: value for key, value in data.items() if value is not None or key not in ("init_from", "config")}
+        return {key: value for key, value in data.items()
+                if value or key not in ("init_from", "config", "cached_features")}
 
 
 # ---------------------------------------------------------------- splits.json, scores.json

@@ -63,6 +63,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None) -> Insp
     """
     from cnnrun.model.backbones import describe_backbones, find_backbones
     from cnnrun.model.build import build_model, declared_info, naming_the_file
+    from cnnrun.model.features import check_cacheable
     from cnnrun.model.init_from import plan_init
     from cnnrun.model.phases import check_phases, describe_phases
 
@@ -75,6 +76,7 @@ def inspect_experiment(experiment: Experiment, plot: Path | None = None) -> Insp
         compile_model(model, experiment)  # the optimizer, the loss against dataset.label_mode, the metrics
         matching = plan_init(model, experiment)  # model.init_from: the run's checkpoint read and matched
     check_phases(model, experiment)  # train.phases: their layer names and optimizers
+    check_cacheable(model, experiment)  # their cache_features: a model cut at its backbone
     graph = not _is_sequential(model)
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     applications = {backbone.name: application for application, backbone in find_backbones(model)}

@@ -11,6 +11,7 @@ Example:
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ def _plain(value: Any) -> Any:
     return None if value is None else float(value) if not isinstance(value, int) else value
 
 
+def keras_verbosity(setting: str | int) -> int:
+    """`train.verbose` as Keras' fit takes it: `auto` is a progress bar in a terminal, one line per epoch in a pipe."""
+    return (1 if sys.stdout.isatty() else 2) if setting == "auto" else int(setting)
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Keeps the run folder current after every epoch, so that a run killed at any moment can be resumed.
 
@@ -99,6 +105,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.best = best or {"monitor": monitor, "value": checkpoint.initial_value_threshold, "epoch": None}
         self.stateful, self.restored = stateful or {}, restored or {}
         self.phases = list(phases)
+        self.whole = None  # the model the checkpoints hold when fit trains a part of it (a cached phase's head)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Put the saved wait counts and best values back (this runs after the callbacks' own reset)."""
@@ -108,6 +115,11 @@ class RunRecorder(keras.callbacks.Callback):
                     if attr in CALLBACK_STATE[name]:
                         setattr(self.stateful[name], attr, value)
         self.restored = {}
+
+    @property
+    def saved(self):
+        """The model the checkpoints hold: `whole` when set, else the one fit trains."""
+        return self.model if self.whole is None else self.whole
 
     def improved(self, value: float | None) -> bool:
         if value is None:
@@ -127,14 +139,14 @@ class RunRecorder(keras.callbacks.Callback):
             if self.verbose:
                 self.say(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
             record = {"monitor": self.monitor, "value": value, "epoch": epoch}
-            atomic_save_model(self.model, self.run.checkpoint("best"), info={**record, **phase})
+            atomic_save_model(self.saved, self.run.checkpoint("best"), info={**record, **phase})
             self.best = record
         self.history.append(row)
         self.run.write_history(self.history)
         callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
                      for name, cb in self.stateful.items()}
         self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
-        atomic_save_model(self.model, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
+        atomic_save_model(self.saved, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
         if self.plots:
             plot_history(self.history, self.run.history_plot)
 

@@ -150,6 +150,7 @@ def check_points(sweep: Sweep) -> None:
     -3`) is a one-line UserError naming the point, not a trial that fails."""
     from cnnrun.data import augmentation_in_model
     from cnnrun.model.build import declared_info, new_model
+    from cnnrun.model.features import check_cacheable
     from cnnrun.model.phases import check_phases
     from cnnrun.training.callbacks import configured_callbacks
 
@@ -160,6 +161,7 @@ def check_points(sweep: Sweep) -> None:
             configured_callbacks(experiment, None)
             model = new_model(experiment, declared_info(experiment), augmentation_in_model(experiment))
             check_phases(model, experiment)
+            check_cacheable(model, experiment)
 
 
 def prepare_study(sweep: Sweep, study, say: Say = silent) -> None:

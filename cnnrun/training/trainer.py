@@ -30,6 +30,7 @@ from cnnrun.devices.distribute import Placement, place
 from cnnrun.errors import UserError
 from cnnrun.model.build import declared_info, new_model, seed_everything
 from cnnrun.model.compiling import compile_model
+from cnnrun.model.features import check_cacheable
 from cnnrun.model.init_from import init_record
 from cnnrun.model.phases import announce_phase, check_phases, start_phase, summary_text
 from cnnrun.model.scoring import score_checkpoints
@@ -42,17 +43,15 @@ from cnnrun.training.callbacks import (
     RunRecorder,
     configured_callbacks,
     ctrl_c_between_batches,
+    keras_verbosity,
     resolve_monitor,
 )
+from cnnrun.training.features import cache_for
 from cnnrun.training.header import header_rows, plural, results_rows
 from cnnrun.training.provenance import new_meta, now
 from cnnrun.training.reopen import check_config, continue_from
 
 FINISHED = ("completed", "stopped_early", "pruned")
-
-
-def _verbosity(setting: str | int) -> int:
-    return (1 if sys.stdout.isatty() else 2) if setting == "auto" else int(setting)
 
 
 @dataclass
@@ -127,6 +126,7 @@ class Trainer:
             declared = declared_info(experiment)
             model = new_model(experiment, declared, in_model, placement.replicas)  # every config error, before any data
             check_phases(model, experiment)  # the layer names of `trainable: {from: X}` too
+            check_cacheable(model, experiment, placement.replicas)  # cache_features: a model cut at its backbone
             schedule = experiment.compile.schedule
 
             splits = load_splits(experiment, augment=not in_model)
@@ -288,7 +288,7 @@ class Trainer:
         """Train from `initial_epoch` to the experiment's epoch total; return how it ended.
 
         With `train.phases`, one Keras fit per phase, each phase started by `cnnrun.model.phases.start_phase` (its
-        trainable set, a fresh optimizer); early stopping ends the run in any phase.
+        trainable set, a fresh optimizer; `cnnrun.training.features` for `cache_features`); early stopping ends the run.
 
         Returns `completed` or `stopped_early`. Ctrl-C marks the run `interrupted` and exits with 130; an error
         marks it `failed` (a picture that vanished from the data folder is one line naming it).
@@ -301,6 +301,7 @@ class Trainer:
         # a distributed validation set does not know its length; Keras would warn after the first pass
         validation_steps = -(-splits.info.sizes.get("validation", 0) // experiment.train.batch_size) or None
         stopped, train = False, splits.train
+        self.recorder.whole = self.model  # a cached phase fits the head: the checkpoints still hold the model
         try:
             with ctrl_c_between_batches() as ctrl_c:
                 for first, end in fit_spans(experiment.train, self.initial_epoch):  # one fit per phase
@@ -310,14 +311,19 @@ class Trainer:
                         train = self.placement.feed(splits.from_epoch(first), experiment.train.batch_size).train
                     if line := announce_phase(self.model, experiment, self.run, first):
                         self.say(line)
-                    self.model.fit(train, validation_data=splits.validation, epochs=end,
-                                   initial_epoch=first, steps_per_epoch=splits.steps_per_epoch,
-                                   callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
-                                   validation_steps=validation_steps,
-                                   shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
-                                   verbose=_verbosity(experiment.train.verbose))
-                    stopped = any(getattr(c, "stopped_epoch", 0) for c in self.configured.callbacks) or \
-                        self.model.stop_training
+                    model, data, validation = self.model, train, splits.validation
+                    if cached := cache_for(self, first):  # the head alone, on the backbone's features
+                        model, data, validation = cached.head, cached.train, cached.validation
+                    try:
+                        model.fit(data, validation_data=validation, epochs=end, initial_epoch=first,
+                                  steps_per_epoch=splits.steps_per_epoch, validation_steps=validation_steps,
+                                  callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
+                                  shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
+                                  verbose=keras_verbosity(experiment.train.verbose))
+                    finally:
+                        cached and cached.remove_files()  # a cached phase's files of features, if any
+                    stopped = model.stop_training or any(getattr(c, "stopped_epoch", 0)
+                                                         for c in self.configured.callbacks)
                     if stopped:  # early stopping ends the run, in any phase
                         break
         except KeyboardInterrupt:
