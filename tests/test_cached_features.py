@@ -153,3 +153,45 @@ def test_a_model_that_cannot_be_cached_is_refused_before_any_data(layers, fragme
     assert result.returncode == 2, result.stdout + result.stderr
     assert fragment in result.stderr and "train.phases.0.cache_features" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+@slow
+def test_views_are_the_backbones_outputs_on_augmented_pictures_kept_in_a_file(tmp_path):
+    """`cache_features: 2` with flips, beyond the memory limit: `features/train.npy` holds two views of every
+    training picture, each the backbone's output (computed here with the model's own layers) on the picture or on
+    its mirror image, the two views not alike; the validation features are those of the pictures as they are; the
+    files go when the phase is done."""
+    from cnnrun.data import load_splits
+    from cnnrun.model.build import new_model
+    from cnnrun.model.phases import start_phase
+    from cnnrun.training.features import cache_phase
+
+    experiment = validate_experiment(backbone_config(
+        layers=LAYERS, augmentation={"horizontal_flip": True, "placement": "pipeline"},
+        train={"batch_size": 16, "phases": [{"epochs": 2, "trainable": "none", "cache_features": 2}]}), "t.yaml")
+    splits = load_splits(experiment, augment=True)
+    model = new_model(experiment, splits.info, False, 1, splits.steps_per_epoch)
+    for layer in model.get_layer("backbone").layers:  # random weights: keep the signal alive through the depth
+        if isinstance(layer, keras.layers.BatchNormalization):  # (see tests/test_backbone_commands.py)
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 0.1, "float32"))
+    start_phase(model, experiment, 0, splits.steps_per_epoch)
+    cached = cache_phase(model, splits, experiment, 0, folder=tmp_path, limit=0)
+    assert cached.folder == tmp_path / "features" and cached.views == 2 and cached.pictures == 48
+
+    def backbone(images):
+        x = model.get_layer("backbone_preprocessing")(np.asarray(images, np.float32))
+        return np.asarray(model.get_layer("backbone")(x, training=False))
+
+    train, held_out = splits.examples["train"], splits.examples["validation"]
+    views = np.load(tmp_path / "features" / "train.npy")
+    plain, mirrored = backbone(train.images), backbone(train.images[:, :, ::-1])
+    scale = np.abs(plain).max()
+    assert views.shape == (2, 36, 1280) and np.abs(plain - mirrored).max(axis=1).min() > 1e-2 * scale
+    assert np.abs(views[0] - views[1]).max() > 1e-2 * scale  # each view flips its own pictures
+    for view in views:  # every picture as it is, or mirrored
+        near = np.minimum(np.abs(view - plain).max(axis=1), np.abs(view - mirrored).max(axis=1))
+        assert near.max() < 1e-4 * scale
+    np.testing.assert_allclose(np.load(tmp_path / "features" / "validation.npy")[0], backbone(held_out.images),
+                               atol=1e-4 * scale)
+    cached.remove_files()
+    assert not (tmp_path / "features").exists()
