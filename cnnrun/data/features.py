@@ -42,10 +42,11 @@ def _batches(features: Any, labels: np.ndarray, info: DatasetInfo, indices, view
         def gather(index, v):
             return tf.numpy_function(lambda i, w: np.asarray(features[int(w)][i]), [index, v], dtype, stateful=False)
     else:
-        held = tf.constant(features)
+        count = features.shape[1]
+        held = tf.constant(features.reshape(-1, *shape))  # view v's picture i at v·count + i: a batch copies its rows
 
         def gather(index, v):
-            return tf.gather(held[v], index)
+            return tf.gather(held, v * count + index)
 
     label_tensor = tf.constant(labels)
 
