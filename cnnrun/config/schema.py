@@ -110,8 +110,10 @@ class TrainConfig(Section):
         "learning_rate: 0.001}` then `- {epochs: 2, trainable: all, learning_rate: 1.0e-5}`. Each phase: `epochs`; "
         "`trainable`: `none` (the base is frozen, the head trains), `all`, `{from: LAYER_NAME}` or `{last: N}` "
         "(the base's last N layers with weights); `learning_rate` (a number or a schedule, counted from the "
-        "phase's first epoch) and `optimizer` (as `compile.optimizer`, its default). Each phase starts with a "
-        "fresh optimizer; BatchNormalization layers of the base never train. See \"Phases\"."
+        "phase's first epoch) and `optimizer` (as `compile.optimizer`, its default); `cache_features` (`true` or "
+        "K views: a frozen backbone's outputs computed once at the phase's start, the head trained on them; "
+        "default false). Each phase starts with a fresh optimizer; BatchNormalization layers of the base never "
+        "train. See \"Phases\"."
     )
 
     @field_validator("phases", mode="before")
