@@ -13,18 +13,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Chromium for the browser tests of the HTML report (tests/browser.py drives it through Playwright, which comes with
-# the dev extra; never `playwright install`): Debian's package, installed as root when /usr/bin/chromium is absent.
-# Without root (or apt-get) the browser tests are skipped, and make says so in one line.
+# Debian packages the tests use: Chromium for the browser tests of the HTML report (tests/browser.py drives it
+# through Playwright, which comes with the dev extra; never `playwright install`) and Graphviz's `dot` for
+# `inspect --plot`, installed as root when absent. Without root (or apt-get) those tests are skipped, and make says
+# so in one line.
 browser:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@missing=""; [ -x /usr/bin/chromium ] || missing=" chromium"; command -v dot >/dev/null || missing="$$missing graphviz"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-	  echo "no /usr/bin/chromium (install Debian's chromium package as root): the browser tests will be skipped"; \
+	  echo "missing Debian packages:$$missing (install them as root): the browser and --plot tests will be skipped"; \
 	else \
-	  echo "installing Chromium (Debian's chromium package) for the browser tests"; \
+	  echo "installing Debian packages for the tests:$$missing"; \
 	  log=$$(mktemp); \
 	  if (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	      chromium) >$$log 2>&1; then rm -f $$log; else cat $$log; rm -f $$log; exit 1; fi; \
+	      $$missing) >$$log 2>&1; then rm -f $$log; else cat $$log; rm -f $$log; exit 1; fi; \
 	fi
 
 demo: install

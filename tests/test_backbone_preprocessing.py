@@ -114,3 +114,19 @@ def test_the_imagenet_mobilenet_v2_file_given_to_another_network_is_one_line(wri
     result = run_here("train", write_config(config), "--output-dir", tmp_path / "o")
     assert_user_error(result, f"{IMAGENET_MOBILENET_V2} does not ", needs)
     assert not (tmp_path / "o").exists()
+
+
+def test_inspect_draws_a_backbone_model(write_config, tmp_path):
+    """`inspect --plot` on a model with a nested keras.applications backbone: a PNG of the model, its three layers
+    (preprocessing, the backbone as one node, the head) one under the other."""
+    import importlib.util
+    import shutil
+
+    from PIL import Image
+
+    if not (importlib.util.find_spec("pydot") and shutil.which("dot")):
+        pytest.skip("pydot or Graphviz's dot is missing (make install puts them in)")
+    result = run_here("inspect", write_config(backbone_config()), "--plot", tmp_path / "model.png")
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "model.png") as drawn:
+        assert drawn.format == "PNG" and drawn.height > 3 * 120  # a box is about 110 pixels high at 96 dpi

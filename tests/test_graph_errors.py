@@ -2,6 +2,8 @@
 
 import importlib.util
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -107,12 +109,16 @@ def test_inspect_shows_each_nodes_inputs_by_id(write_config):
     assert "(16 + 2·1 − 3)/1 + 1 = 16" in rows["res2_body"] and "(3·3·4 + 1)·4 = 148" in rows["res2_body"]
 
 
-def test_plot_draws_the_graph_or_says_in_one_line_what_to_install(write_config, tmp_path):
+def test_plot_draws_the_graph_or_says_in_one_line_what_to_install(write_config, tmp_path, monkeypatch):
+    """With pydot and Graphviz (`make install` puts both in), the drawing is a PNG; without `dot` on the PATH, one
+    line says what to install and nothing is written."""
     path = write_config(graph([{**CONV, "id": "stem"}, {"block": "res"}], {"res": RESIDUAL}))
+    if not (importlib.util.find_spec("pydot") and shutil.which("dot")):
+        pytest.skip("pydot or Graphviz's dot is missing (make install puts them in)")
     result = run_here("inspect", path, "--plot", tmp_path / "graph.png")
-    if importlib.util.find_spec("pydot") and shutil.which("dot"):
-        assert result.returncode == 0, result.stderr
-        assert (tmp_path / "graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    else:
-        assert_user_error(result, "pip install 'cnnrun[plot]'", "Graphviz")
-        assert not (tmp_path / "graph.png").exists()
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # a PATH without Graphviz's dot
+    result = run_here("inspect", path, "--plot", tmp_path / "again.png")
+    assert_user_error(result, "pip install 'cnnrun[plot]'", "Graphviz")
+    assert not (tmp_path / "again.png").exists()
