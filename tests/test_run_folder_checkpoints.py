@@ -48,6 +48,25 @@ def test_a_checkpoint_carries_its_record_and_keras_safe_mode_still_loads_it(tmp_
     assert [p.name for p in path.parent.iterdir()] == ["best.keras"]
 
 
+def test_a_copied_checkpoint_carries_its_own_record_and_the_same_model(tmp_path):
+    """best.keras copied to last.keras (the same epoch): the copy's record is its own, the source keeps its own,
+    the weights and Adam's slots load alike, and only Keras' entries are in the archive."""
+    from cnnrun.atomic import atomic_copy_model
+
+    model = small_model()
+    model.optimizer.variables[-1].assign(np.full(model.optimizer.variables[-1].shape, 0.5, "float32"))
+    best, last = tmp_path / "best.keras", tmp_path / "last.keras"
+    atomic_save_model(model, best, info=BEST)
+    atomic_copy_model(best, last, info={"epoch": 3, "phase": 1})
+    assert checkpoint_info(best) == BEST and checkpoint_info(last) == {"epoch": 3, "phase": 1}
+    loaded = keras.saving.load_model(last, safe_mode=True)
+    for saved, original in zip(loaded.get_weights() + [np.asarray(v) for v in loaded.optimizer.variables],
+                               model.get_weights() + [np.asarray(v) for v in model.optimizer.variables], strict=True):
+        np.testing.assert_array_equal(saved, original)
+    assert sorted(zipfile.ZipFile(last).namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "last.keras"]
+
+
 def test_a_checkpoint_saved_without_a_record_or_foreign_has_none(tmp_path):
     small_model().save(tmp_path / "plain.keras")
     (tmp_path / "text.keras").write_text("not a zip")

@@ -19,7 +19,7 @@ from typing import Any
 
 import keras
 
-from cnnrun.atomic import atomic_save_model
+from cnnrun.atomic import atomic_copy_model, atomic_save_model
 from cnnrun.config import CheckpointConfig, Experiment
 from cnnrun.errors import UserError
 from cnnrun.model.schedules import last_step_learning_rate
@@ -135,7 +135,8 @@ class RunRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch, **phase, **{k: float(v) for k, v in (logs or {}).items()}}
         row["learning_rate"] = last_step_learning_rate(self.model.optimizer)  # with a schedule: the epoch's own
         value = row.get(self.monitor)
-        if self.improved(value) or not self.save_best_only:
+        saved_best = self.improved(value) or not self.save_best_only
+        if saved_best:
             if self.verbose:
                 self.say(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
             record = {"monitor": self.monitor, "value": value, "epoch": epoch}
@@ -146,7 +147,10 @@ class RunRecorder(keras.callbacks.Callback):
         callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
                      for name, cb in self.stateful.items()}
         self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
-        atomic_save_model(self.saved, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
+        if saved_best:  # the same weights and optimizer state: a copy, with last.keras's own record
+            atomic_copy_model(self.run.checkpoint("best"), self.run.checkpoint("last"), info={"epoch": epoch, **phase})
+        else:
+            atomic_save_model(self.saved, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
         if self.plots:
             plot_history(self.history, self.run.history_plot)
 
