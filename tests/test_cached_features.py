@@ -79,6 +79,12 @@ def test_the_head_trained_on_cached_features_is_the_head_trained_the_slow_way(tm
         np.testing.assert_allclose(np.asarray(mine), np.asarray(other), rtol=1e-4, atol=1e-5, err_msg=mine.path)
     assert not (resumed / "features").exists()
 
+    from cnnrun.run_folder.folder import Run
+    from cnnrun.tasks.report import write_run_report
+
+    page = write_run_report(Run(resumed), tmp_path / "page.html").path.read_text()  # the overview tells both
+    assert page.count("backbone features of 48 pictures (1 view) computed once in") == 2
+
 
 def test_cached_batches_come_in_the_order_of_the_pictures(tmp_path):
     """The cached stream shuffles indices as the picture stream shuffles pictures (arrays, and files without a

@@ -86,6 +86,10 @@ def overview(run: Run, state, meta, scores: dict[str, Any], params: int | None) 
             pairs.append(("resumed", ", ".join(f"at epoch {r.at_epoch} ({r.time})" for r in meta.resumed)))
         if meta.init_from:
             pairs.append(("weights from", meta.init_from.get("run", meta.init_from)))
+        for cached in meta.cached_features:
+            pairs.append((f"phase {cached.get('phase')}", f"backbone features of {cached.get('pictures', 0):,} "
+                          f"pictures ({cached.get('views', 1)} view{'' if cached.get('views', 1) == 1 else 's'}) "
+                          f"computed once in {cached.get('seconds', 0):.1f} s"))
     pairs.append(("parameters", f"{params:,}" if params is not None else None))
     return facts(pairs)
 
