@@ -28,7 +28,7 @@ def tta_run(tmp_path_factory):
     path = folder / "tta.yaml"
     path.write_text(yaml.safe_dump(tiny_config(name="tta", evaluate={"tta": ["flip"]}, train={"epochs": 1,
                                                                                               "batch_size": 16},
-                                               output={"plots": False})))
+                                               output={"plots": False, "report": False})))
     result = run_here("train", path, "--output-dir", folder / "runs")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     return only_run(folder / "runs")

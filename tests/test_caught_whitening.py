@@ -37,7 +37,8 @@ def whitened_run(tmp_path_factory):
     layers = [{"PatchWhitening": {"patch_size": 2}}, {"Activation": "gelu"}, {"GlobalAveragePooling2D": {}},
               {"Dense": {"units": 2, "activation": "softmax"}}]
     config = tiny_config(dataset={"name": "npz", "path": str(folder / "arrays.npz"), "normalize": "standardize"},
-                         model={"layers": layers}, train={"epochs": 1, "batch_size": 512}, output={"plots": False})
+                         model={"layers": layers}, train={"epochs": 1, "batch_size": 512},
+                         output={"plots": False, "report": False})
     path = folder / "whitening.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run_here("train", path, "--output-dir", folder / "runs")

@@ -90,7 +90,7 @@ def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
 @pytest.mark.slow
 def test_two_processes_train_one_model_and_process_0_writes(write_config, tmp_path):
     tiny = tiny_config()["dataset"] | {"test_samples": 0}  # scoring would compile two more models in each process
-    config = write_config(tiny_config(backend="jax", dataset=tiny, output={"plots": False}))
+    config = write_config(tiny_config(backend="jax", dataset=tiny, output={"plots": False, "report": False}))
     port = free_port()
     processes = [start("train", config, "--output-dir", tmp_path / "runs", env=cluster(port, i)) for i in (0, 1)]
     results = finish_all(processes)

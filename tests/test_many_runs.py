@@ -27,7 +27,7 @@ slow = pytest.mark.slow  # the tests of the two tiny trained runs (`outputs`): a
 def _config(learning_rate: float, batch_size: int) -> dict:
     """A tiny experiment whose model holds its augmentation layers and whose inputs are standardised."""
     config = tiny_config(compile={"optimizer": {"name": "adam", "learning_rate": learning_rate}},
-                         train={"epochs": 1, "batch_size": batch_size}, output={"plots": False},
+                         train={"epochs": 1, "batch_size": batch_size}, output={"plots": False, "report": False},
                          augmentation={"horizontal_flip": True, "placement": "model"})
     config["dataset"]["normalize"] = "standardize"
     return config

@@ -33,7 +33,7 @@ TWO_PLUS_TWO = [{"epochs": 2, "trainable": "none", "learning_rate": 0.01},
 
 
 def phased_config(phases=TWO_PLUS_TWO, **train) -> dict:
-    return tiny_config(model={"layers": NAMED_LAYERS}, output={"plots": False},
+    return tiny_config(model={"layers": NAMED_LAYERS}, output={"plots": False, "report": False},
                        compile={"optimizer": "adam", "jit_compile": False},  # XLA takes seconds to compile each phase
                        train={"batch_size": 16, "deterministic": True, "phases": phases, **train})
 

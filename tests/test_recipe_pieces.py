@@ -94,7 +94,7 @@ def ema_config(momentum: float | None, epochs: int, one_step: bool = False) -> d
     if momentum is not None:
         optimizer |= {"use_ema": True, "ema_momentum": momentum}
     config = tiny_config(compile={"optimizer": optimizer}, train={"epochs": epochs, "batch_size": 16},
-                         output={"plots": False})
+                         output={"plots": False, "report": False})
     if one_step:  # 16 training pictures: one batch, one optimizer step per epoch
         config["dataset"] |= {"num_samples": 20, "validation_split": 0.2}
     return config

@@ -31,11 +31,12 @@ def weights(run, which="last"):
 
 def test_resume_is_exact_with_determinism(write_config, tmp_path):
     path = write_config(NO_DROPOUT)
-    straight = run_cli("train", path, "--output-dir", tmp_path / "straight")
+    straight = run_here("train", path, "--output-dir", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    split = run_cli("train", path, "--output-dir", tmp_path / "split", "--set", "train.epochs=2")
+    split = run_here("train", path, "--output-dir", tmp_path / "split", "--set", "train.epochs=2")
     assert split.returncode == 0, split.stderr[-2000:]
     run = only_run(tmp_path / "split")
+    # resumed in a new process, as after a crash: nothing but the run folder carries over from the first two epochs
     resumed = run_cli("resume", run, "--epochs", "4")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 

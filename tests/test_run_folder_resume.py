@@ -31,7 +31,8 @@ def one_epoch(tmp_path_factory):
     """A completed one-epoch run (batch 16), copied by each test that damages it."""
     folder = tmp_path_factory.mktemp("one_epoch")
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False})))
+    path.write_text(yaml.safe_dump(tiny_config(train={"epochs": 1, "batch_size": 16},
+                                               output={"plots": False, "report": False})))
     result = run_here("train", path, "--output-dir", folder / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     return only_run(folder / "out")
@@ -224,7 +225,7 @@ def test_pictures_deleted_before_the_final_scoring_end_in_one_line_and_a_run_res
     kept = shutil.copytree(root, tmp_path / "kept")
     config = tiny_config(dataset={"name": "image_folder", "path": str(root), "image_size": 16, "cache": "memory",
                                   "validation_split": 0.25, "test_split": 0.25},
-                         train={"epochs": 2, "batch_size": 8}, output={"plots": False})
+                         train={"epochs": 2, "batch_size": 8}, output={"plots": False, "report": False})
     result = train_then([write_config(config)], tmp_path / "out", lambda: shutil.rmtree(root))
     assert_user_error(result, str(root), "no such file or directory", "resume")
     run = only_run(tmp_path / "out")

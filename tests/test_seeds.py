@@ -11,7 +11,7 @@ from tests.conftest import run_here, tiny_config
 
 @pytest.mark.slow
 def test_three_seeds_make_three_runs_and_print_their_mean_and_spread(write_config, tmp_path):
-    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False})
+    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False, "report": False})
     result = run_here("train", write_config(config), "--seeds", "3", "--output-dir", tmp_path)
     assert result.returncode == 0, result.stderr
     runs = sorted(p for p in (tmp_path / "tiny").iterdir() if p.is_dir())

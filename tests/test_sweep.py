@@ -24,7 +24,7 @@ def sweep_config(folder: Path, name: str = "grid", epochs: int = 2, **sweep) -> 
     """A 4-point grid on the tiny experiment: a learning rate that trains, one that cannot, two widths."""
     config = tiny_config(name=name, compile={"optimizer": {"name": "adam", "learning_rate": 0.01}},
                          train={"epochs": epochs, "batch_size": 16, "verbose": 0},
-                         output={"dir": str(folder / "outputs"), "plots": False},
+                         output={"dir": str(folder / "outputs"), "plots": False, "report": False},
                          callbacks={"tensorboard": True})  # each trial's HParams session goes there
     config["sweep"] = {"method": "grid", "params": {LR: {"choice": [0.01, 1e-9]}, FILTERS: {"choice": [2, 4]}},
                        "objective": {"metric": "val_loss", "mode": "min"}, "pruner": "median", **sweep}
@@ -124,7 +124,10 @@ def test_running_a_finished_sweep_again_trains_nothing_more(grid_sweep):
 def test_a_killed_two_worker_sweep_resumes_to_exactly_the_planned_trials(tmp_path):
     """Two workers share one journal; both are killed mid-trial; the same command again ends with each grid
     point finished once, the killed trials failed and retried, no run folder written twice."""
-    path = write(tmp_path, sweep_config(tmp_path, name="killed", epochs=3, pruner="none"))
+    config = sweep_config(tmp_path, name="killed", epochs=3, pruner="none")
+    # about the journal and its retries: no TensorBoard, no test split to score (a second less a trial)
+    config["callbacks"]["tensorboard"], config["dataset"]["test_samples"] = False, 0
+    path = write(tmp_path, config)
     sweep_dir = tmp_path / "outputs" / "killed"
     env = {**os.environ, "COLUMNS": "200"}
     process = subprocess.Popen([sys.executable, "-m", "cnnrun", "sweep", str(path), "--workers", "2"], cwd=PROJECT,

@@ -19,7 +19,7 @@ def tracked(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tracked")
     uri = f"sqlite:///{folder}/mlflow.db"
     config = tiny_config(tracking={"mlflow": {"uri": uri, "experiment": "tiny-tracked"}},
-                         train={"epochs": 2, "batch_size": 16, "verbose": 0}, output={"plots": False},
+                         train={"epochs": 2, "batch_size": 16, "verbose": 0}, output={"plots": False, "report": False},
                          evaluate={"tta": ["flip"]})
     del config["callbacks"]  # TensorBoard as a user gets it: on by default
     path = folder / "tiny.yaml"

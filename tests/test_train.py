@@ -74,7 +74,7 @@ def test_sparse_logits_without_validation(write_config, tmp_path):
         model={"layers": layers},
         compile={"optimizer": "rmsprop", "loss": {"name": "sparse_categorical_crossentropy", "from_logits": True},
                  "metrics": ["acc"]},
-        callbacks={"checkpoint": {"monitor": "val_acc"}}, output={"plots": False})
+        callbacks={"checkpoint": {"monitor": "val_acc"}}, output={"plots": False, "report": False})
     result = run_here("train", write_config(config), "--output-dir", tmp_path, "--set", "train.epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "tiny").iterdir()
@@ -87,6 +87,6 @@ def test_sparse_logits_without_validation(write_config, tmp_path):
 def test_seed_zero_trains(write_config, tmp_path):
     # TensorFlow refused its global seed 0 with the per-epoch shuffle's tensor seed ("symbolic tf.Tensor as a
     # Python bool") before any epoch ran
-    config = tiny_config(seed=0, train={"epochs": 1, "batch_size": 16}, output={"plots": False})
+    config = tiny_config(seed=0, train={"epochs": 1, "batch_size": 16}, output={"plots": False, "report": False})
     result = run_here("train", write_config(config), "--output-dir", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -84,7 +84,7 @@ def test_a_pooling_stack_too_deep_for_the_input_names_the_layer_and_the_shapes(w
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["_draft", "réseau", "expérience"])
 def test_a_name_tensorflow_refuses_as_a_scope_still_trains_into_a_folder_of_that_name(write_config, tmp_path, name):
-    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False})
+    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False, "report": False})
     result = run_here("train", write_config(config), "--output-dir", tmp_path, "--set", f"name={name}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / name).is_dir() and state_of(only_run(tmp_path))["status"] == "completed"
@@ -138,7 +138,8 @@ def test_the_value_best_keras_holds_is_read_from_the_checkpoint_itself(write_con
 
 @pytest.mark.slow
 def test_a_run_killed_before_its_first_epoch_ended_starts_again_in_the_same_folder(write_config, tmp_path):
-    config = tiny_config(train={"epochs": 2, "batch_size": 16, "deterministic": True}, output={"plots": False})
+    config = tiny_config(train={"epochs": 2, "batch_size": 16, "deterministic": True},
+                         output={"plots": False, "report": False})
     path = write_config(config)
     assert run_here("train", path, "--output-dir", tmp_path / "straight").returncode == 0
     straight = only_run(tmp_path / "straight")
@@ -193,7 +194,7 @@ def test_ctrl_c_during_the_final_scoring_interrupts_and_resume_scores_the_run(wr
     arrays = tmp_path / "arrays.npz"
     np.savez(arrays, x_train=rng.integers(0, 256, (64, 16, 16, 1), np.uint8), y_train=np.arange(64) % 3,
              x_test=rng.integers(0, 256, (12000, 16, 16, 1), np.uint8), y_test=np.arange(12000) % 3)
-    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False},
+    config = tiny_config(train={"epochs": 1, "batch_size": 16}, output={"plots": False, "report": False},
                          dataset={"name": "npz", "path": str(arrays), "validation_split": 0.25})
     process = _start(write_config(config), tmp_path, "train")
 
@@ -221,7 +222,7 @@ def test_ctrl_c_during_the_final_scoring_interrupts_and_resume_scores_the_run(wr
 
 @pytest.mark.slow
 def test_a_second_process_cannot_write_a_run_folder_that_is_being_trained(write_config, tmp_path):
-    config = tiny_config(train={"epochs": 200, "batch_size": 16}, output={"plots": False})
+    config = tiny_config(train={"epochs": 200, "batch_size": 16}, output={"plots": False, "report": False})
     config["dataset"]["num_samples"] = 400
     process = _start(write_config(config), tmp_path, "train")
     try:

@@ -46,7 +46,8 @@ def test_a_run_fills_the_whitening_layer_from_its_training_split_and_keeps_it_fr
               {"Dense": {"units": 2, "activation": "softmax"}}]
     config = tiny_config(dataset={"name": "npz", "path": str(arrays), "normalize": "none"},  # no validation split
                          model={"layers": layers}, train={"epochs": 2, "batch_size": 32},
-                         compile={"optimizer": {"name": "adam", "learning_rate": 0.05}}, output={"plots": False})
+                         compile={"optimizer": {"name": "adam", "learning_rate": 0.05}},
+                         output={"plots": False, "report": False})
     result = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")
     assert result.returncode == 0, result.stderr
     run = only_run(tmp_path / "runs")
