@@ -149,3 +149,24 @@ def test_both_checkpoints_damaged_and_one_missing_are_said_as_such(tmp_path):
     (run.checkpoints / "best.keras").unlink()
     with pytest.raises(UserError, match=r"best\.keras: checkpoint missing; checkpoints/last\.keras is damaged"):
         load_checkpoint(run.checkpoints / "best.keras")
+
+
+@pytest.mark.parametrize("stop_early", [False, True])
+def test_history_png_waits_between_fast_epochs_and_always_shows_the_last(tmp_path, monkeypatch, stop_early):
+    """Epochs of a fraction of a second are drawn at most every PLOT_EVERY seconds (the first is), and the fit's
+    last epoch always, also when early stopping ends the fit before its planned end."""
+    from cnnrun.config import CheckpointConfig
+    from cnnrun.training import callbacks
+
+    drawn, draw = [], callbacks.plot_history
+    monkeypatch.setattr(callbacks, "plot_history", lambda history, path: (drawn.append(len(history)),
+                                                                          draw(history, path)))
+    run = Run(tmp_path / "run")
+    run.update_state(status="running", epochs_completed=0, epochs_planned=5)
+    recorder = callbacks.RunRecorder(run, "loss", CheckpointConfig())
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
+    stopper = [keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=100.0)] if stop_early else []
+    small_model().fit(x, y, epochs=5, verbose=0, callbacks=[recorder, *stopper])
+    assert drawn == ([1, 2] if stop_early else [1, 5])
+    assert run.history_plot.stat().st_size > 0

@@ -15,7 +15,7 @@ import numpy as np
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
 from cnnrun.model.calibration import reliability
 from cnnrun.model.checkpoints import load_run_model
-from cnnrun.model.scoring import per_class_table, tta_probabilities, tta_scores
+from cnnrun.model.scoring import per_class_table, scored_probabilities, tta_scores
 from cnnrun.run_folder.files import EVAL, explained_name
 from cnnrun.run_folder.folder import Run, open_run
 
@@ -108,8 +108,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     data = splits.split(split)
     examples = splits.examples[split]
     truth = examples.labels
-    metrics = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
-    averaged = tta_probabilities(model, data, experiment)  # the plain outputs without `evaluate.tta`
+    metrics, averaged = scored_probabilities(model, data, experiment)  # one pass (a pass a view with TTA)
     if experiment.evaluate.tta:
         metrics |= tta_scores(averaged, truth)
     metrics["expected_calibration_error"] = reliability(averaged, truth).ece

@@ -13,6 +13,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,22 +66,27 @@ def keras_verbosity(setting: str | int) -> int:
     return (1 if sys.stdout.isatty() else 2) if setting == "auto" else int(setting)
 
 
+PLOT_EVERY = 5.0  # seconds: history.png is drawn at most this often between a fit's epochs
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Keeps the run folder current after every epoch, so that a run killed at any moment can be resumed.
 
     After each epoch it writes, in this order: `checkpoints/best.keras` when the monitored value improved,
-    `history.csv`, `state.json` (epoch count, best value, the other callbacks' state), `checkpoints/last.keras`
-    and `history.png`, each replaced whole. Each checkpoint carries its own record (monitor, value, epoch; with
-    phases, the phase) inside the `.keras` file, so what it holds is known from the file itself at every instant,
-    even when the process dies between two writes. `last.keras` is the truth about how far training got: its
-    record says how many epochs it holds (checked against its optimizer's iteration count), and resume trims the
-    history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
+    `history.csv`, `state.json` (epoch count, best value, the other callbacks' state), `checkpoints/last.keras` and
+    `history.png`, each replaced whole. `history.png` (about 0.2 s to draw) waits when it was drawn less than
+    `PLOT_EVERY` seconds before, as a cached phase's epochs of a second or less would otherwise spend a fifth of
+    their time drawing; it is always drawn after a fit's last epoch. Each checkpoint carries its own record
+    (monitor, value, epoch; with phases, the phase) inside the `.keras` file, so what it holds is known from the
+    file itself at every instant, even when the process dies between two writes. `last.keras` is the truth about how
+    far training got: its record says how many epochs it holds (checked against its optimizer's iteration count),
+    and resume trims the history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
 
     Args:
         run: the run folder.
         monitor: the logged value that decides `best.keras` (already resolved, e.g. `val_accuracy`).
         checkpoint: the experiment's `callbacks.checkpoint` section (mode, save_best_only, verbose, threshold).
-        plots: write `history.png` after every epoch. Defaults to True.
+        plots: write `history.png` after every epoch (at most every `PLOT_EVERY` seconds). Defaults to True.
         history: rows of the epochs already done (resume), appended to. Defaults to none.
         best: `{"monitor", "value", "epoch"}` of the current `best.keras` (resume), or None.
         stateful: the Keras callbacks whose state is saved every epoch and restored at the start, by config name.
@@ -106,6 +112,8 @@ class RunRecorder(keras.callbacks.Callback):
         self.stateful, self.restored = stateful or {}, restored or {}
         self.phases = list(phases)
         self.whole = None  # the model the checkpoints hold when fit trains a part of it (a cached phase's head)
+        self.drawn_at: float | None = None  # time.monotonic() when history.png was last drawn
+        self.undrawn = False  # epochs are done that history.png does not show
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Put the saved wait counts and best values back (this runs after the callbacks' own reset)."""
@@ -151,8 +159,18 @@ class RunRecorder(keras.callbacks.Callback):
             atomic_copy_model(self.run.checkpoint("best"), self.run.checkpoint("last"), info={"epoch": epoch, **phase})
         else:
             atomic_save_model(self.saved, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
-        if self.plots:
+        self.undrawn = True
+        if self.drawn_at is None or time.monotonic() - self.drawn_at >= PLOT_EVERY:
+            self.draw()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.draw()  # the fit's last epochs, also when early stopping ended it before its planned end
+
+    def draw(self) -> None:
+        """Draw `history.png` when epochs are done that it does not show (and plots are on)."""
+        if self.plots and self.undrawn:
             plot_history(self.history, self.run.history_plot)
+            self.drawn_at, self.undrawn = time.monotonic(), False
 
 
 class AveragedWeights(keras.callbacks.SwapEMAWeights):
@@ -262,7 +280,7 @@ def ctrl_c_between_batches():
             if pressed:
                 raise KeyboardInterrupt
 
-        on_test_batch_end = on_train_batch_end
+        on_test_batch_end = on_predict_batch_end = on_train_batch_end
 
     def note(signum, frame) -> None:
         if pressed:
