@@ -436,6 +436,11 @@ def test_transfer(tmp_path):
     assert scores[0]["best"]["accuracy"] == scores[1]["best"]["accuracy"]
     assert scores[0]["last"]["accuracy"] == scores[1]["last"]["accuracy"]
     np.testing.assert_allclose(scores[0]["last"]["loss"], scores[1]["last"]["loss"], rtol=1e-4)
+    # epoch by epoch (random weights give nearly the same features to every tiny picture, so the test scores alone
+    # would hardly tell two heads apart; the losses of the training batches do)
+    for epoch_cached, epoch_uncached in zip(history(cached), history(uncached), strict=True):
+        assert epoch_cached.keys() == epoch_uncached.keys()
+        np.testing.assert_allclose(list(epoch_cached.values()), list(epoch_uncached.values()), rtol=1e-5)
     assert speed_result["same_accuracy_seeds"] == "1" and speed_result["epochs"] == "2"
     figures = {}
     for label, run in (("phase 1, features cached", cached), ("phase 1, backbone every batch", uncached)):
