@@ -35,7 +35,7 @@ phases: the from-scratch run trains as many epochs as the phases then add up to)
 Tiny mode (what tests/test_bench.py runs): `--data-dir` a tree of a few pictures per class, `--seeds 1`,
 `--set dataset.holdout_first=N --set dataset.samples_per_class=M`, `--pretrain-set train.epochs=1` and
 `--pets-set` two phases of one epoch each, `--pets-set model.layers=…` a small network, `--imagenet-set
-model.layers=…` a small backbone (MobileNetV2 with alpha 0.35, random weights, at 32×32), `--imagenet-set
+model.layers=…` a small backbone (MobileNet with alpha 0.25, random weights, at 32×32), `--imagenet-set
 train.phases=…` two short phases and `--speed-epochs 2`.
 """
 
