@@ -380,33 +380,82 @@ def test_distribution(tmp_path):
         assert float(fit) > 0 and int(first) >= 0
 
 
+# the ImageNet rows' network in tiny mode: MobileNet at its narrowest (fewer layers than MobileNetV2's, so quicker
+# to trace and save), random weights, on the 32×32 pictures
+TINY_BACKBONE = ("model.layers=[{Resizing: {height: 32, width: 32}}, {backbone: {name: MobileNet, alpha: 0.25, "
+                 "weights: null, preprocessing: torch, pooling: avg, trainable: false}}, {Dropout: 0.2}, "
+                 "{Dense: {units: '${num_classes}', activation: softmax}}]")
+
+
 @pytest.mark.slow
 def test_transfer(tmp_path):
+    """Every row in tiny mode: the 8-class pretraining, scratch and 8-class runs on a small network, the ImageNet
+    config on a tiny backbone, and its first phase alone with and without cached features (the same head)."""
     tree = jpeg_tree(tmp_path / "tree", train=6, test=2)
     phases = "[{epochs: 1, trainable: none, learning_rate: 0.001}, {epochs: 1, trainable: all, learning_rate: 0.001}]"
-    out = bench("transfer.py", "--data-dir", tree, "--output-dir", "runs", "--seeds", "1",
+    imagenet_phases = ("[{epochs: 1, trainable: none, learning_rate: 0.01, cache_features: true}, "
+                       "{epochs: 1, trainable: {from: conv_pw_13}, learning_rate: 0.001}]")
+    out = bench("transfer.py", "--data-dir", tree, "--output-dir", "runs", "--seeds", "1", "--speed-epochs", "2",
                 "--set", "dataset.holdout_first=4", "--set", "dataset.samples_per_class=3",
-                "--set", "train.batch_size=8", "--set", "callbacks.tensorboard=false", "--set", "output.plots=false",
-                "--pretrain-set", "train.epochs=1", "--pets-set", f"train.phases={phases}", "--pets-set",
-                "train.epochs=2", *SMALL_NETWORK, cwd=tmp_path)
-    (pretrained,), (scratch,), (transfer,) = (list((tmp_path / "runs" / name).iterdir())
-                                             for name in ("cifar10_8class", "pets_scratch", "pets_transfer"))
-    # the from-scratch run trains as many epochs as the overridden phases add up to: 1 + 1
-    assert [len(history(run)) for run in (pretrained, scratch, transfer)] == [1, 2, 2]
+                "--set", "train.batch_size=4", "--set", "callbacks.tensorboard=false", "--set", "output.plots=false",
+                "--set", "output.report=false", "--pretrain-set", "train.epochs=1",
+                "--pets-set", f"train.phases={phases}", "--pets-set", "train.epochs=2",
+                "--pets-set", SMALL_NETWORK[1], "--pretrain-set", SMALL_NETWORK[1],
+                "--imagenet-set", TINY_BACKBONE, "--imagenet-set", f"train.phases={imagenet_phases}", cwd=tmp_path)
+    runs = {name: list((tmp_path / "runs" / name).iterdir()) for name in (
+        "cifar10_8class", "pets_scratch", "pets_transfer", "pets_imagenet", "speed_cached", "speed_uncached")}
+    assert all(len(found) == 1 for found in runs.values()), runs
+    pretrained, scratch, transfer, imagenet, cached, uncached = (found[0] for found in runs.values())
+    # the from-scratch run trains as many epochs as the overridden phases add up to: 1 + 1; the speed runs 2
+    assert [len(history(run)) for (run,) in runs.values()] == [1, 2, 2, 2, 2, 2]
     assert yaml.safe_load((scratch / "config.yaml").read_text())["train"]["phases"] is None
     assert yaml.safe_load((transfer / "config.yaml").read_text())["model"]["init_from"] == f"{pretrained}:best"
     best = {}
     for label, run in (("8 classes (pretraining)", pretrained), ("cat vs dog, from scratch", scratch),
-                       ("cat vs dog, from the 8 classes", transfer)):
+                       ("cat vs dog, from the 8 classes", transfer), ("cat vs dog, ImageNet MobileNetV2", imagenet)):
         scores = json.loads((run / "scores.json").read_text())
         row = re.search(rf"^{re.escape(label)} +1 +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.MULTILINE)
         assert row.groups()[:2] == (f"{scores['best']['accuracy']:.4f}", f"{scores['last']['accuracy']:.4f}")
         best[label] = scores["best"]["accuracy"]
     for accuracy in list(best.values())[1:]:  # a share of the 4 cat and dog test pictures
         assert math.isclose(accuracy * 4, round(accuracy * 4), abs_tol=1e-6)
-    (result,) = results(out)
+    transfer_result, imagenet_result, speed_result = results(out)
     gain = best["cat vs dog, from the 8 classes"] - best["cat vs dog, from scratch"]
-    assert (result["epochs"], result["seeds"], result["transfer_gain_best"]) == ("2", "1", f"{gain:.4f}")
+    assert (transfer_result["epochs"], transfer_result["seeds"], transfer_result["transfer_gain_best"]) == (
+        "2", "1", f"{gain:.4f}")
+    assert imagenet_result["imagenet_best"] == f"{best['cat vs dog, ImageNet MobileNetV2']:.4f}"
+    # the ImageNet run: phase 1 on features of its 6 training and 4 validation pictures, then fine-tuning
+    assert json.loads((imagenet / "meta.json").read_text())["cached_features"][0]["pictures"] == 10
+    # the speed runs: the config's first phase alone, 2 epochs, cached or not; the same head, so the same scores
+    for run, flag in ((cached, True), (uncached, False)):
+        (phase,) = yaml.safe_load((run / "config.yaml").read_text())["train"]["phases"]
+        assert (phase["epochs"], phase["trainable"], phase["cache_features"]) == (2, "none", flag)
+    assert "cached_features" not in json.loads((uncached / "meta.json").read_text())
+    (entry,) = json.loads((cached / "meta.json").read_text())["cached_features"]
+    scores = [json.loads((run / "scores.json").read_text()) for run in (cached, uncached)]
+    assert scores[0]["best"]["accuracy"] == scores[1]["best"]["accuracy"]
+    assert scores[0]["last"]["accuracy"] == scores[1]["last"]["accuracy"]
+    np.testing.assert_allclose(scores[0]["last"]["loss"], scores[1]["last"]["loss"], rtol=1e-4)
+    # epoch by epoch (random weights give nearly the same features to every tiny picture, so the test scores alone
+    # would hardly tell two heads apart; the losses of the training batches do)
+    for epoch_cached, epoch_uncached in zip(history(cached), history(uncached), strict=True):
+        assert epoch_cached.keys() == epoch_uncached.keys()
+        np.testing.assert_allclose(list(epoch_cached.values()), list(epoch_uncached.values()), rtol=1e-5)
+    assert speed_result["same_accuracy_seeds"] == "1" and speed_result["epochs"] == "2"
+    figures = {}
+    for label, run in (("phase 1, features cached", cached), ("phase 1, backbone every batch", uncached)):
+        row = re.search(rf"^{re.escape(label)} +1 +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$",
+                        out, re.MULTILINE)
+        state = json.loads((run / "state.json").read_text())
+        best_, last, features, per_epoch, fit, wall = row.groups()
+        assert (best_, last) == (f"{scores[0]['best']['accuracy']:.4f}", f"{scores[0]['last']['accuracy']:.4f}")
+        seconds = entry["seconds"] if run == cached else 0
+        assert (features, fit) == (f"{seconds:.1f}", f"{state['fit_seconds']:.1f}")
+        assert per_epoch == f"{(state['fit_seconds'] - seconds) / 2:.2f}"
+        figures[run == cached] = float(per_epoch), float(fit), float(wall)
+    for index, key in enumerate(("epoch", "phase", "run")):  # the speed-ups are the printed figures' ratios
+        low, high = rounded_ratio(figures[False][index], figures[True][index], 2 if index == 0 else 1)
+        assert low - 0.05 <= float(speed_result[f"cache_speedup_{key}"]) <= high + 0.05, key
 
 
 def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):

@@ -58,6 +58,30 @@ def test_cats_vs_dogs_transfer_is_xception_without_its_top_and_a_sigmoid():
     assert model.count_params() == xception.count_params() + 2048 + 1
 
 
+def test_pets_imagenet_is_the_pets_pictures_upscaled_on_the_shared_mobilenet_v2_with_a_new_head(monkeypatch):
+    """The same pictures as cifar10_pets_transfer.yaml; from the project root its weights path is the shared file;
+    Keras' MobileNetV2 without its top at 128×128 plus Dense(1280 → 2); phase 2 starts at a layer it has."""
+    monkeypatch.chdir(PROJECT)  # the weights path is relative to the folder cnnrun runs in
+    imagenet = load_experiment(PROJECT / "configs" / "cifar10_pets_imagenet.yaml")
+    pets = load_experiment(PROJECT / "configs" / "cifar10_pets_transfer.yaml")
+    picked = ("name", "classes", "samples_per_class", "holdout_first", "validation_split", "test_split")
+    assert [getattr(imagenet.dataset, key) for key in picked] == [getattr(pets.dataset, key) for key in picked]
+    assert (imagenet.seed, imagenet.dataset.normalize, imagenet.augmentation) == (pets.seed, "none", None)
+    node = imagenet.model.layers[1]["backbone"]
+    shared = PROJECT.parent / "shared" / "weights"
+    assert node["weights"] == str(shared / "mobilenet_v2_imagenet_torchvision.weights.h5")
+    assert (node["preprocessing"], node["trainable"]) == ("torch", False)
+    first, second = imagenet.train.phases
+    assert (first.trainable, first.cache_features, second.trainable) == ("none", True, {"from": "block_16_expand"})
+    random = load_experiment(PROJECT / "configs" / "cifar10_pets_imagenet.yaml",
+                             ["model.layers.1.backbone.weights=null"])
+    model = build_model(random, (32, 32, 3), 2)
+    mobilenet = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(128, 128, 3))
+    assert model.count_params() == mobilenet.count_params() + 1280 * 2 + 2
+    assert model.layers[0].get_config()["height"] == 128
+    assert model.get_layer("backbone").get_layer("block_16_expand").name == "block_16_expand"
+
+
 def test_inspect_prints_the_exact_total_of_the_course_and_the_wider_cifar10_network():
     from tests.conftest import run_here
 
