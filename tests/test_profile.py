@@ -1,6 +1,8 @@
 """`cnnrun profile`: FLOP formulas against hand counts and TensorFlow's own profiler, the step and layer timings
 on a tiny experiment, the machine's description, and bad input."""
 
+import math
+
 import keras
 import pytest
 import tensorflow as tf
@@ -151,3 +153,39 @@ def test_bad_input_is_one_line(write_config, args, line):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and line in lines[0] and lines[0].startswith("error:")
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_the_timed_steps_leave_out_an_epochs_partial_batch():
+    from cnnrun.tasks.profile import _batches
+
+    stream = tf.data.Dataset.range(10).batch(4).map(lambda x: (x, x))  # batches of 4, 4, then 2
+    batches = _batches(stream, 4)
+    got = [next(batches)[0].numpy().tolist() for _ in range(3)]
+    assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]  # [8, 9] skipped, then the next pass
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_layer_timed_alone_runs_its_whole_forward_and_backward_pass(jit):
+    """What a layer's time measures, against the hand-derived pass of a Dense layer y = x·W + b with the output
+    gradient r: dx = r·Wᵀ, dW = xᵀ·r, db = Σ r; and GELU's input gradient is there (nothing pruned away)."""
+    import numpy as np
+
+    from cnnrun.model.layer_timing import _random_batch, _tensorflow_pass
+
+    inputs = keras.Input((5,))
+    dense, gelu = keras.layers.Dense(3), keras.layers.Activation("gelu")
+    keras.Model(inputs, gelu(dense(inputs)))
+    x, (r,) = _random_batch(dense, 4)
+    (y,), (dx, dw, db) = _tensorflow_pass(dense, x, [r], True, jit)()
+    w, b, x, r = dense.kernel.numpy(), dense.bias.numpy(), x.numpy(), r.numpy()
+    np.testing.assert_allclose(y.numpy(), x @ w + b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx.numpy(), r @ w.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dw.numpy(), x.T @ r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db.numpy(), r.sum(axis=0), rtol=1e-5, atol=1e-6)
+    z, (s,) = _random_batch(gelu, 4)
+    (_,), (dz,) = _tensorflow_pass(gelu, z, [s], True, jit)()
+    # exact GELU, z·Φ(z): its derivative Φ(z) + z·φ(z)
+    z = z.numpy().astype(np.float64)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    pdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(dz.numpy(), s.numpy() * (cdf + z * pdf), rtol=1e-4, atol=1e-5)

@@ -120,7 +120,7 @@ def compute_dtype(policy: str) -> str:
     return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, policy)
 
 
-def matmul_ceiling(dtype: str = "float32", size: int = 1024, repeats: int = 3) -> MatmulProbe:
+def matmul_ceiling(dtype: str = "float32", size: int = 2048, repeats: int = 3) -> MatmulProbe:
     """Time `repeats` products of two random `size`×`size` matrices in `dtype` through the Keras backend (after one
     product to warm up) and return the fastest as GFLOP/s: the most a training step on these cores can reach."""
     import keras

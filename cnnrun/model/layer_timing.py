@@ -7,10 +7,12 @@ with or without XLA, at the price of what fusion across layers saves (the sum of
 the step's, so the difference is in plain view).
 
 What one measurement runs, in the model's own precision and compiler setting (`model.jit_compile`): the layer
-called with `training=True` on random inputs of its input shape with the batch axis filled in, then the gradient
-of the sum of its outputs with respect to its trainable weights and, unless its input is the model's input
-(nothing before it needs a gradient), with respect to its input, as a training step's backward pass computes them.
-The first call compiles; the median of `repeats` calls after it is the layer's time.
+called with `training=True` on random inputs of its input shape with the batch axis filled in, then the backward
+pass a training step runs through it: random output gradients (what the layers after it would send back) carried
+to its trainable weights and, unless its input is the model's input (nothing before it needs a gradient), to its
+input. The outputs and gradients are returned, so that neither TensorFlow's graph pruning nor XLA can drop any of
+the work (a gradient of `sum(outputs)` would let them skip the forward pass of a linear layer). The first call
+compiles; the median of `repeats` calls after it is the layer's time.
 """
 
 import statistics
@@ -35,54 +37,72 @@ class LayerTime:
     note: str = ""
 
 
-def _random_inputs(layer: Any, batch: int) -> Any:
-    """Random inputs (normal, or small integers for an integer input) of the layer's input structure."""
+def _random(tensor: Any, batch: int, rng: Any) -> Any:
+    """A random tensor (normal, or 0/1 for an integer one) of a symbolic tensor's shape and dtype, with the
+    batch axis filled in."""
+    import keras
+    import numpy as np
+
+    shape = (batch, *(int(n) for n in tensor.shape[1:]))
+    dtype = str(tensor.dtype)
+    values = rng.integers(0, 2, shape) if "int" in dtype else rng.standard_normal(shape, dtype=np.float32)
+    return keras.ops.convert_to_tensor(values, dtype=dtype)
+
+
+def _random_batch(layer: Any, batch: int) -> tuple[Any, list[Any]]:
+    """Random inputs of the layer's input structure, and a random gradient for each of its outputs (what the
+    layers after it would send back)."""
     import keras
     import numpy as np
 
     rng = np.random.default_rng(0)
-
-    def one(tensor):
-        shape = (batch, *(int(n) for n in tensor.shape[1:]))
-        dtype = str(tensor.dtype)
-        values = rng.integers(0, 2, shape) if "int" in dtype else rng.standard_normal(shape, dtype=np.float32)
-        return keras.ops.convert_to_tensor(values, dtype=dtype)
-
-    return keras.tree.map_structure(one, layer.input)
+    inputs = keras.tree.map_structure(lambda t: _random(t, batch, rng), layer.input)
+    return inputs, [_random(t, batch, rng) for t in keras.tree.flatten(layer.output)]
 
 
-def _tensorflow_pass(layer: Any, inputs: Any, input_gradient: bool, jit: bool) -> Callable[[], Any]:
+def _tensorflow_pass(layer: Any, inputs: Any, output_gradients: list[Any], input_gradient: bool,
+                     jit: bool) -> Callable[[], Any]:
+    """One forward and backward pass: `(outputs, gradients)`, the gradients with respect to the floating inputs
+    (when `input_gradient`) and then the trainable weights. Everything is an argument or a result, so that
+    neither TensorFlow nor XLA can leave out a part of the work as unused."""
     import keras
     import tensorflow as tf
 
-    flat = [t for t in keras.tree.flatten(inputs) if t.dtype.is_floating] if input_gradient else []
+    flat_inputs = keras.tree.flatten(inputs)
 
     @tf.function(jit_compile=jit, reduce_retracing=True)
-    def forward_backward(x):
+    def forward_backward(flat, gradients):
+        sources = [t for t in flat if t.dtype.is_floating] if input_gradient else []
         with tf.GradientTape() as tape:
-            tape.watch(flat)
-            outputs = layer(x, training=True)
-            total = tf.add_n([tf.reduce_sum(tf.cast(t, tf.float32)) for t in keras.tree.flatten(outputs)])
-        return tape.gradient(total, [*flat, *layer.trainable_variables]) if flat or layer.trainable_variables \
-            else total
+            tape.watch(sources)
+            outputs = keras.tree.flatten(layer(keras.tree.pack_sequence_as(inputs, flat), training=True))
+        targets = [*sources, *layer.trainable_variables]
+        return outputs, tape.gradient(outputs, targets, output_gradients=gradients) if targets else []
 
-    return lambda: forward_backward(inputs)
+    return lambda: forward_backward(flat_inputs, output_gradients)
 
 
-def _jax_pass(layer: Any, inputs: Any, input_gradient: bool, jit: bool) -> Callable[[], Any]:
+def _jax_pass(layer: Any, inputs: Any, output_gradients: list[Any], input_gradient: bool,
+              jit: bool) -> Callable[[], Any]:
+    """`_tensorflow_pass` on JAX: the outputs and the vector-Jacobian product with `output_gradients`."""
     import jax
-    import jax.numpy as jnp
 
     trainable = [v.value for v in layer.trainable_variables]
     non_trainable = [v.value for v in layer.non_trainable_variables]
 
-    def total(weights, x):
+    def forward(weights, x):
         outputs, _ = layer.stateless_call(weights, non_trainable, x, training=True)
-        return sum(jnp.sum(t.astype(jnp.float32)) for t in jax.tree_util.tree_leaves(outputs))
+        return jax.tree_util.tree_leaves(outputs)
 
-    step = jax.grad(total, argnums=(0, 1) if input_gradient else 0)
-    step = jax.jit(step) if jit else step
-    return lambda: jax.block_until_ready(step(trainable, inputs))
+    def forward_backward(weights, x, gradients):
+        if input_gradient:
+            outputs, pullback = jax.vjp(forward, weights, x)
+            return outputs, pullback(gradients)
+        outputs, pullback = jax.vjp(lambda w: forward(w, x), weights)
+        return outputs, pullback(gradients)
+
+    step = jax.jit(forward_backward) if jit else forward_backward
+    return lambda: jax.block_until_ready(step(trainable, inputs, output_gradients))
 
 
 def time_layer(layer: Any, batch: int, input_gradient: bool, jit: bool, repeats: int) -> LayerTime:
@@ -91,7 +111,7 @@ def time_layer(layer: Any, batch: int, input_gradient: bool, jit: bool, repeats:
 
     make = _jax_pass if keras.backend.backend() == "jax" else _tensorflow_pass
     try:
-        run = make(layer, _random_inputs(layer, batch), input_gradient, jit)
+        run = make(layer, *_random_batch(layer, batch), input_gradient, jit)
         run()  # traces and compiles
         times = []
         for _ in range(repeats):

@@ -179,13 +179,16 @@ def prepared(experiment: Experiment):
         raise
 
 
-def _batches(train) -> Iterator:
-    """The training stream's batches, over and over (a short dataset ends before the steps do)."""
+def _batches(train, size: int) -> Iterator:
+    """The training stream's batches of `size` examples, over and over (a short dataset ends before the steps
+    do); an epoch's last, partial batch is left out, so that every timed step has the same shape (a compiled step
+    is traced again for a new shape)."""
     import keras
 
     as_numpy = keras.backend.backend() != "tensorflow"
     for batch in train.repeat():
-        yield tuple(t.numpy() for t in batch) if as_numpy else batch
+        if batch[0].shape[0] == size:
+            yield tuple(t.numpy() for t in batch) if as_numpy else batch
 
 
 def time_steps(model, batches: Iterator, count: int) -> StepTimes:
@@ -240,8 +243,9 @@ def profile_experiment(experiment: Experiment, steps: int = 10, warmup: int = 2,
     """
     model, splits, placement, resources = prepared(experiment)
     with resources:
-        batch = experiment.train.batch_size
-        batches = _batches(splits.train)
+        # a training set smaller than a batch: one batch of all of it
+        batch = min(experiment.train.batch_size, splits.info.sizes.get("train", experiment.train.batch_size))
+        batches = _batches(splits.train, batch)
         time_steps(model, batches, warmup)
         timed = time_steps(model, batches, steps)
         trace = _trace(model, batches, min(steps, 3), trace_dir)
