@@ -105,9 +105,10 @@ def test_the_cpu_is_read_from_cpuinfo(tmp_path):
     assert cpu_features(tmp_path / "absent").model == "unknown"
 
 
-def test_the_matmul_probe_measures_a_positive_ceiling():
-    probe = matmul_ceiling("float32", size=128, repeats=2)
-    assert probe.dtype == "float32" and probe.size == 128
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: the ceiling under mixed_bfloat16
+def test_the_matmul_probe_measures_a_positive_ceiling(dtype):
+    probe = matmul_ceiling(dtype, size=128, repeats=2)
+    assert probe.dtype == dtype and probe.size == 128
     assert probe.gflops == pytest.approx(2 * 128**3 / probe.seconds / 1e9)
     assert probe.gflops > 0
 

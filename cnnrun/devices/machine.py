@@ -129,11 +129,13 @@ def matmul_ceiling(dtype: str = "float32", size: int = 2048, repeats: int = 3) -
     rng = np.random.default_rng(0)
     a, b = (keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32), dtype=dtype)
             for _ in range(2))
-    keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b)))  # warm-up: kernels chosen, threads started
+    def wait(product):  # waits for the product and copies one number (as float32: NumPy has no bfloat16)
+        keras.ops.convert_to_numpy(keras.ops.cast(product[0, 0], "float32"))
+
+    wait(keras.ops.matmul(a, b))  # warm-up: kernels chosen, threads started
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        product = keras.ops.matmul(a, b)
-        keras.ops.convert_to_numpy(product[0, 0])  # waits for the product, copies one number
+        wait(keras.ops.matmul(a, b))
         best = min(best, time.perf_counter() - started)
     return MatmulProbe(dtype, size, best, 2 * size**3 / best / 1e9)

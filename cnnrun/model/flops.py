@@ -17,9 +17,9 @@ built model's symbolic `layer.input` / `layer.output`); `prod(S)` is the product
 | a nested model (a backbone) | the sum of its layers |
 
 Every other layer (activations, Dropout, Flatten, Add, augmentation, …) counts 0 and is marked as not counted,
-so a table can list them. A layer a graph calls more than once (shared weights) is counted for its first call. A training step costs about 3× the forward FLOPs (the forward pass, then the gradients
-with respect to the inputs and to the weights, each about as many again); `TRAIN_FACTOR` says so.
-Keras only: no TensorFlow profiler.
+so a table can list them. A layer a graph calls more than once (shared weights) is counted for its first call.
+A training step costs about 3× the forward FLOPs (the forward pass, then the gradients with respect to the inputs
+and to the weights, each about as many again); `TRAIN_FACTOR` says so. Keras only: no TensorFlow profiler.
 
 Example:
 >>> import keras
