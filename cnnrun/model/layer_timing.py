@@ -15,6 +15,7 @@ the work (a gradient of `sum(outputs)` would let them skip the forward pass of a
 compiles; the median of `repeats` calls after it is the layer's time.
 """
 
+import inspect
 import statistics
 import time
 from collections.abc import Callable
@@ -90,8 +91,11 @@ def _jax_pass(layer: Any, inputs: Any, output_gradients: list[Any], input_gradie
     trainable = [v.value for v in layer.trainable_variables]
     non_trainable = [v.value for v in layer.non_trainable_variables]
 
+    # stateless_call hands its keywords to `call` as they are (Layer.__call__ drops `training` where it is not taken)
+    training = {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
+
     def forward(weights, x):
-        outputs, _ = layer.stateless_call(weights, non_trainable, x, training=True)
+        outputs, _ = layer.stateless_call(weights, non_trainable, x, **training)
         return jax.tree_util.tree_leaves(outputs)
 
     def forward_backward(weights, x, gradients):
