@@ -190,3 +190,15 @@ def test_a_layer_timed_alone_runs_its_whole_forward_and_backward_pass(jit):
     cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
     pdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
     np.testing.assert_allclose(dz.numpy(), s.numpy() * (cdf + z * pdf), rtol=1e-4, atol=1e-5)
+
+
+def test_the_thread_settings_name_the_backend_and_the_variables_set(monkeypatch):
+    from cnnrun.devices.machine import thread_settings
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("KMP_BLOCKTIME", raising=False)
+    threads = thread_settings()
+    assert threads.backend == "tensorflow"
+    assert threads.intra_op == tf.config.threading.get_intra_op_parallelism_threads()
+    assert threads.inter_op == tf.config.threading.get_inter_op_parallelism_threads()
+    assert threads.environment["OMP_NUM_THREADS"] == "2" and "KMP_BLOCKTIME" not in threads.environment
