@@ -6,7 +6,7 @@ The top of the tower: it may import any package; nothing imports it.
 
 import sys
 
-from cnnrun.cli import core, explain, manage, sweep, teach  # noqa: F401  (registers the commands)
+from cnnrun.cli import core, explain, manage, profile, sweep, teach  # noqa: F401  (registers the commands)
 from cnnrun.cli.common import app, debug_on
 from cnnrun.errors import UserError
 

@@ -1,0 +1,204 @@
+"""`cnnrun profile`: FLOP formulas against hand counts and TensorFlow's own profiler, the step and layer timings
+on a tiny experiment, the machine's description, and bad input."""
+
+import math
+
+import keras
+import pytest
+import tensorflow as tf
+
+from cnnrun.config import validate_experiment
+from cnnrun.devices.machine import cpu_features, matmul_ceiling
+from cnnrun.model.flops import layer_flops, model_flops
+from cnnrun.tasks.profile import profile_experiment
+from tests.conftest import run_here, tiny_config
+
+
+def small_network():
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+                             keras.layers.MaxPooling2D(2, name="pool"), keras.layers.Flatten(name="flat"),
+                             keras.layers.Dense(3, name="dense")])
+
+
+def test_the_flops_of_a_small_network_are_the_hand_count():
+    # conv 3×3, 'same', 8×8×3 → 8×8×4: each of the 8·8·4 = 256 outputs takes 3·3·3 = 27 multiply-adds (54 FLOPs)
+    #   and a bias addition: 256·54 + 256 = 13,824 + 256 = 14,080
+    # max pool 2×2: 4·4·4 = 64 outputs, each 2·2 = 4 comparisons: 256
+    # flatten: not counted, 0
+    # dense 64 → 3: 2·64·3 = 384 multiply-add FLOPs + 3 biases = 387
+    rows = model_flops(small_network())
+    assert [(r.name, r.kind, r.flops, r.counted) for r in rows] == [
+        ("conv", "Conv2D", 14_080, True), ("pool", "MaxPooling2D", 256, True), ("flat", "Flatten", 0, False),
+        ("dense", "Dense", 387, True)]
+    assert sum(r.flops for r in rows) == 14_723
+
+
+def test_depthwise_and_separable_convolutions_are_counted_by_hand():
+    inputs = keras.Input((6, 6, 3))
+    depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)
+    separable = keras.layers.SeparableConv2D(5, 3)
+    batch_norm = keras.layers.BatchNormalization()
+    keras.Model(inputs, [depthwise(inputs), batch_norm(separable(inputs))])
+    # depthwise 3×3 valid, 6×6×3 → 4×4×6: 96 outputs of 9 multiply-adds (18 FLOPs) + a bias each: 1,728 + 96
+    assert layer_flops(depthwise) == 1_824
+    # separable: depthwise 4·4·3 = 48 outputs × 18 = 864 (no bias); pointwise 4·4·5 = 80 outputs of 3
+    # multiply-adds: 480; bias 80 → 1,424
+    assert layer_flops(separable) == 1_424
+    # batch normalization, folded to y = a·x + b: 2 per element of 4·4·5
+    assert layer_flops(batch_norm) == 160
+
+
+def tensorflow_profiler_flops(model, shape) -> dict[str, int]:
+    """The FLOPs TensorFlow's own profiler counts for each convolution op of the model's inference graph, by the
+    Keras layer that made it (the op's scope `…/<layer>_1/convolution` or `…/depthwise`)."""
+    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, *shape), tf.float32)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    found: dict[str, int] = {}
+
+    def walk(node):
+        parts = node.name.split("/")
+        if node.float_ops and parts[-1] in ("convolution", "depthwise"):
+            found[parts[-2].removesuffix("_1")] = node.float_ops
+        for child in node.children:
+            walk(child)
+
+    walk(tf.compat.v1.profiler.profile(graph, cmd="scope", options=options))
+    return found
+
+
+def convolution_flops(model) -> dict[str, int]:
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(convolution_flops(layer))
+        elif isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
+            found[layer.name] = layer_flops(layer)
+    return found
+
+
+def test_a_nested_mobilenet_is_counted_as_tensorflows_profiler_counts_it():
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, include_top=False)
+    model = keras.Sequential([keras.Input((32, 32, 3)), backbone, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(10)])
+    ours = convolution_flops(model)
+    assert len(ours) == 52  # 35 convolutions and 17 depthwise ones, none with a bias (BatchNorm follows)
+    assert ours == tensorflow_profiler_flops(model, (32, 32, 3))  # layer by layer, exactly
+    # the backbone is one row: the sum of its layers, its convolutions and the rest
+    rows = model_flops(model)
+    assert rows[0].name == backbone.name and rows[0].flops == sum(layer_flops(x) for x in backbone.layers)
+    assert rows[0].flops > sum(ours.values())
+    expanded = model_flops(model, expand=True)
+    assert sum(r.flops for r in expanded) == sum(r.flops for r in rows)
+    assert f"{backbone.name}/block_1_depthwise" in [r.name for r in expanded]
+
+
+def test_the_cpu_is_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse4_2 avx avx2 fma amx_tile "
+                       "avx512f\n\nprocessor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+    cpu = cpu_features(cpuinfo)
+    assert cpu.model == "Test CPU 9000"
+    assert cpu.flags == ("sse4_2", "avx", "fma", "avx2", "avx512f", "amx_tile")  # in SPEED_FLAGS' order
+    assert not cpu.native_bf16
+    assert cpu_features(tmp_path / "absent").model == "unknown"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: the ceiling under mixed_bfloat16
+def test_the_matmul_probe_measures_a_positive_ceiling(dtype):
+    probe = matmul_ceiling(dtype, size=128, repeats=2)
+    assert probe.dtype == dtype and probe.size == 128
+    assert probe.gflops == pytest.approx(2 * 128**3 / probe.seconds / 1e9)
+    assert probe.gflops > 0
+
+
+def test_a_profile_of_a_tiny_experiment():
+    experiment = validate_experiment(tiny_config(), "tiny.yaml")
+    profile = profile_experiment(experiment, steps=2, warmup=1, layer_repeats=2)
+    assert len(profile.steps.total) == 2 and all(t > 0 for t in profile.steps.total)
+    assert all(0 <= w <= t for w, t in zip(profile.steps.waiting, profile.steps.total, strict=True))
+    assert 0 <= profile.steps.input_share < 1
+    assert [r.kind for r in profile.layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    assert all(r.seconds is not None and r.seconds > 0 for r in profile.layers)
+    assert sum(r.share for r in profile.layers) == pytest.approx(1.0)
+    # shapes of 16×16×1, 3 classes: conv 2·9·4·256 + 1,024 = 19,456; pool 4·(8·8·4) = 1,024; dense
+    # 2·256·3 + 3 = 1,539
+    assert [r.flops for r in profile.layers] == [19_456, 1_024, 0, 1_539]
+    assert profile.flops_per_picture == 22_019
+    assert profile.step_gflops > 0 and profile.ceiling.gflops > 0
+    assert profile.uncounted == ("flatten",)
+    dense = profile.layers[3]
+    assert dense.gflops == pytest.approx(3 * 1_539 * 16 / dense.seconds / 1e9)
+
+
+def test_cnnrun_profile_prints_the_rows(write_config, tmp_path):
+    result = run_here("profile", write_config(tiny_config()), "--steps", "2", "--warmup", "1",
+                      "--trace", tmp_path / "trace")
+    assert result.returncode == 0, result.stderr
+    for row in ("conv2d", "max_pooling2d", "flatten", "dense", "all layers", "waiting for input", "ceiling",
+                "instruction sets", "not counted"):
+        assert row in result.stdout
+    assert "19.5 kFLOP" in result.stdout  # the convolution's 19,456
+    assert "no trace written: tensorboard-plugin-profile is not installed" in result.stdout  # not in the venv
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--steps", "0"], "error: --steps: must be at least 1, got 0; time 1 step or more"),
+    (["--warmup", "-1"], "error: --warmup: must be 0 or more, got -1"),
+    (["--set", "train.epoch=3"], "train.epoch"),
+])
+def test_bad_input_is_one_line(write_config, args, line):
+    result = run_here("profile", write_config(tiny_config()), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and line in lines[0] and lines[0].startswith("error:")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_the_timed_steps_leave_out_an_epochs_partial_batch():
+    from cnnrun.tasks.profile import _batches
+
+    stream = tf.data.Dataset.range(10).batch(4).map(lambda x: (x, x))  # batches of 4, 4, then 2
+    batches = _batches(stream, 4)
+    got = [next(batches)[0].numpy().tolist() for _ in range(3)]
+    assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]  # [8, 9] skipped, then the next pass
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_layer_timed_alone_runs_its_whole_forward_and_backward_pass(jit):
+    """What a layer's time measures, against the hand-derived pass of a Dense layer y = x·W + b with the output
+    gradient r: dx = r·Wᵀ, dW = xᵀ·r, db = Σ r; and GELU's input gradient is there (nothing pruned away)."""
+    import numpy as np
+
+    from cnnrun.model.layer_timing import _random_batch, _tensorflow_pass
+
+    inputs = keras.Input((5,))
+    dense, gelu = keras.layers.Dense(3), keras.layers.Activation("gelu")
+    keras.Model(inputs, gelu(dense(inputs)))
+    x, (r,) = _random_batch(dense, 4)
+    (y,), (dx, dw, db) = _tensorflow_pass(dense, x, [r], True, jit)()
+    w, b, x, r = dense.kernel.numpy(), dense.bias.numpy(), x.numpy(), r.numpy()
+    np.testing.assert_allclose(y.numpy(), x @ w + b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx.numpy(), r @ w.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dw.numpy(), x.T @ r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db.numpy(), r.sum(axis=0), rtol=1e-5, atol=1e-6)
+    z, (s,) = _random_batch(gelu, 4)
+    (_,), (dz,) = _tensorflow_pass(gelu, z, [s], True, jit)()
+    # exact GELU, z·Φ(z): its derivative Φ(z) + z·φ(z)
+    z = z.numpy().astype(np.float64)
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    pdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(dz.numpy(), s.numpy() * (cdf + z * pdf), rtol=1e-4, atol=1e-5)
+
+
+def test_the_thread_settings_name_the_backend_and_the_variables_set(monkeypatch):
+    from cnnrun.devices.machine import thread_settings
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("KMP_BLOCKTIME", raising=False)
+    threads = thread_settings()
+    assert threads.backend == "tensorflow"
+    assert threads.intra_op == tf.config.threading.get_intra_op_parallelism_threads()
+    assert threads.inter_op == tf.config.threading.get_inter_op_parallelism_threads()
+    assert threads.environment["OMP_NUM_THREADS"] == "2" and "KMP_BLOCKTIME" not in threads.environment
