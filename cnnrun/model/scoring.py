@@ -110,7 +110,8 @@ def metrics_of_outputs(model, outputs: np.ndarray, targets: np.ndarray) -> dict[
     model.reset_metrics()
     loss = float(model.compute_loss(y=targets, y_pred=outputs, training=False))
     results = model.compute_metrics(None, targets, outputs)
-    return {k: float(v) for k, v in results.items()} | {"loss": loss}
+    values = {k: float(v) for k, v in results.items()} | {"loss": loss}
+    return dict(sorted(values.items()))  # in the order TensorFlow's evaluate gives them (its tf.function sorts)
 
 
 def scored_probabilities(model, data, experiment, callbacks=()) -> tuple[dict[str, float], np.ndarray]:
