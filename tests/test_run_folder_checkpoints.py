@@ -3,6 +3,7 @@
 Every model here is a real Keras model saved by Keras; every damaged file is a real file on disk.
 """
 
+import json
 import os
 import zipfile
 
@@ -170,3 +171,79 @@ def test_history_png_waits_between_fast_epochs_and_always_shows_the_last(tmp_pat
     small_model().fit(x, y, epochs=5, verbose=0, callbacks=[recorder, *stopper])
     assert drawn == ([1, 2] if stop_early else [1, 5])
     assert run.history_plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("case", ["cached", "cached, stopped early", "not cached"])
+def test_in_a_fit_on_cached_features_last_keras_and_state_json_wait_together(tmp_path, monkeypatch, case):
+    """A fit on cached features writes last.keras and state.json at its first epoch, then at most every
+    SAVE_EVERY seconds, and always at its last epoch (also one early stopping ends); the two always agree on the
+    epochs done, so a run killed between them resumes from a whole state. Other fits write them every epoch."""
+    from cnnrun.config import CheckpointConfig
+    from cnnrun.training import callbacks
+
+    saved, save = [], callbacks.atomic_save_model
+    monkeypatch.setattr(callbacks, "atomic_save_model", lambda model, path, info=None: (
+        saved.append((path.name, info["epoch"])), save(model, path, info)))
+    run = Run(tmp_path / "run")
+    run.update_state(status="running", epochs_completed=0, epochs_planned=6)
+    never_better = CheckpointConfig(initial_value_threshold=-1.0)  # best.keras is never written: no copies
+    recorder = callbacks.RunRecorder(run, "loss", never_better, plots=False)
+    model = small_model()
+    if case != "not cached":
+        recorder.whole = model  # as the Trainer sets it for a cached phase (there, the model around the head)
+    agreed = []
+
+    class Probe(keras.callbacks.Callback):  # after the recorder: what a process killed now would leave
+        def on_epoch_end(self, epoch, logs=None):
+            done = json.loads((run.path / "state.json").read_text())["epochs_completed"]
+            agreed.append(done == checkpoint_info(run.checkpoints / "last.keras")["epoch"])
+
+    stop = [keras.callbacks.EarlyStopping(monitor="loss", patience=2, min_delta=100.0)] if "early" in case else []
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
+    model.fit(x, y, epochs=6, verbose=0, callbacks=[*stop, recorder, Probe()])
+    expected = {"cached": [1, 6], "cached, stopped early": [1, 3], "not cached": [1, 2, 3, 4, 5, 6]}[case]
+    assert saved == [("last.keras", epoch) for epoch in expected]
+    assert all(agreed) and len(agreed) == expected[-1]
+    assert json.loads((run.path / "state.json").read_text())["epochs_completed"] == expected[-1]
+    assert len(run.read_history()) == expected[-1]
+
+
+def test_a_best_epoch_held_while_the_checkpoints_wait_is_written_with_its_own_values(tmp_path):
+    """In a fit on cached features the best epoch (here the 2nd of 6) falls inside the wait: its values are held
+    and written as best.keras when the wait ends, equal to the model's after that epoch (weights and optimizer
+    state), while last.keras and the model in memory hold the 6th epoch's."""
+    from cnnrun.config import CheckpointConfig
+    from cnnrun.training import callbacks
+
+    scores = iter([5.0, 3.0, 4.0, 4.0, 4.0, 4.0])  # a monitored value that improves only at epoch 2
+
+    class Score(keras.callbacks.Callback):  # before the recorder: puts the value in the logs it reads
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = next(scores)
+
+    after = {}
+
+    class Keep(keras.callbacks.Callback):  # after the recorder: each epoch's values
+        def on_epoch_end(self, epoch, logs=None):
+            after[epoch + 1] = [np.array(v) for v in [*self.model.weights, *self.model.optimizer.variables]]
+
+    run = Run(tmp_path / "run")
+    run.update_state(status="running", epochs_completed=0, epochs_planned=6)
+    recorder = callbacks.RunRecorder(run, "score", CheckpointConfig(mode="min"), plots=False)
+    model = small_model()
+    recorder.whole = model
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
+    model.fit(x, y, epochs=6, batch_size=4, verbose=0, callbacks=[Score(), recorder, Keep()])
+    assert checkpoint_info(run.checkpoints / "best.keras")["epoch"] == 2
+    assert checkpoint_info(run.checkpoints / "last.keras")["epoch"] == 6
+    for name, epoch in (("best", 2), ("last", 6)):
+        saved = load_checkpoint(run.checkpoints / f"{name}.keras")
+        values = [np.array(v) for v in [*saved.weights, *saved.optimizer.variables]]
+        assert int(saved.optimizer.iterations) == 4 * epoch
+        for got, expected in zip(values, after[epoch], strict=True):
+            np.testing.assert_array_equal(got, expected)
+    for got, expected in zip([*model.weights, *model.optimizer.variables], after[6], strict=True):
+        np.testing.assert_array_equal(np.array(got), expected)  # put back after the held values were saved
+    assert json.loads((run.path / "state.json").read_text())["best"]["epoch"] == 2

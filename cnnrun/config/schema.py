@@ -149,7 +149,7 @@ class TrainConfig(Section):
 
 class OutputConfig(Section):
     dir: str = Field("outputs", description="Runs go to `<dir>/<name>/<YYYYMMDD-HHMMSS>/`.")
-    plots: bool = Field(True, description="Write `history.png` after every epoch.")
+    plots: bool = Field(True, description="Write `history.png` after every epoch (at most every 5 s).")
     report: bool = Field(True, description="Write `report.html`, the run's page (`cnnrun report`), when `train`, "
                                            "`resume` and `evaluate` end; `cnnrun report` writes it either way.")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import numpy as np
 
 from cnnrun.atomic import atomic_copy_model, atomic_save_model
 from cnnrun.config import CheckpointConfig, Experiment
@@ -67,6 +68,18 @@ def keras_verbosity(setting: str | int) -> int:
 
 
 PLOT_EVERY = 5.0  # seconds: history.png is drawn at most this often between a fit's epochs
+SAVE_EVERY = 5.0  # seconds: in a fit on cached features, last.keras is written at most this often between epochs
+
+
+def variable_values(model) -> list:
+    """Copies of the values a checkpoint holds: the model's variables and its optimizer's."""
+    return [np.array(v) for v in [*model.variables, *model.optimizer.variables]]
+
+
+def set_variable_values(model, values: list) -> None:
+    """Put back what `variable_values` copied."""
+    for variable, value in zip([*model.variables, *model.optimizer.variables], values, strict=True):
+        variable.assign(value)
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -81,6 +94,12 @@ class RunRecorder(keras.callbacks.Callback):
     file itself at every instant, even when the process dies between two writes. `last.keras` is the truth about how
     far training got: its record says how many epochs it holds (checked against its optimizer's iteration count),
     and resume trims the history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
+    In a fit on cached features (a head on a frozen backbone's outputs, `whole` set), whose epochs take a fraction
+    of a second and a whole-model save about 0.3 s, `state.json` and `last.keras` wait too, while they were written
+    less than `SAVE_EVERY` seconds before, and so does `best.keras`: the better epoch's values (the model's and the
+    optimizer's variables) are held in memory and written when the wait ends. A killed run loses the waiting epochs
+    (resume trains them again, as it trims the history to `last.keras`); the fit's last epoch, or the one early
+    stopping ends it at, never waits.
 
     Args:
         run: the run folder.
@@ -113,6 +132,8 @@ class RunRecorder(keras.callbacks.Callback):
         self.phases = list(phases)
         self.whole = None  # the model the checkpoints hold when fit trains a part of it (a cached phase's head)
         self.drawn_at: float | None = None  # time.monotonic() when history.png was last drawn
+        self.saved_at: float | None = None  # time.monotonic() when last.keras was last written
+        self.held = None  # (values, record) of a best epoch not yet written while the checkpoints wait
         self.undrawn = False  # epochs are done that history.png does not show
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -143,25 +164,48 @@ class RunRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch, **phase, **{k: float(v) for k, v in (logs or {}).items()}}
         row["learning_rate"] = last_step_learning_rate(self.model.optimizer)  # with a schedule: the epoch's own
         value = row.get(self.monitor)
-        saved_best = self.improved(value) or not self.save_best_only
+        saved_best, waiting = self.improved(value) or not self.save_best_only, self.waits(epoch)
         if saved_best:
             if self.verbose:
                 self.say(f"epoch {epoch}: {self.monitor} {value:.5f}, saving best.keras")
-            record = {"monitor": self.monitor, "value": value, "epoch": epoch}
-            atomic_save_model(self.saved, self.run.checkpoint("best"), info={**record, **phase})
-            self.best = record
+            self.best = {"monitor": self.monitor, "value": value, "epoch": epoch}
+            self.held = (variable_values(self.saved), {**self.best, **phase}) if waiting else None
+            if not waiting:
+                atomic_save_model(self.saved, self.run.checkpoint("best"), info={**self.best, **phase})
         self.history.append(row)
         self.run.write_history(self.history)
-        callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
-                     for name, cb in self.stateful.items()}
-        self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
-        if saved_best:  # the same weights and optimizer state: a copy, with last.keras's own record
-            atomic_copy_model(self.run.checkpoint("best"), self.run.checkpoint("last"), info={"epoch": epoch, **phase})
-        else:
-            atomic_save_model(self.saved, self.run.checkpoint("last"), info={"epoch": epoch, **phase})
+        if not waiting:
+            if self.held is not None:  # an earlier epoch's best, kept in memory while the checkpoints waited
+                self.write_held()
+            callbacks = {name: {attr: _plain(getattr(cb, attr)) for attr in CALLBACK_STATE[name]}
+                         for name, cb in self.stateful.items()}
+            self.run.update_state(epochs_completed=epoch, best=self.best, callbacks=callbacks, **phase)
+            last, info = self.run.checkpoint("last"), {"epoch": epoch, **phase}
+            if saved_best:  # the same weights and optimizer state: a copy, with last.keras's own record
+                atomic_copy_model(self.run.checkpoint("best"), last, info=info)
+            else:
+                atomic_save_model(self.saved, last, info=info)
+            self.saved_at = time.monotonic()
         self.undrawn = True
         if self.drawn_at is None or time.monotonic() - self.drawn_at >= PLOT_EVERY:
             self.draw()
+
+    def waits(self, epoch: int) -> bool:
+        """Whether `last.keras` and state.json wait for a later epoch: in a fit on cached features (`whole` set),
+        when they were written less than `SAVE_EVERY` seconds ago and this is not the fit's last epoch."""
+        return (self.whole is not None and self.saved_at is not None and not self.model.stop_training
+                and epoch < (self.params or {}).get("epochs", 0) and time.monotonic() - self.saved_at < SAVE_EVERY)
+
+    def write_held(self) -> None:
+        """Write the held best epoch's state as `best.keras`: put its values in the model, save, put back."""
+        values, info = self.held
+        now = variable_values(self.saved)
+        set_variable_values(self.saved, values)
+        try:
+            atomic_save_model(self.saved, self.run.checkpoint("best"), info=info)
+        finally:
+            set_variable_values(self.saved, now)
+        self.held = None
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.draw()  # the fit's last epochs, also when early stopping ended it before its planned end
