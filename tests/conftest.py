@@ -20,6 +20,12 @@ SHARED_DATA = PROJECT.parent / "shared" / "data"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are made: keep table rows on one line
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """The tests that train (`slow`) first, in their order, then the rest: with `-n 2` the two workers end on the
+    short tests together instead of one waiting for the other's minute-long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 TINY_LAYERS = [
     {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
     {"MaxPooling2D": {"pool_size": 2}},
