@@ -18,13 +18,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `make test` runs two workers on two cores: one thread each for TensorFlow's pools (and the processes tests
+# start, which inherit it), instead of each worker's pools contending for both cores
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are made: keep table rows on one line
-
-def pytest_collection_modifyitems(items: list) -> None:
-    """The tests that train (`slow`) first, in their order, then the rest: with `-n 2` the two workers end on the
-    short tests together instead of one waiting for the other's minute-long test."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
 
 TINY_LAYERS = [
     {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
