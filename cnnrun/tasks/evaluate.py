@@ -93,7 +93,8 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
             the most confident first), into `<checkpoint>_<split>_explained.png`; 0 draws none. Defaults to 12.
 
     Returns:
-        An `Evaluation`: the headline metrics, as Keras' `evaluate` computes them (with `evaluate.tta`, also
+        An `Evaluation`: the headline metrics, those Keras' `evaluate` reports, computed from the one pass of
+        `predict` (`cnnrun.model.scoring.scored_probabilities`; with `evaluate.tta`, also
         `tta_accuracy` and `tta_loss`, and the confusion matrix, per-class table and calibration are those of the
         averaged views) and `expected_calibration_error` (15 bins, `cnnrun.model.calibration`), the per-class
         rows, the files written and the pictures explained. Nothing is printed.
