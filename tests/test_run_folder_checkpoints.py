@@ -173,6 +173,15 @@ def test_history_png_waits_between_fast_epochs_and_always_shows_the_last(tmp_pat
     assert run.history_plot.stat().st_size > 0
 
 
+def head_in_whole() -> tuple[keras.Model, keras.Model]:
+    """A fit on cached features as the Trainer makes it: fit trains a head; the checkpoints hold the model around
+    it, compiled with the head's own optimizer."""
+    whole = small_model()
+    head = keras.Model(whole.inputs, whole.outputs)  # the same layers, another model (fit's)
+    head.compile(optimizer=whole.optimizer, loss="sparse_categorical_crossentropy")
+    return head, whole
+
+
 @pytest.mark.parametrize("case", ["cached", "cached, stopped early", "not cached"])
 def test_in_a_fit_on_cached_features_last_keras_and_state_json_wait_together(tmp_path, monkeypatch, case):
     """A fit on cached features writes last.keras and state.json at its first epoch, then at most every
@@ -188,9 +197,8 @@ def test_in_a_fit_on_cached_features_last_keras_and_state_json_wait_together(tmp
     run.update_state(status="running", epochs_completed=0, epochs_planned=6)
     never_better = CheckpointConfig(initial_value_threshold=-1.0)  # best.keras is never written: no copies
     recorder = callbacks.RunRecorder(run, "loss", never_better, plots=False)
-    model = small_model()
-    if case != "not cached":
-        recorder.whole = model  # as the Trainer sets it for a cached phase (there, the model around the head)
+    model, whole = head_in_whole()
+    recorder.whole = whole if case != "not cached" else model  # as the Trainer sets it: the model saved
     agreed = []
 
     class Probe(keras.callbacks.Callback):  # after the recorder: what a process killed now would leave
@@ -231,8 +239,7 @@ def test_a_best_epoch_held_while_the_checkpoints_wait_is_written_with_its_own_va
     run = Run(tmp_path / "run")
     run.update_state(status="running", epochs_completed=0, epochs_planned=6)
     recorder = callbacks.RunRecorder(run, "score", CheckpointConfig(mode="min"), plots=False)
-    model = small_model()
-    recorder.whole = model
+    model, recorder.whole = head_in_whole()
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
     model.fit(x, y, epochs=6, batch_size=4, verbose=0, callbacks=[Score(), recorder, Keep()])

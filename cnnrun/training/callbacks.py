@@ -94,12 +94,12 @@ class RunRecorder(keras.callbacks.Callback):
     file itself at every instant, even when the process dies between two writes. `last.keras` is the truth about how
     far training got: its record says how many epochs it holds (checked against its optimizer's iteration count),
     and resume trims the history to match. One recorder serves a whole run, so `best.keras` is judged across phases.
-    In a fit on cached features (a head on a frozen backbone's outputs, `whole` set), whose epochs take a fraction
-    of a second and a whole-model save about 0.3 s, `state.json` and `last.keras` wait too, while they were written
-    less than `SAVE_EVERY` seconds before, and so does `best.keras`: the better epoch's values (the model's and the
-    optimizer's variables) are held in memory and written when the wait ends. A killed run loses the waiting epochs
-    (resume trains them again, as it trims the history to `last.keras`); the fit's last epoch, or the one early
-    stopping ends it at, never waits.
+    In a fit on cached features (fit trains a head on a frozen backbone's outputs, `whole` is the model around it),
+    whose epochs take a fraction of a second and a whole-model save about 0.3 s, `state.json` and `last.keras` wait
+    too, while they were written less than `SAVE_EVERY` seconds before, and so does `best.keras`: the better epoch's
+    values (the model's and the optimizer's variables) are held in memory and written when the wait ends. A killed
+    run loses the waiting epochs (resume trains them again, as it trims the history to `last.keras`); the fit's last
+    epoch, or the one early stopping ends it at, never waits.
 
     Args:
         run: the run folder.
@@ -191,9 +191,11 @@ class RunRecorder(keras.callbacks.Callback):
             self.draw()
 
     def waits(self, epoch: int) -> bool:
-        """Whether `last.keras` and state.json wait for a later epoch: in a fit on cached features (`whole` set),
-        when they were written less than `SAVE_EVERY` seconds ago and this is not the fit's last epoch."""
-        return (self.whole is not None and self.saved_at is not None and not self.model.stop_training
+        """Whether `last.keras` and state.json wait for a later epoch: in a fit on cached features (fit trains
+        the head, not `whole`, the model the checkpoints hold), when they were written less than `SAVE_EVERY`
+        seconds ago and this is neither the fit's last epoch nor one early stopping ends it at."""
+        cached = self.whole is not None and self.whole is not self.model
+        return (cached and self.saved_at is not None and not self.model.stop_training
                 and epoch < (self.params or {}).get("epochs", 0) and time.monotonic() - self.saved_at < SAVE_EVERY)
 
     def write_held(self) -> None:
