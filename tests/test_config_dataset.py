@@ -47,7 +47,8 @@ def test_a_runs_config_yaml_loads_back_for_each_kind(write_config, kind):
 
 @pytest.mark.parametrize("dataset, message", [
     ({"name": "shapes", "color_mode": "rgb"},
-     "unknown key 'dataset.color_mode' (it is for the image_folder dataset); dataset (name: shapes) takes: name, "
+     "unknown key 'dataset.color_mode' (it is for the image_folder and csv datasets); dataset (name: shapes) takes: "
+     "name, "
      "validation_split, holdout_first, test_split, normalize, label_mode, classes, samples_per_class, image_size, "
      "channels, num_classes, num_samples, test_samples"),
     ({"channels": 3, "data_dir": "/data"},  # no name: the shapes set
@@ -57,7 +58,8 @@ def test_a_runs_config_yaml_loads_back_for_each_kind(write_config, kind):
      "unknown key 'dataset.channels' (it is for the shapes dataset); dataset (name: npz) takes: name, "
      "validation_split, holdout_first, test_split, normalize, label_mode, classes, samples_per_class, path"),
     ({"name": "mnist", "path": "x.npz"},
-     "unknown key 'dataset.path' (it is for the npz and image_folder datasets); dataset (name: mnist) takes:"),
+     "unknown key 'dataset.path' (it is for the npz, image_folder and csv datasets); dataset (name: mnist) "
+     "takes:"),
     ({"name": "image_folder", "path": "pics", "on_bad_fiel": "skip"},
      "unknown key 'dataset.on_bad_fiel' (did you mean 'on_bad_file'?)"),
     ({"name": "npz"}, "dataset.path: required key is missing"),

@@ -40,12 +40,15 @@ def table_keys(title: str) -> list[str]:
 
 def test_every_kind_of_dataset_has_its_own_table_with_its_own_keys():
     titles = ["`dataset` with `name: shapes`", "`dataset` with `name: npz`", "`dataset` with `name: image_folder`",
-              "`dataset` with `name: fashion_mnist, mnist, cifar10, cifar100`"]
+              "`dataset` with `name: csv`", "`dataset` with `name: fashion_mnist, mnist, cifar10, cifar100`"]
     keys = {title: table_keys(title) for title in titles}
     assert keys == {
         "`dataset` with `name: shapes`": ["channels", "image_size", "num_classes", "num_samples", "test_samples"],
         "`dataset` with `name: npz`": ["path"],
-        "`dataset` with `name: image_folder`": ["cache", "color_mode", "image_size", "on_bad_file", "path"],
+        "`dataset` with `name: image_folder`": ["cache", "color_mode", "image_size", "on_bad_file", "path",
+                                                 "stratify"],
+        "`dataset` with `name: csv`": ["cache", "color_mode", "image_size", "label_column", "on_bad_file", "path",
+                                       "path_column", "split_column", "stratify"],
         "`dataset` with `name: fashion_mnist, mnist, cifar10, cifar100`": ["cache", "data_dir"],
     }
 

@@ -127,4 +127,4 @@ def test_every_dataset_kind_of_the_config_union_has_one_source_record():
 
     union = typing.get_args(typing.get_args(DatasetConfig)[0])
     assert set(union) == set(SOURCES)
-    assert len(union) == 4
+    assert len(union) == 5

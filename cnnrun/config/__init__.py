@@ -27,6 +27,7 @@ from cnnrun.config.callbacks import (
 )
 from cnnrun.config.dataset import (
     DATASET_KINDS,
+    CsvDataset,
     DatasetBase,
     DatasetConfig,
     ImageFolderDataset,
@@ -57,7 +58,8 @@ from cnnrun.config.sections import Section
 
 __all__ = [
     "DATASET_KINDS", "LATE_VARS", "AugmentationConfig", "CallbacksConfig", "CheckpointConfig", "CompileConfig",
-    "DatasetBase", "DatasetConfig", "EarlyStoppingConfig", "Experiment", "ImageFolderDataset", "KerasDataset",
+    "CsvDataset", "DatasetBase", "DatasetConfig", "EarlyStoppingConfig", "Experiment", "ImageFolderDataset",
+    "KerasDataset",
     "ModelConfig", "NpzDataset", "OutputConfig", "ReduceLROnPlateauConfig", "Section", "ShapesDataset",
     "TensorBoardConfig", "TrainConfig", "apply_override", "evaluate_expression", "experiment_to_yaml",
     "format_validation_error", "iter_layer_entries", "load_experiment", "load_saved_experiment", "read_yaml",

@@ -10,7 +10,9 @@ Example:
 (True, True)
 """
 
+import csv
 import os
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -67,15 +69,17 @@ class DatasetBase(Section):
     name: str = Field(description="Which data; each kind below says its own keys.")
     validation_split: float | None = Field(
         None, gt=0, lt=1, description="Fraction of the training data held out for validation: the last part, "
-        "before shuffling, as Keras' `fit(validation_split=...)` takes it."
+        "before shuffling, as Keras' `fit(validation_split=...)` takes it (image folders and tables: that "
+        "fraction of each class, see `stratify`)."
     )
     holdout_first: int | None = Field(
         None, gt=0, description="Hold out the first N training examples for validation (the course's CIFAR-10)."
     )
     test_split: float | None = Field(
         None, gt=0, lt=1, description="For data without a test split of its own (an image folder without "
-        "`test/`, an npz without `x_test`): the fraction of the training data held out as the test split, taken "
-        "from the end before validation (image folders are in a seeded order, so every class is in it)."
+        "`test/`, an npz without `x_test`, a table without test rows): the fraction of the training data held out as "
+        "the test split, taken from the end before validation (image folders and tables are in a seeded order, "
+        "and take that fraction of each class: see `stratify`)."
     )
     normalize: Literal["rescale", "standardize", "none"] = Field(
         "rescale", description="`rescale`: ÷255. `standardize`: (x − mean) / std with the training split's "
@@ -164,6 +168,28 @@ class NpzDataset(DatasetBase):
     )
 
 
+def _sides(size: int | tuple[int, int]) -> int | tuple[int, int]:
+    if not all(8 <= side <= 1024 for side in (size if isinstance(size, tuple) else (size,))):
+        raise ValueError("sides from 8 to 1024 pixels")
+    return size
+
+
+# the keys of the kinds whose pictures are files (image_folder, csv), each with its meaning
+ImageSize = Annotated[int | tuple[int, int], AfterValidator(_sides), Field(
+    description="[height, width] every image is resized to (one number: a square), 8 to 1024 pixels.")]
+ColorMode = Annotated[Literal["rgb", "grayscale", "rgba"], Field(description="The colour mode images are read in.")]
+Cache = Annotated[Literal["auto", "none", "memory", "disk"], Field(description=_CACHE[0].upper() + _CACHE[1:])]
+OnBadFile = Annotated[Literal["skip", "error"], Field(
+    description="What to do with files that do not decode (empty, truncated, not an image) or, in a table, are "
+    "missing. `skip`: leave them out with one warning; the run's `bad_files.json` lists them. `error`: stop "
+    "before training and name them.")]
+Stratify = Annotated[bool, Field(
+    description="`true`: `validation_split` and `test_split` take that fraction of each class (the last pictures "
+    "of each class in the seeded order), so every split keeps the class proportions; the split sizes are those "
+    "of `false`. `false`: they take the last part of all the pictures in the seeded order, whatever their "
+    "class. `holdout_first` is not affected: it takes the first N.")]
+
+
 class ImageFolderDataset(DatasetBase):
     """`image_folder`: pictures in one folder per class, read and resized as they stream."""
 
@@ -172,31 +198,43 @@ class ImageFolderDataset(DatasetBase):
         description="A folder holding `train/` (and optionally `validation/`, `test/`) of class folders, or "
         "class folders directly." + _RELATIVE
     )
-    image_size: int | tuple[int, int] = Field(
-        32, description="[height, width] every image is resized to (one number: a square), 8 to 1024 pixels."
-    )
-    color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="The colour mode images are read in.")
-    cache: Literal["auto", "none", "memory", "disk"] = Field("auto", description=_CACHE[0].upper() + _CACHE[1:])
-    on_bad_file: Literal["skip", "error"] = Field(
-        "skip", description="What to do with files that do not decode (empty, truncated, not an image). `skip`: "
-        "leave them out with one warning; the run's `bad_files.json` lists them. `error`: stop before training "
-        "and name them."
-    )
+    image_size: ImageSize = 32
+    color_mode: ColorMode = "rgb"
+    cache: Cache = "auto"
+    on_bad_file: OnBadFile = "skip"
+    stratify: Stratify = True
 
-    @field_validator("image_size")
-    @classmethod
-    def _sides(cls, size: int | tuple[int, int]) -> int | tuple[int, int]:
-        if not all(8 <= side <= 1024 for side in (size if isinstance(size, tuple) else (size,))):
-            raise ValueError("sides from 8 to 1024 pixels")
-        return size
+
+class CsvDataset(DatasetBase):
+    """`csv`: a table of picture files and their labels, one row a picture."""
+
+    name: Literal["csv"] = Field(description="Your own pictures, listed in a CSV table with their labels.")
+    path: ResolvedPath = Field(
+        description="The CSV file: a header row naming its columns, then one row per picture. The pictures' "
+        "paths in it are relative to the CSV file's folder (absolute paths are used as they are)." + _RELATIVE
+    )
+    path_column: str = Field("path", min_length=1, description="The column holding each picture's path.")
+    label_column: str = Field("label", min_length=1, description="The column holding each picture's class name; "
+                              "the classes are the labels found, sorted (or `classes`).")
+    split_column: str | None = Field(
+        "split", min_length=1, description="The column saying each picture's split: `train`, `validation` or "
+        "`test`. Used when the table has it; a table without it is all training data, held out by "
+        "`validation_split` and `test_split`. A name other than `split` must be a column of the table. `null`: "
+        "ignore any such column."
+    )
+    image_size: ImageSize = 32
+    color_mode: ColorMode = "rgb"
+    cache: Cache = "auto"
+    on_bad_file: OnBadFile = "skip"
+    stratify: Stratify = True
 
 
 DATASET_KINDS: dict[str, type[DatasetBase]] = {
     **{name: KerasDataset for name in KERAS_DATASETS},
-    "shapes": ShapesDataset, "npz": NpzDataset, "image_folder": ImageFolderDataset,
+    "shapes": ShapesDataset, "npz": NpzDataset, "image_folder": ImageFolderDataset, "csv": CsvDataset,
 }
 
-DatasetConfig = Annotated[ShapesDataset | KerasDataset | NpzDataset | ImageFolderDataset,
+DatasetConfig = Annotated[ShapesDataset | KerasDataset | NpzDataset | ImageFolderDataset | CsvDataset,
                           Field(discriminator="name")]
 
 
@@ -205,7 +243,7 @@ def picture_size(dataset: DatasetBase) -> tuple[int, int] | None:
     arrays say it once they are read)."""
     if isinstance(dataset, ShapesDataset):
         return dataset.image_size, dataset.image_size
-    if isinstance(dataset, ImageFolderDataset):
+    if isinstance(dataset, ImageFolderDataset | CsvDataset):
         size = dataset.image_size
         return (size, size) if isinstance(size, int) else size
     return KERAS_PICTURE_SIZES.get(dataset.name)
@@ -215,7 +253,35 @@ def pictures_of(dataset: DatasetBase) -> str:
     """The dataset as messages name it: `fashion_mnist`, `the image folder data/pets`, `npz (data/mine.npz)`."""
     if isinstance(dataset, ImageFolderDataset):
         return f"the image folder {dataset.path}"
+    if isinstance(dataset, CsvDataset):
+        return f"the table {dataset.path}"
     return f"{dataset.name} ({dataset.path})" if isinstance(dataset, NpzDataset) else dataset.name
+
+
+def has_own_validation(dataset: DatasetBase) -> bool:
+    """Whether the data brings a validation split of its own: an image folder's `validation/`, a table's rows
+    whose split column says `validation`. A table that cannot be read says no here; the data layer names the
+    problem when it reads the table."""
+    if isinstance(dataset, ImageFolderDataset):
+        return (Path(dataset.path) / "validation").is_dir()
+    if not isinstance(dataset, CsvDataset) or dataset.split_column is None:
+        return False
+    try:
+        with open(dataset.path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [name.strip() for name in next(reader, [])]
+            if dataset.split_column not in header:
+                return False
+            at = header.index(dataset.split_column)
+            return any(len(row) > at and row[at].strip().lower() == "validation" for row in reader)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
+def stratifies(dataset: DatasetBase) -> bool:
+    """Whether `validation_split` and `test_split` take their fraction of each class (`stratify`, a key of the
+    kinds whose pictures are files); False for the others, which keep Keras' `fit(validation_split=...)` cut."""
+    return bool(getattr(dataset, "stratify", False))
 
 
 def default_name(value: Any) -> Any:

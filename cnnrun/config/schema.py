@@ -7,14 +7,20 @@ names are read from `cnnrun.config.registry`'s tables of strings.
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from cnnrun.config.augmentation import AugmentationConfig, check_fits
 from cnnrun.config.callbacks import CallbacksConfig
-from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name, picture_size, pictures_of
+from cnnrun.config.dataset import (
+    DatasetConfig,
+    ShapesDataset,
+    default_name,
+    has_own_validation,
+    picture_size,
+    pictures_of,
+)
 from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
@@ -274,7 +280,8 @@ class Experiment(Section):
 
     @property
     def has_validation(self) -> bool:
-        """Whether training has validation data: a split of the training data or an image folder's own."""
+        """Whether training has validation data: a split of the training data, or an image folder's or a table's
+        own."""
         dataset = self.dataset
-        own_folder = dataset.name == "image_folder" and (Path(dataset.path) / "validation").is_dir()
-        return dataset.validation_split is not None or dataset.holdout_first is not None or own_folder
+        return dataset.validation_split is not None or dataset.holdout_first is not None \
+            or has_own_validation(dataset)

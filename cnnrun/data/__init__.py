@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from cnnrun.config import AugmentationConfig, DatasetConfig, Experiment
+from cnnrun.config import AugmentationConfig, Experiment
 from cnnrun.config.augmentation import check_fits
 from cnnrun.config.dataset import pictures_of
-from cnnrun.data.examples import Examples, FileExamples, RawData
+from cnnrun.data.examples import Examples, FileExamples
 from cnnrun.data.faults import data_error
 from cnnrun.data.sources import describe, load_raw, naming_the_config
+from cnnrun.data.split import held_out_words, split_examples
 from cnnrun.data.subsets import per_class_sample
 from cnnrun.devices.distribute import gpu_visible
 from cnnrun.errors import UserError
@@ -80,7 +81,8 @@ class Splits:
         examples: the examples behind each split (arrays in memory, or image files), by split name.
         bad_files: an image folder's files left out (bad_files.json), as `{"path", "reason"}`.
         warnings: lines the caller should show the user (as `warning: …`); the data layer prints nothing.
-        root: an image folder's root, which `files()` is relative to; None for arrays.
+        root: an image folder's root (a table's folder), which `files()` is relative to; None for arrays.
+        table: a csv dataset's table, whose labels `files()` records; None for other kinds.
         stream: builds the training stream from a given epoch on (used by `from_epoch`).
     """
 
@@ -93,6 +95,7 @@ class Splits:
     bad_files: tuple[dict[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
     root: Path | None = None
+    table: Path | None = None
     stream: Callable[[int], Any] | None = field(default=None, repr=False, compare=False)
 
     def split(self, name: str):
@@ -125,17 +128,30 @@ class Splits:
 
         Returns:
             `{"root": str, "train": [...], "validation": [...] or None, "test": [...] or None}`, the paths relative
-            to `root`, each split in its stored order. `load_splits(..., stored_files=that)` rebuilds exactly
+            to `root` (a table's path outside its folder stays absolute), each split in its stored order; for a
+            table also `"table"` and `"labels"`: `{"train": [class name of each file], ...}`, since its labels come
+            from the table, not from the files' folders. `load_splits(..., stored_files=that)` rebuilds exactly
             these splits.
         """
         if self.root is None:
             return None
         files: dict[str, Any] = {"root": str(self.root)}
-        for name in ("train", "validation", "test"):
-            part = self.examples.get(name)
-            files[name] = [Path(p).relative_to(self.root).as_posix() for p in part.paths] \
-                if isinstance(part, FileExamples) else None
+        parts = {name: part if isinstance(part, FileExamples) else None
+                 for name in ("train", "validation", "test") for part in [self.examples.get(name)]}
+        for name, part in parts.items():
+            files[name] = [_relative(p, self.root) for p in part.paths] if part is not None else None
+        if self.table is not None:
+            names = self.info.class_names
+            files["table"] = str(self.table)
+            files["labels"] = {name: [names[label] for label in part.labels] if part is not None else None
+                               for name, part in parts.items()}
         return files
+
+
+def _relative(path: str, root: Path) -> str:
+    """`path` relative to `root` when it is inside it, else absolute (a table may list pictures anywhere)."""
+    path = Path(path)
+    return (path.relative_to(root) if path.is_relative_to(root) else path).as_posix()
 
 
 def preprocess(images, info: DatasetInfo):
@@ -294,53 +310,6 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
     return _prepared(epochs.flat_map(one_epoch), info, augmenter)
 
 
-def _split(config: DatasetConfig, raw: RawData) -> dict[str, Examples]:
-    """Hold out validation and test data as the config says.
-
-    Of the N training examples, `test_split` takes the last N·test_split and `validation_split` the
-    N·validation_split before them (the last part, as in Keras' fit); `holdout_first` takes the first N.
-    """
-    train, validation, test = raw.train, raw.validation, raw.test
-    if raw.presplit:  # a run's recorded splits: exactly those
-        return {name: part for name, part in (("train", train), ("validation", validation), ("test", test))
-                if part is not None}
-    whole = len(train)
-    if config.test_split is not None:
-        if test is not None:
-            raise UserError(f"dataset.test_split: this {config.name} data has a test split of its own; "
-                            f"remove test_split")
-        cut = whole - int(whole * config.test_split)
-        train, test = train.take(slice(0, cut)), train.take(slice(cut, None))
-    if validation is not None:
-        if config.validation_split is not None or config.holdout_first is not None:
-            raise UserError(f"dataset: {config.path} has its own validation/ folder; remove validation_split "
-                            f"and holdout_first")
-    elif config.holdout_first is not None:
-        if config.holdout_first >= len(train):
-            raise UserError(f"dataset.holdout_first: {config.holdout_first} leaves no training data (the set has "
-                            f"{len(train)})")
-        train, validation = train.take(slice(config.holdout_first, None)), train.take(slice(0, config.holdout_first))
-    elif config.validation_split is not None:
-        cut = len(train) - int(whole * config.validation_split)
-        train, validation = train.take(slice(0, cut)), train.take(slice(cut, None))
-    parts = {"train": train, "validation": validation, "test": test}
-    for name, part in parts.items():
-        if part is not None and len(part) == 0:
-            raise UserError(f"dataset: the {name} split is empty; the data has too few examples for the split "
-                            f"fractions")
-    return {name: part for name, part in parts.items() if part is not None}
-
-
-def _held_out(config: DatasetConfig, raw: RawData) -> str:
-    """What the split took from the training data before `samples_per_class` draws from it, for a message."""
-    taken = []
-    if raw.validation is None and (config.validation_split is not None or config.holdout_first is not None):
-        taken.append("validation")
-    if config.test_split is not None:
-        taken.append("test")
-    return f" once {' and '.join(taken)} {'are' if len(taken) > 1 else 'is'} held out" if taken else ""
-
-
 def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
                 stored_files: dict[str, Any] | None = None, initial_epoch: int = 0, augment: bool = True) -> Splits:
     """Load the experiment's dataset and make train, validation and test pipelines, once.
@@ -368,10 +337,10 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         raw = load_raw(config, experiment.seed, stored_files)
         if config.label_mode == "binary" and len(raw.class_names) != 2:
             raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
-        examples = _split(config, raw)
+        examples = split_examples(config, raw)
         if config.samples_per_class and not raw.presplit:  # a run's recorded splits hold its subset already
             examples["train"] = per_class_sample(examples["train"], config.samples_per_class, experiment.seed,
-                                                 raw.class_names, _held_out(config, raw))
+                                                 raw.class_names, held_out_words(config, raw))
         check_fits(experiment.augmentation, tuple(examples["train"].image_shape[:2]), pictures_of(config))
     train = examples["train"]
     if stored is not None:
@@ -395,4 +364,4 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
 
     return Splits(stream(initial_epoch), pipelines.get("validation"), pipelines.get("test"), info,
                   steps_per_epoch=-(-len(train) // batch), examples=MappingProxyType(examples), bad_files=raw.bad_files,
-                  warnings=raw.warnings, root=raw.root, stream=stream)
+                  warnings=raw.warnings, root=raw.root, table=raw.table, stream=stream)

@@ -232,6 +232,8 @@ class RawData:
         warnings: what the caller should show the user (files left out, empty class folders), one line each.
         root: an image folder's root (the paths of `Splits.files()` are relative to it); None for arrays.
         presplit: the splits are a run's recorded ones (`stored_files`): hold nothing more out.
+        table: a csv dataset's table: its labels come from the table, so `Splits.files()` records them beside
+            the paths; None for other kinds.
     """
 
     train: Examples
@@ -242,3 +244,4 @@ class RawData:
     warnings: tuple[str, ...] = ()
     root: Path | None = None
     presplit: bool = False
+    table: Path | None = None

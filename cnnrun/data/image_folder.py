@@ -1,6 +1,6 @@
 """Image-folder datasets: check every file, then list the good ones per split, as new or as a run recorded them.
 
-A new run draws its splits from the folder as it is (see `cnnrun.data._split`). A run that goes on (resume) or is
+A new run draws its splits from the folder as it is (see `cnnrun.data.split`). A run that goes on (resume) or is
 judged (evaluate) must see exactly the files it was trained and tested on, however the folder has changed since:
 it passes the run's `splits.json` (`Splits.files()`) as `stored_files`, and each split is rebuilt from those files,
 in that order, with the labels their class folders give. Files added since are ignored and files gone are left
@@ -30,7 +30,8 @@ MEMORY_CACHE_LIMIT = 1 << 30  # `cache: auto` keeps decoded folder images in mem
 SHOWN = 3  # files named in a warning or an error; the rest are counted
 
 
-def _first(names: list[str]) -> str:
+def first_few(names: list[str]) -> str:
+    """The first `SHOWN` of `names` joined by `; `, with `…` when there are more (for a warning or an error)."""
     return "; ".join(names[:SHOWN]) + ("; …" if len(names) > SHOWN else "")
 
 
@@ -72,7 +73,7 @@ def read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: 
     warnings: list[str] = []
     bad = report.bad_files
     if bad:
-        first = _first([f"{b.path}: {b.reason}" for b in bad])
+        first = first_few([f"{b.path}: {b.reason}" for b in bad])
         if on_bad_file == "error":
             raise UserError(f"{key}: {len(bad)} file(s) in {root} cannot be read: {first}; remove or fix them, "
                             f"or set dataset.on_bad_file: skip (see `cnnrun data check {root}`)")
@@ -83,7 +84,7 @@ def read_folder_tree(root: Path, size: tuple[int, int], mode: str, on_bad_file: 
     if cache == "auto":
         decoded = report.num_images * size[0] * size[1] * CHANNELS[mode]
         cache = "memory" if decoded <= MEMORY_CACHE_LIMIT else "none"
-    cache_dir = _disk_cache_dir() if cache == "disk" else None
+    cache_dir = disk_cache_dir() if cache == "disk" else None
     if stored_files is None:
         listed = _drawn(report, seed)
     else:
@@ -155,7 +156,7 @@ def _recorded(report: FolderReport, root: Path, stored: dict[str, Any], warnings
         warnings.append(f"{new} new file(s) in {root} not in the run's splits, ignored")
     if gone:
         warnings.append(f"{len(gone)} file(s) of the run's splits missing or unreadable in {root}, left out: "
-                        f"{_first(gone)}")
+                        f"{first_few(gone)}")
     return listed
 
 
@@ -170,7 +171,7 @@ def _check_recorded(stored: Any) -> None:
                         "of paths relative to the dataset folder)")
 
 
-def _disk_cache_dir() -> str:
+def disk_cache_dir() -> str:
     """A temporary folder for `cache: disk`, removed when the process ends."""
     folder = tempfile.mkdtemp(prefix="cnnrun-cache-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

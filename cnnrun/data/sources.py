@@ -1,5 +1,5 @@
 """Where the examples come from: the built-in `shapes` set, Keras' datasets (downloaded or a local copy), npz,
-image folders.
+image folders, csv tables of picture files (`table_source`).
 
 One record per kind of dataset (`SOURCES`, keyed by the config's class in the `DatasetConfig` union): its input
 shape and class names without the images, and its loader. A new kind is one config class and
@@ -21,12 +21,20 @@ from typing import Any
 import numpy as np
 
 from cnnrun.config import DatasetConfig
-from cnnrun.config.dataset import ImageFolderDataset, KerasDataset, NpzDataset, ShapesDataset, pictures_of
+from cnnrun.config.dataset import (
+    CsvDataset,
+    ImageFolderDataset,
+    KerasDataset,
+    NpzDataset,
+    ShapesDataset,
+    pictures_of,
+)
 from cnnrun.data.examples import ArrayExamples, RawData
 from cnnrun.data.folders import CHANNELS, PIL_MODES, class_folders, folder_splits, subfolders
 from cnnrun.data.image_folder import read_folder_tree
 from cnnrun.data.shapes import SHAPE_NAMES, make_shapes
 from cnnrun.data.subsets import chosen_classes, only_classes
+from cnnrun.data.table_source import load_table, table_shape_and_names
 from cnnrun.errors import UserError
 
 CLASS_NAMES = {
@@ -124,8 +132,8 @@ def load_raw(config: DatasetConfig, seed: int, stored_files: dict[str, Any] | No
     Args:
         config: the experiment's `dataset:` section.
         seed: the seed of an image folder's order.
-        stored_files: a run's recorded splits of an image folder (`Splits.files()`), reused exactly; ignored
-            for datasets of arrays.
+        stored_files: a run's recorded splits of an image folder or a table (`Splits.files()`), reused exactly;
+            ignored for datasets of arrays.
     """
     source = SOURCES[type(config)]
     with naming_the_config(config.source):
@@ -345,4 +353,5 @@ SOURCES: dict[type, Source] = {
     KerasDataset: Source(_keras_shape, _load_keras),
     NpzDataset: Source(_npz_shape, lambda config, seed, stored_files: _load_npz(Path(config.path))),
     ImageFolderDataset: Source(_folder_shape, _load_image_folder),
+    CsvDataset: Source(table_shape_and_names, load_table),
 }

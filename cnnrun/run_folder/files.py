@@ -12,7 +12,7 @@ The files of `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/`:
 - `meta.json`: `Meta`, how and where it ran, and the experiment it began with (`config`), which resume compares
   with `config.yaml`.
 - `dataset.json`: `cnnrun.data.DatasetInfo`, what evaluate and predict need to treat pictures as training did.
-- `splits.json`: `SplitFiles`, an image folder's files of each split.
+- `splits.json`: `SplitFiles`, an image folder's (or a csv table's) files of each split, a table's with their labels.
 - `bad_files.json`: the files an image folder's check left out, `[{"path", "reason"}]`.
 - `scores.json`: `Scores`, the test metrics of both checkpoints.
 - `history.csv`: one row per finished epoch (`parse_history`).
@@ -199,7 +199,8 @@ class Meta(BaseModel):
 
 
 class SplitFiles(BaseModel):
-    """`splits.json`: an image folder's root and the files of each split (relative to it), in stored order."""
+    """`splits.json`: an image folder's root and the files of each split (relative to it), in stored order; for a
+    csv table also the table and each file's label (`labels`, split by split, in the same order)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -207,6 +208,13 @@ class SplitFiles(BaseModel):
     train: list[str] | None = None
     validation: list[str] | None = None
     test: list[str] | None = None
+    table: str | None = None
+    labels: dict[str, list[str] | None] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As splits.json holds it: `table` and `labels` only for a table (an image folder's file is as before)."""
+        data = self.model_dump()
+        return {key: value for key, value in data.items() if value is not None or key not in ("table", "labels")}
 
 
 class Scores(BaseModel):

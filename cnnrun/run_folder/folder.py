@@ -190,13 +190,13 @@ class Run:
         self.write_json(files.DATASET, info.to_dict())
 
     def read_splits(self) -> dict[str, Any] | None:
-        """`splits.json` (an image folder's files of each split), checked; None for a dataset of arrays."""
+        """`splits.json` (an image folder's or a table's files of each split), checked; None for arrays."""
         if not self.has(files.SPLITS):
             return None
-        return self._read_checked(files.SPLITS, SplitFiles, "a cnnrun split record").model_dump()
+        return self._read_checked(files.SPLITS, SplitFiles, "a cnnrun split record").to_dict()
 
     def write_splits(self, split_files: dict[str, Any]) -> None:
-        self.write_json(files.SPLITS, SplitFiles.model_validate(split_files).model_dump())
+        self.write_json(files.SPLITS, SplitFiles.model_validate(split_files).to_dict())
 
     def write_bad_files(self, bad_files: list[dict[str, str]]) -> None:
         self.write_json(files.BAD_FILES, bad_files)
