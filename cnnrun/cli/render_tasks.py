@@ -96,6 +96,38 @@ def show_folder_check(report, limit: int = 50) -> None:
     console.print(summary, highlight=False)
 
 
+def show_table_check(report, limit: int = 50) -> None:
+    """`cnnrun data check table.csv`: pictures per split and class, then every problem with its line."""
+    table = Table(title=f"{report.table}", title_justify="left")
+    for column in ("split", "class", "pictures", "bad", "size (h×w, or min/median/max)"):
+        table.add_column(column, justify="right" if column in ("pictures", "bad") else "left")
+    counts: dict[tuple[str, str], list] = {}
+    for row, size in zip(report.good, report.sizes, strict=True):
+        counts.setdefault((row.split, row.label), [[], 0])[0].append(size)
+    for row, _ in report.bad:
+        counts.setdefault((row.split, row.label), [[], 0])[1] += 1
+    order = {"train": 0, "validation": 1, "test": 2}
+    for (split, name), (sizes, bad) in sorted(counts.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+        table.add_row(split, escape(name), str(len(sizes)) if sizes else "[yellow]0[/]",
+                      f"[red]{bad}[/]" if bad else "0", size_summary(sizes))
+    console.print(table)
+    problems = report.line_problems()
+    if problems:
+        listed = Table(title=f"{len(problems)} problem(s)", title_justify="left")
+        listed.add_column("line", justify="right")
+        listed.add_column("problem", overflow="fold")
+        for line, what in problems[:limit]:
+            listed.add_row(str(line), escape(what))
+        console.print(listed)
+        if len(problems) > limit:
+            console.print(f"… and {len(problems) - limit} more")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    split_by = f"splits from column '{report.split_column}'" if report.split_column else "no split column: " \
+        "every row is training data"
+    console.print(f"{len(report.good)} good picture(s), {len(problems)} problem(s); {split_by}", highlight=False)
+
+
 def show_report(page, *, after: bool = False) -> None:
     """`cnnrun report` (or the end of train, resume, evaluate: `after`): the page written, what it lacks."""
     if after:

@@ -86,16 +86,35 @@ def conv_shape(
 
 @data_app.command("check")
 def data_check(
-    path: Annotated[Path, typer.Argument(help="An image folder: train/ (validation/, test/) of class folders, or "
-                                         "class folders.", show_default=False)],
+    path: Annotated[Path, typer.Argument(help="An image folder (train/ validation/ test/ of class folders, or class "
+                                         "folders) or a CSV table of picture paths and labels.", show_default=False)],
+    path_column: Annotated[str, typer.Option("--path-column", help="A table's column of picture paths.")] = "path",
+    label_column: Annotated[str, typer.Option("--label-column", help="A table's column of labels.")] = "label",
+    split_column: Annotated[str, typer.Option("--split-column", help="A table's column of splits (train, "
+                            "validation, test), used when the table has it.")] = "split",
+    classes: Annotated[str | None, typer.Option("--classes", help="A table's labels, comma-separated: a row with "
+                       "another label is a problem (a typo such as Cat for cat).", show_default=False)] = None,
 ) -> None:
-    """Decode every picture of an image folder; print images, sizes and bad files per split and class.
+    """Decode every picture of an image folder or a CSV table; print pictures, sizes and problems per split and
+    class.
 
-    Exit code 0 when every picture decodes, 1 when some do not (each is listed with the reason), 2 when PATH is
-    not an image folder.
+    A table's problems (a column missing, a missing or undecodable file, an empty label, a label not in --classes,
+    a split value other than train, validation or test, a file listed twice) are listed each with its line.
+    Exit code 0 when every picture decodes and the table has no problem, 1 when there are some (each is listed),
+    2 when PATH is neither an image folder nor a readable CSV file.
 
-    Example: cnnrun data check data/cats_and_dogs
+    Example: cnnrun data check data/cats_and_dogs; cnnrun data check data/pets.csv --label-column breed
     """
+    if path.is_file() or path.suffix.lower() == ".csv":
+        from cnnrun.cli.render_tasks import show_table_check
+        from cnnrun.data.csv_table import check_table
+
+        wanted = [name.strip() for name in classes.split(",") if name.strip()] if classes is not None else None
+        table = check_table(path, None, path_column, label_column, split_column, wanted)
+        show_table_check(table)
+        if table.line_problems():
+            raise typer.Exit(1)
+        return
     from cnnrun.cli.render_tasks import show_folder_check
     from cnnrun.data.check import check_image_folder
 

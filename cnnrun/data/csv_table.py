@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cnnrun.data.check import BadFile, FileCheck, bomb_warnings_quiet, check_file, not_a_file
 from cnnrun.data.folders import SPLIT_NAMES
-from cnnrun.errors import UserError
+from cnnrun.errors import UserError, did_you_mean
 
 DEFAULT_SPLIT_COLUMN = "split"  # used when the table has it; another name the user sets must be a column
 
@@ -145,11 +145,12 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
         path, label = cell[path_at], cell[label_at]
         split = cell[split_at].lower() if split_at is not None else "train"
         wrong = [what for what, is_wrong in (
-            (f"empty path (column '{path_column}')", not path),
-            (f"empty label (column '{label_column}')", not label),
+            (f"empty path (column '{path_column}'); give each row a picture's path", not path),
+            (f"empty label (column '{label_column}'); give each row its class name", not label),
             (f"split '{cell[split_at] if split_at is not None else ''}' should be train, validation or test "
-             f"(column '{split_column}')", split not in SPLIT_NAMES),
-            (f"label '{label}' is not one of the classes ({', '.join(classes or [])})",
+             f"(column '{split_column}'){did_you_mean(split, SPLIT_NAMES)}", split not in SPLIT_NAMES),
+            (f"label '{label}' is not one of the classes{did_you_mean(label, classes or [])}: "
+             f"{', '.join(classes or [])}",
              bool(label) and classes is not None and label not in classes)) if is_wrong]
         resolved = table.parent / os.path.expanduser(path)
         if path and str(resolved) in seen:
