@@ -61,7 +61,9 @@ def test_a_table_gives_each_picture_its_own_label_and_split(tmp_path):
     rows.append([elsewhere, "bird", "train"])
     table = write_table(tmp_path / "table" / "t.csv", [[f"../{p}" if not Path(p).is_absolute() else p, label, split]
                                                       for p, label, split in rows])
-    splits = load_splits(csv_experiment(table))
+    experiment = csv_experiment(table)
+    assert experiment.has_validation  # the rows of the validation split: val_loss can be monitored
+    splits = load_splits(experiment)
     assert splits.info.class_names == ["bird", "cat", "dog"]  # the labels, sorted
     assert splits.info.class_counts == {"train": [1, 4, 3], "validation": [0, 1, 1], "test": [0, 1, 2]}
     expected = {str((tmp_path / "table" / f"../{p}") if not Path(p).is_absolute() else p): label
@@ -79,6 +81,7 @@ def test_a_table_gives_each_picture_its_own_label_and_split(tmp_path):
 
 def test_a_table_without_split_column_is_training_data_split_by_the_fractions_of_each_class(tmp_path):
     table = write_table(tmp_path / "t.csv", labelled(tmp_path, {"cat": 30, "dog": 10}), ("path", "label"))
+    assert not csv_experiment(table).has_validation
     splits = load_splits(csv_experiment(table, test_split=0.2, validation_split=0.25))
     # test: 8 of 40, a fifth of each class; validation: 10 of 40, a quarter of each class (7.5 and 2.5: the tie
     # goes to the first class)
@@ -202,7 +205,7 @@ def test_train_on_a_table_records_its_splits_and_evaluate_and_resume_reuse_them(
     assert {name: sorted(zip(recorded[name], recorded["labels"][name], strict=True)) for name in
             ("train", "validation", "test")} == {name: sorted((p, label) for p, label, split in rows if split == name)
                                                  for name in ("train", "validation", "test")}
-    assert "val_loss" in (run / "history.csv").read_text().splitlines()[0]  # the table's validation rows count
+    assert "val_loss" in (run / "history.csv").read_text().splitlines()[0]  # the validation rows validate
     write_table(table, [[p, "dog", split] for p, _, split in rows])  # the table changes: every label dog
     result = run_here("evaluate", run)
     assert result.returncode == 0, result.stderr[-2000:]
