@@ -78,6 +78,13 @@ def test_a_table_gives_each_picture_its_own_label_and_split(tmp_path):
     assert all(not Path(p).is_absolute() for p in files["test"])
     assert SplitFiles.model_validate(files).to_dict() == files  # what splits.json holds
 
+    Path(elsewhere).unlink()  # the bird's picture: not even checked when the bird is not chosen
+    chosen = load_splits(csv_experiment(table, classes=["dog", "cat"]))  # in this order; the bird is in no split
+    assert chosen.info.class_counts == {"train": [3, 4], "validation": [1, 1], "test": [2, 1]}
+    assert chosen.warnings == () and chosen.bad_files == ()
+    with pytest.raises(UserError, match="has its own validation split; remove validation_split"):
+        load_splits(csv_experiment(table, validation_split=0.2))
+
 
 def test_a_table_without_split_column_is_training_data_split_by_the_fractions_of_each_class(tmp_path):
     table = write_table(tmp_path / "t.csv", labelled(tmp_path, {"cat": 30, "dog": 10}), ("path", "label"))
@@ -91,6 +98,8 @@ def test_a_table_without_split_column_is_training_data_split_by_the_fractions_of
     whole = load_splits(csv_experiment(table)).examples["train"].paths  # the seeded order, nothing held out
     assert unstratified.examples["test"].paths == whole[-8:]  # without stratify: the last part, as before
     assert unstratified.examples["validation"].paths == whole[-18:-8]
+    sampled = load_splits(csv_experiment(table, validation_split=0.25, samples_per_class=5))
+    assert sampled.info.class_counts == {"train": [5, 5], "validation": [8, 2]}
 
 
 def test_stratified_image_folder_splits_keep_each_class_share(tmp_path):
@@ -122,9 +131,11 @@ def test_shares_are_each_class_fraction_rounded_and_add_up():
 
 def test_recorded_splits_keep_the_files_and_labels_the_run_was_trained_on(tmp_path):
     rows = labelled(tmp_path, {"cat": 6, "dog": 6})
-    table = write_table(tmp_path / "t.csv", rows, ("path", "label"))
+    table = write_table(tmp_path / "t.csv", rows + [["gone.png", "cat"]], ("path", "label"))  # line 14: no file
     experiment = csv_experiment(table, validation_split=0.25)
     first = load_splits(experiment)
+    assert first.bad_files == ({"path": str(tmp_path / "gone.png"), "reason": "no such file", "line": 14},)
+    assert "line 14: " in first.warnings[0] and first.info.sizes == {"train": 9, "validation": 3}
     recorded = SplitFiles.model_validate(first.files()).to_dict()  # through splits.json's schema
     swapped = [[p, {"cat": "dog", "dog": "cat"}[label]] for p, label in rows]
     write_table(table, swapped + labelled(tmp_path, {"cow": 3}), ("path", "label"))  # relabelled, a class added
