@@ -16,6 +16,7 @@ from cnnrun.config.augmentation import AugmentationConfig, check_fits
 from cnnrun.config.callbacks import CallbacksConfig
 from cnnrun.config.dataset import DatasetConfig, ShapesDataset, default_name, picture_size, pictures_of
 from cnnrun.config.evaluate import EvaluateConfig
+from cnnrun.config.imbalance import check_class_weight
 from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name, check_optimizer_values
@@ -115,6 +116,19 @@ class TrainConfig(Section):
         "default false). Each phase starts with a fresh optimizer; BatchNormalization layers of the base never "
         "train. See \"Phases\"."
     )
+
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        None, description="Weigh each training example's loss by its class: `balanced` (n_samples / (n_classes × "
+        "count), scikit-learn's rule, over the training split) or `{cat: 2.0, dog: 1.0}` by class name (classes "
+        "left out weigh 1; every weight > 0). Passed to Keras' `fit(class_weight=…)` in every phase and on "
+        "resume; training metrics are weighted too, validation and test never. Default: none (every class 1). "
+        "See \"Imbalanced classes\"."
+    )
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _known_class_weight(cls, value: Any) -> Any:
+        return check_class_weight(value)
 
     @field_validator("phases", mode="before")
     @classmethod
