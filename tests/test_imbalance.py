@@ -6,6 +6,9 @@ gradient taken by hand (per-example crossentropy × the class's weight, averaged
 numpy, and recalls counted on a small confusion matrix.
 """
 
+import csv
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from cnnrun.model.build import build_model
 from cnnrun.model.compiling import compile_model, make_loss
 from cnnrun.model.scoring import balanced_accuracy, per_class_table, tta_scores
 from cnnrun.training.header import fit_class_weight
-from tests.conftest import run_here, tiny_config
+from tests.conftest import history, only_run, run_here, tiny_config
 
 NAMES = ["circle", "square", "triangle"]
 
@@ -191,3 +194,36 @@ def test_balanced_accuracy_and_recalls_by_hand():
     scores = tta_scores(np.eye(3)[PREDICTED] * 0.7 + 0.1, TRUTH)
     assert scores["tta_balanced_accuracy"] == pytest.approx(0.5)
     assert scores["tta_accuracy"] == pytest.approx(4 / 7)
+
+
+# ---------------------------------------------------------------- one real run
+
+
+@pytest.mark.slow
+def test_a_run_with_class_weights_and_accumulation_trains_resumes_and_evaluates(write_config, tmp_path):
+    """Weighing circles 100 times makes the training loss (weighted) far above the validation loss (never
+    weighted) in the first fit and in resume's; the header says the weights and the batches an update takes;
+    resume counts accumulated batches as epochs; the test scores and evaluate give balanced accuracy and recalls."""
+    config = tiny_config(
+        dataset={"name": "shapes", "image_size": 16, "num_samples": 48, "test_samples": 24, "validation_split": 0.25},
+        compile={"optimizer": {"name": "adam", "gradient_accumulation_steps": 2}},
+        train={"epochs": 1, "batch_size": 12, "class_weight": {"circle": 100}},
+        output={"plots": False, "report": False})
+    trained = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")
+    assert trained.returncode == 0, trained.stderr
+    assert "class weights  circle 100, square 1, triangle 1" in trained.stdout
+    assert "batch 12 × 2 accumulated = 24 an update" in trained.stdout
+    run = only_run(tmp_path / "runs")
+    resumed = run_here("resume", run, "--epochs", "2")  # 3 batches an epoch: 1 update and a half
+    assert resumed.returncode == 0, resumed.stderr
+    for epoch in history(run):
+        assert epoch["loss"] > 10 * epoch["val_loss"]  # circles are a third of the data: their losses × 100
+    scores = json.loads((run / "scores.json").read_text())
+    assert 0 <= scores["best"]["balanced_accuracy"] <= 1
+    evaluated = run_here("evaluate", run, "--explain", "0")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((run / "eval" / "best_test_metrics.json").read_text())
+    rows = list(csv.DictReader((run / "eval" / "best_test_per_class.csv").open()))
+    recalls = [float(r["recall"]) for r in rows]
+    assert metrics["balanced_accuracy"] == pytest.approx(np.mean(recalls), abs=1e-4)  # every class in the test split
+    assert "balanced_accuracy" in evaluated.stdout and "recall" in evaluated.stdout
