@@ -36,11 +36,16 @@ class CompileConfig(Section):
         "number or a schedule, `{schedule: piecewise_constant, boundaries: [91, 136], values: [0.1, 0.01, 0.001], "
         "unit: epochs}` (the tables below). `weight_decay` here is Keras' decoupled decay (AdamW-style: "
         "`w ← w − learning_rate × weight_decay × w` each step, outside the loss); the papers' L2 term is "
-        "`model.weight_decay`."
+        "`model.weight_decay`. `gradient_accumulation_steps: k` (a whole number ≥ 1; 1: none) averages the "
+        "gradients of k batches into one update: an update of `train.batch_size` × k examples. See \"Gradient "
+        "accumulation\"."
     )
     loss: str | dict[str, Any] | None = Field(
         None, description="A Keras loss name or `{name: ..., from_logits: true, ...}`. Default: the "
-        "crossentropy that matches `dataset.label_mode`."
+        "crossentropy that matches `dataset.label_mode`. For imbalanced classes: "
+        "`{name: categorical_focal_crossentropy, alpha: 0.25, gamma: 2.0}` (categorical labels) or "
+        "`{name: binary_focal_crossentropy, gamma: 2.0, apply_class_balancing: true, alpha: 0.25}` (binary); "
+        "see \"Imbalanced classes\"."
     )
     metrics: list[str] = Field(
         default_factory=lambda: ["accuracy"], description="Keras metric names; `acc` is logged as `accuracy`."
