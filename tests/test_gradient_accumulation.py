@@ -74,3 +74,16 @@ def test_the_cli_refuses_it_with_exit_2(write_config):
     assert result.returncode == 2
     assert "compile.optimizer.gradient_accumulation_steps: a whole number ≥ 1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_mirrored_strategy_is_refused_in_one_line_before_any_data(write_config):
+    """Keras' accumulation branches (`ops.cond`) around the replicas' gradient sum, which TensorFlow's
+    MirroredStrategy refuses deep inside the first step; cnnrun says so when it makes the optimizer."""
+    import tensorflow as tf
+
+    experiment = load_experiment(write_config(tiny_config(compile={"optimizer": {
+        "name": "sgd", "gradient_accumulation_steps": 2}})))
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope(), \
+            pytest.raises(UserError, match="gradient_accumulation_steps: not under MirroredStrategy"):
+        make_optimizer(experiment)
+    assert make_optimizer(experiment).gradient_accumulation_steps == 2  # outside it, as asked

@@ -40,6 +40,17 @@ def learning_rate_scale(experiment: Experiment, replicas: int) -> float:
     return replicas if experiment.train.scale_learning_rate == "linear" else 1
 
 
+def _mirrored() -> bool:
+    """Whether TensorFlow's MirroredStrategy is in scope (`train.distribution: mirrored`)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MirroredStrategy)
+
+
 def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1):
     """The configured Keras optimizer, its learning rate a number or a schedule (`cnnrun.model.schedules`).
 
@@ -61,6 +72,10 @@ def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, r
         config["learning_rate"] = make_learning_rate(config["learning_rate"], steps_per_epoch, scale)
     if config.get("gradient_accumulation_steps") == 1:  # one batch an update: Keras takes None (or ≥ 2) for that
         del config["gradient_accumulation_steps"]
+    if config.get("gradient_accumulation_steps") and _mirrored():
+        raise UserError("compile.optimizer.gradient_accumulation_steps: not under MirroredStrategy (Keras' "
+                        "accumulation branches inside the replicas' step, which TensorFlow refuses); train on one "
+                        "device or with train.distribution: data_parallel (JAX), or drop it")
     optimizer = _named(config, OPTIMIZERS, "optimizer", "compile.optimizer", keras.optimizers)
     if "learning_rate" not in config and scale != 1:  # the optimizer's own default rate
         optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * scale
