@@ -47,7 +47,7 @@ def test_train_writes_the_whole_run_folder(write_config, tmp_path):
     assert meta["seed"] == 3 and meta["versions"]["keras"] == keras.__version__ and meta["ended"]
 
     scores = json.loads((run / "scores.json").read_text())
-    assert set(scores) == {"best", "last"} and set(scores["best"]) == {"loss", "accuracy"}
+    assert set(scores) == {"best", "last"} and set(scores["best"]) == {"loss", "accuracy", "balanced_accuracy"}
     last = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True)
     assert last.optimizer.iterations.numpy() == 3 * np.ceil(90 / 16)
     summary = (run / "summary.txt").read_text()

@@ -161,8 +161,9 @@ FRACTION_OPTIMIZER_ARGS = ("momentum", "beta_1", "beta_2", "rho", "ema_momentum"
 
 
 def check_optimizer_values(optimizer: dict[str, Any], where: str) -> None:
-    """A UserError when an optimizer's amount (`weight_decay`, `epsilon`, clipping) is negative or a moment
-    term (`momentum`, `beta_1`, …) is outside 0–1; `where` is its key (`compile.optimizer`)."""
+    """A UserError when an optimizer's amount (`weight_decay`, `epsilon`, clipping) is negative, a moment
+    term (`momentum`, `beta_1`, …) is outside 0–1, or `gradient_accumulation_steps` is not a whole number ≥ 1;
+    `where` is its key (`compile.optimizer`)."""
     for key in (*NON_NEGATIVE_OPTIMIZER_ARGS, *FRACTION_OPTIMIZER_ARGS):
         value = optimizer.get(key)
         if value is None:
@@ -172,3 +173,7 @@ def check_optimizer_values(optimizer: dict[str, Any], where: str) -> None:
             need = "a number from 0 to 1" if fraction else "a number ≥ 0"
             hint = " (a negative decay would grow the weights every step)" if key == "weight_decay" else ""
             raise UserError(f"{where}.{key}: {need}{hint}, got {value!r}")
+    steps = optimizer.get("gradient_accumulation_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise UserError(f"{where}.gradient_accumulation_steps: a whole number ≥ 1 (batches whose gradients are "
+                        f"averaged into one update; 1: none), got {steps!r}")

@@ -22,6 +22,7 @@ from cnnrun.config.dataset import (
     pictures_of,
 )
 from cnnrun.config.evaluate import EvaluateConfig
+from cnnrun.config.imbalance import check_class_weight
 from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name, check_optimizer_values
@@ -41,11 +42,16 @@ class CompileConfig(Section):
         "number or a schedule, `{schedule: piecewise_constant, boundaries: [91, 136], values: [0.1, 0.01, 0.001], "
         "unit: epochs}` (the tables below). `weight_decay` here is Keras' decoupled decay (AdamW-style: "
         "`w ← w − learning_rate × weight_decay × w` each step, outside the loss); the papers' L2 term is "
-        "`model.weight_decay`."
+        "`model.weight_decay`. `gradient_accumulation_steps: k` (a whole number ≥ 1; 1: none) averages the "
+        "gradients of k batches into one update: an update of `train.batch_size` × k examples. See \"Gradient "
+        "accumulation\"."
     )
     loss: str | dict[str, Any] | None = Field(
         None, description="A Keras loss name or `{name: ..., from_logits: true, ...}`. Default: the "
-        "crossentropy that matches `dataset.label_mode`."
+        "crossentropy that matches `dataset.label_mode`. For imbalanced classes: "
+        "`{name: categorical_focal_crossentropy, alpha: 0.25, gamma: 2.0}` (categorical labels) or "
+        "`{name: binary_focal_crossentropy, gamma: 2.0, apply_class_balancing: true, alpha: 0.25}` (binary); "
+        "see \"Imbalanced classes\"."
     )
     metrics: list[str] = Field(
         default_factory=lambda: ["accuracy"], description="Keras metric names; `acc` is logged as `accuracy`."
@@ -121,6 +127,19 @@ class TrainConfig(Section):
         "default false). Each phase starts with a fresh optimizer; BatchNormalization layers of the base never "
         "train. See \"Phases\"."
     )
+
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        None, description="Weigh each training example's loss by its class: `balanced` (n_samples / (n_classes × "
+        "count), scikit-learn's rule, over the training split) or `{cat: 2.0, dog: 1.0}` by class name (classes "
+        "left out weigh 1; every weight > 0). Passed to Keras' `fit(class_weight=…)` in every phase and on "
+        "resume; training metrics are weighted too, validation and test never. Default: none (every class 1). "
+        "See \"Imbalanced classes\"."
+    )
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _known_class_weight(cls, value: Any) -> Any:
+        return check_class_weight(value)
 
     @field_validator("phases", mode="before")
     @classmethod

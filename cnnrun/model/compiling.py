@@ -18,6 +18,8 @@ DEFAULT_LOSS = {
     "sparse": "sparse_categorical_crossentropy",
     "binary": "binary_crossentropy",
 }
+# the focal losses (Lin et al. 2017, crossentropy × (1 − p_true)^gamma, × alpha) and the labels each takes
+FOCAL = {"categorical_focal_crossentropy": "categorical", "binary_focal_crossentropy": "binary"}
 
 
 def _named(value: str | dict[str, Any], table: dict[str, str], what: str, where: str, module) -> Any:
@@ -36,6 +38,17 @@ def _named(value: str | dict[str, Any], table: dict[str, str], what: str, where:
 def learning_rate_scale(experiment: Experiment, replicas: int) -> float:
     """What every learning rate is multiplied by: the replicas under `train.scale_learning_rate: linear`, else 1."""
     return replicas if experiment.train.scale_learning_rate == "linear" else 1
+
+
+def _mirrored() -> bool:
+    """Whether TensorFlow's MirroredStrategy is in scope (`train.distribution: mirrored`)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MirroredStrategy)
 
 
 def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, replicas: int = 1):
@@ -57,6 +70,12 @@ def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, r
     config = {"name": value} if isinstance(value, str) else dict(value)
     if "learning_rate" in config:
         config["learning_rate"] = make_learning_rate(config["learning_rate"], steps_per_epoch, scale)
+    if config.get("gradient_accumulation_steps") == 1:  # one batch an update: Keras takes None (or ≥ 2) for that
+        del config["gradient_accumulation_steps"]
+    if config.get("gradient_accumulation_steps") and _mirrored():
+        raise UserError("compile.optimizer.gradient_accumulation_steps: not under MirroredStrategy (Keras' "
+                        "accumulation branches inside the replicas' step, which TensorFlow refuses); train on one "
+                        "device or with train.distribution: data_parallel (JAX), or drop it")
     optimizer = _named(config, OPTIMIZERS, "optimizer", "compile.optimizer", keras.optimizers)
     if "learning_rate" not in config and scale != 1:  # the optimizer's own default rate
         optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * scale
@@ -64,15 +83,23 @@ def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, r
 
 
 def make_loss(experiment: Experiment):
-    """The configured Keras loss, defaulting to the crossentropy that fits `dataset.label_mode`."""
+    """The configured Keras loss, defaulting to the crossentropy that fits `dataset.label_mode`.
+
+    A crossentropy or focal loss for other labels than `dataset.label_mode` gives (one-hot `categorical_*`,
+    one sigmoid unit `binary_*`, integers `sparse_*`) is a UserError: Keras would compute something else without a
+    word (binary crossentropy of one-hot labels, column by column).
+    """
     import keras
 
     loss = experiment.compile.loss or DEFAULT_LOSS[experiment.dataset.label_mode]
     name = loss if isinstance(loss, str) else loss["name"]
     expected = DEFAULT_LOSS[experiment.dataset.label_mode]
-    if name in DEFAULT_LOSS.values() and name != expected:
-        raise UserError(f"compile.loss: {name} does not fit dataset.label_mode "
-                        f"'{experiment.dataset.label_mode}'; use {expected} (or change label_mode)")
+    mode = experiment.dataset.label_mode
+    if name in DEFAULT_LOSS.values() and name != expected or FOCAL.get(name, mode) != mode:
+        focal = [other for other, labels in FOCAL.items() if labels == mode]  # the focal loss for these labels
+        fits = focal[0] if name in FOCAL and focal else expected
+        raise UserError(f"compile.loss: {name} does not fit dataset.label_mode '{mode}'; use {fits} (or change "
+                        f"label_mode)")
     if isinstance(loss, dict) and name == "sparse_categorical_crossentropy" and "label_smoothing" in loss:
         from cnnrun.model import losses  # Keras' sparse crossentropy has no label smoothing
 

@@ -91,12 +91,25 @@ def _own_optimizer(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
+def batches_taken(optimizer) -> int:
+    """The training batches an optimizer has stepped through, as an int.
+
+    Keras' `iterations` counts updates: with `gradient_accumulation_steps` k it is the batches // k, while its
+    learning-rate schedules count batches (its private `_iterations`, what this returns then). Resume counts the
+    epochs a checkpoint holds in batches; a schedule's step is a batch.
+    """
+    own = _own_optimizer(optimizer)
+    counter = own._iterations if getattr(own, "gradient_accumulation_steps", None) else optimizer.iterations
+    return int(ops.convert_to_numpy(counter))
+
+
 def learning_rate_at(optimizer, step: int | None = None) -> float:
     """The learning rate `optimizer` uses at `step`, as a float.
 
     Args:
         optimizer: a Keras optimizer, with a fixed rate or a schedule.
-        step: the count of updates made before the one in question (Keras' `iterations`). Defaults to the next
+        step: the count of batches before the one in question (`batches_taken`: Keras' `iterations` without
+            gradient accumulation). Defaults to the next
             update's. A fixed rate is the same at every step.
     """
     # Keras keeps the schedule itself in `_learning_rate`; its public `learning_rate` is the value at the next step
@@ -112,7 +125,7 @@ def last_step_learning_rate(optimizer) -> float:
     With a schedule this is the epoch's own rate (a step decay in epochs changes after the epoch, not in the
     row of the epoch before); with a fixed rate it is the rate now, after any change by ReduceLROnPlateau.
     """
-    return learning_rate_at(optimizer, max(int(ops.convert_to_numpy(optimizer.iterations)) - 1, 0))
+    return learning_rate_at(optimizer, max(batches_taken(optimizer) - 1, 0))
 
 
 def describe_learning_rate(optimizer, schedule: ScheduleBase | None, scale: float = 1.0) -> str:
@@ -126,5 +139,5 @@ def describe_learning_rate(optimizer, schedule: ScheduleBase | None, scale: floa
     now = learning_rate_at(optimizer)
     if schedule is None:
         return f"{now:g}"
-    step = int(ops.convert_to_numpy(optimizer.iterations))
+    step = batches_taken(optimizer)
     return f"{schedule.scaled(scale).describe()} (now {now:g}, step {step:,})"

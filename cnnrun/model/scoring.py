@@ -130,26 +130,59 @@ def scored_probabilities(model, data, experiment, callbacks=()) -> tuple[dict[st
         callbacks: Keras callbacks for `predict` (Ctrl-C between batches). Defaults to none.
 
     Returns:
-        The metrics, as `model.evaluate(data, return_dict=True)` gives them, and the probabilities.
+        The metrics, as `model.evaluate(data, return_dict=True)` gives them, with `balanced_accuracy` (of the
+        plain view, as Keras' metrics), and the probabilities.
     """
+    targets = np.concatenate([np.asarray(y) for y in data.map(lambda x, y, *rest: y)])
     if _adds_losses(model):
         metrics = model.evaluate(data, verbose=0, return_dict=True, callbacks=list(callbacks))
-        return {k: float(v) for k, v in metrics.items()}, tta_probabilities(model, data, experiment, callbacks)
+        total = tta_probabilities(model, data, experiment, callbacks)
+        plain = probabilities(model.predict(data, verbose=0, callbacks=list(callbacks)), experiment) \
+            if experiment.evaluate.tta else total
+        return ({k: float(v) for k, v in metrics.items()}
+                | {"balanced_accuracy": balanced_accuracy(class_labels(targets), plain)}), total
     total, metrics = None, {}
     for name, weight in views(experiment.evaluate.tta):
         moved = data if name == "identity" else data.map(lambda x, *rest, name=name: (transform(x, name), *rest))
         outputs = model.predict(moved, verbose=0, callbacks=list(callbacks))
         if name == "identity":
-            targets = np.concatenate([np.asarray(y) for y in data.map(lambda x, y, *rest: y)])
             metrics = metrics_of_outputs(model, outputs, targets)
+            metrics["balanced_accuracy"] = balanced_accuracy(class_labels(targets), probabilities(outputs, experiment))
         total = weight * probabilities(outputs, experiment) + (0 if total is None else total)
     return metrics, total
 
 
+def class_labels(targets: np.ndarray) -> np.ndarray:
+    """Integer labels from targets as a loss takes them: one-hot rows, one 0/1 column (binary) or integers."""
+    targets = np.asarray(targets)
+    if targets.ndim > 1 and targets.shape[-1] > 1:
+        return targets.argmax(axis=-1)
+    return np.rint(targets.reshape(len(targets))).astype(np.int64)
+
+
+def balanced_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The mean of the recalls of the classes present in `labels` (scikit-learn's `balanced_accuracy_score`): each
+    class counts the same however many pictures it has; on balanced data it is the accuracy.
+
+    Args:
+        labels: the N true classes.
+        probabilities: N × classes (`probabilities`); the prediction is the most probable class.
+
+    Example (recalls 2/3 and 1/1):
+    >>> balanced_accuracy(np.array([0, 0, 0, 1]), np.array([[.9, .1], [.8, .2], [.3, .7], [.4, .6]]))
+    0.8333333333333333
+    """
+    labels = np.asarray(labels)
+    predicted = np.asarray(probabilities).argmax(axis=-1)
+    recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
 def tta_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy and crossentropy of averaged probabilities against integer labels."""
+    """Accuracy, balanced accuracy and crossentropy of averaged probabilities against integer labels."""
     chosen = probabilities[np.arange(len(labels)), labels]
     return {"tta_accuracy": float(np.mean(probabilities.argmax(axis=-1) == labels)),
+            "tta_balanced_accuracy": balanced_accuracy(labels, probabilities),
             "tta_loss": float(np.mean(-np.log(np.clip(chosen, 1e-7, 1.0))))}
 
 

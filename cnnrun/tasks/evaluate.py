@@ -1,9 +1,9 @@
 """`cnnrun evaluate`: judge a run's checkpoint on a split, with the run's own preprocessing.
 
-Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON, with the expected
-calibration error), the class probabilities of every picture (`predictions.npz`, see `Run.write_predictions`), a
-confusion matrix (PNG), a per-class precision / recall / F1 table (CSV), a grid of misclassified examples (PNG)
-and Grad-CAM over the top losses (`explained.png`).
+Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON, with the balanced
+accuracy and the expected calibration error), the class probabilities of every picture (`predictions.npz`, see
+`Run.write_predictions`), a confusion matrix (PNG), a per-class precision / recall / F1 table (CSV), a grid of
+misclassified examples (PNG) and Grad-CAM over the top losses (`explained.png`).
 """
 
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ class Evaluation:
 
     title: str  # `<experiment>: <checkpoint>.keras on <split>`
     split: str
-    metrics: dict[str, float]  # Keras' `evaluate`, with tta_accuracy and tta_loss under `evaluate.tta`
+    metrics: dict[str, float]  # Keras' `evaluate` and balanced_accuracy, with tta_* under `evaluate.tta`
     examples: int
     per_class: tuple[dict[str, Any], ...]  # the rows of <prefix>_per_class.csv
     files: tuple[Path, ...]  # everything written into RUN_DIR/eval/
@@ -93,11 +93,12 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
             the most confident first), into `<checkpoint>_<split>_explained.png`; 0 draws none. Defaults to 12.
 
     Returns:
-        An `Evaluation`: the headline metrics, those Keras' `evaluate` reports, computed from the one pass of
-        `predict` (`cnnrun.model.scoring.scored_probabilities`; with `evaluate.tta`, also
-        `tta_accuracy` and `tta_loss`, and the confusion matrix, per-class table and calibration are those of the
-        averaged views) and `expected_calibration_error` (15 bins, `cnnrun.model.calibration`), the per-class
-        rows, the files written and the pictures explained. Nothing is printed.
+        An `Evaluation`: the headline metrics, those Keras' `evaluate` reports and `balanced_accuracy`, computed
+        from the one pass of `predict` (`cnnrun.model.scoring.scored_probabilities`; with `evaluate.tta`, also
+        `tta_accuracy`, `tta_balanced_accuracy` and `tta_loss`, and the confusion matrix, per-class table and
+        calibration are those of the averaged views) and `expected_calibration_error` (15 bins,
+        `cnnrun.model.calibration`), the per-class rows (each class's recall among them), the files written and
+        the pictures explained. Nothing is printed.
     """
     from cnnrun.data import load_splits
 

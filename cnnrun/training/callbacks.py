@@ -24,7 +24,7 @@ import numpy as np
 from cnnrun.atomic import atomic_copy_model, atomic_save_model
 from cnnrun.config import CheckpointConfig, Experiment
 from cnnrun.errors import UserError
-from cnnrun.model.schedules import last_step_learning_rate
+from cnnrun.model.schedules import batches_taken, last_step_learning_rate
 from cnnrun.report import Say, plot_history, silent
 from cnnrun.run_folder.folder import Run
 from cnnrun.training.tracking import MlflowTracker, check_mlflow, tracking_uri
@@ -235,7 +235,7 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
         super().__init__(swap_on_epoch=True)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._ema_weights_in_model = int(self.model.optimizer.iterations) > 0
+        self._ema_weights_in_model = batches_taken(self.model.optimizer) > 0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._ema_weights_in_model:

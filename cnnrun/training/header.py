@@ -5,6 +5,7 @@ Example:
 >>> trainer.say(header_rows(trainer))  # in Trainer.fit
 """
 
+from cnnrun.config.imbalance import class_weight_map, describe_class_weight
 from cnnrun.devices.distribute import fingerprint
 from cnnrun.model.compiling import learning_rate_scale
 from cnnrun.model.init_from import init_row
@@ -18,10 +19,24 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+def fit_class_weight(experiment, info) -> dict[int, float] | None:
+    """Keras' `fit(class_weight=…)` for the experiment's `train.class_weight` over the loaded data `info` (its
+    class names and the training split's class counts); None when every class weighs 1."""
+    return class_weight_map(experiment.train.class_weight, info.class_names, info.class_counts.get("train"))
+
+
+def batch_row(experiment, model) -> str:
+    """`batch 32`, or with gradient accumulation `batch 8 × 4 accumulated = 32 an update` (the current
+    optimizer's: a phase's own optimizer may have none)."""
+    batch = experiment.train.batch_size
+    steps = getattr(getattr(model.optimizer, "inner_optimizer", model.optimizer), "gradient_accumulation_steps", None)
+    return f"batch {batch}" + (f" × {steps} accumulated = {batch * steps} an update" if steps else "")
+
+
 def header_rows(trainer) -> Rows:
-    """The header panel of a Trainer about to fit: what `trainer.splits.info` says of the data,
-    what its model and optimizer are now, where it runs, the run it started from (`meta.json`'s `init_from`) and
-    whether it continues an earlier process (`cnnrun resume`)."""
+    """The header panel of a Trainer about to fit: what `trainer.splits.info` says of the data (and the class
+    weights made of it), what its model and optimizer are now (the batches an update takes), where it runs, the
+    run it started from (`meta.json`'s `init_from`) and whether it continues an earlier process (`cnnrun resume`)."""
     experiment, info, model, placement = trainer.experiment, trainer.splits.info, trainer.model, trainer.placement
     run_path, initial_epoch, resumed = trainer.run.path, trainer.initial_epoch, bool(trainer.meta.get("resumed"))
     sizes = ", ".join(f"{k} {v:,}" for k, v in info.sizes.items())
@@ -35,9 +50,12 @@ def header_rows(trainer) -> Rows:
                  f"{tuple(info.input_shape)}",
         **init_row(trainer.meta, resumed),
         "training": (f"epochs {first}–{epochs}" if first > 1 else plural(epochs, "epoch"))
-        + f", batch {experiment.train.batch_size}, best by {trainer.recorder.monitor}"
+        + f", {batch_row(experiment, model)}, best by {trainer.recorder.monitor}"
         + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),
         **({"phases": describe_phases(experiment)} if experiment.train.phases else {}),
+        **({"class weights": describe_class_weight(experiment.train.class_weight, info.class_names,
+                                                   fit_class_weight(experiment, info))}
+           if experiment.train.class_weight else {}),
         "backend": f"{placement.backend}, learning rate "
         + describe_learning_rate(model.optimizer, experiment_at(experiment, initial_epoch).compile.schedule,
                                  learning_rate_scale(experiment, placement.replicas)),

@@ -32,6 +32,7 @@ from cnnrun.config.load import differing_keys
 from cnnrun.config.phases import phase_spans, with_total_epochs
 from cnnrun.errors import UserError
 from cnnrun.model.checkpoints import load_checkpoint
+from cnnrun.model.schedules import batches_taken
 from cnnrun.run_folder.files import CHECKPOINT_NAMES, CHECKPOINTS, HISTORY, Meta, RunState, checkpoint_name
 from cnnrun.run_folder.folder import Run
 
@@ -103,7 +104,7 @@ def epochs_in(run: Run, which: str, model: Any, experiment: Experiment, steps: i
 
     path, shown = run.checkpoint(which), f"{CHECKPOINTS}/{checkpoint_name(which)}"
     info = checkpoint_info(path) or {}
-    iterations = int(model.optimizer.iterations.numpy())
+    iterations = batches_taken(model.optimizer)  # Keras' iterations count updates: k batches each with accumulation
     epoch = info.get("epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
         return phase_start_in_checkpoint(path, experiment) + iterations // steps
