@@ -10,6 +10,7 @@ Example:
 from typing import Any
 
 from cnnrun.config import Experiment
+from cnnrun.config.augmentation import trained_label_mode
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, check_arguments, check_name
 from cnnrun.errors import UserError
 
@@ -67,10 +68,14 @@ def make_loss(experiment: Experiment):
     """The configured Keras loss, defaulting to the crossentropy that fits `dataset.label_mode`."""
     import keras
 
-    loss = experiment.compile.loss or DEFAULT_LOSS[experiment.dataset.label_mode]
+    label_mode = trained_label_mode(experiment.dataset.label_mode, experiment.augmentation)
+    loss = experiment.compile.loss or DEFAULT_LOSS[label_mode]
     name = loss if isinstance(loss, str) else loss["name"]
-    expected = DEFAULT_LOSS[experiment.dataset.label_mode]
+    expected = DEFAULT_LOSS[label_mode]
     if name in DEFAULT_LOSS.values() and name != expected:
+        if label_mode != experiment.dataset.label_mode:
+            raise UserError(f"compile.loss: {name} takes class numbers, but augmentation.mixup/cutmix blend the "
+                            f"labels into one-hot shares; use {expected}")
         raise UserError(f"compile.loss: {name} does not fit dataset.label_mode "
                         f"'{experiment.dataset.label_mode}'; use {expected} (or change label_mode)")
     if isinstance(loss, dict) and name == "sparse_categorical_crossentropy" and "label_smoothing" in loss:
