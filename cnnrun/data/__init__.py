@@ -32,6 +32,7 @@ from cnnrun.config.dataset import pictures_of
 from cnnrun.data.augmenter import build_augmenter
 from cnnrun.data.examples import Examples, FileExamples, RawData
 from cnnrun.data.faults import data_error
+from cnnrun.data.folds import with_fold
 from cnnrun.data.mixing import batch_mixer
 from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.subsets import per_class_sample
@@ -286,9 +287,10 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
     """Load the experiment's dataset and make train, validation and test pipelines, once.
 
     Only the classes `dataset.classes` chooses are read, numbered in its order. Validation and test are held
-    out first; `samples_per_class` then draws the training split's subset (see `per_class_sample`): the same for
-    the same seed, so resume and evaluate see the subset training saw. Normalisation statistics come from the
-    training split only and are applied to every split. Nothing is printed: what the user should hear is in
+    out first (with `dataset.fold`, validation is a fold of the training pictures: `cnnrun.data.folds`);
+    `samples_per_class` then draws the training split's subset (see `per_class_sample`): the same for the same
+    seed, so resume and evaluate see the subset training saw. Normalisation statistics come from the training
+    split only and are applied to every split. Nothing is printed: what the user should hear is in
     `Splits.warnings`.
 
     Args:
@@ -309,6 +311,8 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         if config.label_mode == "binary" and len(raw.class_names) != 2:
             raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
         examples = _split(config, raw)
+        if config.fold is not None and not raw.presplit:  # a run's recorded splits hold its fold already
+            examples = with_fold(examples, config.fold, experiment.seed)
         if config.samples_per_class and not raw.presplit:  # a run's recorded splits hold its subset already
             examples["train"] = per_class_sample(examples["train"], config.samples_per_class, experiment.seed,
                                                  raw.class_names, _held_out(config, raw))
