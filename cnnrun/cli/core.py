@@ -45,10 +45,13 @@ def train(
     name: Annotated[str | None, typer.Option("--name", help="The run's name (default: the experiment's).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train with this many seeds (seed, seed + 1, …) "
                                        "into sibling run folders; print the mean ± std of every test metric.")] = 1,
+    folds: Annotated[int | None, typer.Option(
+        "--folds", min=2, help="k-fold cross-validation: K runs, run i validating on fold i of K stratified folds "
+        "of the training pictures (the test split untouched); the same command again finishes what is left.")] = None,
 ) -> None:
     """Train the experiment CONFIG into a new run folder.
 
-    Example: cnnrun train configs/quickstart.yaml --set train.epochs=3 --seeds 3
+    Example: cnnrun train configs/quickstart.yaml --set train.epochs=3 --seeds 3 (or --folds 5)
     """
     from cnnrun.config.sweep import load_experiment_or_sweep
     from cnnrun.devices.backend import prepare
@@ -59,6 +62,18 @@ def train(
     experiment, _ = load_experiment_or_sweep(config, set_, sweeps=False)
     prepare(experiment)
     quiet_imports()
+    if folds is not None:
+        if seeds > 1:
+            raise UserError("--folds and --seeds: give one of them (each fold is one seed's run)")
+        from cnnrun.cli.render import tell
+        from cnnrun.cli.render_tasks import show_seeds
+        from cnnrun.training.folds import train_folds
+
+        summary = train_folds(experiment, folds, output_dir=output_dir, name=name, say=tell)
+        for run in summary.runs:
+            write_page(run)
+        show_seeds(summary)
+        return
     if seeds > 1:
         from cnnrun.cli.render import tell
         from cnnrun.cli.render_tasks import show_seeds

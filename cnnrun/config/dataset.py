@@ -56,6 +56,19 @@ def _number_as_name(value: Any) -> Any:
 ClassName = Annotated[str, BeforeValidator(_number_as_name), StringConstraints(min_length=1)]
 
 
+class FoldConfig(Section):
+    """One fold of k-fold cross-validation: which of `count` folds of the training pictures validates this run."""
+
+    count: int = Field(ge=2, le=100, description="How many folds the training pictures are dealt into.")
+    index: int = Field(ge=1, description="The fold that validates this run, 1 to `count`; the others train.")
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> "FoldConfig":
+        if self.index > self.count:
+            raise ValueError(f"index {self.index} of {self.count} folds; 1 to {self.count}")
+        return self
+
+
 class DatasetBase(Section):
     """What every kind of data takes: how it is split, normalised and labelled."""
 
@@ -99,6 +112,13 @@ class DatasetBase(Section):
         "training split once validation and test are held out (they keep all their pictures). Unset: all."
     )
 
+    fold: FoldConfig | None = Field(
+        None, description="`{count: 5, index: 2}`: validate on fold 2 of 5 stratified folds of the training "
+        "pictures (dealt per class with the experiment's seed, once the test split is held out) and train on the "
+        "others. `cnnrun train CONFIG --folds K` sets it for each of its K runs; instead of `validation_split` and "
+        "`holdout_first`."
+    )
+
     @field_validator("classes")
     @classmethod
     def _two_different_classes(cls, classes: list[str] | None) -> list[str] | None:
@@ -115,6 +135,9 @@ class DatasetBase(Section):
     def _splits_leave_training_data(self) -> "DatasetBase":
         if self.validation_split is not None and self.holdout_first is not None:
             raise ValueError("set either validation_split or holdout_first, not both")
+        if self.fold is not None and (self.validation_split is not None or self.holdout_first is not None):
+            raise ValueError("fold takes the validation pictures from the training split: remove validation_split "
+                             "and holdout_first")
         if (self.validation_split or 0) + (self.test_split or 0) >= 1:
             raise ValueError("validation_split + test_split must leave training data (a sum under 1)")
         if self.label_mode == "binary" and self.classes is not None and len(self.classes) != 2:

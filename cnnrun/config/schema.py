@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from cnnrun.config.augmentation import AugmentationConfig, check_fits
+from cnnrun.config.augmentation import AugmentationConfig, check_fits, mixes_labels, trained_label_mode
 from cnnrun.config.callbacks import CallbacksConfig
 from cnnrun.config.dataset import (
     DatasetConfig,
@@ -246,11 +246,25 @@ class Experiment(Section):
     def _cached_without_chance(self) -> "Experiment":
         """Cached features are fixed: with augmentation, only as a given number of fixed views."""
         for index, phase in enumerate(self.train.phases or []):
+            if phase.cache_features is not False and mixes_labels(self.augmentation):
+                raise UserError(f"train.phases.{index}.cache_features: augmentation.mixup/cutmix blend pictures "
+                                f"before the backbone in every batch, which no cached feature holds; train this "
+                                f"phase without mixup and cutmix, or without cache_features")
             if phase.cache_features is True and self.augmentation:
                 raise UserError(f"train.phases.{index}.cache_features: true, but augmentation changes the pictures "
                                 f"before the backbone in every epoch; give cache_features: K to cache K fixed "
                                 f"augmented views of every picture (epoch e trains on view e mod K), or train this "
                                 f"phase without augmentation")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_of_mixed_labels(self) -> "Experiment":
+        """Sparse labels are trained one-hot under mixup or cutmix: a metric for class numbers would fail."""
+        if trained_label_mode(self.dataset.label_mode, self.augmentation) != self.dataset.label_mode:
+            for metric in self.compile.metrics:
+                if metric.startswith("sparse_"):
+                    raise UserError(f"compile.metrics: {metric} takes class numbers, but augmentation.mixup/cutmix "
+                                    f"blend the labels into one-hot shares; use {metric.removeprefix('sparse_')}")
         return self
 
     @model_validator(mode="after")

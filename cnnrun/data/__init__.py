@@ -26,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from cnnrun.config import AugmentationConfig, Experiment
-from cnnrun.config.augmentation import check_fits
+from cnnrun.config import Experiment
+from cnnrun.config.augmentation import check_fits, trained_label_mode
 from cnnrun.config.dataset import pictures_of
+from cnnrun.data.augmenter import build_augmenter
 from cnnrun.data.examples import Examples, FileExamples
 from cnnrun.data.faults import data_error
+from cnnrun.data.folds import with_fold
+from cnnrun.data.mixing import batch_mixer
 from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.split import held_out_words, split_examples
 from cnnrun.data.subsets import per_class_sample
@@ -176,72 +179,6 @@ def _encode_labels(labels, info: DatasetInfo):
     return labels
 
 
-def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[float, float] = (0, 255),
-                    zero: float = 0.0):
-    """Keras layers that do what ImageDataGenerator's arguments of the same names do, plus crop and cutout.
-
-    In this order, each drawn per image:
-    1. `random_crop`: `RandomPaddedCrop`, a whole-pixel shift with the uncovered border filled. First, as in the
-       CIFAR recipes (pad, crop, then flip): the crop is exact, so the one interpolation below still sees
-       untouched pixels, and no crop ever pads a border another transform already filled. With flips alone the
-       order changes nothing: the shifts are symmetric, so a flipped crop and a crop of the flip are equally likely.
-    2. rotation, shifts, shear, zoom and flips: one `RandomAffine` (one interpolation, composed as
-       ImageDataGenerator composes them).
-    3. brightness: `RandomBrightnessScale` (multiplicative, as there); contrast: Keras' `RandomContrast`, its
-       range kept as written (`cnnrun.data.layers.RandomContrast`).
-    4. `cutout`: `RandomCutout`, last (as in the paper), so nothing changes the square's value afterwards.
-
-    Returns None when nothing is switched on.
-
-    Args:
-        config: the experiment's `augmentation:` section.
-        seed: seeds the layers, each with a seed of its own derived from it (`RandomAffine` with `seed`).
-        value_range: the values black and white pixels have where the layers run: (0, 255) on raw pixels in
-            the input pipeline, the normalised values inside the model.
-        zero: the value, where the layers run, that normalisation turns into 0 (cutout fills with it): 0 inside
-            the model; on raw pixels the dataset's mean under `standardize`, else 0.
-    """
-    import keras
-
-    from cnnrun.data.layers import (
-        RandomAffine,
-        RandomBrightnessScale,
-        RandomContrast,
-        RandomCutout,
-        RandomPaddedCrop,
-    )
-
-    black, white = value_range
-
-    def pixel_value(cval: float) -> float:
-        return black + (white - black) * cval / 255.0
-
-    def own_seed(offset: int) -> int:  # layers seeded alike draw the same numbers: brightness = contrast
-        return (seed + offset) % 2**32
-
-    layers = []
-    if config.random_crop is not None:
-        crop = config.random_crop
-        layers.append(RandomPaddedCrop(crop.padding, crop.fill_mode, pixel_value(crop.cval), seed=own_seed(1)))
-    zoom = config.zoom_range
-    if isinstance(zoom, float | int):
-        zoom = (1 - zoom, 1 + zoom)
-    if (config.rotation_range or config.height_shift_range or config.width_shift_range or config.shear_range
-            or config.zoom_range or config.horizontal_flip or config.vertical_flip):
-        layers.append(RandomAffine(
-            config.rotation_range, config.height_shift_range, config.width_shift_range, config.shear_range, zoom,
-            config.horizontal_flip, config.vertical_flip, config.fill_mode, fill_value=pixel_value(config.cval),
-            seed=seed))
-    if config.brightness_range:
-        layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=own_seed(3)))
-    if config.contrast_range:
-        low, high = config.contrast_range
-        layers.append(RandomContrast((low, high), value_range=value_range, seed=own_seed(4)))
-    if config.cutout is not None:
-        layers.append(RandomCutout(config.cutout.size, zero, seed=own_seed(2)))
-    return keras.Sequential(layers, name="augmentation") if layers else None
-
-
 def augmentation_in_model(experiment: Experiment) -> bool:
     """Whether augmentation runs as the model's first layers (on the GPU) rather than in the input pipeline.
 
@@ -266,7 +203,9 @@ def _pipeline(examples: Examples, info: DatasetInfo, batch_size: int):
     return _prepared(examples.dataset().batch(batch_size), info)
 
 
-def _prepared(ds, info: DatasetInfo, augmenter=None):
+def _prepared(ds, info: DatasetInfo, augmenter=None, mixer=None):
+    """`ds`'s batches as the model takes them: augmented per picture (`augmenter`), normalised, labels encoded,
+    then mixed (`mixer`, see `cnnrun.data.mixing`)."""
     import tensorflow as tf
 
     def prepare(images, labels):
@@ -275,7 +214,8 @@ def _prepared(ds, info: DatasetInfo, augmenter=None):
             images = augmenter(images, training=True)
         return preprocess(images, info), _encode_labels(labels, info)
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return (mixer(ds) if mixer is not None else ds).prefetch(tf.data.AUTOTUNE)
 
 
 def training_stream(examples: Examples, info: DatasetInfo, experiment: Experiment, initial_epoch: int = 0,
@@ -292,7 +232,8 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
         info: the dataset's normalisation and label mode.
         experiment: the experiment (batch size, epochs, shuffle, seed, augmentation).
         initial_epoch: the epochs already trained; the stream starts after them.
-        augment: apply the experiment's augmentation (False when the model holds it).
+        augment: apply the experiment's per-picture augmentation (False when the model holds it). MixUp and
+            CutMix mix the batches either way (`cnnrun.data.mixing`).
     """
     import tensorflow as tf
 
@@ -307,7 +248,7 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
         return examples.ordered(source, seed).batch(train.batch_size)
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
-    return _prepared(epochs.flat_map(one_epoch), info, augmenter)
+    return _prepared(epochs.flat_map(one_epoch), info, augmenter, batch_mixer(experiment.augmentation, experiment.seed))
 
 
 def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
@@ -315,9 +256,10 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
     """Load the experiment's dataset and make train, validation and test pipelines, once.
 
     Only the classes `dataset.classes` chooses are read, numbered in its order. Validation and test are held
-    out first; `samples_per_class` then draws the training split's subset (see `per_class_sample`): the same for
-    the same seed, so resume and evaluate see the subset training saw. Normalisation statistics come from the
-    training split only and are applied to every split. Nothing is printed: what the user should hear is in
+    out first (with `dataset.fold`, validation is a fold of the training pictures: `cnnrun.data.folds`);
+    `samples_per_class` then draws the training split's subset (see `per_class_sample`): the same for the same
+    seed, so resume and evaluate see the subset training saw. Normalisation statistics come from the training
+    split only and are applied to every split. Nothing is printed: what the user should hear is in
     `Splits.warnings`.
 
     Args:
@@ -338,6 +280,8 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         if config.label_mode == "binary" and len(raw.class_names) != 2:
             raise UserError(f"dataset.label_mode: binary needs 2 classes; {config.name} has {len(raw.class_names)}")
         examples = split_examples(config, raw)
+        if config.fold is not None and not raw.presplit:  # a run's recorded splits hold its fold already
+            examples = with_fold(examples, config.fold, experiment.seed)
         if config.samples_per_class and not raw.presplit:  # a run's recorded splits hold its subset already
             examples["train"] = per_class_sample(examples["train"], config.samples_per_class, experiment.seed,
                                                  raw.class_names, held_out_words(config, raw))
@@ -349,7 +293,8 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         mean, std = train.moments()
     else:
         mean, std = 0.0, 1.0
-    info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape), label_mode=config.label_mode,
+    info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape),
+                       label_mode=trained_label_mode(config.label_mode, experiment.augmentation),
                        normalize=config.normalize, mean=mean, std=std,
                        sizes={name: len(part) for name, part in examples.items()},
                        class_counts={name: np.bincount(np.asarray(part.labels, dtype=np.int64),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
-from cnnrun.figures import counts_figure, mosaic_figure
+from cnnrun.figures import counts_figure, mosaic_figure, tile_grid
 
 SAMPLES = "samples.png"
 
@@ -52,6 +52,27 @@ def samples_figure(examples, class_names: list[str], per_class: int, seed: int, 
     return mosaic_figure([row for row, _ in kept], [name for _, name in kept], title)
 
 
+def shares(label: np.ndarray, class_names: list[str]) -> str:
+    """A blended label as words: its classes by share, largest first (`cat .62 · dog .38`)."""
+    order = [i for i in np.argsort(-label, kind="stable") if label[i] > 0.005][:2]
+    return " · ".join(f"{class_names[i]} {label[i]:.2f}".replace(" 0.", " .") for i in order)
+
+
+def mixed_figure(examples, class_names: list[str], count: int, seed: int, mixer, title: str):
+    """`count` training pictures as one batch through `mixer` (MixUp, CutMix), each titled with its label's shares."""
+    import tensorflow as tf
+
+    picked = np.concatenate(sample_indices(np.asarray(examples.labels), len(class_names), count, seed))
+    picked = np.random.default_rng(seed).permutation(picked)[:count]
+    one_hot = np.eye(len(class_names), dtype=np.float32)[np.asarray(examples.labels)[picked]]
+    batch = tf.data.Dataset.from_tensors((examples.pixels(picked).astype(np.float32), one_hot))
+    images, labels = (np.asarray(part) for part in next(iter(mixer(batch))))
+    pixels = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    return tile_grid(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, [shares(label, class_names)
+                                                                          for label in labels],
+                     title, vmin=0, vmax=255, size=1.4)
+
+
 def write_samples(run, splits, experiment, per_class: int = 8) -> None:
     """Write the run folder's `samples.png` once (a resumed run keeps the first), when `output.plots` is on."""
     target = run.samples
@@ -64,8 +85,9 @@ def write_samples(run, splits, experiment, per_class: int = 8) -> None:
 
 
 def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataShow:
-    """Write `samples.png`, `samples_augmented.png` (with an `augmentation:` section) and `class_counts.png`, and
-    count the images per class and split.
+    """Write `samples.png`, `samples_augmented.png` (with an `augmentation:` section that changes single
+    pictures), `samples_mixed.png` (with `mixup` or `cutmix`) and `class_counts.png`, and count the images per
+    class and split.
 
     Args:
         experiment: the validated experiment.
@@ -76,6 +98,7 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
         `DataShow`: the counts and the files written (nothing is printed).
     """
     from cnnrun.data import build_augmenter, load_splits
+    from cnnrun.data.mixing import batch_mixer
 
     splits = load_splits(experiment, augment=False)
     info, train = splits.info, splits.examples["train"]
@@ -93,6 +116,12 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
             atomic_write_figure(samples_figure(train, info.class_names, per_class, experiment.seed,
                                                f"{experiment.name}: the same pictures after the augmentation "
                                                f"(one random draw)", augmenter), written[-1])
+    mixer = batch_mixer(experiment.augmentation, experiment.seed)
+    if mixer is not None:
+        written.append(folder / "samples_mixed.png")
+        atomic_write_figure(mixed_figure(train, info.class_names, per_class, experiment.seed, mixer,
+                                         f"{experiment.name}: a training batch after mixup/cutmix, each picture "
+                                         f"with its label's shares"), written[-1])
     counts = {name: np.bincount(np.asarray(part.labels), minlength=info.num_classes).tolist()
               for name, part in splits.examples.items()}
     written.append(folder / "class_counts.png")

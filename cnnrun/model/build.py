@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from cnnrun.config import Experiment, iter_layer_entries, substitute
+from cnnrun.config.augmentation import trained_label_mode
 from cnnrun.config.graph import expand_graph, is_graph
 from cnnrun.config.registry import REGULARIZERS, check_arguments, check_layer_name
 from cnnrun.devices.distribute import gpu_visible
@@ -252,7 +253,8 @@ def declared_info(experiment: Experiment):
 
     shape, class_names = describe(experiment.dataset)
     return DatasetInfo(class_names=list(class_names), input_shape=list(shape),
-                       label_mode=experiment.dataset.label_mode, normalize=experiment.dataset.normalize)
+                       label_mode=trained_label_mode(experiment.dataset.label_mode, experiment.augmentation),
+                       normalize=experiment.dataset.normalize)
 
 
 @contextlib.contextmanager

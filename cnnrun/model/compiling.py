@@ -10,6 +10,7 @@ Example:
 from typing import Any
 
 from cnnrun.config import Experiment
+from cnnrun.config.augmentation import trained_label_mode
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, check_arguments, check_name
 from cnnrun.errors import UserError
 
@@ -91,11 +92,15 @@ def make_loss(experiment: Experiment):
     """
     import keras
 
-    loss = experiment.compile.loss or DEFAULT_LOSS[experiment.dataset.label_mode]
+    label_mode = trained_label_mode(experiment.dataset.label_mode, experiment.augmentation)
+    loss = experiment.compile.loss or DEFAULT_LOSS[label_mode]
     name = loss if isinstance(loss, str) else loss["name"]
-    expected = DEFAULT_LOSS[experiment.dataset.label_mode]
-    mode = experiment.dataset.label_mode
+    expected = DEFAULT_LOSS[label_mode]
+    mode = label_mode
     if name in DEFAULT_LOSS.values() and name != expected or FOCAL.get(name, mode) != mode:
+        if mode != experiment.dataset.label_mode:
+            raise UserError(f"compile.loss: {name} takes class numbers, but augmentation.mixup/cutmix blend the "
+                            f"labels into one-hot shares; use {expected}")
         focal = [other for other, labels in FOCAL.items() if labels == mode]  # the focal loss for these labels
         fits = focal[0] if name in FOCAL and focal else expected
         raise UserError(f"compile.loss: {name} does not fit dataset.label_mode '{mode}'; use {fits} (or change "

@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnrun.atomic import atomic_write_figure
 from cnnrun.config import AugmentationConfig, load_experiment
+from cnnrun.config.augmentation import mixes_labels
 from cnnrun.errors import UserError
 from cnnrun.teach.images import FIGURE_DPI, Lesson, pyplot, read_image, show
 
@@ -54,6 +55,9 @@ def augment_images(image: np.ndarray, augmentation, count: int, seed: int = 0) -
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]
     augmenter = build_augmenter(augmentation, seed)
+    if augmenter is None and mixes_labels(augmentation):
+        raise UserError("mixup and cutmix blend the pictures of a batch, not one picture", where="augmentation",
+                        fix="`cnnrun data show CONFIG` draws a mixed batch (samples_mixed.png)")
     if augmenter is None:
         raise UserError("switches nothing on", where="augmentation",
                         fix="set at least one key (rotation_range, horizontal_flip, …)")
