@@ -61,8 +61,9 @@ def cluster(port: int, process_id: int) -> dict[str, str]:
 def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
     # Three quick starts at once (the machine has 2 cores): one device, MirroredStrategy over two logical CPU
     # devices with the same global batch of 32, and the JAX backend.
-    one = start("train", QUICKSTART, *NO_DROPOUT, "--output-dir", tmp_path / "one")
-    two = start("train", QUICKSTART, *NO_DROPOUT, "--set", "train.devices=[/cpu:0, /cpu:1]",
+    scored = ["--set", "dataset.test_samples=200"]
+    one = start("train", QUICKSTART, *NO_DROPOUT, *scored, "--output-dir", tmp_path / "one")
+    two = start("train", QUICKSTART, *NO_DROPOUT, *scored, "--set", "train.devices=[/cpu:0, /cpu:1]",
                 "--output-dir", tmp_path / "two")
     jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "dataset.num_samples=1000", "--set",
                 "dataset.test_samples=200", "--set", "backend=jax", "--set",
@@ -75,6 +76,9 @@ def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
     alone, mirrored = history(only_run(tmp_path / "one"))[0], history(only_run(tmp_path / "two"))[0]
     for key in ("loss", "val_loss"):
         assert mirrored[key] == pytest.approx(alone[key], rel=1e-4), key
+    # the test scores too: Keras' losses divide by the replicas under tf.distribute, as each replica's share
+    scored = [json.loads((only_run(tmp_path / name) / "scores.json").read_text())["best"] for name in ("one", "two")]
+    assert scored[1] == pytest.approx(scored[0], rel=1e-4)
     meta = json.loads((only_run(tmp_path / "two") / "meta.json").read_text())
     assert meta["distribution"] == {"backend": "tensorflow", "strategy": "mirrored", "replicas": 2, "processes": 1,
                                     "devices": ["/cpu:0", "/cpu:1"]}

@@ -94,6 +94,19 @@ def _adds_losses(model) -> bool:
     return False
 
 
+def _replicas() -> int:
+    """The replicas a TensorFlow distribution strategy holds: Keras' losses divide by them under `tf.distribute`
+    (each replica's share of the global mean, summed across replicas in training), and `evaluate` multiplies the
+    loss back, so this does too. 1 without a strategy, or on another backend."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
 def metrics_of_outputs(model, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """The metrics Keras' `evaluate` reports (its loss, with the weights' regularization, and the compiled
     metrics), computed from the model's outputs instead of a second pass of the model over the pictures.
@@ -108,7 +121,7 @@ def metrics_of_outputs(model, outputs: np.ndarray, targets: np.ndarray) -> dict[
         targets: the labels as its loss takes them (the dataset's second element), in the same order.
     """
     model.reset_metrics()
-    loss = float(model.compute_loss(y=targets, y_pred=outputs, training=False))
+    loss = float(model.compute_loss(y=targets, y_pred=outputs, training=False)) * _replicas()
     results = model.compute_metrics(None, targets, outputs)
     values = {k: float(v) for k, v in results.items()} | {"loss": loss}
     return dict(sorted(values.items()))  # in the order TensorFlow's evaluate gives them (its tf.function sorts)
