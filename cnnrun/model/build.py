@@ -20,6 +20,7 @@ from typing import Any
 from cnnrun.config import Experiment, iter_layer_entries, substitute
 from cnnrun.config.augmentation import trained_label_mode
 from cnnrun.config.graph import expand_graph, is_graph
+from cnnrun.config.imbalance import check_class_names
 from cnnrun.config.registry import REGULARIZERS, check_arguments, check_layer_name
 from cnnrun.devices.distribute import gpu_visible
 from cnnrun.errors import UserError
@@ -248,10 +249,12 @@ def keras_name(name: str) -> str:
 
 
 def declared_info(experiment: Experiment):
-    """The dataset's input shape and classes as its config declares them, read without loading any image."""
+    """The dataset's input shape and classes as its config declares them, read without loading any image (the
+    classes `train.class_weight` names checked against them)."""
     from cnnrun.data import DatasetInfo, describe
 
     shape, class_names = describe(experiment.dataset)
+    check_class_names(experiment.train.class_weight, class_names)  # `train.class_weight`'s names, before any data
     return DatasetInfo(class_names=list(class_names), input_shape=list(shape),
                        label_mode=trained_label_mode(experiment.dataset.label_mode, experiment.augmentation),
                        normalize=experiment.dataset.normalize)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cnnrun.config import Experiment, experiment_to_yaml, load_saved_experiment
-from cnnrun.config.imbalance import check_class_names
 from cnnrun.config.phases import begins_phase, fit_spans, phase_spans, with_total_epochs
 from cnnrun.data import Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.data.samples import write_samples
@@ -125,7 +124,6 @@ class Trainer:
             configured_callbacks(experiment, None)  # the monitors of the other callbacks
             in_model = augmentation_in_model(experiment)
             declared = declared_info(experiment)
-            check_class_names(experiment.train.class_weight, declared.class_names)  # before any data is read
             model = new_model(experiment, declared, in_model, placement.replicas)  # every config error, before any data
             check_phases(model, experiment)  # the layer names of `trainable: {from: X}` too
             check_cacheable(model, experiment, placement.replicas)  # cache_features: a model cut at its backbone
@@ -319,9 +317,8 @@ class Trainer:
                     try:
                         model.fit(data, validation_data=validation, epochs=end, initial_epoch=first,
                                   steps_per_epoch=splits.steps_per_epoch, validation_steps=validation_steps,
-                                  class_weight=fit_class_weight(experiment, splits.info),
-                                  callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],
-                                  shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
+                                  class_weight=fit_class_weight(experiment, splits.info), shuffle=False,  # tf.data's
+                                  callbacks=[*self.configured.callbacks, self.recorder, ctrl_c],  # seeded shuffle
                                   verbose=keras_verbosity(experiment.train.verbose))
                     finally:
                         cached and cached.remove_files()  # a cached phase's files of features, if any
