@@ -83,6 +83,10 @@ def test_train_folds_keeps_finished_folds_and_goes_on_with_the_others(tmp_path, 
     recorded = json.loads((fold2 / "meta.json").read_text())["config"]["dataset"]
     assert recorded["fold"] == {"count": 2, "index": 2} and recorded["validation_split"] is None
     assert "2-fold cross-validation" in done.stdout and "test accuracy, best.keras" in done.stdout
+    at_best = [row for fold in (fold1, fold2) for row in history(fold)
+               if row["epoch"] == json.loads((fold / "state.json").read_text())["best"]["epoch"]]
+    listed = ", ".join(f"{row['val_accuracy']:.4f}" for row in at_best)
+    assert f"({listed})" in next(line for line in done.stdout.splitlines() if "validation accuracy, best" in line)
     again = run_here("train", path, "--folds", "2", "--set", "train.epochs=2")
     assert again.returncode == 0, again.stderr
     assert f"fold 1 of 2: finished before, kept: {fold1}" in again.stdout

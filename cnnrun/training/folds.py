@@ -98,15 +98,23 @@ def train_folds(experiment: Experiment, count: int, output_dir: str | None = Non
 def folds_summary(name: str, count: int, runs: list[Run]) -> SeedsSummary:
     """The table of `train --folds`: each fold's best validation score and the test metrics, mean ± std."""
     rows = [("folds", f"{count} (stratified; validation: fold i of run i)")]
-    best = [run.recorded_best() for run in runs]
-    if all(b and isinstance(b.get("value"), int | float) for b in best):
-        values = [float(b["value"]) for b in best]
-        mean, spread, _ = summarise([{"best": {"v": v}} for v in values])["best"]["v"]
-        rows.append((f"validation {best[0].get('monitor', 'score')}, best epoch",
-                     f"{mean:.4f} ± {spread:.4f}  ({', '.join(f'{v:.4f}' for v in values)})"))
+    validation = [{"best": _validation_at_best(run)} for run in runs]
+    for metric, (mean, spread, values) in summarise(validation).get("best", {}).items():
+        rows.append((f"validation {metric}, best epoch", _spread(mean, spread, values)))
     for which, metrics in summarise([run.read_scores() for run in runs]).items():
         for metric, (mean, spread, values) in metrics.items():
-            each = ", ".join(f"{v:.4f}" for v in values)
-            rows.append((f"test {metric}, {which}.keras", f"{mean:.4f} ± {spread:.4f}  ({each})"))
+            rows.append((f"test {metric}, {which}.keras", _spread(mean, spread, values)))
     rows.append(("run folders", "\n".join(str(run.path) for run in runs)))
     return SeedsSummary(f"{name}: {count}-fold cross-validation (mean ± standard deviation)", rows, runs)
+
+
+def _spread(mean: float, spread: float, values: list[float]) -> str:
+    return f"{mean:.4f} ± {spread:.4f}  ({', '.join(f'{v:.4f}' for v in values)})"
+
+
+def _validation_at_best(run: Run) -> dict[str, float]:
+    """The validation metrics (`val_…` in history.csv, without the prefix) of the epoch best.keras holds."""
+    best = run.recorded_best()
+    rows = [row for row in run.read_history() if best and row.get("epoch") == best.get("epoch")]
+    return {key.removeprefix("val_"): float(value) for key, value in (rows[-1] if rows else {}).items()
+            if key.startswith("val_") and isinstance(value, int | float)}
