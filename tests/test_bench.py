@@ -114,7 +114,7 @@ def load_bench(name: str, monkeypatch):
 
 
 TESTED = {"machine", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline", "memory",
-          "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots"}
+          "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance"}
 
 
 def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cpu(tmp_path):
@@ -496,3 +496,27 @@ def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
     assert checked == 2 * 5 + 2 + 2 + 1
     assert re.search(r"^install:", (PROJECT / "Makefile").read_text(), re.MULTILINE)  # its set-up: make install,
     assert "gpu = [" in (PROJECT / "pyproject.toml").read_text()  # and the gpu extra
+
+
+@pytest.mark.slow
+def test_imbalance(tmp_path):
+    """Tiny mode: a table of 3, 2 and 1 training pictures a class from a JPEG tree, one seed, one epoch, trained
+    without and with balanced class weights; the recalls from the stored predictions against scores.json's."""
+    tree = jpeg_tree(tmp_path / "tree", train=4, test=3)
+    out = bench("imbalance.py", "--data-dir", tree, "--output-dir", "out", "--counts", "airplane=3,ship=2,truck=1",
+                "--seeds", "1", "--set", "train.epochs=1", cwd=tmp_path)
+    with (tmp_path / "out" / "imbalanced.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    counted = {(row["split"], row["label"]) for row in rows}
+    assert len(rows) == 6 + 3 + 6 and len(counted) == 9  # train, one validation row a class, test as train
+    assert "pictures per class: train airplane 3, ship 2, truck 1; validation airplane 1, ship 1, truck 1; " \
+           "test airplane 3, ship 2, truck 1" in out
+    (unweighted,), (weighted,) = (list((tmp_path / "out" / name).iterdir()) for name in ("unweighted", "weighted"))
+    assert yaml.safe_load((weighted / "config.yaml").read_text())["train"]["class_weight"] == "balanced"
+    assert yaml.safe_load((unweighted / "config.yaml").read_text())["train"]["class_weight"] is None
+    for run, label in ((unweighted, "no class weights"), (weighted, "class_weight: balanced")):
+        scores = json.loads((run / "scores.json").read_text())["best"]
+        row = re.search(rf"^{re.escape(label)} +1 +([\d.]+) +([\d.]+) ", out, re.MULTILINE)
+        assert row.groups() == (f"{scores['accuracy']:.4f}", f"{scores['balanced_accuracy']:.4f}"), out
+    (result,) = results(out)
+    assert result["seeds"] == "1" and "balanced_gain" in result
