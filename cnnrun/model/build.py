@@ -27,6 +27,7 @@ from cnnrun.errors import UserError
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.graph import connect, keras_reason, misfit
 from cnnrun.model.init_from import copy_matching_weights
+from cnnrun.model.initializers import own_initializer
 from cnnrun.model.layer_names import name_unnamed
 
 # the arguments that regularize a layer's kernels (a separable conv has two), which `model.weight_decay` sets
@@ -74,6 +75,9 @@ def _layer_arguments(cls: type, args: Any, where: str, weight_decay: float = 0.0
                 "depthwise_regularizer", "pointwise_regularizer"):
         if key in kwargs:
             kwargs[key] = _regularizer(kwargs[key], f"{where}.{key}")
+    for key in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
+        if key in kwargs:
+            kwargs[key] = own_initializer(kwargs[key], f"{where}.{key}", cls)
     if weight_decay:
         import keras
 
