@@ -134,7 +134,10 @@ class AugmentationConfig(Section):
         "0 < low ≤ high. Values < 1 zoom in."
     )
     shear_range: float = Field(0, ge=0, lt=90, description="Random shear, ± degrees.")
-    horizontal_flip: bool = Field(False, description="Flip left-right at random.")
+    horizontal_flip: bool | Literal["alternate"] = Field(
+        False, description="`true`: flip left-right at random. `alternate`: flip each picture on every other epoch, "
+        "flipped or not in the first at random (airbench's derandomised flips), in the input pipeline."
+    )
     vertical_flip: bool = Field(False, description="Flip upside-down at random.")
     brightness_range: tuple[float, float] | None = Field(
         None, description="Multiply brightness by a random factor in [low, high] (1 = unchanged; 0 ≤ low ≤ high)."
@@ -203,6 +206,11 @@ class AugmentationConfig(Section):
     @classmethod
     def _factors(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
         return _ordered(value, "factors")
+
+
+def alternates_flips(augmentation: AugmentationConfig | None) -> bool:
+    """Whether each picture is flipped on every other epoch (`horizontal_flip: alternate`)."""
+    return augmentation is not None and augmentation.horizontal_flip == "alternate"
 
 
 def mixes_labels(augmentation: AugmentationConfig | None) -> bool:

@@ -11,7 +11,13 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from cnnrun.config.augmentation import AugmentationConfig, check_fits, mixes_labels, trained_label_mode
+from cnnrun.config.augmentation import (
+    AugmentationConfig,
+    alternates_flips,
+    check_fits,
+    mixes_labels,
+    trained_label_mode,
+)
 from cnnrun.config.callbacks import CallbacksConfig
 from cnnrun.config.dataset import (
     DatasetConfig,
@@ -250,6 +256,10 @@ class Experiment(Section):
                 raise UserError(f"train.phases.{index}.cache_features: augmentation.mixup/cutmix blend pictures "
                                 f"before the backbone in every batch, which no cached feature holds; train this "
                                 f"phase without mixup and cutmix, or without cache_features")
+            if phase.cache_features is not False and alternates_flips(self.augmentation):
+                raise UserError(f"train.phases.{index}.cache_features: horizontal_flip: alternate flips by epoch, "
+                                f"which no cached view holds; give horizontal_flip: true (K views cache K random "
+                                f"draws), or train this phase without cache_features")
             if phase.cache_features is True and self.augmentation:
                 raise UserError(f"train.phases.{index}.cache_features: true, but augmentation changes the pictures "
                                 f"before the backbone in every epoch; give cache_features: K to cache K fixed "

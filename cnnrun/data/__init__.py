@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from cnnrun.config import Experiment
-from cnnrun.config.augmentation import check_fits, trained_label_mode
+from cnnrun.config.augmentation import alternates_flips, check_fits, trained_label_mode
 from cnnrun.config.dataset import pictures_of
 from cnnrun.data.augmenter import build_augmenter
 from cnnrun.data.examples import Examples, FileExamples
 from cnnrun.data.faults import data_error
+from cnnrun.data.flips import alternately_flipped
 from cnnrun.data.folds import with_fold
 from cnnrun.data.mixing import batch_mixer
 from cnnrun.data.sources import describe, load_raw, naming_the_config
@@ -245,7 +246,10 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
 
     def one_epoch(epoch):
         seed = experiment.seed * 1_000_003 + epoch if train.shuffle else None
-        return examples.ordered(source, seed).batch(train.batch_size)
+        pictures = examples.ordered(source, seed)
+        if alternates_flips(experiment.augmentation):  # in the pipeline wherever the other layers run
+            pictures = alternately_flipped(examples, pictures, seed, epoch, experiment.seed)
+        return pictures.batch(train.batch_size)
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
     return _prepared(epochs.flat_map(one_epoch), info, augmenter, batch_mixer(experiment.augmentation, experiment.seed))

@@ -32,6 +32,9 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
     5. `cutout`: `RandomCutout`, so nothing changes the square's value afterwards; then `random_erasing`
        (Keras' `RandomErasing`, filled with the value the model sees as 0 unless `fill: noise`), last as in timm.
 
+    `horizontal_flip: alternate` is not here: it depends on the epoch, and the input pipeline does it before
+    these layers (`cnnrun.data.flips`).
+
     Returns None when nothing is switched on.
 
     Args:
@@ -68,10 +71,10 @@ def build_augmenter(config: AugmentationConfig, seed: int, value_range: tuple[fl
     if isinstance(zoom, float | int):
         zoom = (1 - zoom, 1 + zoom)
     if (config.rotation_range or config.height_shift_range or config.width_shift_range or config.shear_range
-            or config.zoom_range or config.horizontal_flip or config.vertical_flip):
+            or config.zoom_range or config.horizontal_flip is True or config.vertical_flip):
         layers.append(RandomAffine(
             config.rotation_range, config.height_shift_range, config.width_shift_range, config.shear_range, zoom,
-            config.horizontal_flip, config.vertical_flip, config.fill_mode, fill_value=pixel_value(config.cval),
+            config.horizontal_flip is True, config.vertical_flip, config.fill_mode, fill_value=pixel_value(config.cval),
             seed=seed))
     if config.brightness_range:
         layers.append(RandomBrightnessScale(config.brightness_range, value_range, seed=own_seed(3)))
