@@ -7,7 +7,8 @@ root of its eigenvalue, so that the layer's outputs on those patches are uncorre
 
 `model.layers: [{PatchWhitening: {patch_size: 2}}, ...]` puts it in a model; the Trainer fills its kernel before
 the first epoch of a new run from the training split only (`adapt_whitening`), and the kernel is saved in the
-checkpoints like any weight (a resumed run keeps it). The bias is trained.
+checkpoints like any weight (a resumed run keeps it). The bias is trained: in every epoch, or, with
+`bias_epochs: N` (airbench: 3), in the first N epochs only, then frozen (`FreezeWhiteningBias`).
 
 Example:
 >>> import numpy as np
@@ -35,13 +36,19 @@ class PatchWhitening(keras.layers.Layer):
         epsilon: added to each eigenvalue before its square root, so near-constant directions are not blown up.
             Defaults to 5e-4 (airbench).
         use_bias: whether a trained bias follows the frozen kernels. Defaults to True.
+        bias_epochs: train the bias in the first N epochs only, then freeze it (airbench: 3). Defaults to None:
+            in every epoch.
     """
 
-    def __init__(self, patch_size: int = 2, epsilon: float = 5e-4, use_bias: bool = True, **kwargs: Any):
+    def __init__(self, patch_size: int = 2, epsilon: float = 5e-4, use_bias: bool = True,
+                 bias_epochs: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         if patch_size < 1:
             raise ValueError(f"patch_size must be at least 1, got {patch_size}")
+        if bias_epochs is not None and (not use_bias or bias_epochs < 0):
+            raise ValueError(f"bias_epochs is a number of epochs ≥ 0 for a layer with a bias, got {bias_epochs}")
         self.patch_size, self.epsilon, self.use_bias = patch_size, epsilon, use_bias
+        self.bias_epochs = bias_epochs
 
     def build(self, input_shape):
         k, channels = self.patch_size, input_shape[-1]
@@ -75,7 +82,7 @@ class PatchWhitening(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size, "epsilon": self.epsilon,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, "bias_epochs": self.bias_epochs}
 
 
 def patches_of(images: np.ndarray, k: int) -> np.ndarray:
@@ -103,3 +110,28 @@ def adapt_whitening(model, splits) -> int:
             keras.Model(model.inputs, layer.input).predict(training_images, verbose=0)
         layer.adapt(np.asarray(inputs))
     return len(layers)
+
+
+def whitening_layers(model) -> list[PatchWhitening]:
+    """Every `PatchWhitening` layer of `model`, nested models searched too."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found += [layer] if isinstance(layer, PatchWhitening) else whitening_layers(layer)
+    return found
+
+
+class FreezeWhiteningBias(keras.callbacks.Callback):
+    """Freeze the bias of every `PatchWhitening` layer with `bias_epochs: N` when epoch N + 1 begins.
+
+    The bias stops being a trainable variable and Keras' train step is built again without it, so the rest of the
+    model trains on while the bias keeps the value of its N-th epoch. A resumed run past epoch N freezes it when
+    its first epoch begins. Does nothing in a model without such a layer (the Trainer gives it to every fit).
+    """
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        due = [layer for layer in whitening_layers(self.model)
+               if layer.bias_epochs is not None and epoch >= layer.bias_epochs and layer.bias.trainable]
+        for layer in due:
+            layer.bias.trainable = False
+        if due:
+            self.model.make_train_function(force=True)

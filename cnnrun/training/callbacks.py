@@ -25,6 +25,7 @@ from cnnrun.atomic import atomic_copy_model, atomic_save_model
 from cnnrun.config import CheckpointConfig, Experiment
 from cnnrun.errors import UserError
 from cnnrun.model.schedules import batches_taken, last_step_learning_rate
+from cnnrun.model.whitening import FreezeWhiteningBias
 from cnnrun.report import Say, plot_history, silent
 from cnnrun.run_folder.folder import Run
 from cnnrun.training.tracking import MlflowTracker, check_mlflow, tracking_uri
@@ -306,7 +307,7 @@ def configured_callbacks(experiment: Experiment, run: Run | None, private: bool 
     uri = tracking_uri(experiment)
     if uri is not None and run is not None and not private:
         configured.callbacks.append(MlflowTracker(run, experiment, uri))
-    configured.callbacks += extra
+    configured.callbacks += [FreezeWhiteningBias(), *extra]  # does nothing without PatchWhitening(bias_epochs)
     return configured
 
 
