@@ -125,7 +125,7 @@ class FreezeWhiteningBias(keras.callbacks.Callback):
 
     The bias stops being a trainable variable and Keras' train step is built again without it, so the rest of the
     model trains on while the bias keeps the value of its N-th epoch. A resumed run past epoch N freezes it when
-    its first epoch begins. Does nothing in a model without such a layer (the Trainer gives it to every fit).
+    its first epoch begins. The Trainer gives it to the fits of a model whose config sets `bias_epochs`.
     """
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:

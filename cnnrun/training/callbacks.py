@@ -307,8 +307,20 @@ def configured_callbacks(experiment: Experiment, run: Run | None, private: bool 
     uri = tracking_uri(experiment)
     if uri is not None and run is not None and not private:
         configured.callbacks.append(MlflowTracker(run, experiment, uri))
-    configured.callbacks += [FreezeWhiteningBias(), *extra]  # does nothing without PatchWhitening(bias_epochs)
+    if _freezes_whitening_bias(experiment.model.model_dump(mode="json")):
+        configured.callbacks.append(FreezeWhiteningBias())
+    configured.callbacks += extra
     return configured
+
+
+def _freezes_whitening_bias(config: Any) -> bool:
+    """Whether a `PatchWhitening` entry anywhere in the model's config (layers, graphs, blocks) sets `bias_epochs`."""
+    if isinstance(config, dict):
+        whitening = config.get("PatchWhitening")
+        if isinstance(whitening, dict) and whitening.get("bias_epochs") is not None:
+            return True
+        return any(_freezes_whitening_bias(value) for value in config.values())
+    return isinstance(config, list) and any(_freezes_whitening_bias(value) for value in config)
 
 
 @contextlib.contextmanager
