@@ -1,18 +1,20 @@
-"""Imbalanced classes, measured: a CSV table of CIFAR-10 pictures with a rare class, trained without and with
-`train.class_weight: balanced`, over several seeds.
+"""Imbalanced classes, measured: a CSV table of CIFAR-10 pictures with a rare class, trained as it is, with
+`train.class_weight: balanced` and with `dataset.sampling: balanced`, over several seeds.
 
 The table (`imbalanced.csv` in `--output-dir`, written by this script from `--data-dir`'s JPEG tree) lists, per
 class of `--counts` (default `airplane=1000,automobile=300,ship=100,truck=30`: 33 to 1), that many training
 pictures, a tenth more as validation rows, and as many test pictures of CIFAR-10's test tree in the same
 proportions: the test split is as imbalanced as the training data, as it is where such data is met. The
-experiment (`imbalanced.yaml` beside it) is a small course-style CNN trained with adam; the two rows differ only in
-`train.class_weight`. Each run is a `cnnrun train --seeds` run, a normal run folder.
+experiment (`imbalanced.yaml` beside it) is a small course-style CNN trained with adam; the three rows differ only
+in `train.class_weight` (none, or `balanced`) and `dataset.sampling` (`balanced` in the third). Each run is a
+`cnnrun train --seeds` run, a normal run folder.
 
 Prints, per row, the mean ± standard deviation over the seeds of the test accuracy, the balanced accuracy (the
 mean of the classes' recalls) and each class's recall of best.keras, each seed's balanced accuracy, and the
 difference. The recalls are computed here from the run's stored test predictions
 (`eval/best_test_predictions.npz`), independently of cnnrun's `balanced_accuracy` in `scores.json`, which is
-printed beside them. `RESULT` line: `balanced_gain=…` (weighted minus unweighted balanced accuracy).
+printed beside them. `RESULT` line: `balanced_gain=…` (weighted minus unweighted balanced accuracy) and
+`sampled_gain=…` (balanced sampling minus unweighted).
 
 Usage (from the project root):
     .venv/bin/python bench/imbalance.py --data-dir ../shared/data/cifar10-jpeg [--output-dir bench_imbalance] \\
@@ -36,7 +38,11 @@ import yaml
 from machine import cpu_line
 
 PROJECT = Path(__file__).resolve().parents[1]
-ROWS = {"no class weights": [], "class_weight: balanced": ["train.class_weight=balanced"]}
+ROWS = {  # row: (its runs' folder, its --set items)
+    "no class weights": ("unweighted", []),
+    "class_weight: balanced": ("weighted", ["train.class_weight=balanced"]),
+    "sampling: balanced": ("sampled", ["dataset.sampling=balanced"]),
+}
 
 
 def experiment(table: Path) -> dict:
@@ -142,8 +148,8 @@ def main() -> None:
     print("pictures per class: " + "; ".join(f"{split} " + ", ".join(f"{n} {listed[split][n]}" for n in names)
                                              for split in listed))
     found = {}
-    for row, sets in ROWS.items():
-        runs, wall = train(config, output, "weighted" if sets else "unweighted", args.seeds, args.sets + sets)
+    for row, (folder, sets) in ROWS.items():
+        runs, wall = train(config, output, folder, args.seeds, args.sets + sets)
         scores = [json.loads((run / "scores.json").read_text())["best"] for run in runs]
         found[row] = {"runs": runs, "wall": wall, "scores": scores,
                       "recalls": [recalls(run, len(names)) for run in runs]}
@@ -159,10 +165,11 @@ def main() -> None:
               + f" {result['wall']:>7.1f}")
         print("    each seed, balanced accuracy: " + ", ".join(f"{v:.4f}" for v in balanced[row])
               + "; scores.json says: " + ", ".join(f"{s['balanced_accuracy']:.4f}" for s in result["scores"]))
-    unweighted, weighted = balanced.values()
+    unweighted, weighted, sampled = balanced.values()
     gain = statistics.fmean(weighted) - statistics.fmean(unweighted)
-    print(f"RESULT balanced_gain={gain:.4f} unweighted={spread(unweighted)} weighted={spread(weighted)} "
-          f"seeds={args.seeds}")
+    sampled_gain = statistics.fmean(sampled) - statistics.fmean(unweighted)
+    print(f"RESULT balanced_gain={gain:.4f} sampled_gain={sampled_gain:.4f} unweighted={spread(unweighted)} "
+          f"weighted={spread(weighted)} sampled={spread(sampled)} seeds={args.seeds}")
 
 
 if __name__ == "__main__":

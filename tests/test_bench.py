@@ -501,7 +501,8 @@ def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
 @pytest.mark.slow
 def test_imbalance(tmp_path):
     """Tiny mode: a table of 3, 2 and 1 training pictures a class from a JPEG tree, one seed, one epoch, trained
-    without and with balanced class weights; the recalls from the stored predictions against scores.json's."""
+    without and with balanced class weights, and with balanced sampling; the recalls from the stored predictions
+    against scores.json's."""
     tree = jpeg_tree(tmp_path / "tree", train=4, test=3)
     out = bench("imbalance.py", "--data-dir", tree, "--output-dir", "out", "--counts", "airplane=3,ship=2,truck=1",
                 "--seeds", "1", "--set", "train.epochs=1", cwd=tmp_path)
@@ -511,12 +512,15 @@ def test_imbalance(tmp_path):
     assert len(rows) == 6 + 3 + 6 and len(counted) == 9  # train, one validation row a class, test as train
     assert "pictures per class: train airplane 3, ship 2, truck 1; validation airplane 1, ship 1, truck 1; " \
            "test airplane 3, ship 2, truck 1" in out
-    (unweighted,), (weighted,) = (list((tmp_path / "out" / name).iterdir()) for name in ("unweighted", "weighted"))
+    (unweighted,), (weighted,), (sampled,) = (list((tmp_path / "out" / name).iterdir())
+                                              for name in ("unweighted", "weighted", "sampled"))
     assert yaml.safe_load((weighted / "config.yaml").read_text())["train"]["class_weight"] == "balanced"
     assert yaml.safe_load((unweighted / "config.yaml").read_text())["train"]["class_weight"] is None
-    for run, label in ((unweighted, "no class weights"), (weighted, "class_weight: balanced")):
+    assert yaml.safe_load((sampled / "config.yaml").read_text())["dataset"]["sampling"] == "balanced"
+    for run, label in ((unweighted, "no class weights"), (weighted, "class_weight: balanced"),
+                       (sampled, "sampling: balanced")):
         scores = json.loads((run / "scores.json").read_text())["best"]
         row = re.search(rf"^{re.escape(label)} +1 +([\d.]+) +([\d.]+) ", out, re.MULTILINE)
         assert row.groups() == (f"{scores['accuracy']:.4f}", f"{scores['balanced_accuracy']:.4f}"), out
     (result,) = results(out)
-    assert result["seeds"] == "1" and "balanced_gain" in result
+    assert result["seeds"] == "1" and "balanced_gain" in result and "sampled_gain" in result

@@ -111,6 +111,12 @@ class DatasetBase(Section):
         None, gt=0, description="Train on N pictures of each class, drawn with the experiment's `seed` from the "
         "training split once validation and test are held out (they keep all their pictures). Unset: all."
     )
+    sampling: Literal["natural", "balanced"] = Field(
+        "natural", description="How a training epoch draws its pictures. `natural`: each once, in a shuffled order. "
+        "`balanced`: as many pictures, but an equal share from every class (a rare class's pictures repeated, a "
+        "common class's drawn in part), seeded per epoch: an alternative to `train.class_weight` for imbalanced "
+        "classes, not to combine with it. Validation and test are never resampled."
+    )
 
     fold: FoldConfig | None = Field(
         None, description="`{count: 5, index: 2}`: validate on fold 2 of 5 stratified folds of the training "

@@ -268,6 +268,17 @@ class Experiment(Section):
         return self
 
     @model_validator(mode="after")
+    def _one_balancing(self) -> "Experiment":
+        """Balanced sampling draws each epoch's pictures anew: not with class weights, nor with alternating flips."""
+        if self.dataset.sampling == "balanced" and self.train.class_weight is not None:
+            raise UserError("dataset.sampling: balanced already gives every class the same weight in an epoch; "
+                            "remove train.class_weight, or give sampling: natural")
+        if self.dataset.sampling == "balanced" and alternates_flips(self.augmentation):
+            raise UserError("dataset.sampling: balanced draws pictures anew each epoch, which horizontal_flip: "
+                            "alternate cannot follow; give horizontal_flip: true, or sampling: natural")
+        return self
+
+    @model_validator(mode="after")
     def _metrics_of_mixed_labels(self) -> "Experiment":
         """Sparse labels are trained one-hot under mixup or cutmix: a metric for class numbers would fail."""
         if trained_label_mode(self.dataset.label_mode, self.augmentation) != self.dataset.label_mode:

@@ -35,6 +35,7 @@ from cnnrun.data.faults import data_error
 from cnnrun.data.flips import alternately_flipped
 from cnnrun.data.folds import with_fold
 from cnnrun.data.mixing import batch_mixer
+from cnnrun.data.sampling import balanced_epoch, class_parts, class_seed
 from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.split import held_out_words, split_examples
 from cnnrun.data.subsets import per_class_sample
@@ -225,8 +226,9 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
 
     Epoch e is shuffled with seed `(seed, e)`, whatever epoch the process started at, so a resumed run sees
     the same order as a straight one. The examples' source (and so its cache) is built once and read by every
-    epoch: `cache: memory` and `disk` decode each picture once. Keras' fit reads the stream with
-    `steps_per_epoch`. `load_splits` and `Splits.from_epoch` call it.
+    epoch: `cache: memory` and `disk` decode each picture once. With `dataset.sampling: balanced` an epoch is
+    as many pictures drawn class by class instead (`cnnrun.data.sampling`; each class's part has its own source).
+    Keras' fit reads the stream with `steps_per_epoch`. `load_splits` and `Splits.from_epoch` call it.
 
     Args:
         examples: the training examples.
@@ -242,10 +244,19 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
     zero = info.mean if info.normalize == "standardize" else 0.0  # the raw value normalisation turns into 0
     augmenter = build_augmenter(experiment.augmentation, experiment.seed, zero=zero) \
         if augment and experiment.augmentation else None
-    source = examples.source()  # built once: every epoch reads the same cache
+    balanced = experiment.dataset.sampling == "balanced"
+    if balanced:  # one part per class, its source (and cache) built once like the whole split's
+        parts = [examples.take(indices) for indices in class_parts(examples.labels, info.num_classes)]
+        sources = [part.source() for part in parts]
+    else:
+        source = examples.source()  # built once: every epoch reads the same cache
 
     def one_epoch(epoch):
-        seed = experiment.seed * 1_000_003 + epoch if train.shuffle else None
+        seed = experiment.seed * 1_000_003 + epoch if train.shuffle or balanced else None
+        if balanced:  # cnnrun.data.sampling
+            streams = [part.endless(part_source, class_seed(seed, index))
+                       for index, (part, part_source) in enumerate(zip(parts, sources, strict=True))]
+            return balanced_epoch(streams, examples.labels, info.num_classes, seed).batch(train.batch_size)
         pictures = examples.ordered(source, seed)
         if alternates_flips(experiment.augmentation):  # in the pipeline wherever the other layers run
             pictures = alternately_flipped(examples, pictures, seed, epoch, experiment.seed)

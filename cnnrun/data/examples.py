@@ -62,6 +62,10 @@ class ArrayExamples:
         """`source` (any dataset as long as the examples) in the order `ordered` gives the epoch with `seed`."""
         return source if seed is None else source.shuffle(len(self), seed=seed, reshuffle_each_iteration=False)
 
+    def endless(self, source, seed):
+        """Endless passes over `source`, each in a new order drawn from `seed` (balanced sampling's class streams)."""
+        return source.shuffle(len(self), seed=seed, reshuffle_each_iteration=True).repeat()
+
     def dataset(self):
         """`(image, label)` pairs in stored order."""
         return self.source()
@@ -153,8 +157,16 @@ class FileExamples:
         order `ordered` gives the epoch with `seed`."""
         if seed is None:
             return source
-        buffer = min(len(self), DISK_SHUFFLE_BUFFER) if self.cache == "disk" else len(self)
-        return source.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        return source.shuffle(self._buffer(), seed=seed, reshuffle_each_iteration=False)
+
+    def endless(self, source, seed):
+        """Endless passes of `(uint8 image, label)` pairs over `source`, each in a new order drawn from `seed`
+        (balanced sampling's class streams); decoded as `ordered` decodes them."""
+        passes = source.shuffle(self._buffer(), seed=seed, reshuffle_each_iteration=True).repeat()
+        return self._decoded(passes) if self.cache == "none" else passes
+
+    def _buffer(self) -> int:
+        return min(len(self), DISK_SHUFFLE_BUFFER) if self.cache == "disk" else len(self)
 
     def dataset(self):
         """`(uint8 image, label)` pairs in stored order (cached as `cache` says)."""

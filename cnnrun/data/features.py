@@ -19,6 +19,7 @@ import numpy as np
 from cnnrun.config import Experiment
 from cnnrun.data import DatasetInfo, _encode_labels, _prepared, build_augmenter
 from cnnrun.data.examples import Examples
+from cnnrun.data.sampling import balanced_places
 
 VIEW_SEED = 7919  # view v's augmentation is seeded experiment.seed + VIEW_SEED·(v + 1): each view draws its own
 
@@ -74,6 +75,9 @@ def feature_stream(features: Any, labels: np.ndarray, examples: Examples, info: 
     train, views = experiment.train, features.shape[0]
 
     def one_epoch(epoch):
+        if experiment.dataset.sampling == "balanced":  # the places of a balanced epoch (cnnrun.data.sampling)
+            places = balanced_places(labels, info.num_classes, experiment.seed * 1_000_003 + epoch)
+            return _batches(features, labels, info, places.batch(train.batch_size), tf.cast(epoch % views, tf.int64))
         seed = experiment.seed * 1_000_003 + epoch if train.shuffle else None
         order = examples.shuffled(tf.data.Dataset.range(len(examples)), seed).batch(train.batch_size)
         return _batches(features, labels, info, order, tf.cast(epoch % views, tf.int64))

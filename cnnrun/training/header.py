@@ -5,7 +5,10 @@ Example:
 >>> trainer.say(header_rows(trainer))  # in Trainer.fit
 """
 
+import numpy as np
+
 from cnnrun.config.imbalance import class_weight_map, describe_class_weight
+from cnnrun.data.sampling import epoch_classes
 from cnnrun.devices.distribute import fingerprint
 from cnnrun.model.compiling import learning_rate_scale
 from cnnrun.model.init_from import init_row
@@ -33,6 +36,15 @@ def batch_row(experiment, model) -> str:
     return f"batch {batch}" + (f" × {steps} accumulated = {batch * steps} an update" if steps else "")
 
 
+def sampling_row(info) -> str:
+    """`balanced: 1,000 pictures an epoch, 250 of each of 4 classes (cnnrun.data.sampling)`."""
+    shares = epoch_classes(np.repeat(np.arange(info.num_classes), info.class_counts.get("train", [])),
+                           info.num_classes)
+    given = sorted({int(share) for share in shares if share})
+    each = " or ".join(f"{share:,}" for share in given)
+    return f"balanced: {int(shares.sum()):,} pictures an epoch, {each} of each of {int((shares > 0).sum())} classes"
+
+
 def header_rows(trainer) -> Rows:
     """The header panel of a Trainer about to fit: what `trainer.splits.info` says of the data (and the class
     weights made of it), what its model and optimizer are now (the batches an update takes), where it runs, the
@@ -56,6 +68,7 @@ def header_rows(trainer) -> Rows:
         **({"class weights": describe_class_weight(experiment.train.class_weight, info.class_names,
                                                    fit_class_weight(experiment, info))}
            if experiment.train.class_weight else {}),
+        **({"sampling": sampling_row(info)} if experiment.dataset.sampling == "balanced" else {}),
         "backend": f"{placement.backend}, learning rate "
         + describe_learning_rate(model.optimizer, experiment_at(experiment, initial_epoch).compile.schedule,
                                  learning_rate_scale(experiment, placement.replicas)),
