@@ -34,7 +34,7 @@ demo: install
 
 # two test processes: the 2-core machines CI and the course use (pytest-xdist)
 test: install
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 lint: install
 	$(BIN)/ruff check .
