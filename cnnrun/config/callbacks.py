@@ -49,6 +49,14 @@ class TensorBoardConfig(Section):
     update_freq: Literal["epoch", "batch"] | int = Field("epoch", description="How often to write metrics.")
 
 
+class LookaheadConfig(Section):
+    every: int = Field(5, ge=1, description="Steps (batches) between updates of the slow weights.")
+    decay: float = Field(0.7738, ge=0, lt=1, description="The slow weights' share at the end of training "
+                         "(airbench94: 0.95⁵).")
+    power: float = Field(3.0, ge=0, description="The share grows as `decay × (step / total) ** power` over the "
+                         "run; 0 keeps it at `decay`.")
+
+
 class CallbacksConfig(Section):
     checkpoint: CheckpointConfig = Field(
         default_factory=CheckpointConfig, description="Always on: `best.keras` by `monitor`, `last.keras` "
@@ -59,12 +67,17 @@ class CallbacksConfig(Section):
         None, description="Keras' ReduceLROnPlateau arguments."
     )
     terminate_on_nan: bool = Field(False, description="Stop as soon as the loss is NaN.")
+    lookahead: LookaheadConfig | None = Field(
+        None, description="airbench94's lookahead: every `every` steps, slow ← d·slow + (1 − d)·weights, then "
+        "the weights ← slow (BatchNorm's statistics too), and at the end of every epoch. `{}` or `true`: "
+        "airbench's every 5, decay 0.7738, power 3."
+    )
     tensorboard: TensorBoardConfig | None = Field(
         default_factory=TensorBoardConfig, description="On by default: Keras' TensorBoard arguments (scalars per "
         "epoch, the learning rate, the graph) into the run folder's `tensorboard/`; `false` turns it off."
     )
 
-    @field_validator("tensorboard", mode="before")
+    @field_validator("tensorboard", "lookahead", mode="before")
     @classmethod
     def _on_or_off(cls, value: Any) -> Any:
         return None if value is False else {} if value is True else value

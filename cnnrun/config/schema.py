@@ -279,6 +279,14 @@ class Experiment(Section):
         return self
 
     @model_validator(mode="after")
+    def _one_weight_average(self) -> "Experiment":
+        optimizer = self.compile.optimizer
+        if self.callbacks.lookahead is not None and isinstance(optimizer, dict) and optimizer.get("use_ema"):
+            raise UserError("callbacks.lookahead: not with compile.optimizer.use_ema (two averages of the same "
+                            "weights); keep one of them")
+        return self
+
+    @model_validator(mode="after")
     def _metrics_of_mixed_labels(self) -> "Experiment":
         """Sparse labels are trained one-hot under mixup or cutmix: a metric for class numbers would fail."""
         if trained_label_mode(self.dataset.label_mode, self.augmentation) != self.dataset.label_mode:

@@ -28,6 +28,7 @@ from cnnrun.model.schedules import batches_taken, last_step_learning_rate
 from cnnrun.model.whitening import FreezeWhiteningBias
 from cnnrun.report import Say, plot_history, silent
 from cnnrun.run_folder.folder import Run
+from cnnrun.training.lookahead import Lookahead
 from cnnrun.training.tracking import MlflowTracker, check_mlflow, tracking_uri
 
 # What each stateful Keras callback must carry across a resume (its on_train_begin resets these). EarlyStopping's
@@ -307,6 +308,8 @@ def configured_callbacks(experiment: Experiment, run: Run | None, private: bool 
     uri = tracking_uri(experiment)
     if uri is not None and run is not None and not private:
         configured.callbacks.append(MlflowTracker(run, experiment, uri))
+    if config.lookahead is not None:
+        configured.callbacks.append(Lookahead(**config.lookahead.model_dump(), epochs=experiment.train.epochs))
     if _freezes_whitening_bias(experiment.model.model_dump(mode="json")):
         configured.callbacks.append(FreezeWhiteningBias())
     configured.callbacks += extra

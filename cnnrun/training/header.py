@@ -15,6 +15,7 @@ from cnnrun.model.init_from import init_row
 from cnnrun.model.phases import describe_phases, experiment_at
 from cnnrun.model.schedules import describe_learning_rate
 from cnnrun.report import Rows, format_metrics
+from cnnrun.training.lookahead import describe_lookahead
 
 
 def plural(count: int, word: str) -> str:
@@ -69,6 +70,8 @@ def header_rows(trainer) -> Rows:
                                                    fit_class_weight(experiment, info))}
            if experiment.train.class_weight else {}),
         **({"sampling": sampling_row(info)} if experiment.dataset.sampling == "balanced" else {}),
+        **({"lookahead": describe_lookahead(**experiment.callbacks.lookahead.model_dump())}
+           if experiment.callbacks.lookahead else {}),
         "backend": f"{placement.backend}, learning rate "
         + describe_learning_rate(model.optimizer, experiment_at(experiment, initial_epoch).compile.schedule,
                                  learning_rate_scale(experiment, placement.replicas)),
