@@ -204,10 +204,12 @@ def test_across_a_resume_every_epoch_has_the_rate_of_a_straight_run(write_config
 
 
 @pytest.mark.slow
-def test_a_checkpoint_with_cnnruns_schedule_loads_in_safe_mode_in_a_new_process(tmp_path):
+def test_a_checkpoint_with_cnnruns_schedule_and_rates_loads_in_safe_mode_in_a_new_process(tmp_path):
+    from cnnrun.model.rates import RATED
+
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=PiecewiseLinearDecay([0, 1500, 3000],
-                                                                                    [0.0, 0.4, 0.0])), loss="mse")
+    model.compile(optimizer=RATED["SGD"](learning_rate=PiecewiseLinearDecay([0, 1500, 3000], [0.0, 0.4, 0.0]),
+                                         rate_multipliers={"kernel": 3}), loss="mse")
     model.save(tmp_path / "last.keras")
     script = f"""
 import sys
@@ -217,12 +219,15 @@ from cnnrun.model.checkpoints import load_checkpoint
 optimizer = load_checkpoint(Path({str(tmp_path / "last.keras")!r})).optimizer
 from cnnrun.model.schedules import learning_rate_at
 print(type(optimizer._learning_rate).__name__, learning_rate_at(optimizer, 750), learning_rate_at(optimizer, 2250))
+print(type(optimizer).__name__, optimizer.rate_multipliers)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT,
                             env={**os.environ, "PYTHONPATH": str(PROJECT)}, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    name, middle, down = result.stdout.split()
+    schedule, rates = result.stdout.splitlines()
+    name, middle, down = schedule.split()
     assert name == "PiecewiseLinearDecay"
+    assert rates == "SGDWithRates {'kernel': 3.0}"  # the multipliers go on after a resume
     assert (float(middle), float(down)) == pytest.approx((0.2, 0.2))
 
 

@@ -31,6 +31,7 @@ from cnnrun.config.evaluate import EvaluateConfig
 from cnnrun.config.imbalance import check_class_weight
 from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
+from cnnrun.config.rates import check_multipliers
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name, check_optimizer_values
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
@@ -64,6 +65,17 @@ class CompileConfig(Section):
     )
     jit_compile: bool | Literal["auto"] = Field("auto", description="XLA compilation, as Keras' `compile`.")
     steps_per_execution: int = Field(1, ge=1, le=MAX_INT32, description="Batches per call into the compiled step.")
+    rate_multipliers: dict[str, float] | None = Field(
+        None, description="Some weights at a multiple of the learning rate: `{beta: 64}` trains every trainable "
+        "variable whose path a pattern (a regular expression) is found in at 64× the optimizer's rate (airbench94's "
+        "BatchNorm biases); the first matching pattern decides; weight decay stays at the plain rate. A pattern "
+        "that matches no variable of the model is refused. See \"Fast training\"."
+    )
+
+    @field_validator("rate_multipliers", mode="before")
+    @classmethod
+    def _multipliers(cls, value: Any) -> Any:
+        return check_multipliers(value)
 
     @model_validator(mode="after")
     def _known_names(self) -> "CompileConfig":

@@ -128,7 +128,8 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
             per epoch, enough to check the config (`inspect`), never to train with.
         replicas: devices holding a replica, for `train.scale_learning_rate`. Defaults to 1.
         optimizer: a Keras optimizer to share (the head trained on cached features steps the whole model's,
-            so the checkpoint holds its state). Defaults to None: a new one, as the experiment says.
+            so the checkpoint holds its state). Defaults to None: a new one, as the experiment says, with its
+            `compile.rate_multipliers` (`cnnrun.model.rates`).
     """
     import keras
 
@@ -138,8 +139,13 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
                 keras.metrics.get(metric)
             except ValueError as e:
                 raise UserError(f"compile.metrics: unknown metric '{metric}'") from e
+    from cnnrun.model.rates import with_rate_multipliers
+
+    if optimizer is None:
+        optimizer = with_rate_multipliers(make_optimizer(experiment, steps_per_epoch, replicas), model,
+                                          experiment.compile.rate_multipliers)
     model.compile(
-        optimizer=optimizer if optimizer is not None else make_optimizer(experiment, steps_per_epoch, replicas),
+        optimizer=optimizer,
         loss=make_loss(experiment),
         metrics=list(experiment.compile.metrics),
         jit_compile=experiment.compile.jit_compile,

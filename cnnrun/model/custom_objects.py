@@ -1,4 +1,5 @@
-"""The one table of cnnrun's own Keras objects: every layer, schedule, loss and initializer a checkpoint may name.
+"""The one table of cnnrun's own Keras objects: every layer, schedule, loss, initializer and optimizer a checkpoint
+may name.
 
 Each class registers itself once, where it is defined, with Keras' own decorator
 `@keras.saving.register_keras_serializable(package="cnnrun")`, which files it in Keras' table of custom objects as
@@ -18,6 +19,7 @@ from cnnrun.data import layers as _data_layers  # noqa: F401  (RandomAffine, Ran
 from cnnrun.model import backbones as _backbones  # noqa: F401  (BackbonePreprocessing)
 from cnnrun.model import initializers as _initializers  # noqa: F401  (PartialDirac)
 from cnnrun.model import losses as _losses  # noqa: F401  (SmoothedSparseCategoricalCrossentropy)
+from cnnrun.model import rates as _rates  # noqa: F401  (SGDWithRates, AdamWithRates, ...)
 from cnnrun.model import schedules as _schedules  # noqa: F401  (PiecewiseLinearDecay)
 from cnnrun.model import whitening as _whitening  # noqa: F401  (PatchWhitening)
 

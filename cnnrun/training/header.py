@@ -13,6 +13,7 @@ from cnnrun.devices.distribute import fingerprint
 from cnnrun.model.compiling import learning_rate_scale
 from cnnrun.model.init_from import init_row
 from cnnrun.model.phases import describe_phases, experiment_at
+from cnnrun.model.rates import describe_multipliers
 from cnnrun.model.schedules import describe_learning_rate
 from cnnrun.report import Rows, format_metrics
 from cnnrun.training.lookahead import describe_lookahead
@@ -72,6 +73,8 @@ def header_rows(trainer) -> Rows:
         **({"sampling": sampling_row(info)} if experiment.dataset.sampling == "balanced" else {}),
         **({"lookahead": describe_lookahead(**experiment.callbacks.lookahead.model_dump())}
            if experiment.callbacks.lookahead else {}),
+        **({"rate multipliers": describe_multipliers(experiment.compile.rate_multipliers, model)}
+           if experiment.compile.rate_multipliers else {}),
         "backend": f"{placement.backend}, learning rate "
         + describe_learning_rate(model.optimizer, experiment_at(experiment, initial_epoch).compile.schedule,
                                  learning_rate_scale(experiment, placement.replicas)),
