@@ -22,9 +22,11 @@ from cnnrun.atomic import checkpoint_info
 
 def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
     """Class probabilities from model outputs: logits go through softmax (or sigmoid), a sigmoid unit becomes
-    two columns (class 0, class 1)."""
+    two columns (class 0, class 1); several labels a picture (`multi_label`) keep one score a label."""
     loss = experiment.compile.loss
     from_logits = isinstance(loss, dict) and loss.get("from_logits", False)
+    if experiment.dataset.label_mode == "multi_label":  # one sigmoid a label: the scores as they are
+        return 1 / (1 + np.exp(-outputs)) if from_logits else outputs
     if outputs.shape[-1] == 1:
         p = 1 / (1 + np.exp(-outputs)) if from_logits else outputs
         return np.concatenate([1 - p, p], axis=-1)
@@ -152,15 +154,18 @@ def scored_probabilities(model, data, experiment, callbacks=()) -> tuple[dict[st
         total = tta_probabilities(model, data, experiment, callbacks)
         plain = probabilities(model.predict(data, verbose=0, callbacks=list(callbacks)), experiment) \
             if experiment.evaluate.tta else total
-        return ({k: float(v) for k, v in metrics.items()}
-                | {"balanced_accuracy": balanced_accuracy(class_labels(targets), plain)}), total
+        balanced = {} if experiment.dataset.label_mode == "multi_label" else \
+            {"balanced_accuracy": balanced_accuracy(class_labels(targets), plain)}
+        return {k: float(v) for k, v in metrics.items()} | balanced, total
     total, metrics = None, {}
     for name, weight in views(experiment.evaluate.tta):
         moved = data if name == "identity" else data.map(lambda x, *rest, name=name: (transform(x, name), *rest))
         outputs = model.predict(moved, verbose=0, callbacks=list(callbacks))
         if name == "identity":
             metrics = metrics_of_outputs(model, outputs, targets)
-            metrics["balanced_accuracy"] = balanced_accuracy(class_labels(targets), probabilities(outputs, experiment))
+            if experiment.dataset.label_mode != "multi_label":  # no one class a picture to recall
+                metrics["balanced_accuracy"] = balanced_accuracy(class_labels(targets),
+                                                                 probabilities(outputs, experiment))
         total = weight * probabilities(outputs, experiment) + (0 if total is None else total)
     return metrics, total
 
@@ -237,6 +242,10 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
     """
     from cnnrun.model.checkpoints import load_checkpoint
 
+    if experiment.dataset.label_mode == "multi_label":  # thresholds first, then the test at them
+        from cnnrun.model.multilabel_scoring import score_multilabel_checkpoints
+
+        return score_multilabel_checkpoints(run, splits, experiment, callbacks)
     if splits.test is None:
         return {}
     tta, scores, predicted = experiment.evaluate.tta, {}, {}
