@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnrun.atomic import checkpoint_info
+from cnnrun.model.multilabel import DEFAULT_THRESHOLD, choose_thresholds, multilabel_scores, thresholds_record
 
 
 def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
@@ -243,8 +244,6 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
     from cnnrun.model.checkpoints import load_checkpoint
 
     if experiment.dataset.label_mode == "multi_label":  # thresholds first, then the test at them
-        from cnnrun.model.multilabel_scoring import score_multilabel_checkpoints
-
         return score_multilabel_checkpoints(run, splits, experiment, callbacks)
     if splits.test is None:
         return {}
@@ -265,6 +264,40 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
         if which in predicted:
             run.write_predictions(which, "test", predicted[which], labels)
     return scores | ({"tta": tta} if tta and scores else {})
+
+
+def checkpoint_thresholds(model, splits, experiment, callbacks=()) -> tuple[list[float], str]:
+    """Several labels a picture: a checkpoint's threshold per label (the best F1 of each on the validation split,
+    `cnnrun.model.multilabel.choose_thresholds`), and where they were chosen: `validation`, or `default` (0.5 each,
+    for data without validation)."""
+    if splits.validation is None:
+        return [DEFAULT_THRESHOLD] * splits.info.num_classes, "default"
+    scores = tta_probabilities(model, splits.validation, experiment, callbacks)
+    return choose_thresholds(splits.examples["validation"].labels, scores), "validation"
+
+
+def score_multilabel_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
+    """`score_checkpoints` for several labels a picture (`label_mode: multi_label`): each checkpoint's thresholds
+    chosen on validation and written to the run's `thresholds.json`, then its test metrics at those thresholds
+    (`cnnrun.model.multilabel.multilabel_scores`: macro and micro F1, exact match) and without any (mean average
+    precision), beside Keras' own; {} without a test split. No predictions file (it holds one class a picture)."""
+    from cnnrun.model.checkpoints import load_checkpoint
+
+    record: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    for which in ("best", "last"):
+        if not run.checkpoint(which).exists():
+            continue
+        model = load_checkpoint(run.checkpoint(which), use_other=None)
+        thresholds, chosen_on = checkpoint_thresholds(model, splits, experiment, callbacks)
+        record |= {"chosen_on": chosen_on,
+                   which: thresholds_record(splits.info.class_names, thresholds, chosen_on)["thresholds"]}
+        if splits.test is not None:
+            metrics, probabilities = scored_probabilities(model, splits.test, experiment, callbacks)
+            scores[which] = metrics | multilabel_scores(splits.examples["test"].labels, probabilities, thresholds)
+    if record:
+        run.write_thresholds(record)
+    return scores | ({"tta": experiment.evaluate.tta} if experiment.evaluate.tta and scores else {})
 
 
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:
