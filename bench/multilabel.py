@@ -53,7 +53,7 @@ def experiment(table: Path) -> dict:
             {"Dense": {"units": 128, "activation": "relu"}}, {"Dropout": 0.3},
             {"Dense": {"units": "${num_classes}", "activation": "sigmoid"}}]},
         "compile": {"optimizer": {"name": "adam", "learning_rate": 0.002}},
-        "train": {"epochs": 12, "batch_size": 64},
+        "train": {"epochs": 30, "batch_size": 64},
         "augmentation": {"horizontal_flip": True},
         "callbacks": {"checkpoint": {"monitor": "val_loss"}, "tensorboard": False},
         "output": {"plots": False, "report": False},
