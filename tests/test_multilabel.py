@@ -112,3 +112,12 @@ def test_multi_label_tables_are_not_stratified_and_the_saved_config_reads_back(t
     saved = tmp_path / "config.yaml"  # what the run folder keeps: resume and evaluate read it back
     saved.write_text(experiment_to_yaml(experiment))
     assert load_saved_experiment(saved).dataset.stratify is False
+
+
+def test_folds_of_multi_hot_labels_deal_all_the_pictures_together():
+    from cnnrun.data.folds import fold_rows
+
+    labels = np.array([[1, 0], [1, 1], [0, 1], [1, 0], [0, 1], [1, 1], [1, 0]], np.float32)
+    folds = [fold_rows(labels, 3, index, seed=5) for index in (1, 2, 3)]
+    assert sorted(np.concatenate(folds).tolist()) == list(range(7))  # every picture in exactly one fold
+    assert sorted(len(fold) for fold in folds) == [2, 2, 3]  # sizes within one of each other

@@ -176,3 +176,16 @@ def test_a_run_chooses_thresholds_on_validation_and_evaluate_and_predict_use_the
     assert result.returncode == 0, result.stderr[-2000:]
     with out.open() as f:
         assert [row["labels"] for row in csv.DictReader(f)] == ["green"] * 4
+
+
+def test_data_show_counts_each_label_and_each_picture_once(tmp_path):
+    from cnnrun.data.samples import show_data
+
+    table, truth = colour_table(tmp_path, 20)
+    shown = show_data(validate_experiment(config_for(table), "x.yaml"), 2, tmp_path / "show")
+    splits = dict(zip(shown.splits, zip(*(row for _, row in shown.counts), strict=True), strict=True))
+    rows = list(csv.reader(table.open()))[1:]
+    for split, per_label in splits.items():
+        assert per_label == tuple(sum(name in row[1].split(";") and row[2] == split for row in rows)
+                                  for name in ("green", "red"))
+    assert shown.totals == tuple(sum(row[2] == split for row in rows) for split in shown.splits)

@@ -27,10 +27,13 @@ class DataShow:
     folder: Path
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    sizes: tuple[int, ...] | None = None  # the images per split, where a picture may count under several classes
 
     @property
     def totals(self) -> tuple[int, ...]:
-        """The images per split, all classes together."""
+        """The images per split, all classes together (each picture once, with several labels a picture too)."""
+        if self.sizes is not None:
+            return self.sizes
         return tuple(sum(column) for column in zip(*(row for _, row in self.counts), strict=True))
 
 
@@ -131,4 +134,5 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
     return DataShow(f"{experiment.name}: {experiment.dataset.name}, input {tuple(info.input_shape)}, "
                     f"{info.num_classes} classes", tuple(counts),
                     tuple((name, tuple(values[i] for values in counts.values()))
-                          for i, name in enumerate(info.class_names)), folder, tuple(written), tuple(splits.warnings))
+                          for i, name in enumerate(info.class_names)), folder, tuple(written), tuple(splits.warnings),
+                    tuple(info.sizes[name] for name in counts) if info.label_mode == "multi_label" else None)
