@@ -108,6 +108,22 @@ def test_a_head_that_does_not_fit_several_labels_is_one_line_exit_2(tmp_path, wr
     assert words in line and "model.layers" in line
 
 
+@pytest.mark.parametrize(("loss", "words"), [
+    ("categorical_crossentropy", "compile.loss: categorical_crossentropy does not fit dataset.label_mode "
+                                 "'multi_label'; use binary_crossentropy"),
+    ({"name": "binary_crossentropy", "from_logits": True},
+     "end with a Dense layer of activation: linear (compile.loss has from_logits: true), not sigmoid"),
+])
+def test_a_loss_that_does_not_fit_several_labels_is_one_line_exit_2(tmp_path, write_config, loss, words):
+    table, _ = colour_table(tmp_path, 10)
+    config = config_for(table)
+    config["compile"]["loss"] = loss
+    result = run_here("train", write_config(config), "--output-dir", tmp_path / "out")
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert words in line, line
+
+
 def test_data_check_lists_every_label_problem_and_exits_1(tmp_path):
     table, _ = colour_table(tmp_path, 10)
     rows = list(csv.reader(table.open()))[1:]

@@ -99,7 +99,7 @@ def make_loss(experiment: Experiment):
     expected = DEFAULT_LOSS[label_mode]
     mode = "binary" if label_mode == "multi_label" else label_mode  # the same losses: one 0/1 per output
     if name in DEFAULT_LOSS.values() and name != expected or FOCAL.get(name, mode) != mode:
-        if mode != experiment.dataset.label_mode:
+        if label_mode != experiment.dataset.label_mode:  # sparse labels trained one-hot
             raise UserError(f"compile.loss: {name} takes class numbers, but augmentation.mixup/cutmix blend the "
                             f"labels into one-hot shares; use {expected}")
         focal = [other for other, labels in FOCAL.items() if labels == mode]  # the focal loss for these labels
