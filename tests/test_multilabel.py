@@ -121,3 +121,12 @@ def test_folds_of_multi_hot_labels_deal_all_the_pictures_together():
     folds = [fold_rows(labels, 3, index, seed=5) for index in (1, 2, 3)]
     assert sorted(np.concatenate(folds).tolist()) == list(range(7))  # every picture in exactly one fold
     assert sorted(len(fold) for fold in folds) == [2, 2, 3]  # sizes within one of each other
+
+
+@pytest.mark.parametrize(("loss", "kind"), [(None, "BinaryCrossentropy"),
+                                            ("binary_focal_crossentropy", "BinaryFocalCrossentropy")])
+def test_the_loss_is_one_binary_crossentropy_per_label(loss, kind):
+    from cnnrun.model.compiling import make_loss
+
+    experiment = validate_experiment(multi_config(compile={"optimizer": "adam", "loss": loss}), "x.yaml")
+    assert type(make_loss(experiment)).__name__ == kind

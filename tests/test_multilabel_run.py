@@ -163,6 +163,9 @@ def test_a_run_chooses_thresholds_on_validation_and_evaluate_and_predict_use_the
         has = np.array([name in truth[paths[i]] for i in order])
         precisions.append(np.mean([has[:k + 1].mean() for k in np.flatnonzero(has)]))
     assert scores["mean_average_precision"] == pytest.approx(np.mean(precisions), abs=1e-6)
+    # `accuracy` is Keras' binary accuracy: the share of the label decisions at 0.5 that are right
+    hot = np.array([[name in truth[p] for name in names] for p in paths])
+    assert scores["accuracy"] == pytest.approx(np.mean((predicted >= 0.5) == hot), abs=1e-6)
 
     result = run_here("evaluate", run)
     assert result.returncode == 0, result.stderr[-2000:]
