@@ -77,6 +77,15 @@ def test_a_table_of_several_labels_gives_multi_hot_rows_recorded_in_splits_json(
     assert (splits.examples["train"].labels.sum(axis=1) == 2).any()  # some pictures with both labels
 
 
+def test_classes_give_the_labels_their_order(tmp_path):
+    table, truth = colour_table(tmp_path, 10)
+    splits = load_splits(validate_experiment(config_for(table, dataset={"classes": ["red", "green"]}), "x.yaml"))
+    assert splits.info.class_names == ["red", "green"]
+    part = splits.examples["train"]
+    for path, row in zip(part.paths, part.labels, strict=True):
+        assert {("red", "green")[j] for j in np.flatnonzero(row)} == truth[path]
+
+
 @pytest.mark.parametrize(("cell", "words"), [
     ("", "line 3: empty label (column 'label')"),
     ("red;;green", "line 3: empty label in 'red;;green'"),

@@ -1,8 +1,9 @@
 """Tables of picture files (`dataset.name: csv`): read the table, check every row and its file, list the splits.
 
 A table is a CSV file with a header row: one row per picture, a column of paths (relative to the table's folder, or
-absolute), a column of labels (the class names), and optionally a column saying each row's split (`train`,
-`validation`, `test`). `read_table` reads it without opening a picture and lists what is wrong with it, each
+absolute), a column of labels (the class names; with `label_mode: multi_label`, each row's several names separated
+by `label_separator`, `cat;animal`), and optionally a column saying each row's split (`train`, `validation`,
+`test`). `read_table` reads it without opening a picture and lists what is wrong with it, each
 problem with its line in the file (the header is line 1; a quoted value over several lines counts them all).
 `check_table` then decodes every picture as training will read it (`cnnrun.data.check.check_file`, in parallel):
 a file missing, not a picture, or truncated is a bad file of that line. `cnnrun data check table.csv` shows the

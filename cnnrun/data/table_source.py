@@ -5,7 +5,9 @@ label, a bad split value) stops it with one line naming the table and the line, 
 Then every picture of the chosen classes is decoded once: a missing or broken file is left out with a warning
 (`on_bad_file: skip`, listed in the run's `bad_files.json` with its line) or stops the run (`error`). The rows of
 each split (from the split column; without one, all rows are training data) are put in a seeded order, as an
-image folder's files are, and `cnnrun.data.split` holds out validation and test.
+image folder's files are, and `cnnrun.data.split` holds out validation and test. With several labels a picture
+(`label_mode: multi_label`) each split's labels are multi-hot rows (N × classes of 0/1), and a label outside
+`dataset.classes` is a problem of its line, not a row left out.
 
 A run that goes on (resume) or is judged (evaluate) passes its `splits.json` (`Splits.files()`), which for a table
 records each file's label beside its path: each split is rebuilt from those, in that order, whatever the table
