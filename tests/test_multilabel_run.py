@@ -217,3 +217,20 @@ def test_data_show_counts_each_label_and_each_picture_once(tmp_path):
         assert per_label == tuple(sum(name in row[1].split(";") and row[2] == split for row in rows)
                                   for name in ("green", "red"))
     assert shown.totals == tuple(sum(row[2] == split for row in rows) for split in shown.splits)
+
+
+@pytest.mark.slow
+def test_folds_of_a_multi_label_table_split_its_training_pictures_and_say_how(tmp_path, write_config):
+    table, _ = colour_table(tmp_path, 20)
+    rows = list(csv.reader(table.open()))[1:]
+    write(table, [row[:2] + ["train" if row[2] != "test" else "test"] for row in rows])
+    config = config_for(table)
+    config["train"]["epochs"] = 1
+    result = run_here("train", write_config(config), "--folds", "2", "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 (one seeded deal, not stratified: several labels a picture;" in result.stdout
+    validation = [json.loads((next((tmp_path / "out" / f"tiny-fold{i}of2").iterdir()) / "splits.json").read_text())
+                  for i in (1, 2)]
+    first, second = (set(split["validation"]) for split in validation)
+    assert not first & second and first | second == {row[0] for row in rows if row[2] != "test"}
+    assert abs(len(first) - len(second)) <= 1
