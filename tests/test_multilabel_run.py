@@ -157,7 +157,10 @@ def test_a_run_chooses_thresholds_on_validation_and_evaluate_and_predict_use_the
     run = only_run(tmp_path / "out")
     thresholds = json.loads((run / "thresholds.json").read_text())
     assert thresholds["chosen_on"] == "validation" and set(thresholds["best"]) == {"green", "red"}
-    scores = json.loads((run / "scores.json").read_text())["best"]
+    both = json.loads((run / "scores.json").read_text())
+    scores = both["best"]
+    if json.loads((run / "state.json").read_text())["best"]["epoch"] == 3:  # best is the last epoch: the same
+        assert both["last"] == scores and thresholds["last"] == thresholds["best"]
 
     # the test split's scores of best.keras, and the average precision worked out here from them
     recorded = json.loads((run / "splits.json").read_text())

@@ -285,7 +285,12 @@ def score_multilabel_checkpoints(run, splits, experiment, callbacks=()) -> dict[
 
     record: dict[str, Any] = {}
     scores: dict[str, Any] = {}
+    epochs = {which: (checkpoint_info(run.checkpoint(which)) or {}).get("epoch") for which in ("best", "last")}
     for which in ("best", "last"):
+        if which == "last" and "best" in record and epochs["best"] is not None and epochs["best"] == epochs["last"]:
+            record["last"] = dict(record["best"])  # the same epoch's weights: chosen and scored once
+            scores |= {"last": dict(scores["best"])} if "best" in scores else {}
+            continue
         if not run.checkpoint(which).exists():
             continue
         model = load_checkpoint(run.checkpoint(which), use_other=None)
