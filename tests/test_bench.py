@@ -114,7 +114,8 @@ def load_bench(name: str, monkeypatch):
 
 
 TESTED = {"machine", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline", "memory",
-          "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance"}
+          "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance",
+          "multilabel"}
 
 
 def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cpu(tmp_path):
@@ -524,3 +525,35 @@ def test_imbalance(tmp_path):
         assert row.groups() == (f"{scores['accuracy']:.4f}", f"{scores['balanced_accuracy']:.4f}"), out
     (result,) = results(out)
     assert result["seeds"] == "1" and "balanced_gain" in result and "sampled_gain" in result
+
+
+@pytest.mark.slow
+def test_multilabel(tmp_path):
+    """Tiny mode: a table of 2 training, 1 validation and 1 test picture a class from a JPEG tree, each labelled
+    with its class and animal or vehicle, one epoch; the printed rows and figures against evaluate's files."""
+    tree = jpeg_tree(tmp_path / "tree", train=3, test=1)
+    out = bench("multilabel.py", "--data-dir", tree, "--output-dir", "out", "--per-class", "2",
+                "--validation-per-class", "1", "--test-per-class", "1", "--set", "train.epochs=1", cwd=tmp_path)
+    with (tmp_path / "out" / "multilabel.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40 and "pictures: train 20, validation 10, test 10" in out
+    vehicles = ("airplane", "automobile", "ship", "truck")
+    assert {row["label"] for row in rows} == {f"{name};{'vehicle' if name in vehicles else 'animal'}"
+                                             for name in CIFAR10}
+    (run,) = (tmp_path / "out" / "multilabel").iterdir()
+    info = json.loads((run / "dataset.json").read_text())
+    expected = {**dict.fromkeys(CIFAR10, 1), "animal": 6, "vehicle": 4}  # test pictures having each label
+    assert dict(zip(info["class_names"], info["class_counts"]["test"], strict=True)) == expected
+    metrics = json.loads((run / "eval" / "best_test_metrics.json").read_text())
+    with (run / "eval" / "best_test_per_label.csv").open() as f:
+        labels = list(csv.DictReader(f))
+    assert len(labels) == 12  # ten classes, animal, vehicle
+    for label in labels:  # each printed row: its threshold, F1 and its share of the 10 test pictures
+        row = re.search(rf"^{label['label']} +([\d.]+) +[\d.]+ +[\d.]+ +([\d.]+) +\S+ +([\d.]+) +(\d+)$", out,
+                        re.MULTILINE)
+        assert row.groups() == (f"{float(label['threshold']):.4f}", f"{float(label['f1']):.4f}",
+                                f"{int(label['support']) / 10:.4f}", label["support"]), out
+    (result,) = results(out)
+    assert result["map"] == f"{metrics['mean_average_precision']:.4f}"
+    assert result["macro_f1"] == f"{metrics['macro_f1']:.4f}"
+    assert float(result["chance_map"]) == pytest.approx((10 * 0.1 + 0.6 + 0.4) / 12, abs=1e-4)

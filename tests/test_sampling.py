@@ -109,6 +109,10 @@ def test_what_cannot_go_with_it_is_one_line_before_the_data_loads(extra, message
     assert not (tmp_path / "runs").exists()
     with pytest.raises(UserError, match="dataset.sampling"):
         validate_experiment({**tiny_config(), "dataset": {"name": "shapes", "sampling": "always"}}, "t.yaml")
+    with pytest.raises(UserError, match="sampling: balanced gives each class an equal share of an epoch, but with "
+                                        "label_mode: multi_label"):
+        validate_experiment({**tiny_config(), "dataset": {"name": "csv", "path": "t.csv", "label_mode": "multi_label",
+                                                          "sampling": "balanced"}}, "t.yaml")
 
 
 @pytest.mark.slow

@@ -68,9 +68,10 @@ def tell(told: Told) -> None:
 def show_evaluation(evaluation) -> None:
     """`cnnrun evaluate`: the warnings, the per-class table, then the metrics and where they were written."""
     show_warnings(evaluation.warnings)
-    table = Table(title=f"per class ({evaluation.split})", title_justify="left")
+    kind = "label" if "label" in evaluation.per_class[0] else "class"  # a multi-label run: one row a label
+    table = Table(title=f"per {kind} ({evaluation.split})", title_justify="left")
     for column in evaluation.per_class[0]:
-        table.add_column(column, justify="left" if column == "class" else "right")
+        table.add_column(column, justify="left" if column == kind else "right")
     for row in evaluation.per_class:
         table.add_row(*(escape(str(v)) for v in row.values()))
     console.print(table)

@@ -12,6 +12,8 @@ from cnnrun.tasks.compare import shown
 
 def show_predictions(predictions) -> None:
     """`cnnrun predict`: a row per input (the top class, its probability, the others), then the CSV written."""
+    if any("labels" in r for r in predictions.results):
+        return _show_label_predictions(predictions)
     table = Table(title=predictions.title, title_justify="left")
     table.add_column("file")
     table.add_column("class", style="bold")
@@ -23,6 +25,24 @@ def show_predictions(predictions) -> None:
         else:
             (name, p), rest = r["top"][0], r["top"][1:]
             table.add_row(r["file"], name, f"{p:.3f}", ", ".join(f"{n} {q:.3f}" for n, q in rest))
+    console.print(table)
+    if predictions.output:
+        console.print(f"wrote {predictions.output}")
+
+
+def _show_label_predictions(predictions) -> None:
+    """A multi-label run's `cnnrun predict`: a row per input, the labels above their thresholds, the other scores."""
+    table = Table(title=predictions.title, title_justify="left")
+    table.add_column("file")
+    table.add_column("labels (score ≥ threshold)", style="bold")
+    table.add_column("the other labels' scores")
+    for r in predictions.results:
+        if "error" in r:
+            table.add_row(r["file"], "[red]—[/]", f"[red]{r['error']}[/]")
+            continue
+        above = {name for name, _ in r["labels"]}
+        table.add_row(r["file"], ", ".join(f"{n} {p:.3f}" for n, p in r["labels"]) or "none",
+                      ", ".join(f"{n} {p:.3f}" for n, p in r["top"] if n not in above))
     console.print(table)
     if predictions.output:
         console.print(f"wrote {predictions.output}")
@@ -102,10 +122,12 @@ def show_table_check(report, limit: int = 50) -> None:
     for column in ("split", "class", "pictures", "bad", "size (h×w, or min/median/max)"):
         table.add_column(column, justify="right" if column in ("pictures", "bad") else "left")
     counts: dict[tuple[str, str], list] = {}
-    for row, size in zip(report.good, report.sizes, strict=True):
-        counts.setdefault((row.split, row.label), [[], 0])[0].append(size)
+    for row, size in zip(report.good, report.sizes, strict=True):  # a row of several labels counts in each
+        for name in row.label_names:
+            counts.setdefault((row.split, name), [[], 0])[0].append(size)
     for row, _ in report.bad:
-        counts.setdefault((row.split, row.label), [[], 0])[1] += 1
+        for name in row.label_names:
+            counts.setdefault((row.split, name), [[], 0])[1] += 1
     order = {"train": 0, "validation": 1, "test": 2}
     for (split, name), (sizes, bad) in sorted(counts.items(), key=lambda item: (order[item[0][0]], item[0][1])):
         table.add_row(split, escape(name), str(len(sizes)) if sizes else "[yellow]0[/]",

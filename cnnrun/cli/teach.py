@@ -94,6 +94,10 @@ def data_check(
                             "validation, test), used when the table has it.")] = "split",
     classes: Annotated[str | None, typer.Option("--classes", help="A table's labels, comma-separated: a row with "
                        "another label is a problem (a typo such as Cat for cat).", show_default=False)] = None,
+    label_separator: Annotated[str | None, typer.Option("--label-separator", help="A table of several labels a "
+                               "picture (label_mode: multi_label): what separates them in the label column, e.g. "
+                               "';'. Each label is then checked (none empty; each in --classes).",
+                               show_default=False)] = None,
 ) -> None:
     """Decode every picture of an image folder or a CSV table; print pictures, sizes and problems per split and
     class.
@@ -103,14 +107,15 @@ def data_check(
     Exit code 0 when every picture decodes and the table has no problem, 1 when there are some (each is listed),
     2 when PATH is neither an image folder nor a readable CSV file.
 
-    Example: cnnrun data check data/cats_and_dogs; cnnrun data check data/pets.csv --label-column breed
+    Example: cnnrun data check data/cats_and_dogs; cnnrun data check data/pets.csv --label-column breed;
+    cnnrun data check tags.csv --label-separator ';' --classes cat,dog,animal
     """
     if path.is_file() or path.suffix.lower() == ".csv":
         from cnnrun.cli.render_tasks import show_table_check
         from cnnrun.data.csv_table import check_table
 
         wanted = [name.strip() for name in classes.split(",") if name.strip()] if classes is not None else None
-        table = check_table(path, None, path_column, label_column, split_column, wanted)
+        table = check_table(path, None, path_column, label_column, split_column, wanted, label_separator or None)
         show_table_check(table)
         if table.line_problems():
             raise typer.Exit(1)

@@ -98,9 +98,11 @@ class DatasetBase(Section):
         "rescale", description="`rescale`: ÷255. `standardize`: (x − mean) / std with the training split's "
         "mean and std, stored in the run and reused by evaluate and predict. `none`: raw values."
     )
-    label_mode: Literal["categorical", "sparse", "binary"] = Field(
+    label_mode: Literal["categorical", "sparse", "binary", "multi_label"] = Field(
         "categorical", description="`categorical`: one-hot labels. `sparse`: integer labels. `binary`: 0/1 "
-        "labels for two classes (a sigmoid output)."
+        "labels for two classes (a sigmoid output). `multi_label` (csv tables only): any number of labels per "
+        "picture (`cat;animal`), trained as multi-hot vectors on one sigmoid per label; see \"Several labels per "
+        "picture\"."
     )
     classes: list[ClassName] | None = Field(
         None, description="Use only these classes, in this order (the first is label 0), by the dataset's own "
@@ -148,6 +150,16 @@ class DatasetBase(Section):
             raise ValueError("validation_split + test_split must leave training data (a sum under 1)")
         if self.label_mode == "binary" and self.classes is not None and len(self.classes) != 2:
             raise ValueError(f"label_mode: binary takes 2 classes; classes lists {len(self.classes)}")
+        if self.label_mode == "multi_label":
+            if self.name != "csv":
+                raise ValueError(f"label_mode: multi_label reads several labels per picture from a table's label "
+                                 f"column: use it with name: csv, not {self.name}")
+            if self.samples_per_class is not None:
+                raise ValueError("samples_per_class draws N pictures of each class, but with label_mode: "
+                                 "multi_label a picture has several labels; leave samples_per_class out")
+            if self.sampling == "balanced":
+                raise ValueError("sampling: balanced gives each class an equal share of an epoch, but with "
+                                 "label_mode: multi_label a picture has several labels; give sampling: natural")
         return self
 
 
@@ -244,7 +256,10 @@ class CsvDataset(DatasetBase):
     )
     path_column: str = Field("path", min_length=1, description="The column holding each picture's path.")
     label_column: str = Field("label", min_length=1, description="The column holding each picture's class name; "
-                              "the classes are the labels found, sorted (or `classes`).")
+                              "the classes are the labels found, sorted (or `classes`). With `label_mode: "
+                              "multi_label`, the picture's label names, separated by `label_separator`.")
+    label_separator: str = Field(";", min_length=1, description="With `label_mode: multi_label`: what separates "
+                                 "a picture's labels in the label column (`cat;animal`). Ignored otherwise.")
     split_column: str | None = Field(
         "split", min_length=1, description="The column saying each picture's split: `train`, `validation` or "
         "`test`. Used when the table has it; a table without it is all training data, held out by "
@@ -256,6 +271,19 @@ class CsvDataset(DatasetBase):
     cache: Cache = "auto"
     on_bad_file: OnBadFile = "skip"
     stratify: Stratify = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stratify_one_class(cls, data: Any) -> Any:
+        """Stratifying deals each class apart: a picture of several labels has no one class to be dealt by, so
+        `stratify` is false for `multi_label` (and `true` a mistake)."""
+        if not isinstance(data, dict) or data.get("label_mode") != "multi_label":
+            return data
+        if data.get("stratify", False) is not False:
+            raise ValueError("stratify: true takes each class's share, but with label_mode: multi_label a picture "
+                             "has several labels; remove stratify (multi_label holds out the last part of the "
+                             "seeded order)")
+        return {**data, "stratify": False}
 
 
 DATASET_KINDS: dict[str, type[DatasetBase]] = {
@@ -310,7 +338,7 @@ def has_own_validation(dataset: DatasetBase) -> bool:
 def stratifies(dataset: DatasetBase) -> bool:
     """Whether `validation_split` and `test_split` take their fraction of each class (`stratify`, a key of the
     kinds whose pictures are files); False for the others, which keep Keras' `fit(validation_split=...)` cut."""
-    return bool(getattr(dataset, "stratify", False))
+    return bool(getattr(dataset, "stratify", False)) and dataset.label_mode != "multi_label"
 
 
 def default_name(value: Any) -> Any:

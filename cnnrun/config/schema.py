@@ -309,6 +309,20 @@ class Experiment(Section):
         return self
 
     @model_validator(mode="after")
+    def _multi_label_fits(self) -> "Experiment":
+        """Several labels per picture: no class weights (a picture has no one class) and no mixing of labels."""
+        if self.dataset.label_mode != "multi_label":
+            return self
+        if self.train.class_weight is not None:
+            raise UserError("train.class_weight: weighs each picture by its one class, but dataset.label_mode: "
+                            "multi_label gives a picture several labels; leave class_weight out (or use "
+                            "compile.loss: binary_focal_crossentropy)")
+        if mixes_labels(self.augmentation):
+            raise UserError("augmentation.mixup/cutmix: not with dataset.label_mode: multi_label (cnnrun blends "
+                            "one-hot labels only); leave mixup and cutmix out")
+        return self
+
+    @model_validator(mode="after")
     def _augmentation_fits(self) -> "Experiment":
         """A cutout or crop padding larger than the pictures (an npz's are checked when its arrays are read)."""
         size = picture_size(self.dataset)

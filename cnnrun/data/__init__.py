@@ -51,7 +51,8 @@ class DatasetInfo:
     """What evaluate and predict need to treat new images as training did; stored as the run's dataset.json.
 
     `sizes` counts the pictures of each split (`{"train": 90, "validation": 30, "test": 40}`), `class_counts` those
-    of each class in each split, in `class_names`' order (`{"train": [31, 29, 30], ...}`); both are empty for a
+    of each class in each split, in `class_names`' order (`{"train": [31, 29, 30], ...}`; with several labels a
+    picture, `label_mode: multi_label`, the pictures having each label); both are empty for a
     dataset described without being loaded, `class_counts` also in a dataset.json written before it existed.
     """
 
@@ -148,9 +149,24 @@ class Splits:
         if self.table is not None:
             names = self.info.class_names
             files["table"] = str(self.table)
-            files["labels"] = {name: [names[label] for label in part.labels] if part is not None else None
-                               for name, part in parts.items()}
+            files["labels"] = {name: [_names_of(label, names) for label in part.labels] if part is not None
+                               else None for name, part in parts.items()}
         return files
+
+
+def _names_of(label: Any, names: list[str]) -> str | list[str]:
+    """A class number's name, or the names of a multi-hot row's labels (several labels a picture)."""
+    if np.ndim(label):
+        return [names[j] for j in np.flatnonzero(label)]
+    return names[label]
+
+
+def label_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    """The pictures of each class: of class numbers, or of multi-hot rows (the pictures having each label)."""
+    labels = np.asarray(labels)
+    if labels.ndim > 1:
+        return np.rint(labels.sum(axis=0)).astype(np.int64).tolist()
+    return np.bincount(labels.astype(np.int64), minlength=num_classes).tolist()
 
 
 def _relative(path: str, root: Path) -> str:
@@ -178,6 +194,8 @@ def _encode_labels(labels, info: DatasetInfo):
         return tf.one_hot(labels, info.num_classes)
     if info.label_mode == "binary":
         return tf.cast(tf.expand_dims(labels, -1), tf.float32)
+    if info.label_mode == "multi_label":  # multi-hot rows already
+        return tf.cast(labels, tf.float32)
     return labels
 
 
@@ -312,8 +330,7 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
                        label_mode=trained_label_mode(config.label_mode, experiment.augmentation),
                        normalize=config.normalize, mean=mean, std=std,
                        sizes={name: len(part) for name, part in examples.items()},
-                       class_counts={name: np.bincount(np.asarray(part.labels, dtype=np.int64),
-                                                       minlength=len(raw.class_names)).tolist()
+                       class_counts={name: label_counts(part.labels, len(raw.class_names))
                                      for name, part in examples.items()})
 
     batch = experiment.train.batch_size

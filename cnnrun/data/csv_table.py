@@ -1,8 +1,9 @@
 """Tables of picture files (`dataset.name: csv`): read the table, check every row and its file, list the splits.
 
 A table is a CSV file with a header row: one row per picture, a column of paths (relative to the table's folder, or
-absolute), a column of labels (the class names), and optionally a column saying each row's split (`train`,
-`validation`, `test`). `read_table` reads it without opening a picture and lists what is wrong with it, each
+absolute), a column of labels (the class names; with `label_mode: multi_label`, each row's several names separated
+by `label_separator`, `cat;animal`), and optionally a column saying each row's split (`train`, `validation`,
+`test`). `read_table` reads it without opening a picture and lists what is wrong with it, each
 problem with its line in the file (the header is line 1; a quoted value over several lines counts them all).
 `check_table` then decodes every picture as training will read it (`cnnrun.data.check.check_file`, in parallel):
 a file missing, not a picture, or truncated is a bad file of that line. `cnnrun data check table.csv` shows the
@@ -29,12 +30,19 @@ DEFAULT_SPLIT_COLUMN = "split"  # used when the table has it; another name the u
 
 @dataclass(frozen=True)
 class TableRow:
-    """One row of a table: its line in the file, the picture's path (resolved), its label and its split."""
+    """One row of a table: its line in the file, the picture's path (resolved), its label and its split; with
+    several labels a picture (`label_mode: multi_label`), `names` holds them and `label` their cell's text."""
 
     line: int
     path: Path
     label: str
     split: str = "train"
+    names: tuple[str, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The row's label names: `names`, or its one `label`."""
+        return self.names or (self.label,)
 
 
 @dataclass
@@ -67,8 +75,8 @@ class TableReport:
 
     @property
     def class_names(self) -> list[str]:
-        """The distinct labels of the rows, sorted."""
-        return sorted({row.label for row in self.rows})
+        """The distinct labels of the rows, sorted (each of a row's several labels counts)."""
+        return sorted({name for row in self.rows for name in row.label_names})
 
     @property
     def bad_files(self) -> list[BadFile]:
@@ -109,8 +117,21 @@ def _column(header: list[str], name: str, what: str, problems: list[tuple[int, s
     return None
 
 
+def _label_problems(label: str, names: tuple[str, ...], column: str, classes: list[str] | None,
+                    separator: str | None) -> list[str]:
+    """What is wrong with a row's labels: an empty one, one not among `classes`."""
+    if not label:
+        return [f"empty label (column '{column}'); give each row its class name"
+                + (f" (several separated by '{separator}')" if separator else "")]
+    if separator and any(not name for name in names):
+        return [f"empty label in '{label}' (column '{column}'): two '{separator}' in a row, or one at an end"]
+    return [f"label '{name}' is not one of the classes{did_you_mean(name, classes or [])}: {', '.join(classes or [])}"
+            for name in names if classes is not None and name not in classes]
+
+
 def read_table(table: Path, path_column: str = "path", label_column: str = "label",
-               split_column: str | None = DEFAULT_SPLIT_COLUMN, classes: list[str] | None = None) -> TableReport:
+               split_column: str | None = DEFAULT_SPLIT_COLUMN, classes: list[str] | None = None,
+               separator: str | None = None) -> TableReport:
     """Read a table's rows and list its problems, without opening a picture.
 
     Args:
@@ -120,7 +141,10 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
         split_column: the column of splits, used when the table has it (a name other than `split` must be
             there); None ignores it. Defaults to `split`.
         classes: the labels the rows may have: any other is a problem (`cnnrun data check --classes`). Defaults
-            to None: any label. (Training does not pass it: there `dataset.classes` leaves the other rows out.)
+            to None: any label. (Training passes it with several labels a picture only: with one, there
+            `dataset.classes` leaves the other rows out.)
+        separator: several labels a picture, separated by it in the label column (`cat;animal`,
+            `label_mode: multi_label`); None: one label a row. Defaults to None.
 
     Raises:
         UserError: the file is missing, a folder, not UTF-8 text, not CSV, or has no header row.
@@ -143,15 +167,13 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
     for line, values in records:
         cell = [value.strip() for value in values] + [""] * (len(header) - len(values))
         path, label = cell[path_at], cell[label_at]
+        names = tuple(dict.fromkeys(name.strip() for name in label.split(separator))) if separator else ()
         split = cell[split_at].lower() if split_at is not None else "train"
         wrong = [what for what, is_wrong in (
             (f"empty path (column '{path_column}'); give each row a picture's path", not path),
-            (f"empty label (column '{label_column}'); give each row its class name", not label),
             (f"split '{cell[split_at] if split_at is not None else ''}' should be train, validation or test "
-             f"(column '{split_column}'){did_you_mean(split, SPLIT_NAMES)}", split not in SPLIT_NAMES),
-            (f"label '{label}' is not one of the classes{did_you_mean(label, classes or [])}: "
-             f"{', '.join(classes or [])}",
-             bool(label) and classes is not None and label not in classes)) if is_wrong]
+             f"(column '{split_column}'){did_you_mean(split, SPLIT_NAMES)}", split not in SPLIT_NAMES)) if is_wrong]
+        wrong += _label_problems(label, names or (label,), label_column, classes, separator)
         resolved = table.parent / os.path.expanduser(path)
         if path and str(resolved) in seen:
             wrong.append(f"{path} is listed on line {seen[str(resolved)]} already (a picture is in one row)")
@@ -159,7 +181,7 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
             problems += [(line, what) for what in wrong]
             continue
         seen[str(resolved)] = line
-        rows.append(TableRow(line, resolved, label, split))
+        rows.append(TableRow(line, resolved, label, split, names))
     if not rows and not problems:
         problems.append((1, "no rows below the header; list one picture a row"))
     return TableReport(table, rows, problems, header[split_at] if split_at is not None else None)
@@ -203,12 +225,14 @@ def check_files(report: TableReport, rows: list[TableRow] | None = None, mode: s
 
 
 def check_table(table: Path, mode: str | None = None, path_column: str = "path", label_column: str = "label",
-                split_column: str | None = DEFAULT_SPLIT_COLUMN, classes: list[str] | None = None) -> TableReport:
+                split_column: str | None = DEFAULT_SPLIT_COLUMN, classes: list[str] | None = None,
+                separator: str | None = None) -> TableReport:
     """Read a table and decode every picture it lists: `cnnrun data check table.csv`.
 
     Args: as `read_table`, and `mode` as `check_files` (defaults to None: check only).
     """
-    return check_files(read_table(Path(table), path_column, label_column, split_column, classes), mode=mode)
+    return check_files(read_table(Path(table), path_column, label_column, split_column, classes, separator),
+                       mode=mode)
 
 
 def first_problem(report: TableReport, key: str = "dataset.path") -> UserError | None:

@@ -24,14 +24,19 @@ FOLD_STREAM = 15  # keeps the deal's random numbers apart from every other use o
 def fold_rows(labels: np.ndarray, count: int, index: int, seed: int) -> np.ndarray:
     """The rows of fold `index` (1 to `count`) of `labels`, in stored order.
 
+    Multi-hot labels (`label_mode: multi_label`, a row of 0/1 per picture) have no one class to deal by: the
+    pictures are dealt all together in a seeded order, so the folds keep their sizes but not each label's share.
+
     Args:
-        labels: the training split's class numbers.
+        labels: the training split's class numbers (or multi-hot rows).
         count: how many folds.
         index: which fold, 1-based.
         seed: the experiment's seed.
     """
     rng = np.random.default_rng([seed, FOLD_STREAM])
     labels = np.asarray(labels)
+    if labels.ndim > 1:  # several labels a picture: one deal of them all
+        labels = np.zeros(len(labels), np.int64)
     fold_of = np.empty(len(labels), np.int64)
     dealt = 0
     for label in np.unique(labels):

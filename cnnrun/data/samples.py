@@ -27,16 +27,22 @@ class DataShow:
     folder: Path
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    sizes: tuple[int, ...] | None = None  # the images per split, where a picture may count under several classes
 
     @property
     def totals(self) -> tuple[int, ...]:
-        """The images per split, all classes together."""
+        """The images per split, all classes together (each picture once, with several labels a picture too)."""
+        if self.sizes is not None:
+            return self.sizes
         return tuple(sum(column) for column in zip(*(row for _, row in self.counts), strict=True))
 
 
 def sample_indices(labels: np.ndarray, classes: int, per_class: int, seed: int) -> list[np.ndarray]:
-    """Up to `per_class` example indices of each class, drawn in a seeded order (the same seed, the same ones)."""
+    """Up to `per_class` example indices of each class, drawn in a seeded order (the same seed, the same ones);
+    with multi-hot labels (several a picture), of the pictures having each label."""
     order = np.random.default_rng(seed).permutation(len(labels))
+    if np.ndim(labels) > 1:
+        return [order[labels[order, c] > 0][:per_class] for c in range(classes)]
     return [order[labels[order] == c][:per_class] for c in range(classes)]
 
 
@@ -122,11 +128,11 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
         atomic_write_figure(mixed_figure(train, info.class_names, per_class, experiment.seed, mixer,
                                          f"{experiment.name}: a training batch after mixup/cutmix, each picture "
                                          f"with its label's shares"), written[-1])
-    counts = {name: np.bincount(np.asarray(part.labels), minlength=info.num_classes).tolist()
-              for name, part in splits.examples.items()}
+    counts = dict(info.class_counts)  # of each class (several labels a picture: the pictures having each)
     written.append(folder / "class_counts.png")
     atomic_write_figure(counts_figure(counts, info.class_names, f"{experiment.name}: images per class"), written[-1])
     return DataShow(f"{experiment.name}: {experiment.dataset.name}, input {tuple(info.input_shape)}, "
                     f"{info.num_classes} classes", tuple(counts),
                     tuple((name, tuple(values[i] for values in counts.values()))
-                          for i, name in enumerate(info.class_names)), folder, tuple(written), tuple(splits.warnings))
+                          for i, name in enumerate(info.class_names)), folder, tuple(written), tuple(splits.warnings),
+                    tuple(info.sizes[name] for name in counts) if info.label_mode == "multi_label" else None)

@@ -5,7 +5,9 @@ label, a bad split value) stops it with one line naming the table and the line, 
 Then every picture of the chosen classes is decoded once: a missing or broken file is left out with a warning
 (`on_bad_file: skip`, listed in the run's `bad_files.json` with its line) or stops the run (`error`). The rows of
 each split (from the split column; without one, all rows are training data) are put in a seeded order, as an
-image folder's files are, and `cnnrun.data.split` holds out validation and test.
+image folder's files are, and `cnnrun.data.split` holds out validation and test. With several labels a picture
+(`label_mode: multi_label`) each split's labels are multi-hot rows (N × classes of 0/1), and a label outside
+`dataset.classes` is a problem of its line, not a row left out.
 
 A run that goes on (resume) or is judged (evaluate) passes its `splits.json` (`Splits.files()`), which for a table
 records each file's label beside its path: each split is rebuilt from those, in that order, whatever the table
@@ -37,8 +39,11 @@ def _size(config: CsvDataset) -> tuple[int, int]:
 
 
 def _read(config: CsvDataset) -> TableReport:
-    """The table's rows; a UserError naming the first problem's line when it has any."""
-    report = read_table(Path(config.path), config.path_column, config.label_column, config.split_column)
+    """The table's rows; a UserError naming the first problem's line when it has any. With several labels a
+    picture, each is one of `dataset.classes` (when given) or the row is a problem."""
+    multi = config.label_mode == "multi_label"
+    report = read_table(Path(config.path), config.path_column, config.label_column, config.split_column,
+                        config.classes if multi else None, config.label_separator if multi else None)
     error = first_problem(report)
     if error is not None:
         raise error
@@ -71,7 +76,7 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
     else:
         report = _read(config)
         names = chosen_classes(config.classes, report.class_names, pictures_of(config))
-        rows = [row for row in report.rows if row.label in names]
+        rows = [row for row in report.rows if set(row.label_names) <= set(names)]
     check_files(report, rows, mode)
     warnings = _bad_file_warnings(report, config.on_bad_file, stored_files is not None)
     warnings += report.notes
@@ -87,7 +92,7 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
                         + (" (every row's split is validation or test)" if report.split_column and not
                            [r for r in rows if r.split == "train"] else ""))
     if stored_files is None:
-        found = {row.label for row in by_split["train"]}
+        found = {name for row in by_split["train"] for name in row.label_names}
         warnings += [f"dataset.path: {table}: no readable training picture of class '{name}'" for name in names
                      if name not in found]
     cache = config.cache
@@ -103,12 +108,22 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
         if stored_files is None:  # a new run: the seeded order; a recorded one keeps its order
             split_rows = [split_rows[i] for i in np.random.default_rng(seed).permutation(len(split_rows))]
         loaded[split] = FileExamples([str(row.path) for row in split_rows],
-                                     np.asarray([label_of[row.label] for row in split_rows], np.int64),
+                                     _labels(split_rows, label_of, config.label_mode == "multi_label"),
                                      _size(config), CHANNELS[mode], report.converted, cache, cache_dir)
     bad_files = tuple({"path": str(row.path), "reason": reason, **({"line": row.line} if row.line else {})}
                       for row, reason in report.bad)
     return RawData(loaded["train"], loaded.get("test"), names, loaded.get("validation"), bad_files=bad_files,
                    warnings=tuple(warnings), root=table.parent, presplit=stored_files is not None, table=table)
+
+
+def _labels(rows: list[TableRow], label_of: dict[str, int], multi: bool) -> np.ndarray:
+    """The rows' class numbers, or (several labels a picture) their multi-hot rows, N × classes of 0/1 float32."""
+    if not multi:
+        return np.asarray([label_of[row.label] for row in rows], np.int64)
+    hot = np.zeros((len(rows), len(label_of)), np.float32)
+    for i, row in enumerate(rows):
+        hot[i, [label_of[name] for name in row.label_names]] = 1
+    return hot
 
 
 def _bad_file_warnings(report: TableReport, on_bad_file: str, recorded: bool) -> list[str]:
@@ -138,10 +153,14 @@ def _recorded(config: CsvDataset, table: Path, stored: dict[str, Any]) -> tuple[
     if not shaped or not isinstance(stored.get("root"), str):
         raise UserError(f"splits.json: not the record of a csv run (it should list, for each split, the files and "
                         f"their labels); train a new run on {table}")
-    recorded = sorted({label for split in SPLIT_NAMES for label in labels.get(split) or []})
-    names = chosen_classes(config.classes, recorded, f"the run's splits of {table}")
+    def row(path: str, label: str | list[str], split: str) -> TableRow:  # a list: several labels a picture
+        return TableRow(0, root / path, label, split) if isinstance(label, str) else \
+            TableRow(0, root / path, config.label_separator.join(label), split, tuple(label))
+
     root = Path(stored["root"])
-    rows = [TableRow(0, root / path, label, split) for split in SPLIT_NAMES
-            for path, label in zip(stored.get(split) or [], labels.get(split) or [], strict=True) if label in names]
-    return names, rows
+    rows = [row(path, label, split) for split in SPLIT_NAMES
+            for path, label in zip(stored.get(split) or [], labels.get(split) or [], strict=True)]
+    recorded = sorted({name for r in rows for name in r.label_names})
+    names = chosen_classes(config.classes, recorded, f"the run's splits of {table}")
+    return names, [r for r in rows if set(r.label_names) <= set(names)]
 

@@ -180,6 +180,9 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
     else:
         model, last = _chain_model(experiment, input_shape, num_classes, augmenter, output_dtype, name)
     check_output(model, num_classes, experiment.dataset.label_mode, last)
+    if experiment.dataset.label_mode == "multi_label":
+        loss = experiment.compile.loss
+        check_sigmoid(model, last, isinstance(loss, dict) and bool(loss.get("from_logits")))
     return model
 
 
@@ -238,6 +241,20 @@ def check_output(model, num_classes: int, label_mode: str, where: str) -> None:
         raise UserError(f"{where}: the model's output has shape {shape}, but dataset.label_mode {label_mode} with "
                         f"{num_classes} classes needs one value per example{'' if wanted == 1 else ' per class'}: "
                         f"end with Flatten (or a pooling layer) and a Dense layer of {need}")
+
+
+def check_sigmoid(model, where: str, from_logits: bool) -> None:
+    """Several labels a picture: each output is that label's own yes/no, so the last activation is a sigmoid (a
+    softmax would make the labels compete for one share); a model trained on logits ends without one."""
+    layer = model.layers[-1]
+    kind = type(layer).__name__
+    activation = "softmax" if kind == "Softmax" else getattr(getattr(layer, "activation", None), "__name__", None)
+    wanted = "linear" if from_logits else "sigmoid"
+    if activation != wanted and not (from_logits and activation is None):
+        raise UserError(f"{where}: dataset.label_mode multi_label needs one independent yes/no per label: end with "
+                        f"a Dense layer of activation: {wanted}"
+                        + (" (compile.loss has from_logits: true)" if from_logits else "")
+                        + f", not {activation or kind}")
 
 
 def keras_name(name: str) -> str:

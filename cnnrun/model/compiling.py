@@ -18,6 +18,7 @@ DEFAULT_LOSS = {
     "categorical": "categorical_crossentropy",
     "sparse": "sparse_categorical_crossentropy",
     "binary": "binary_crossentropy",
+    "multi_label": "binary_crossentropy",  # one sigmoid a label, each its own yes/no
 }
 # the focal losses (Lin et al. 2017, crossentropy × (1 − p_true)^gamma, × alpha) and the labels each takes
 FOCAL = {"categorical_focal_crossentropy": "categorical", "binary_focal_crossentropy": "binary"}
@@ -96,14 +97,14 @@ def make_loss(experiment: Experiment):
     loss = experiment.compile.loss or DEFAULT_LOSS[label_mode]
     name = loss if isinstance(loss, str) else loss["name"]
     expected = DEFAULT_LOSS[label_mode]
-    mode = label_mode
+    mode = "binary" if label_mode == "multi_label" else label_mode  # the same losses: one 0/1 per output
     if name in DEFAULT_LOSS.values() and name != expected or FOCAL.get(name, mode) != mode:
-        if mode != experiment.dataset.label_mode:
+        if label_mode != experiment.dataset.label_mode:  # sparse labels trained one-hot
             raise UserError(f"compile.loss: {name} takes class numbers, but augmentation.mixup/cutmix blend the "
                             f"labels into one-hot shares; use {expected}")
         focal = [other for other, labels in FOCAL.items() if labels == mode]  # the focal loss for these labels
         fits = focal[0] if name in FOCAL and focal else expected
-        raise UserError(f"compile.loss: {name} does not fit dataset.label_mode '{mode}'; use {fits} (or change "
+        raise UserError(f"compile.loss: {name} does not fit dataset.label_mode '{label_mode}'; use {fits} (or change "
                         f"label_mode)")
     if isinstance(loss, dict) and name == "sparse_categorical_crossentropy" and "label_smoothing" in loss:
         from cnnrun.model import losses  # Keras' sparse crossentropy has no label smoothing
@@ -133,21 +134,24 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
     """
     import keras
 
+    from cnnrun.model.rates import with_rate_multipliers
+
     for metric in experiment.compile.metrics:
         if metric not in ("accuracy", "crossentropy"):
             try:
                 keras.metrics.get(metric)
             except ValueError as e:
                 raise UserError(f"compile.metrics: unknown metric '{metric}'") from e
-    from cnnrun.model.rates import with_rate_multipliers
-
     if optimizer is None:
         optimizer = with_rate_multipliers(make_optimizer(experiment, steps_per_epoch, replicas), model,
                                           experiment.compile.rate_multipliers)
+    metrics: list[Any] = list(experiment.compile.metrics)
+    if experiment.dataset.label_mode == "multi_label":  # Keras would take `accuracy` of 3 outputs as categorical
+        metrics = [keras.metrics.BinaryAccuracy(name=m) if m in ("accuracy", "acc") else m for m in metrics]
     model.compile(
         optimizer=optimizer,
         loss=make_loss(experiment),
-        metrics=list(experiment.compile.metrics),
+        metrics=metrics,
         jit_compile=experiment.compile.jit_compile,
         steps_per_execution=experiment.compile.steps_per_execution,
     )

@@ -18,13 +18,16 @@ from typing import Any
 import numpy as np
 
 from cnnrun.atomic import checkpoint_info
+from cnnrun.model.multilabel import DEFAULT_THRESHOLD, choose_thresholds, multilabel_scores, thresholds_record
 
 
 def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
     """Class probabilities from model outputs: logits go through softmax (or sigmoid), a sigmoid unit becomes
-    two columns (class 0, class 1)."""
+    two columns (class 0, class 1); several labels a picture (`multi_label`) keep one score a label."""
     loss = experiment.compile.loss
     from_logits = isinstance(loss, dict) and loss.get("from_logits", False)
+    if experiment.dataset.label_mode == "multi_label":  # one sigmoid a label: the scores as they are
+        return 1 / (1 + np.exp(-outputs)) if from_logits else outputs
     if outputs.shape[-1] == 1:
         p = 1 / (1 + np.exp(-outputs)) if from_logits else outputs
         return np.concatenate([1 - p, p], axis=-1)
@@ -152,15 +155,18 @@ def scored_probabilities(model, data, experiment, callbacks=()) -> tuple[dict[st
         total = tta_probabilities(model, data, experiment, callbacks)
         plain = probabilities(model.predict(data, verbose=0, callbacks=list(callbacks)), experiment) \
             if experiment.evaluate.tta else total
-        return ({k: float(v) for k, v in metrics.items()}
-                | {"balanced_accuracy": balanced_accuracy(class_labels(targets), plain)}), total
+        balanced = {} if experiment.dataset.label_mode == "multi_label" else \
+            {"balanced_accuracy": balanced_accuracy(class_labels(targets), plain)}
+        return {k: float(v) for k, v in metrics.items()} | balanced, total
     total, metrics = None, {}
     for name, weight in views(experiment.evaluate.tta):
         moved = data if name == "identity" else data.map(lambda x, *rest, name=name: (transform(x, name), *rest))
         outputs = model.predict(moved, verbose=0, callbacks=list(callbacks))
         if name == "identity":
             metrics = metrics_of_outputs(model, outputs, targets)
-            metrics["balanced_accuracy"] = balanced_accuracy(class_labels(targets), probabilities(outputs, experiment))
+            if experiment.dataset.label_mode != "multi_label":  # no one class a picture to recall
+                metrics["balanced_accuracy"] = balanced_accuracy(class_labels(targets),
+                                                                 probabilities(outputs, experiment))
         total = weight * probabilities(outputs, experiment) + (0 if total is None else total)
     return metrics, total
 
@@ -237,6 +243,8 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
     """
     from cnnrun.model.checkpoints import load_checkpoint
 
+    if experiment.dataset.label_mode == "multi_label":  # thresholds first, then the test at them
+        return score_multilabel_checkpoints(run, splits, experiment, callbacks)
     if splits.test is None:
         return {}
     tta, scores, predicted = experiment.evaluate.tta, {}, {}
@@ -256,6 +264,45 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
         if which in predicted:
             run.write_predictions(which, "test", predicted[which], labels)
     return scores | ({"tta": tta} if tta and scores else {})
+
+
+def checkpoint_thresholds(model, splits, experiment, callbacks=()) -> tuple[list[float], str]:
+    """Several labels a picture: a checkpoint's threshold per label (the best F1 of each on the validation split,
+    `cnnrun.model.multilabel.choose_thresholds`), and where they were chosen: `validation`, or `default` (0.5 each,
+    for data without validation)."""
+    if splits.validation is None:
+        return [DEFAULT_THRESHOLD] * splits.info.num_classes, "default"
+    scores = tta_probabilities(model, splits.validation, experiment, callbacks)
+    return choose_thresholds(splits.examples["validation"].labels, scores), "validation"
+
+
+def score_multilabel_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
+    """`score_checkpoints` for several labels a picture (`label_mode: multi_label`): each checkpoint's thresholds
+    chosen on validation and written to the run's `thresholds.json`, then its test metrics at those thresholds
+    (`cnnrun.model.multilabel.multilabel_scores`: macro and micro F1, exact match) and without any (mean average
+    precision), beside Keras' own; {} without a test split. No predictions file (it holds one class a picture)."""
+    from cnnrun.model.checkpoints import load_checkpoint
+
+    record: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    epochs = {which: (checkpoint_info(run.checkpoint(which)) or {}).get("epoch") for which in ("best", "last")}
+    for which in ("best", "last"):
+        if which == "last" and "best" in record and epochs["best"] is not None and epochs["best"] == epochs["last"]:
+            record["last"] = dict(record["best"])  # the same epoch's weights: chosen and scored once
+            scores |= {"last": dict(scores["best"])} if "best" in scores else {}
+            continue
+        if not run.checkpoint(which).exists():
+            continue
+        model = load_checkpoint(run.checkpoint(which), use_other=None)
+        thresholds, chosen_on = checkpoint_thresholds(model, splits, experiment, callbacks)
+        record |= {"chosen_on": chosen_on,
+                   which: thresholds_record(splits.info.class_names, thresholds, chosen_on)["thresholds"]}
+        if splits.test is not None:
+            metrics, probabilities = scored_probabilities(model, splits.test, experiment, callbacks)
+            scores[which] = metrics | multilabel_scores(splits.examples["test"].labels, probabilities, thresholds)
+    if record:
+        run.write_thresholds(record)
+    return scores | ({"tta": experiment.evaluate.tta} if experiment.evaluate.tta and scores else {})
 
 
 def per_class_table(truth: np.ndarray, predicted: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[dict]]:

@@ -15,6 +15,8 @@ The files of `<output_dir>/<name>/<YYYYMMDD-HHMMSS>/`:
 - `splits.json`: `SplitFiles`, an image folder's (or a csv table's) files of each split, a table's with their labels.
 - `bad_files.json`: the files an image folder's check left out, `[{"path", "reason"}]`.
 - `scores.json`: `Scores`, the test metrics of both checkpoints.
+- `thresholds.json`: `Thresholds`, with several labels a picture (`label_mode: multi_label`), each checkpoint's
+  threshold per label, chosen on the validation split; evaluate and predict use them.
 - `history.csv`: one row per finished epoch (`parse_history`).
 - `summary.txt`: Keras' model summary (`parameters_in`).
 - `history.png`, `samples.png`: figures.
@@ -35,6 +37,7 @@ here (a field added since has a default), so no key needs a migration.
 
 import csv
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -49,6 +52,7 @@ DATASET = "dataset.json"
 SPLITS = "splits.json"
 BAD_FILES = "bad_files.json"
 SCORES = "scores.json"
+THRESHOLDS = "thresholds.json"
 HISTORY = "history.csv"
 HISTORY_PLOT = "history.png"
 SUMMARY = "summary.txt"
@@ -200,7 +204,8 @@ class Meta(BaseModel):
 
 class SplitFiles(BaseModel):
     """`splits.json`: an image folder's root and the files of each split (relative to it), in stored order; for a
-    csv table also the table and each file's label (`labels`, split by split, in the same order)."""
+    csv table also the table and each file's label (`labels`, split by split, in the same order; with several
+    labels a picture, `label_mode: multi_label`, the list of its labels)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -209,7 +214,7 @@ class SplitFiles(BaseModel):
     validation: list[str] | None = None
     test: list[str] | None = None
     table: str | None = None
-    labels: dict[str, list[str] | None] | None = None
+    labels: dict[str, list[str] | list[list[str]] | None] | None = None  # a list a file: several labels
 
     def to_dict(self) -> dict[str, Any]:
         """As splits.json holds it: `table` and `labels` only for a table (an image folder's file is as before)."""
@@ -228,6 +233,36 @@ class Scores(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+class Thresholds(BaseModel):
+    """`thresholds.json`: where the thresholds were chosen (`validation`, or `default`: 0.5 without validation
+    data) and each checkpoint's threshold per label, `{"best": {label: threshold}, "last": {...}}`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    chosen_on: Literal["validation", "default"]
+    best: dict[str, float] | None = None
+    last: dict[str, float] | None = None
+
+
+def meta_started(meta_path: Path) -> float:
+    """The start time meta.json records, as a timestamp (0 when it records none); ValueError if damaged."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError("not readable JSON") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+    started = meta.get("started")
+    if started is None:
+        return 0.0
+    if not isinstance(started, str):
+        raise ValueError(f"started: {started!r} is not a time")
+    try:
+        return datetime.fromisoformat(started).timestamp()
+    except ValueError as e:
+        raise ValueError(f"started: {started!r} is not an ISO time") from e
 
 
 def schema_error(path: Path, data: Any, error: ValidationError, what: str) -> UserError:

@@ -210,6 +210,14 @@ class Run:
     def write_scores(self, scores: dict[str, Any]) -> None:
         self.write_json(files.SCORES, Scores.model_validate(scores).to_dict())
 
+    def read_thresholds(self) -> dict[str, Any]:
+        """`thresholds.json` (several labels a picture), checked; {} when the run has none."""
+        return self._read_checked(files.THRESHOLDS, files.Thresholds, "a cnnrun threshold record").model_dump(
+            exclude_none=True) if self.has(files.THRESHOLDS) else {}
+
+    def write_thresholds(self, record: dict[str, Any]) -> None:
+        self.write_json(files.THRESHOLDS, files.Thresholds.model_validate(record).model_dump(exclude_none=True))
+
     def write_config(self, text: str) -> None:
         """Write `config.yaml` (the resolved experiment as YAML)."""
         atomic_write_text(self.config_file, text)
@@ -344,25 +352,6 @@ def create_run(output_dir: str | Path, name: str) -> Run:
     raise UserError(f"{parent}: too many runs started in the same second")
 
 
-def _started(meta_path: Path) -> float:
-    """The start time meta.json records, as a timestamp (0 when it records none); ValueError if damaged."""
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError("not readable JSON") from e
-    if not isinstance(meta, dict):
-        raise ValueError(f"a JSON {type(meta).__name__}, not an object")
-    started = meta.get("started")
-    if started is None:
-        return 0.0
-    if not isinstance(started, str):
-        raise ValueError(f"started: {started!r} is not a time")
-    try:
-        return datetime.fromisoformat(started).timestamp()
-    except ValueError as e:
-        raise ValueError(f"started: {started!r} is not an ISO time") from e
-
-
 def find_latest_run(output_dir: str | Path = "outputs") -> Run:
     """The run under `output_dir` whose meta.json records the latest start time (not the folder's mtime).
 
@@ -372,7 +361,7 @@ def find_latest_run(output_dir: str | Path = "outputs") -> Run:
     runs, skipped = [], []
     for meta in Path(output_dir).glob(f"*/*/{files.META}"):
         try:
-            runs.append((_started(meta), str(meta.parent)))
+            runs.append((files.meta_started(meta), str(meta.parent)))
         except ValueError as e:
             skipped.append(f"{meta.parent} ({e})")
     if not runs:

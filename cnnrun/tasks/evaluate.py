@@ -3,7 +3,9 @@
 Writes into `RUN_DIR/eval/`, each file named `<checkpoint>_<split>_...`: metrics (JSON, with the balanced
 accuracy and the expected calibration error), the class probabilities of every picture (`predictions.npz`, see
 `Run.write_predictions`), a confusion matrix (PNG), a per-class precision / recall / F1 table (CSV), a grid of
-misclassified examples (PNG) and Grad-CAM over the top losses (`explained.png`).
+misclassified examples (PNG) and Grad-CAM over the top losses (`explained.png`). A multi-label run
+(`label_mode: multi_label`) writes its metrics (at the thresholds of `thresholds.json`, and mean average precision)
+and a per-label table (`per_label.csv`: threshold, precision, recall, F1, average precision, support) instead.
 """
 
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import numpy as np
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
 from cnnrun.model.calibration import reliability
 from cnnrun.model.checkpoints import load_run_model
+from cnnrun.model.multilabel import DEFAULT_THRESHOLD, label_table, multilabel_scores
 from cnnrun.model.scoring import per_class_table, scored_probabilities, tta_scores
 from cnnrun.run_folder.files import EVAL, explained_name
 from cnnrun.run_folder.folder import Run, open_run
@@ -28,7 +31,7 @@ class Evaluation:
     split: str
     metrics: dict[str, float]  # Keras' `evaluate` and balanced_accuracy, with tta_* under `evaluate.tta`
     examples: int
-    per_class: tuple[dict[str, Any], ...]  # the rows of <prefix>_per_class.csv
+    per_class: tuple[dict[str, Any], ...]  # the rows of <prefix>_per_class.csv (multi-label: _per_label.csv)
     files: tuple[Path, ...]  # everything written into RUN_DIR/eval/
     pattern: str  # `RUN_DIR/eval/<checkpoint>_<split>_*`, the files in one word
     warnings: tuple[str, ...] = ()  # the data layer's (`Splits.warnings`)
@@ -81,6 +84,24 @@ def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names
     return fig
 
 
+def _multilabel_evaluation(run: Run, title: str, checkpoint: str, split: str, metrics: dict[str, float],
+                           scores: np.ndarray, truth: np.ndarray, names: list[str],
+                           warnings: tuple[str, ...]) -> Evaluation:
+    """Several labels a picture: the figures at the checkpoint's thresholds (`thresholds.json`; 0.5 each for a run
+    without one) and mean average precision, and a per-label table (`<prefix>_per_label.csv`) instead of the
+    confusion matrix and the pictures."""
+    thresholds = [run.read_thresholds().get(checkpoint, {}).get(name, DEFAULT_THRESHOLD) for name in names]
+    metrics = metrics | multilabel_scores(truth, scores, thresholds)
+    rows = label_table(truth, scores, thresholds, names)
+    out, prefix = run.eval_folder, f"{checkpoint}_{split}"
+    files = (out / f"{prefix}_metrics.json", out / f"{prefix}_per_label.csv")
+    atomic_write_json(files[0], {"checkpoint": checkpoint, "split": split, "examples": int(len(truth)),
+                                 "thresholds": dict(zip(names, thresholds, strict=True)), **metrics})
+    atomic_write_csv(files[1], rows)
+    return Evaluation(title, split, metrics, int(len(truth)), tuple(rows), files, f"{out}/{prefix}_*", warnings,
+                      run=run)
+
+
 def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: str = "test",
                  explain: int = 12) -> Evaluation:
     """Evaluate a run's checkpoint on one split and write the results into `RUN_DIR/eval/`.
@@ -111,6 +132,9 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     examples = splits.examples[split]
     truth = examples.labels
     metrics, averaged = scored_probabilities(model, data, experiment)  # one pass (a pass a view with TTA)
+    if info.label_mode == "multi_label":
+        return _multilabel_evaluation(run, f"{experiment.name}: {checkpoint}.keras on {split}", checkpoint, split,
+                                      metrics, averaged, truth, info.class_names, tuple(splits.warnings))
     if experiment.evaluate.tta:
         metrics |= tta_scores(averaged, truth)
     metrics["expected_calibration_error"] = reliability(averaged, truth).ece

@@ -1,4 +1,5 @@
-"""`cnnrun predict`: class probabilities for image files, with the run's own preprocessing."""
+"""`cnnrun predict`: class probabilities for image files, with the run's own preprocessing; for a multi-label run
+(`label_mode: multi_label`), every label whose score is at or above its threshold (`thresholds.json`)."""
 
 import csv
 import io
@@ -10,6 +11,7 @@ import numpy as np
 
 from cnnrun.atomic import atomic_write_text
 from cnnrun.data.pictures import collect_images, read_images
+from cnnrun.model.multilabel import DEFAULT_THRESHOLD, labels_above
 from cnnrun.model.scoring import tta_probabilities
 from cnnrun.run_folder.folder import open_run
 
@@ -20,7 +22,9 @@ class Predictions:
 
     Args:
         title: what predicted them (checkpoint, run folder, test-time views).
-        results: `{"file", "top": [(class, probability), ...]}`, or `{"file", "error"}` for an unreadable input.
+        results: `{"file", "top": [(class, probability), ...]}`, or `{"file", "error"}` for an unreadable input;
+            a multi-label run's also `"labels"`: `[(label, score), ...]` above their thresholds, highest first (its
+            `top` then holds every label's score).
         output: the CSV file written, or None.
     """
 
@@ -64,21 +68,36 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
 
         batch = tf.data.Dataset.from_tensor_slices(preprocess(images, info)).batch(64)
         probs = tta_probabilities(model, batch, experiment)  # averaged over the views of `evaluate.tta`, if any
-        k = min(top_k, len(info.class_names))
+        multi = info.label_mode == "multi_label"
+        thresholds = [run.read_thresholds().get(checkpoint, {}).get(name, DEFAULT_THRESHOLD)
+                      for name in info.class_names] if multi else []
+        k = len(info.class_names) if multi else min(top_k, len(info.class_names))
         for path, p in zip(readable, probs, strict=True):
             order = np.argsort(-p)[:k]
-            results.append({"file": str(path),
-                            "top": [(info.class_names[i], float(p[i])) for i in order]})
+            results.append({"file": str(path), "top": [(info.class_names[i], float(p[i])) for i in order],
+                            **({"labels": labels_above(p, thresholds, info.class_names)} if multi else {})})
     position = {str(path): i for i, path in enumerate(files)}
     results.sort(key=lambda r: position[r["file"]])
 
     views = f", averaged over {' and '.join(experiment.evaluate.tta)} views" if experiment.evaluate.tta else ""
     if output:
-        _write_csv(results, output, top_k)
+        _write_csv(results, output, top_k, info.label_mode == "multi_label")
     return Predictions(f"predictions ({checkpoint}.keras of {run.path}{views})", results, output)
 
 
-def _write_csv(results: list[dict], output: Path, top_k: int) -> None:
+def _write_csv(results: list[dict], output: Path, top_k: int, multi: bool = False) -> None:
+    if multi:  # the labels above their thresholds, then every label's score
+        names = sorted({name for r in results for name, _ in r.get("top", [])})
+        rows = [{"file": r["file"], "error": r.get("error", ""),
+                 "labels": ";".join(name for name, _ in r.get("labels", [])),
+                 **{f"score_{name}": f"{p:.6f}" for name, p in r.get("top", [])}} for r in results]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=["file", "error", "labels", *(f"score_{n}" for n in names)],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(output, text.getvalue())
+        return
     columns = ["file", "error"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("class", "probability")]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")

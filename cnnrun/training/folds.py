@@ -92,12 +92,14 @@ def train_folds(experiment: Experiment, count: int, output_dir: str | None = Non
             runs.append(resume_run(earlier.path, say=say) or earlier)
         else:
             runs.append(train_experiment(folded, output_dir=output_dir, name=run_name, say=say))
-    return folds_summary(experiment.name, count, runs)
+    return folds_summary(experiment.name, count, runs, experiment.dataset.label_mode != "multi_label")
 
 
-def folds_summary(name: str, count: int, runs: list[Run]) -> SeedsSummary:
-    """The table of `train --folds`: each fold's best validation score and the test metrics, mean ± std."""
-    rows = [("folds", f"{count} (stratified; validation: fold i of run i)")]
+def folds_summary(name: str, count: int, runs: list[Run], stratified: bool = True) -> SeedsSummary:
+    """The table of `train --folds`: each fold's best validation score and the test metrics, mean ± std; the
+    folds of several labels a picture are dealt in one seeded order, not `stratified`."""
+    how = "stratified" if stratified else "one seeded deal, not stratified: several labels a picture"
+    rows = [("folds", f"{count} ({how}; validation: fold i of run i)")]
     validation = [{"best": _validation_at_best(run)} for run in runs]
     for metric, (mean, spread, values) in summarise(validation).get("best", {}).items():
         rows.append((f"validation {metric}, best epoch", _spread(mean, spread, values)))
