@@ -69,6 +69,7 @@ OPTIMIZERS: dict[str, str] = {
     "adagrad": "Adagrad",
     "adadelta": "Adadelta",
     "lion": "Lion",
+    "muon": "ConvolutionMuon",  # cnnrun's: Keras' Muon, convolution kernels included (cnnrun.model.muon)
 }
 
 # config name -> class name in `keras.losses`

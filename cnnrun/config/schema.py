@@ -44,7 +44,7 @@ MAX_INT32 = 2**31 - 1  # TensorFlow counts batches and steps in int32
 
 class CompileConfig(Section):
     optimizer: str | dict[str, Any] = Field(
-        "rmsprop", description="A name (adam, adamw, rmsprop, sgd, nadam, adamax, adagrad, adadelta, lion) or "
+        "rmsprop", description="A name (adam, adamw, rmsprop, sgd, nadam, adamax, adagrad, adadelta, lion, muon) or "
         "`{name: adam, learning_rate: 0.001, ...}` with the Keras optimizer's arguments. `learning_rate` is a "
         "number or a schedule, `{schedule: piecewise_constant, boundaries: [91, 136], values: [0.1, 0.01, 0.001], "
         "unit: epochs}` (the tables below). `weight_decay` here is Keras' decoupled decay (AdamW-style: "

@@ -29,7 +29,8 @@ def _named(value: str | dict[str, Any], table: dict[str, str], what: str, where:
     if isinstance(value, str):
         value = {"name": value}
     args = {k: v for k, v in value.items() if k != "name"}
-    cls = getattr(module, check_name(value["name"], table, what, where))
+    name = check_name(value["name"], table, what, where)
+    cls = module(name) if callable(module) else getattr(module, name)
     check_arguments(cls, args, where)
     try:
         return cls(**args)
@@ -65,6 +66,7 @@ def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, r
     """
     import keras
 
+    from cnnrun.model.muon import optimizer_class
     from cnnrun.model.schedules import make_learning_rate
 
     scale = learning_rate_scale(experiment, replicas)
@@ -78,7 +80,7 @@ def make_optimizer(experiment: Experiment, steps_per_epoch: int | None = None, r
         raise UserError("compile.optimizer.gradient_accumulation_steps: not under MirroredStrategy (Keras' "
                         "accumulation branches inside the replicas' step, which TensorFlow refuses); train on one "
                         "device or with train.distribution: data_parallel (JAX), or drop it")
-    optimizer = _named(config, OPTIMIZERS, "optimizer", "compile.optimizer", keras.optimizers)
+    optimizer = _named(config, OPTIMIZERS, "optimizer", "compile.optimizer", optimizer_class)
     if "learning_rate" not in config and scale != 1:  # the optimizer's own default rate
         optimizer.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) * scale
     return optimizer
@@ -134,6 +136,7 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
     """
     import keras
 
+    from cnnrun.model.muon import check_muon_fits
     from cnnrun.model.rates import with_rate_multipliers
 
     for metric in experiment.compile.metrics:
@@ -143,6 +146,7 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
             except ValueError as e:
                 raise UserError(f"compile.metrics: unknown metric '{metric}'") from e
     if optimizer is None:
+        check_muon_fits(model, experiment.compile.optimizer)
         optimizer = with_rate_multipliers(make_optimizer(experiment, steps_per_epoch, replicas), model,
                                           experiment.compile.rate_multipliers)
     metrics: list[Any] = list(experiment.compile.metrics)

@@ -19,6 +19,7 @@ from cnnrun.data import layers as _data_layers  # noqa: F401  (RandomAffine, Ran
 from cnnrun.model import backbones as _backbones  # noqa: F401  (BackbonePreprocessing)
 from cnnrun.model import initializers as _initializers  # noqa: F401  (PartialDirac)
 from cnnrun.model import losses as _losses  # noqa: F401  (SmoothedSparseCategoricalCrossentropy)
+from cnnrun.model import muon as _muon  # noqa: F401  (ConvolutionMuon)
 from cnnrun.model import rates as _rates  # noqa: F401  (SGDWithRates, AdamWithRates, ...)
 from cnnrun.model import schedules as _schedules  # noqa: F401  (PiecewiseLinearDecay)
 from cnnrun.model import whitening as _whitening  # noqa: F401  (PatchWhitening)

@@ -30,6 +30,7 @@ import keras
 from cnnrun.config.rates import WHERE
 from cnnrun.config.registry import OPTIMIZERS
 from cnnrun.errors import UserError
+from cnnrun.model.muon import optimizer_class
 
 
 def deciding_pattern(path: str, multipliers: dict[str, float]) -> str | None:
@@ -78,7 +79,7 @@ def _rated(base: type) -> type:
     return keras.saving.register_keras_serializable(package="cnnrun")(rated)
 
 
-RATED: dict[str, type] = {name: _rated(getattr(keras.optimizers, name)) for name in OPTIMIZERS.values()}
+RATED: dict[str, type] = {name: _rated(optimizer_class(name)) for name in OPTIMIZERS.values()}
 """Keras' optimizer class name → its subclass with per-variable rates, registered as `cnnrun>NameWithRates`."""
 
 
