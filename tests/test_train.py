@@ -82,6 +82,11 @@ def test_sparse_logits_without_validation(write_config, tmp_path):
     assert state["best"]["monitor"] == "accuracy"  # no validation data: val_ is dropped
     assert not (run / "scores.json").exists() and not (run / "history.png").exists()
     assert "no test split" in result.stdout
+    assert "none: every picture trains; best.keras is chosen by the training accuracy, not on held-out pictures" \
+        in result.stdout  # the header says it plainly
+    last = run_here("train", write_config(config), "--output-dir", tmp_path, "--set", "train.epochs=1",
+                    "--set", "callbacks.checkpoint.save_best_only=false", "--name", "last")
+    assert "none: every picture trains; best.keras is the last epoch's (save_best_only: false)" in last.stdout
 
 
 def test_seed_zero_trains(write_config, tmp_path):

@@ -47,6 +47,13 @@ def sampling_row(info) -> str:
     return f"balanced: {int(shares.sum()):,} pictures an epoch, {each} of each of {int((shares > 0).sum())} classes"
 
 
+def no_validation_row(experiment, monitor: str) -> str:
+    """What the checkpoints mean in a run without validation data (airbench trains on all 50,000 pictures)."""
+    if not experiment.callbacks.checkpoint.save_best_only:
+        return "none: every picture trains; best.keras is the last epoch's (save_best_only: false)"
+    return f"none: every picture trains; best.keras is chosen by the training {monitor}, not on held-out pictures"
+
+
 def header_rows(trainer) -> Rows:
     """The header panel of a Trainer about to fit: what `trainer.splits.info` says of the data (and the class
     weights made of it), what its model and optimizer are now (the batches an update takes), where it runs, the
@@ -67,6 +74,8 @@ def header_rows(trainer) -> Rows:
         + f", {batch_row(experiment, model)}, best by {trainer.recorder.monitor}"
         + (f", {model.dtype_policy.name}" if model.dtype_policy.name != "float32" else ""),
         **({"phases": describe_phases(experiment)} if experiment.train.phases else {}),
+        **({"validation": no_validation_row(experiment, trainer.recorder.monitor)}
+           if trainer.splits.validation is None else {}),
         **({"class weights": describe_class_weight(experiment.train.class_weight, info.class_names,
                                                    fit_class_weight(experiment, info))}
            if experiment.train.class_weight else {}),
