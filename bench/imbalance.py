@@ -46,7 +46,7 @@ ROWS = {  # row: (its runs' folder, its --set items)
 
 
 def experiment(table: Path) -> dict:
-    """The experiment both rows train: the table, a small CNN (two convolution blocks), adam."""
+    """The experiment every row trains: the table, a small CNN (two convolution blocks), adam."""
     conv = {"kernel_size": 3, "padding": "same", "activation": "relu"}
     return {
         "name": "imbalanced",
