@@ -82,8 +82,8 @@ def mixed_figure(examples, class_names: list[str], count: int, seed: int, mixer,
 def write_samples(run, splits, experiment, per_class: int = 8) -> None:
     """Write the run folder's `samples.png` once (a resumed run keeps the first), when `output.plots` is on."""
     target = run.samples
-    if not experiment.output.plots or target.exists():
-        return
+    if not experiment.output.plots or target.exists() or splits.info.label_mode == "regression":
+        return  # numbers a picture have no classes to show N pictures of
     shape = "×".join(map(str, splits.info.input_shape))
     title = f"{experiment.name}: training pictures as the model receives them ({shape}, before normalisation)"
     atomic_write_figure(samples_figure(splits.examples["train"], splits.info.class_names, per_class,
