@@ -215,8 +215,7 @@ class SplitFiles(BaseModel):
     validation: list[str] | None = None
     test: list[str] | None = None
     table: str | None = None
-    # a list a file: several labels (multi_label), or its numbers (regression)
-    labels: dict[str, list[str] | list[list[str]] | list[list[float]] | None] | None = None
+    labels: dict[str, list[str] | list[list[str]] | list[list[float]] | None] | None = None  # a list: see above
 
     def to_dict(self) -> dict[str, Any]:
         """As splits.json holds it: `table` and `labels` only for a table (an image folder's file is as before)."""

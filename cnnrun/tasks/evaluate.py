@@ -133,7 +133,7 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     if info.label_mode == "regression":  # numbers: errors and R², a scatter and the residuals
         from cnnrun.tasks.evaluate_regression import regression_evaluation
 
-        return regression_evaluation(run, model, splits, experiment, checkpoint, split)
+        return Evaluation(**regression_evaluation(run, model, splits, experiment, checkpoint, split))
     data = splits.split(split)
     examples = splits.examples[split]
     truth = examples.labels

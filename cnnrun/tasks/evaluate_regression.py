@@ -65,10 +65,9 @@ def _figures(truth: np.ndarray, predicted: np.ndarray, names: list[str], title: 
     return scatter, histogram
 
 
-def regression_evaluation(run, model, splits, experiment, checkpoint: str, split: str):
-    """Evaluate a regression checkpoint on one split and write the four files; an `Evaluation`."""
-    from cnnrun.tasks.evaluate import Evaluation
-
+def regression_evaluation(run, model, splits, experiment, checkpoint: str, split: str) -> dict[str, Any]:
+    """Evaluate a regression checkpoint on one split and write the four files; the fields of an `Evaluation`
+    (`cnnrun.tasks.evaluate`, which builds it)."""
     info, data, examples = splits.info, splits.split(split), splits.examples[split]
     truth = np.asarray(examples.labels, np.float64).reshape(len(examples), -1)
     predicted = predicted_numbers(model, data, info)
@@ -87,8 +86,8 @@ def regression_evaluation(run, model, splits, experiment, checkpoint: str, split
     scatter, histogram = _figures(truth, predicted, info.class_names, title)
     atomic_write_figure(scatter, files[2], dpi=100)
     atomic_write_figure(histogram, files[3], dpi=100)
-    return Evaluation(title, split, metrics, int(len(truth)), tuple(rows), files, f"{out}/{prefix}_*",
-                      tuple(splits.warnings), run=run)
+    return {"title": title, "split": split, "metrics": metrics, "examples": int(len(truth)), "per_class": tuple(rows),
+            "files": files, "pattern": f"{out}/{prefix}_*", "warnings": tuple(splits.warnings), "run": run}
 
 
 def _shown(path: str, root: Path | None) -> str:
