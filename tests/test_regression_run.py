@@ -74,3 +74,20 @@ def test_a_run_scores_evaluates_and_predicts_numbers_in_their_own_units(tmp_path
     assert [row["file"] for row in written] == paths[:4]
     assert np.array([[float(row["size"]), float(row["half"])] for row in written]) == \
         pytest.approx(numbers[:4], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_folds_of_a_table_of_numbers_split_its_training_pictures_and_say_how(tmp_path, write_config):
+    from tests.regression_data import write
+
+    table, _ = number_table(tmp_path, 20)
+    rows = list(csv.reader(table.open()))[1:]
+    write(table, [row[:3] + ["test" if row[3] == "test" else "train"] for row in rows])
+    result = run_here("train", write_config(config_for(table, train={"epochs": 1})), "--folds", "2",
+                      "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 (one seeded deal, not stratified: numbers, not classes;" in result.stdout
+    validation = [json.loads((next((tmp_path / "out" / f"tiny-fold{i}of2").iterdir()) / "splits.json").read_text())
+                  for i in (1, 2)]
+    first, second = (set(split["validation"]) for split in validation)
+    assert not first & second and first | second == {row[0] for row in rows if row[3] != "test"}
