@@ -192,3 +192,17 @@ def test_data_check_lists_every_number_problem_and_exits_1(tmp_path):
         assert f"│ {line} │ {words}" in out, out
     result = run_here("data", "check", table, "--targets", "size,angle")
     assert result.returncode == 1 and "no column 'angle' (target columns)" in " ".join(result.stdout.split())
+
+
+def test_data_show_draws_a_row_per_target_sorted_by_it_and_counts_each_split(tmp_path):
+    from cnnrun.data.samples import number_indices, show_data
+
+    numbers = np.array([[5.0, 1.0], [2.0, 9.0], [7.0, 3.0], [1.0, 4.0]])
+    size, half = number_indices(numbers, 2, 3, seed=0)
+    assert sorted(size) == sorted(half) and len(size) == 3  # the same three pictures
+    assert list(numbers[size, 0]) == sorted(numbers[size, 0]) and list(numbers[half, 1]) == sorted(numbers[half, 1])
+    table, _ = number_table(tmp_path, 20)
+    shown = show_data(validate_experiment(config_for(table), "x.yaml"), 4, tmp_path / "show")
+    rows = list(csv.reader(table.open()))[1:]
+    assert shown.counts == (("size, half", tuple(sum(row[3] == split for row in rows) for split in shown.splits)),)
+    assert [path.name for path in shown.files] == ["samples.png"] and (tmp_path / "show" / "samples.png").exists()
