@@ -75,6 +75,12 @@ def test_a_run_scores_evaluates_and_predicts_numbers_in_their_own_units(tmp_path
     assert np.array([[float(row["size"]), float(row["half"])] for row in written]) == \
         pytest.approx(numbers[:4], abs=1e-4)
 
+    result = run_here("explain", run, paths[0], "--out", tmp_path / "explained")  # Grad-CAM of a class: refused
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "cnnrun explain shows what makes the model choose a class, but this run (dataset.label_mode: " \
+           "regression) gives numbers" in line and not (tmp_path / "explained").exists()
+
 
 @pytest.mark.slow
 def test_folds_of_a_table_of_numbers_split_its_training_pictures_and_say_how(tmp_path, write_config):
