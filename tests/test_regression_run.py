@@ -75,6 +75,17 @@ def test_a_run_scores_evaluates_and_predicts_numbers_in_their_own_units(tmp_path
     assert np.array([[float(row["size"]), float(row["half"])] for row in written]) == \
         pytest.approx(numbers[:4], abs=1e-4)
 
+    # the normalisation evaluate and predict undo is the one recorded in dataset.json, not one computed again
+    (run / "dataset.json").write_text(json.dumps({**dataset, "target_mean": [m + 100 for m in dataset["target_mean"]]}))
+    result = run_here("evaluate", run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with (eval_dir / "best_test_residuals.csv").open() as f:
+        moved = [float(row["size_predicted"]) for row in csv.DictReader(f)]
+    assert moved == pytest.approx(numbers[:, 0] + 100, abs=1e-4)
+    result = run_here("predict", "--run", run, paths[0], "--output", out)
+    with out.open() as f:
+        assert float(next(csv.DictReader(f))["half"]) == pytest.approx(numbers[0, 1] + 100, abs=1e-4)
+
     result = run_here("explain", run, paths[0], "--out", tmp_path / "explained")  # Grad-CAM of a class: refused
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
