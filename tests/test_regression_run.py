@@ -33,6 +33,7 @@ def test_a_run_scores_evaluates_and_predicts_numbers_in_their_own_units(tmp_path
     result = run_here("train", write_config(config_for(table, train={"epochs": 4})), "--output-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     run = only_run(tmp_path / "out")
+    assert "targets       size, half (mean" in result.stdout  # the header: the targets, not classes
     dataset = json.loads((run / "dataset.json").read_text())
     recorded = json.loads((run / "splits.json").read_text())
     train = np.array([truth[str(tmp_path / p)] for p in recorded["train"]])
