@@ -206,3 +206,12 @@ def test_data_show_draws_a_row_per_target_sorted_by_it_and_counts_each_split(tmp
     rows = list(csv.reader(table.open()))[1:]
     assert shown.counts == (("size, half", tuple(sum(row[3] == split for row in rows) for split in shown.splits)),)
     assert [path.name for path in shown.files] == ["samples.png"] and (tmp_path / "show" / "samples.png").exists()
+
+
+@pytest.mark.parametrize("module", ["cnnrun.model.regression", "cnnrun.data.regression"])
+def test_the_numpy_modules_examples_hold(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted >= 2 and result.failed == 0
