@@ -76,6 +76,14 @@ def test_a_run_scores_evaluates_and_predicts_numbers_in_their_own_units(tmp_path
     assert np.array([[float(row["size"]), float(row["half"])] for row in written]) == \
         pytest.approx(numbers[:4], abs=1e-4)
 
+    # the exported model takes raw pixels and gives the numbers in their own units
+    import tensorflow as tf
+
+    result = run_here("export", run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    loaded = tf.saved_model.load(str(run / "export" / "best_saved_model"))  # kept: its variables live in it
+    assert np.asarray(loaded.serve(tf.constant(pictures * 255))) == pytest.approx(numbers, abs=1e-3)
+
     # the normalisation evaluate and predict undo is the one recorded in dataset.json, not one computed again
     (run / "dataset.json").write_text(json.dumps({**dataset, "target_mean": [m + 100 for m in dataset["target_mean"]]}))
     result = run_here("evaluate", run)
