@@ -66,6 +66,11 @@ def test_a_run_scores_evaluates_and_predicts_numbers_in_their_own_units(tmp_path
     for figure in ("scatter", "residuals"):
         assert Image.open(eval_dir / f"best_test_{figure}.png").size[0] > 300
     assert not list(eval_dir.glob("*confusion*")) and not list(eval_dir.glob("*predictions.npz"))
+    result = run_here("report", run)  # the page shows evaluate's figures instead of the class sections
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = (run / "report.html").read_text()
+    assert "best.keras: best_test_scatter" in page and "best.keras: best_test_residuals" in page
+    assert "Confusion matrix" not in page
 
     out = tmp_path / "predicted.csv"
     result = run_here("predict", "--run", run, *paths[:4], "--output", out)
