@@ -139,6 +139,7 @@ def test_a_missing_target_column_is_one_line_naming_the_key(tmp_path, write_conf
     (line,) = result.stderr.strip().splitlines()
     assert f"dataset.path: {table} line 1: no column 'angle' (target columns); the header has 'path', 'size', " \
            f"'half', 'split': set dataset.target_columns to one of them" in line, line
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("layers", "words"), [
@@ -167,6 +168,7 @@ def test_a_crossentropy_does_not_fit_numbers(tmp_path, write_config):
     (line,) = result.stderr.strip().splitlines()
     assert "compile.loss: categorical_crossentropy does not fit dataset.label_mode 'regression' (numbers, not " \
            "classes); use mean_squared_error, mean_absolute_error or huber" in line, line
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(("loss", "kind"), [(None, "MeanSquaredError"), ("mean_absolute_error", "MeanAbsoluteError"),
