@@ -131,6 +131,18 @@ def test_a_bad_number_stops_train_with_one_line_naming_the_table_and_line(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_the_line_of_several_bad_numbers_names_the_data_check_that_lists_them(tmp_path, write_config):
+    table, _ = number_table(tmp_path, 10)
+    rows = list(csv.reader(table.open()))[1:]
+    rows[3][1], rows[5][2] = "x", ""
+    write(table, rows)
+    result = run_here("train", write_config(config_for(table)), "--output-dir", tmp_path / "out")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"line 5: 'x' in column 'size' is not a number; give a number like 12.5 (and 1 more problem(s): " \
+           f"`cnnrun data check {table} --targets size,half` lists them)" in result.stderr.strip()
+    assert run_here("data", "check", table, "--targets", "size,half").returncode == 1  # which does list both
+
+
 def test_a_missing_target_column_is_one_line_naming_the_key(tmp_path, write_config):
     table, _ = number_table(tmp_path, 10)
     config = config_for(table, dataset={"target_columns": ["size", "angle"]})

@@ -275,6 +275,7 @@ def first_problem(report: TableReport, key: str = "dataset.path") -> UserError |
     if not problems:
         return None
     line, what = problems[0]
-    more = f" (and {len(problems) - 1} more problem(s): `cnnrun data check {report.table}` lists them)" \
+    targets = f" --targets {','.join(report.targets)}" if report.targets else ""  # numbers: their columns
+    more = f" (and {len(problems) - 1} more problem(s): `cnnrun data check {report.table}{targets}` lists them)" \
         if len(problems) > 1 else ""
     return UserError(f"{key}: {report.table} line {line}: {what}{more}")
