@@ -115,7 +115,7 @@ def load_bench(name: str, monkeypatch):
 
 TESTED = {"machine", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline", "memory",
           "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance",
-          "multilabel"}
+          "multilabel", "regression"}
 
 
 def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cpu(tmp_path):
@@ -557,3 +557,33 @@ def test_multilabel(tmp_path):
     assert result["map"] == f"{metrics['mean_average_precision']:.4f}"
     assert result["macro_f1"] == f"{metrics['macro_f1']:.4f}"
     assert float(result["chance_map"]) == pytest.approx((10 * 0.1 + 0.6 + 0.4) / 12, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_regression(tmp_path):
+    """Tiny mode: 8 training, 4 validation and 4 test pictures of idx files rotated by seeded angles, one epoch; the
+    pictures against the idx pixels turned here by their table angle, the printed figures against evaluate's file
+    and the mean baseline worked out here from the table."""
+    from PIL import Image
+
+    data = fashion_files(tmp_path / "fashion", train=14, test=5)
+    out = bench("regression.py", "--data-dir", data, "--output-dir", "out", "--train", "8", "--validation", "4",
+                "--test", "4", "--set", "train.epochs=1", cwd=tmp_path)
+    assert "pictures: train 8, validation 4, test 4" in out
+    with (tmp_path / "out" / "regression.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["split"] for row in rows] == ["train"] * 8 + ["validation"] * 4 + ["test"] * 4
+    angles = np.array([float(row["angle"]) for row in rows])
+    assert np.all(np.abs(angles) <= 45) and len(set(angles)) == 16
+    with gzip.open(data / "train-images-idx3-ubyte.gz") as f:
+        first = np.frombuffer(f.read(), np.uint8, 784, 16).reshape(28, 28)
+    turned = Image.fromarray(first).rotate(angles[0], resample=Image.Resampling.BILINEAR, fillcolor=0)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / rows[0]["path"])), np.asarray(turned))
+    (run,) = (tmp_path / "out" / "regression").iterdir()
+    metrics = json.loads((run / "eval" / "best_test_metrics.json").read_text())
+    train, test = angles[:8], angles[12:]
+    (result,) = results(out)
+    assert result["mae"] == f"{metrics['mae']:.3f}" and result["r2"] == f"{metrics['r2']:.4f}"
+    assert float(result["baseline_mae"]) == pytest.approx(np.abs(test - train.mean()).mean(), abs=1e-3)
+    r2 = 1 - ((test - train.mean()) ** 2).sum() / ((test - test.mean()) ** 2).sum()
+    assert float(result["baseline_r2"]) == pytest.approx(r2, abs=1e-4)

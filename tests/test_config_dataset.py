@@ -48,14 +48,15 @@ def test_a_runs_config_yaml_loads_back_for_each_kind(write_config, kind):
 @pytest.mark.parametrize("dataset, message", [
     ({"name": "shapes", "color_mode": "rgb"},
      "unknown key 'dataset.color_mode' (it is for the image_folder and csv datasets); dataset (name: shapes) takes: "
-     "name, validation_split, holdout_first, test_split, normalize, label_mode, classes, samples_per_class, sampling, fold, "
-     "image_size, channels, num_classes, num_samples, test_samples"),
+     "name, validation_split, holdout_first, test_split, normalize, label_mode, classes, samples_per_class, "
+     "sampling, fold, image_size, channels, num_classes, num_samples, test_samples"),
     ({"channels": 3, "data_dir": "/data"},  # no name: the shapes set
      "unknown key 'dataset.data_dir' (it is for the fashion_mnist, mnist, cifar10 and cifar100 datasets); "
      "dataset (name: shapes) takes:"),
     ({"name": "npz", "path": "x.npz", "channels": 3},
      "unknown key 'dataset.channels' (it is for the shapes dataset); dataset (name: npz) takes: name, "
-     "validation_split, holdout_first, test_split, normalize, label_mode, classes, samples_per_class, sampling, fold, path"),
+     "validation_split, holdout_first, test_split, normalize, label_mode, classes, samples_per_class, sampling, "
+     "fold, path"),
     ({"name": "mnist", "path": "x.npz"},
      "unknown key 'dataset.path' (it is for the npz, image_folder and csv datasets); dataset (name: mnist) "
      "takes:"),

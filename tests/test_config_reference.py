@@ -48,7 +48,8 @@ def test_every_kind_of_dataset_has_its_own_table_with_its_own_keys():
         "`dataset` with `name: image_folder`": ["cache", "color_mode", "image_size", "on_bad_file", "path",
                                                  "stratify"],
         "`dataset` with `name: csv`": ["cache", "color_mode", "image_size", "label_column", "label_separator",
-                                       "on_bad_file", "path", "path_column", "split_column", "stratify"],
+                                       "on_bad_file", "path", "path_column", "split_column", "stratify",
+                                       "target_columns", "target_normalize"],
         "`dataset` with `name: fashion_mnist, mnist, cifar10, cifar100`": ["cache", "data_dir"],
     }
 

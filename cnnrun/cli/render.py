@@ -68,7 +68,7 @@ def tell(told: Told) -> None:
 def show_evaluation(evaluation) -> None:
     """`cnnrun evaluate`: the warnings, the per-class table, then the metrics and where they were written."""
     show_warnings(evaluation.warnings)
-    kind = "label" if "label" in evaluation.per_class[0] else "class"  # a multi-label run: one row a label
+    kind = next(iter(evaluation.per_class[0]))  # class; label (multi-label); target (regression)
     table = Table(title=f"per {kind} ({evaluation.split})", title_justify="left")
     for column in evaluation.per_class[0]:
         table.add_column(column, justify="left" if column == kind else "right")

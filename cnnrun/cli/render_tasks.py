@@ -14,6 +14,8 @@ def show_predictions(predictions) -> None:
     """`cnnrun predict`: a row per input (the top class, its probability, the others), then the CSV written."""
     if any("labels" in r for r in predictions.results):
         return _show_label_predictions(predictions)
+    if any("numbers" in r for r in predictions.results):
+        return _show_number_predictions(predictions)
     table = Table(title=predictions.title, title_justify="left")
     table.add_column("file")
     table.add_column("class", style="bold")
@@ -25,6 +27,21 @@ def show_predictions(predictions) -> None:
         else:
             (name, p), rest = r["top"][0], r["top"][1:]
             table.add_row(r["file"], name, f"{p:.3f}", ", ".join(f"{n} {q:.3f}" for n, q in rest))
+    console.print(table)
+    if predictions.output:
+        console.print(f"wrote {predictions.output}")
+
+
+def _show_number_predictions(predictions) -> None:
+    """A regression run's `cnnrun predict`: a row per input, one column a target."""
+    names = next(name for r in predictions.results if "numbers" in r for name in [[n for n, _ in r["numbers"]]])
+    table = Table(title=predictions.title, title_justify="left")
+    table.add_column("file")
+    for name in names:
+        table.add_column(escape(name), justify="right", style="bold")
+    for r in predictions.results:
+        table.add_row(r["file"], *([f"[red]{r['error']}[/]"] + [""] * (len(names) - 1) if "error" in r
+                                   else [f"{value:.4g}" for _, value in r["numbers"]]))
     console.print(table)
     if predictions.output:
         console.print(f"wrote {predictions.output}")
@@ -122,11 +139,16 @@ def show_table_check(report, limit: int = 50) -> None:
     for column in ("split", "class", "pictures", "bad", "size (h×w, or min/median/max)"):
         table.add_column(column, justify="right" if column in ("pictures", "bad") else "left")
     counts: dict[tuple[str, str], list] = {}
+    targets = report.targets  # numbers a picture: one line a split, named by the target columns
+
+    def names(row) -> tuple[str, ...]:
+        return (", ".join(targets),) if targets is not None else row.label_names
+
     for row, size in zip(report.good, report.sizes, strict=True):  # a row of several labels counts in each
-        for name in row.label_names:
+        for name in names(row):
             counts.setdefault((row.split, name), [[], 0])[0].append(size)
     for row, _ in report.bad:
-        for name in row.label_names:
+        for name in names(row):
             counts.setdefault((row.split, name), [[], 0])[1] += 1
     order = {"train": 0, "validation": 1, "test": 2}
     for (split, name), (sizes, bad) in sorted(counts.items(), key=lambda item: (order[item[0][0]], item[0][1])):

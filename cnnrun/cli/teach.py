@@ -98,6 +98,9 @@ def data_check(
                                "picture (label_mode: multi_label): what separates them in the label column, e.g. "
                                "';'. Each label is then checked (none empty; each in --classes).",
                                show_default=False)] = None,
+    targets: Annotated[str | None, typer.Option("--targets", help="A table of numbers a picture (label_mode: "
+                       "regression): its columns of numbers, comma-separated, checked instead of the label column "
+                       "(each present; every cell a number).", show_default=False)] = None,
 ) -> None:
     """Decode every picture of an image folder or a CSV table; print pictures, sizes and problems per split and
     class.
@@ -108,14 +111,17 @@ def data_check(
     2 when PATH is neither an image folder nor a readable CSV file.
 
     Example: cnnrun data check data/cats_and_dogs; cnnrun data check data/pets.csv --label-column breed;
-    cnnrun data check tags.csv --label-separator ';' --classes cat,dog,animal
+    cnnrun data check tags.csv --label-separator ';' --classes cat,dog,animal;
+    cnnrun data check angles.csv --targets angle
     """
     if path.is_file() or path.suffix.lower() == ".csv":
         from cnnrun.cli.render_tasks import show_table_check
         from cnnrun.data.csv_table import check_table
 
         wanted = [name.strip() for name in classes.split(",") if name.strip()] if classes is not None else None
-        table = check_table(path, None, path_column, label_column, split_column, wanted, label_separator or None)
+        columns = [name.strip() for name in targets.split(",") if name.strip()] if targets else None
+        table = check_table(path, None, path_column, label_column, split_column, wanted, label_separator or None,
+                            columns)
         show_table_check(table)
         if table.line_problems():
             raise typer.Exit(1)

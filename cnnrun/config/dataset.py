@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from cnnrun.config.regression import regression_misfit, without_stratify
 from cnnrun.config.sections import Section
 
 KERAS_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
@@ -98,11 +99,12 @@ class DatasetBase(Section):
         "rescale", description="`rescale`: ÷255. `standardize`: (x − mean) / std with the training split's "
         "mean and std, stored in the run and reused by evaluate and predict. `none`: raw values."
     )
-    label_mode: Literal["categorical", "sparse", "binary", "multi_label"] = Field(
+    label_mode: Literal["categorical", "sparse", "binary", "multi_label", "regression"] = Field(
         "categorical", description="`categorical`: one-hot labels. `sparse`: integer labels. `binary`: 0/1 "
         "labels for two classes (a sigmoid output). `multi_label` (csv tables only): any number of labels per "
         "picture (`cat;animal`), trained as multi-hot vectors on one sigmoid per label; see \"Several labels per "
-        "picture\"."
+        "picture\". `regression` (csv tables only): one or more numbers per picture (`target_columns`), a linear "
+        "head; see \"A number per picture\"."
     )
     classes: list[ClassName] | None = Field(
         None, description="Use only these classes, in this order (the first is label 0), by the dataset's own "
@@ -150,6 +152,8 @@ class DatasetBase(Section):
             raise ValueError("validation_split + test_split must leave training data (a sum under 1)")
         if self.label_mode == "binary" and self.classes is not None and len(self.classes) != 2:
             raise ValueError(f"label_mode: binary takes 2 classes; classes lists {len(self.classes)}")
+        if self.label_mode == "regression":
+            regression_misfit(self)
         if self.label_mode == "multi_label":
             if self.name != "csv":
                 raise ValueError(f"label_mode: multi_label reads several labels per picture from a table's label "
@@ -260,6 +264,13 @@ class CsvDataset(DatasetBase):
                               "multi_label`, the picture's label names, separated by `label_separator`.")
     label_separator: str = Field(";", min_length=1, description="With `label_mode: multi_label`: what separates "
                                  "a picture's labels in the label column (`cat;animal`). Ignored otherwise.")
+    target_columns: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None, min_length=1, description="With `label_mode: regression`: the column(s) of numbers the model learns, "
+        "one output each, in this order (`[angle]`). Unset: `label_column` alone.")
+    target_normalize: Literal["standardize", "none"] = Field(
+        "standardize", description="With `label_mode: regression`: `standardize` trains on (target − mean) / std "
+        "with the training split's mean and std of each target (recorded in dataset.json; every score and "
+        "prediction is in the targets' own units); `none`: the numbers as they are.")
     split_column: str | None = Field(
         "split", min_length=1, description="The column saying each picture's split: `train`, `validation` or "
         "`test`. Used when the table has it; a table without it is all training data, held out by "
@@ -277,6 +288,8 @@ class CsvDataset(DatasetBase):
     def _stratify_one_class(cls, data: Any) -> Any:
         """Stratifying deals each class apart: a picture of several labels has no one class to be dealt by, so
         `stratify` is false for `multi_label` (and `true` a mistake)."""
+        if isinstance(data, dict) and data.get("label_mode") == "regression":
+            return without_stratify(data)
         if not isinstance(data, dict) or data.get("label_mode") != "multi_label":
             return data
         if data.get("stratify", False) is not False:
@@ -338,7 +351,14 @@ def has_own_validation(dataset: DatasetBase) -> bool:
 def stratifies(dataset: DatasetBase) -> bool:
     """Whether `validation_split` and `test_split` take their fraction of each class (`stratify`, a key of the
     kinds whose pictures are files); False for the others, which keep Keras' `fit(validation_split=...)` cut."""
-    return bool(getattr(dataset, "stratify", False)) and dataset.label_mode != "multi_label"
+    return bool(getattr(dataset, "stratify", False)) and dataset.label_mode not in ("multi_label", "regression")
+
+
+def targets_of(dataset: DatasetBase) -> list[str] | None:
+    """The columns of numbers a regression learns (`target_columns`, else `label_column`); None for classes."""
+    if dataset.label_mode != "regression" or not isinstance(dataset, CsvDataset):
+        return None
+    return list(dataset.target_columns or [dataset.label_column])
 
 
 def default_name(value: Any) -> Any:

@@ -84,6 +84,9 @@ LOSSES: dict[str, str] = {
     "kl_divergence": "KLDivergence",
     "mean_squared_error": "MeanSquaredError",
     "mse": "MeanSquaredError",
+    "mean_absolute_error": "MeanAbsoluteError",
+    "mae": "MeanAbsoluteError",
+    "huber": "Huber",
 }
 
 # config name -> class name in `keras.regularizers`

@@ -33,6 +33,7 @@ from cnnrun.config.model import ModelConfig
 from cnnrun.config.phases import PhaseConfig, check_phases, phase_optimizer, total_epochs
 from cnnrun.config.rates import check_multipliers
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, canonical_metric, check_name, check_optimizer_values
+from cnnrun.config.regression import experiment_misfit
 from cnnrun.config.schedules import ScheduleBase, check_learning_rate, parse_schedule
 from cnnrun.config.sections import Section
 from cnnrun.config.tracking import TrackingConfig
@@ -306,6 +307,13 @@ class Experiment(Section):
                 if metric.startswith("sparse_"):
                     raise UserError(f"compile.metrics: {metric} takes class numbers, but augmentation.mixup/cutmix "
                                     f"blend the labels into one-hot shares; use {metric.removeprefix('sparse_')}")
+        return self
+
+    @model_validator(mode="after")
+    def _regression_fits(self) -> "Experiment":
+        """Numbers a picture: no class weights, no mixing of one-hot labels (`cnnrun.config.regression`)."""
+        if (error := experiment_misfit(self)) is not None:
+            raise UserError(error)
         return self
 
     @model_validator(mode="after")

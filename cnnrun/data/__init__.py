@@ -35,6 +35,7 @@ from cnnrun.data.faults import data_error
 from cnnrun.data.flips import alternately_flipped
 from cnnrun.data.folds import with_fold
 from cnnrun.data.mixing import batch_mixer
+from cnnrun.data.regression import target_moments
 from cnnrun.data.sampling import balanced_epoch, class_parts, class_seed
 from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.split import held_out_words, split_examples
@@ -53,7 +54,10 @@ class DatasetInfo:
     `sizes` counts the pictures of each split (`{"train": 90, "validation": 30, "test": 40}`), `class_counts` those
     of each class in each split, in `class_names`' order (`{"train": [31, 29, 30], ...}`; with several labels a
     picture, `label_mode: multi_label`, the pictures having each label); both are empty for a
-    dataset described without being loaded, `class_counts` also in a dataset.json written before it existed.
+    dataset described without being loaded, `class_counts` also in a dataset.json written before it existed, and
+    with numbers a picture (`label_mode: regression`), where `class_names` are the target columns and
+    `target_mean`/`target_std` (one a target) the normalisation the model's outputs are undone by
+    (`cnnrun.model.regression.denormalized`); None for classes.
     """
 
     class_names: list[str]
@@ -64,6 +68,8 @@ class DatasetInfo:
     std: float = 1.0
     sizes: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, list[int]] = field(default_factory=dict)
+    target_mean: list[float] | None = None
+    target_std: list[float] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -149,7 +155,9 @@ class Splits:
         if self.table is not None:
             names = self.info.class_names
             files["table"] = str(self.table)
-            files["labels"] = {name: [_names_of(label, names) for label in part.labels] if part is not None
+            regression = self.info.label_mode == "regression"
+            files["labels"] = {name: [[float(v) for v in label] if regression else _names_of(label, names)
+                                      for label in part.labels] if part is not None
                                else None for name, part in parts.items()}
         return files
 
@@ -196,6 +204,8 @@ def _encode_labels(labels, info: DatasetInfo):
         return tf.cast(tf.expand_dims(labels, -1), tf.float32)
     if info.label_mode == "multi_label":  # multi-hot rows already
         return tf.cast(labels, tf.float32)
+    if info.label_mode == "regression":  # the numbers, normalised as the model learns them
+        return (tf.cast(labels, tf.float32) - info.target_mean) / info.target_std
     return labels
 
 
@@ -326,12 +336,14 @@ def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,
         mean, std = train.moments()
     else:
         mean, std = 0.0, 1.0
+    regression = config.label_mode == "regression"
     info = DatasetInfo(class_names=raw.class_names, input_shape=list(train.image_shape),
                        label_mode=trained_label_mode(config.label_mode, experiment.augmentation),
                        normalize=config.normalize, mean=mean, std=std,
                        sizes={name: len(part) for name, part in examples.items()},
-                       class_counts={name: label_counts(part.labels, len(raw.class_names))
-                                     for name, part in examples.items()})
+                       class_counts={} if regression else {name: label_counts(part.labels, len(raw.class_names))
+                                                           for name, part in examples.items()},
+                       **(target_moments(train.labels, config.target_normalize, stored) if regression else {}))
 
     batch = experiment.train.batch_size
     pipelines = {name: _pipeline(part, info, batch) for name, part in examples.items() if name != "train"}

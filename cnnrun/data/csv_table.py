@@ -16,6 +16,7 @@ Example:
 """
 
 import csv
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class TableRow:
     label: str
     split: str = "train"
     names: tuple[str, ...] = ()
+    values: tuple[float, ...] = ()  # a number a target column (`label_mode: regression`)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -61,6 +63,7 @@ class TableReport:
         sizes: `(height, width)` of each good row's picture, in `good`'s order.
         converted: PNG bytes, by path, of the pictures TensorFlow cannot decode as they are.
         notes: remarks on good files (very large pictures).
+        targets: the columns of numbers (`label_mode: regression`), which stand for the classes; None: labels.
     """
 
     table: Path
@@ -72,10 +75,14 @@ class TableReport:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     converted: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    targets: list[str] | None = None
 
     @property
     def class_names(self) -> list[str]:
-        """The distinct labels of the rows, sorted (each of a row's several labels counts)."""
+        """The distinct labels of the rows, sorted (each of a row's several labels counts); with numbers a picture,
+        the target columns, in their order."""
+        if self.targets is not None:
+            return list(self.targets)
         return sorted({name for row in self.rows for name in row.label_names})
 
     @property
@@ -113,7 +120,7 @@ def _column(header: list[str], name: str, what: str, problems: list[tuple[int, s
     if name in header:
         return header.index(name)
     problems.append((1, f"no column '{name}' ({what}); the header has {', '.join(map(repr, header))}: set "
-                        f"dataset.{what.split()[0]}_column to one of them"))
+                        f"dataset.{what.replace(' ', '_')} to one of them"))
     return None
 
 
@@ -129,9 +136,25 @@ def _label_problems(label: str, names: tuple[str, ...], column: str, classes: li
             for name in names if classes is not None and name not in classes]
 
 
+def _numbers(cells: list[str], at: list[int], columns: list[str]) -> tuple[tuple[float, ...], list[str]]:
+    """A row's numbers in its target columns, and what is wrong with them (an empty cell, not a finite number)."""
+    values, wrong = [], []
+    for index, column in zip(at, columns, strict=True):
+        text = cells[index]
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not math.isfinite(value):
+            wrong.append(f"empty cell in column '{column}'; give each row a number there" if not text else
+                         f"'{text}' in column '{column}' is not a number; give a number like 12.5")
+        values.append(value)
+    return tuple(values), wrong
+
+
 def read_table(table: Path, path_column: str = "path", label_column: str = "label",
                split_column: str | None = DEFAULT_SPLIT_COLUMN, classes: list[str] | None = None,
-               separator: str | None = None) -> TableReport:
+               separator: str | None = None, targets: list[str] | None = None) -> TableReport:
     """Read a table's rows and list its problems, without opening a picture.
 
     Args:
@@ -145,6 +168,8 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
             `dataset.classes` leaves the other rows out.)
         separator: several labels a picture, separated by it in the label column (`cat;animal`,
             `label_mode: multi_label`); None: one label a row. Defaults to None.
+        targets: the columns of numbers (`label_mode: regression`), read instead of the label column: a missing
+            column, an empty cell or a cell that is not a finite number is a problem. Defaults to None: labels.
 
     Raises:
         UserError: the file is missing, a folder, not UTF-8 text, not CSV, or has no header row.
@@ -157,12 +182,16 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
     header = [name.strip() for name in first[1]]
     problems: list[tuple[int, str]] = []
     path_at = _column(header, path_column, "path column", problems)
-    label_at = _column(header, label_column, "label column", problems)
+    if targets is None:
+        label_at = _column(header, label_column, "label column", problems)
+    else:
+        target_at = [_column(header, name, "target columns", problems) for name in targets]
+        label_at = None if None in target_at else 0
     split_at = None
     if split_column is not None and (split_column in header or split_column != DEFAULT_SPLIT_COLUMN):
         split_at = _column(header, split_column, "split column", problems)
     if path_at is None or label_at is None:
-        return TableReport(table, [], problems)
+        return TableReport(table, [], problems, targets=targets)
     rows, seen = [], {}
     for line, values in records:
         cell = [value.strip() for value in values] + [""] * (len(header) - len(values))
@@ -173,7 +202,12 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
             (f"empty path (column '{path_column}'); give each row a picture's path", not path),
             (f"split '{cell[split_at] if split_at is not None else ''}' should be train, validation or test "
              f"(column '{split_column}'){did_you_mean(split, SPLIT_NAMES)}", split not in SPLIT_NAMES)) if is_wrong]
-        wrong += _label_problems(label, names or (label,), label_column, classes, separator)
+        if targets is None:
+            wrong += _label_problems(label, names or (label,), label_column, classes, separator)
+        else:
+            values, bad_numbers = _numbers(cell, target_at, targets)
+            wrong += bad_numbers
+            label = ";".join(cell[i] for i in target_at)
         resolved = table.parent / os.path.expanduser(path)
         if path and str(resolved) in seen:
             wrong.append(f"{path} is listed on line {seen[str(resolved)]} already (a picture is in one row)")
@@ -181,10 +215,10 @@ def read_table(table: Path, path_column: str = "path", label_column: str = "labe
             problems += [(line, what) for what in wrong]
             continue
         seen[str(resolved)] = line
-        rows.append(TableRow(line, resolved, label, split, names))
+        rows.append(TableRow(line, resolved, label, split, names, values if targets is not None else ()))
     if not rows and not problems:
         problems.append((1, "no rows below the header; list one picture a row"))
-    return TableReport(table, rows, problems, header[split_at] if split_at is not None else None)
+    return TableReport(table, rows, problems, header[split_at] if split_at is not None else None, targets=targets)
 
 
 def _check_row(path: Path, mode: str | None) -> FileCheck:
@@ -226,13 +260,13 @@ def check_files(report: TableReport, rows: list[TableRow] | None = None, mode: s
 
 def check_table(table: Path, mode: str | None = None, path_column: str = "path", label_column: str = "label",
                 split_column: str | None = DEFAULT_SPLIT_COLUMN, classes: list[str] | None = None,
-                separator: str | None = None) -> TableReport:
+                separator: str | None = None, targets: list[str] | None = None) -> TableReport:
     """Read a table and decode every picture it lists: `cnnrun data check table.csv`.
 
     Args: as `read_table`, and `mode` as `check_files` (defaults to None: check only).
     """
-    return check_files(read_table(Path(table), path_column, label_column, split_column, classes, separator),
-                       mode=mode)
+    return check_files(read_table(Path(table), path_column, label_column, split_column, classes, separator,
+                                  targets), mode=mode)
 
 
 def first_problem(report: TableReport, key: str = "dataset.path") -> UserError | None:
@@ -241,6 +275,7 @@ def first_problem(report: TableReport, key: str = "dataset.path") -> UserError |
     if not problems:
         return None
     line, what = problems[0]
-    more = f" (and {len(problems) - 1} more problem(s): `cnnrun data check {report.table}` lists them)" \
+    targets = f" --targets {','.join(report.targets)}" if report.targets else ""  # numbers: their columns
+    more = f" (and {len(problems) - 1} more problem(s): `cnnrun data check {report.table}{targets}` lists them)" \
         if len(problems) > 1 else ""
     return UserError(f"{key}: {report.table} line {line}: {what}{more}")

@@ -3,7 +3,8 @@
 The course opens every experiment with a look at the data: its shape and a picture. Here that look is a grid of
 training pictures per class exactly as the model receives them (after the resize and colour mode of the data
 layer, before normalisation), a second grid after the experiment's augmentation, and the images per class and
-split as a bar chart.
+split as a bar chart. With numbers a picture (`label_mode: regression`) the grid has a row per target, its
+pictures sorted by it, and there is no bar chart.
 """
 
 from dataclasses import dataclass
@@ -46,10 +47,24 @@ def sample_indices(labels: np.ndarray, classes: int, per_class: int, seed: int) 
     return [order[labels[order] == c][:per_class] for c in range(classes)]
 
 
-def samples_figure(examples, class_names: list[str], per_class: int, seed: int, title: str, augmenter=None):
-    """A row of training pictures per class (uint8, as the model receives them); augmented when `augmenter`."""
+def number_indices(numbers: np.ndarray, targets: int, per_row: int, seed: int) -> list[np.ndarray]:
+    """Numbers a picture (`label_mode: regression`): for each target, `per_row` pictures drawn in a seeded order,
+    then sorted by that target's number, smallest first."""
+    numbers = np.asarray(numbers).reshape(len(numbers), -1)
+    drawn = np.random.default_rng(seed).permutation(len(numbers))[:per_row]
+    return [drawn[np.argsort(numbers[drawn, j], kind="stable")] for j in range(targets)]
 
-    chosen = sample_indices(np.asarray(examples.labels), len(class_names), per_class, seed)
+
+def samples_figure(examples, class_names: list[str], per_class: int, seed: int, title: str, augmenter=None,
+                   numbers: bool = False):
+    """A row of training pictures per class (uint8, as the model receives them); augmented when `augmenter`. With
+    `numbers` (`label_mode: regression`), a row per target of pictures sorted by it, named by its range."""
+    labels = np.asarray(examples.labels)
+    chosen = number_indices(labels, len(class_names), per_class, seed) if numbers else \
+        sample_indices(labels, len(class_names), per_class, seed)
+    if numbers:
+        class_names = [f"{name} {labels[row[0], j]:.4g} … {labels[row[-1], j]:.4g}" if len(row) else name
+                       for j, (name, row) in enumerate(zip(class_names, chosen, strict=True))]
     rows = [examples.pixels(indices) for indices in chosen]
     if augmenter is not None:
         rows = [np.clip(np.rint(np.asarray(augmenter(row.astype(np.float32), training=True))), 0, 255)
@@ -87,7 +102,8 @@ def write_samples(run, splits, experiment, per_class: int = 8) -> None:
     shape = "×".join(map(str, splits.info.input_shape))
     title = f"{experiment.name}: training pictures as the model receives them ({shape}, before normalisation)"
     atomic_write_figure(samples_figure(splits.examples["train"], splits.info.class_names, per_class,
-                                       experiment.seed, title), target)
+                                       experiment.seed, title, numbers=splits.info.label_mode == "regression"),
+                        target)
 
 
 def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataShow:
@@ -111,9 +127,10 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
     folder = Path(out) if out is not None else Path.cwd() / "data_show"
     shape = "×".join(map(str, info.input_shape))
     written = [folder / SAMPLES]
+    numbers = info.label_mode == "regression"
     atomic_write_figure(samples_figure(train, info.class_names, per_class, experiment.seed,
                                        f"{experiment.name}: training pictures as the model receives them ({shape}, "
-                                       f"before normalisation)"), written[-1])
+                                       f"before normalisation)", numbers=numbers), written[-1])
     if experiment.augmentation is not None:
         zero = info.mean if info.normalize == "standardize" else 0.0
         augmenter = build_augmenter(experiment.augmentation, experiment.seed, zero=zero)
@@ -121,13 +138,18 @@ def show_data(experiment, per_class: int = 8, out: Path | None = None) -> DataSh
             written.append(folder / "samples_augmented.png")
             atomic_write_figure(samples_figure(train, info.class_names, per_class, experiment.seed,
                                                f"{experiment.name}: the same pictures after the augmentation "
-                                               f"(one random draw)", augmenter), written[-1])
+                                               f"(one random draw)", augmenter, numbers), written[-1])
     mixer = batch_mixer(experiment.augmentation, experiment.seed)
     if mixer is not None:
         written.append(folder / "samples_mixed.png")
         atomic_write_figure(mixed_figure(train, info.class_names, per_class, experiment.seed, mixer,
                                          f"{experiment.name}: a training batch after mixup/cutmix, each picture "
                                          f"with its label's shares"), written[-1])
+    if numbers:  # no classes to count: the pictures of each split, under the targets' names
+        return DataShow(f"{experiment.name}: {experiment.dataset.name}, input {tuple(info.input_shape)}, "
+                        f"{info.num_classes} target(s)", tuple(info.sizes),
+                        ((", ".join(info.class_names), tuple(info.sizes.values())),), folder, tuple(written),
+                        tuple(splits.warnings))
     counts = dict(info.class_counts)  # of each class (several labels a picture: the pictures having each)
     written.append(folder / "class_counts.png")
     atomic_write_figure(counts_figure(counts, info.class_names, f"{experiment.name}: images per class"), written[-1])

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnrun.config.dataset import CsvDataset, pictures_of
+from cnnrun.config.dataset import CsvDataset, pictures_of, targets_of
 from cnnrun.data.csv_table import TableReport, TableRow, check_files, first_problem, read_table
 from cnnrun.data.examples import FileExamples, RawData
 from cnnrun.data.folders import CHANNELS, PIL_MODES, SPLIT_NAMES
@@ -43,7 +43,8 @@ def _read(config: CsvDataset) -> TableReport:
     picture, each is one of `dataset.classes` (when given) or the row is a problem."""
     multi = config.label_mode == "multi_label"
     report = read_table(Path(config.path), config.path_column, config.label_column, config.split_column,
-                        config.classes if multi else None, config.label_separator if multi else None)
+                        config.classes if multi else None, config.label_separator if multi else None,
+                        targets_of(config))
     error = first_problem(report)
     if error is not None:
         raise error
@@ -75,8 +76,11 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
         report = TableReport(table, rows)
     else:
         report = _read(config)
-        names = chosen_classes(config.classes, report.class_names, pictures_of(config))
-        rows = [row for row in report.rows if set(row.label_names) <= set(names)]
+        if report.targets is not None:  # numbers a picture: the target columns stand for the classes
+            names, rows = report.targets, report.rows
+        else:
+            names = chosen_classes(config.classes, report.class_names, pictures_of(config))
+            rows = [row for row in report.rows if set(row.label_names) <= set(names)]
     check_files(report, rows, mode)
     warnings = _bad_file_warnings(report, config.on_bad_file, stored_files is not None)
     warnings += report.notes
@@ -91,7 +95,7 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
         raise UserError(f"dataset.path: {where}: no readable training picture"
                         + (" (every row's split is validation or test)" if report.split_column and not
                            [r for r in rows if r.split == "train"] else ""))
-    if stored_files is None:
+    if stored_files is None and config.label_mode != "regression":
         found = {name for row in by_split["train"] for name in row.label_names}
         warnings += [f"dataset.path: {table}: no readable training picture of class '{name}'" for name in names
                      if name not in found]
@@ -108,7 +112,7 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
         if stored_files is None:  # a new run: the seeded order; a recorded one keeps its order
             split_rows = [split_rows[i] for i in np.random.default_rng(seed).permutation(len(split_rows))]
         loaded[split] = FileExamples([str(row.path) for row in split_rows],
-                                     _labels(split_rows, label_of, config.label_mode == "multi_label"),
+                                     _labels(split_rows, label_of, config.label_mode),
                                      _size(config), CHANNELS[mode], report.converted, cache, cache_dir)
     bad_files = tuple({"path": str(row.path), "reason": reason, **({"line": row.line} if row.line else {})}
                       for row, reason in report.bad)
@@ -116,9 +120,12 @@ def load_table(config: CsvDataset, seed: int, stored_files: dict[str, Any] | Non
                    warnings=tuple(warnings), root=table.parent, presplit=stored_files is not None, table=table)
 
 
-def _labels(rows: list[TableRow], label_of: dict[str, int], multi: bool) -> np.ndarray:
-    """The rows' class numbers, or (several labels a picture) their multi-hot rows, N × classes of 0/1 float32."""
-    if not multi:
+def _labels(rows: list[TableRow], label_of: dict[str, int], label_mode: str) -> np.ndarray:
+    """The rows' class numbers, or (several labels a picture) their multi-hot rows, N × classes of 0/1 float32, or
+    (numbers a picture) their numbers, N × targets float64 (as written)."""
+    if label_mode == "regression":
+        return np.asarray([row.values for row in rows], np.float64).reshape(len(rows), len(label_of))
+    if label_mode != "multi_label":
         return np.asarray([label_of[row.label] for row in rows], np.int64)
     hot = np.zeros((len(rows), len(label_of)), np.float32)
     for i, row in enumerate(rows):
@@ -158,9 +165,24 @@ def _recorded(config: CsvDataset, table: Path, stored: dict[str, Any]) -> tuple[
             TableRow(0, root / path, config.label_separator.join(label), split, tuple(label))
 
     root = Path(stored["root"])
+    targets = targets_of(config)
+    if targets is not None:  # numbers a picture: a list of numbers a file
+        rows = [TableRow(0, root / path, "", split, values=_recorded_numbers(values, targets))
+                for split in SPLIT_NAMES
+                for path, values in zip(stored.get(split) or [], labels.get(split) or [], strict=True)]
+        return targets, rows
     rows = [row(path, label, split) for split in SPLIT_NAMES
             for path, label in zip(stored.get(split) or [], labels.get(split) or [], strict=True)]
     recorded = sorted({name for r in rows for name in r.label_names})
     names = chosen_classes(config.classes, recorded, f"the run's splits of {table}")
     return names, [r for r in rows if set(r.label_names) <= set(names)]
 
+
+
+def _recorded_numbers(values: Any, targets: list[str]) -> tuple[float, ...]:
+    """A file's recorded numbers (splits.json), one a target column; a UserError for anything else."""
+    if not isinstance(values, list) or len(values) != len(targets) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise UserError(f"splits.json: {values!r} is not a list of {len(targets)} number(s), one for each of "
+                        f"{', '.join(targets)}; train a new run")
+    return tuple(float(v) for v in values)

@@ -120,6 +120,10 @@ def explain_files(run_path: str | Path | None, paths: list[Path], method: str = 
 
     files = collect_images(paths)
     run = open_run(run_path)
+    if run.dataset_info().label_mode == "regression":  # no class whose evidence to show
+        raise UserError(f"{run.path}: cnnrun explain shows what makes the model choose a class, but this run "
+                        f"(dataset.label_mode: regression) gives numbers; `cnnrun evaluate {run.path}` writes each "
+                        f"picture's residual and a scatter of predicted against true")
     wanted = class_index(class_name, run.dataset_info().class_names)
     experiment, info, model = load_run_model(run, checkpoint)
     path = chosen_layer(model, method, layer)

@@ -19,6 +19,7 @@ from typing import Any
 
 from cnnrun.config import Experiment, iter_layer_entries, substitute
 from cnnrun.config.augmentation import trained_label_mode
+from cnnrun.config.dataset import targets_of
 from cnnrun.config.graph import expand_graph, is_graph
 from cnnrun.config.imbalance import check_class_names
 from cnnrun.config.registry import REGULARIZERS, check_arguments, check_layer_name
@@ -29,6 +30,7 @@ from cnnrun.model.graph import connect, keras_reason, misfit
 from cnnrun.model.init_from import copy_matching_weights
 from cnnrun.model.initializers import own_initializer
 from cnnrun.model.layer_names import name_unnamed
+from cnnrun.model.regression import check_linear_head
 
 # the arguments that regularize a layer's kernels (a separable conv has two), which `model.weight_decay` sets
 KERNEL_REGULARIZERS = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
@@ -179,6 +181,9 @@ def build_model(experiment: Experiment, input_shape: tuple[int, ...], num_classe
         model, last = _graph_model(experiment, input_shape, num_classes, augmenter, output_dtype, name)
     else:
         model, last = _chain_model(experiment, input_shape, num_classes, augmenter, output_dtype, name)
+    if experiment.dataset.label_mode == "regression":  # one linear number a target column
+        check_linear_head(model, targets_of(experiment.dataset) or [], last)
+        return model
     check_output(model, num_classes, experiment.dataset.label_mode, last)
     if experiment.dataset.label_mode == "multi_label":
         loss = experiment.compile.loss

@@ -13,12 +13,15 @@ from cnnrun.config import Experiment
 from cnnrun.config.augmentation import trained_label_mode
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, check_arguments, check_name
 from cnnrun.errors import UserError
+from cnnrun.model.regression import DEFAULT_LOSS as REGRESSION_LOSS
+from cnnrun.model.regression import check_loss
 
 DEFAULT_LOSS = {
     "categorical": "categorical_crossentropy",
     "sparse": "sparse_categorical_crossentropy",
     "binary": "binary_crossentropy",
     "multi_label": "binary_crossentropy",  # one sigmoid a label, each its own yes/no
+    "regression": REGRESSION_LOSS,  # one linear number a target (mean_absolute_error and huber fit too)
 }
 # the focal losses (Lin et al. 2017, crossentropy × (1 − p_true)^gamma, × alpha) and the labels each takes
 FOCAL = {"categorical_focal_crossentropy": "categorical", "binary_focal_crossentropy": "binary"}
@@ -98,6 +101,9 @@ def make_loss(experiment: Experiment):
     label_mode = trained_label_mode(experiment.dataset.label_mode, experiment.augmentation)
     loss = experiment.compile.loss or DEFAULT_LOSS[label_mode]
     name = loss if isinstance(loss, str) else loss["name"]
+    if label_mode == "regression":
+        check_loss(name)
+        return _named(loss, LOSSES, "loss", "compile.loss", keras.losses)
     expected = DEFAULT_LOSS[label_mode]
     mode = "binary" if label_mode == "multi_label" else label_mode  # the same losses: one 0/1 per output
     if name in DEFAULT_LOSS.values() and name != expected or FOCAL.get(name, mode) != mode:
@@ -152,6 +158,9 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
     metrics: list[Any] = list(experiment.compile.metrics)
     if experiment.dataset.label_mode == "multi_label":  # Keras would take `accuracy` of 3 outputs as categorical
         metrics = [keras.metrics.BinaryAccuracy(name=m) if m in ("accuracy", "acc") else m for m in metrics]
+    if experiment.dataset.label_mode == "regression":  # no class to be right about: errors (normalised units)
+        metrics = [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")] \
+            + [m for m in metrics if m not in ("accuracy", "acc", "crossentropy", "mae", "rmse")]
     model.compile(
         optimizer=optimizer,
         loss=make_loss(experiment),

@@ -19,6 +19,7 @@ import numpy as np
 
 from cnnrun.atomic import checkpoint_info
 from cnnrun.model.multilabel import DEFAULT_THRESHOLD, choose_thresholds, multilabel_scores, thresholds_record
+from cnnrun.model.regression_scoring import score_regression_checkpoints
 
 
 def probabilities(outputs: np.ndarray, experiment) -> np.ndarray:
@@ -245,6 +246,8 @@ def score_checkpoints(run, splits, experiment, callbacks=()) -> dict[str, Any]:
 
     if experiment.dataset.label_mode == "multi_label":  # thresholds first, then the test at them
         return score_multilabel_checkpoints(run, splits, experiment, callbacks)
+    if experiment.dataset.label_mode == "regression":  # numbers, scored in their own units
+        return score_regression_checkpoints(run, splits, experiment, callbacks)
     if splits.test is None:
         return {}
     tta, scores, predicted = experiment.evaluate.tta, {}, {}

@@ -205,7 +205,8 @@ class Meta(BaseModel):
 class SplitFiles(BaseModel):
     """`splits.json`: an image folder's root and the files of each split (relative to it), in stored order; for a
     csv table also the table and each file's label (`labels`, split by split, in the same order; with several
-    labels a picture, `label_mode: multi_label`, the list of its labels)."""
+    labels a picture, `label_mode: multi_label`, the list of its labels; with numbers a picture, `regression`, the
+    list of its numbers)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -214,7 +215,7 @@ class SplitFiles(BaseModel):
     validation: list[str] | None = None
     test: list[str] | None = None
     table: str | None = None
-    labels: dict[str, list[str] | list[list[str]] | None] | None = None  # a list a file: several labels
+    labels: dict[str, list[str] | list[list[str]] | list[list[float]] | None] | None = None  # a list: see above
 
     def to_dict(self) -> dict[str, Any]:
         """As splits.json holds it: `table` and `labels` only for a table (an image folder's file is as before)."""

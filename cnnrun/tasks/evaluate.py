@@ -5,7 +5,9 @@ accuracy and the expected calibration error), the class probabilities of every p
 `Run.write_predictions`), a confusion matrix (PNG), a per-class precision / recall / F1 table (CSV), a grid of
 misclassified examples (PNG) and Grad-CAM over the top losses (`explained.png`). A multi-label run
 (`label_mode: multi_label`) writes its metrics (at the thresholds of `thresholds.json`, and mean average precision)
-and a per-label table (`per_label.csv`: threshold, precision, recall, F1, average precision, support) instead.
+and a per-label table (`per_label.csv`: threshold, precision, recall, F1, average precision, support) instead; a
+run of numbers a picture (`label_mode: regression`) its errors, R², a scatter and the residuals
+(`cnnrun.tasks.evaluate_regression`).
 """
 
 from dataclasses import dataclass
@@ -128,6 +130,10 @@ def evaluate_run(run_path: str | Path | None, checkpoint: str = "best", split: s
     experiment, info, model = load_run_model(run, checkpoint)
     stored_files = run.read_splits()
     splits = load_splits(experiment, stored=info, stored_files=stored_files)
+    if info.label_mode == "regression":  # numbers: errors and R², a scatter and the residuals
+        from cnnrun.tasks.evaluate_regression import regression_evaluation
+
+        return Evaluation(**regression_evaluation(run, model, splits, experiment, checkpoint, split))
     data = splits.split(split)
     examples = splits.examples[split]
     truth = examples.labels

@@ -35,6 +35,7 @@ import numpy as np
 
 from cnnrun.atomic import os_error_reason, partial_path, replacing
 from cnnrun.errors import UserError, did_you_mean
+from cnnrun.model.regression import denormalized
 from cnnrun.report import c_messages_hidden
 from cnnrun.run_folder.files import EXPORT
 from cnnrun.run_folder.folder import Run, open_run
@@ -213,7 +214,12 @@ def serving_model(model, info):
     else:
         normalised = pixels
     inner = inference_model(model)
-    serving = keras.Model(pixels, inner(normalised), name=f"{model.name}_serving")
+    outputs = inner(normalised)
+    if info.label_mode == "regression":  # numbers in the targets' own units: output × std + mean
+        outputs = keras.layers.Rescaling(np.asarray(info.target_std, np.float32),
+                                         offset=np.asarray(info.target_mean, np.float32), dtype="float32",
+                                         name="target_units")(outputs)
+    serving = keras.Model(pixels, outputs, name=f"{model.name}_serving")
     serving(np.zeros((1, *info.input_shape), np.float32))  # Keras exports only a model that has been called
     return serving
 
@@ -313,6 +319,8 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     images, split = sample_images(run, experiment, info)
     mixed = not computes_in_float32(model)  # then the reference is the checkpoint's weights computing in float32
     expected = (inference_model(model) if mixed else model).predict(preprocess(images, info), verbose=0)
+    if info.label_mode == "regression":  # the exported model gives the numbers in their own units
+        expected = denormalized(expected, info.target_mean, info.target_std)
     serving = serving_model(model, info)
     kind.export(serving, path)
     difference = kind.check(path, images, expected)
@@ -323,7 +331,9 @@ def export_run(run_path: str | Path | None, format_: str, checkpoint: str = "bes
     return Exported(f"{experiment.name}: {checkpoint}.keras exported as {format_}", [
         ("wrote", str(path)),
         ("input", f"pixels: float32 ({shape}), values 0-255; normalisation {info.normalize} inside{left_out}"),
-        ("output", _output_text(expected.shape[-1], info.class_names, experiment.compile.loss)),
+        ("output", f"{expected.shape[-1]} number(s) per image in their own units (normalisation undone inside): "
+                   f"{', '.join(info.class_names)}" if info.label_mode == "regression" else
+         _output_text(expected.shape[-1], info.class_names, experiment.compile.loss)),
         ("check", f"max difference {difference:.2e} from the .keras model{' (in float32)' if mixed else ''} on "
                   f"{len(images)} {split} images ({'within' if ok else 'MORE than'} {TOLERANCE:g})"),
     ], ok, checkpoint)

@@ -1,5 +1,7 @@
 """`cnnrun predict`: class probabilities for image files, with the run's own preprocessing; for a multi-label run
-(`label_mode: multi_label`), every label whose score is at or above its threshold (`thresholds.json`)."""
+(`label_mode: multi_label`), every label whose score is at or above its threshold (`thresholds.json`); for a run of
+numbers a picture (`label_mode: regression`), its numbers, in the targets' own units (the normalisation recorded in
+dataset.json undone)."""
 
 import csv
 import io
@@ -24,7 +26,8 @@ class Predictions:
         title: what predicted them (checkpoint, run folder, test-time views).
         results: `{"file", "top": [(class, probability), ...]}`, or `{"file", "error"}` for an unreadable input;
             a multi-label run's also `"labels"`: `[(label, score), ...]` above their thresholds, highest first (its
-            `top` then holds every label's score).
+            `top` then holds every label's score); a regression run's `{"file", "numbers": [(target, number), ...]}`
+            instead, in the targets' order.
         output: the CSV file written, or None.
     """
 
@@ -67,7 +70,14 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
         import tensorflow as tf
 
         batch = tf.data.Dataset.from_tensor_slices(preprocess(images, info)).batch(64)
-        probs = tta_probabilities(model, batch, experiment)  # averaged over the views of `evaluate.tta`, if any
+        if info.label_mode == "regression":  # numbers: the model's outputs × std + mean
+            from cnnrun.model.regression_scoring import predicted_numbers
+
+            results += [{"file": str(path), "numbers": list(zip(info.class_names, map(float, row), strict=True))}
+                        for path, row in zip(readable, predicted_numbers(model, batch, info), strict=True)]
+            readable = []
+        # averaged over the views of `evaluate.tta`, if any
+        probs = tta_probabilities(model, batch, experiment) if readable else []
         multi = info.label_mode == "multi_label"
         thresholds = [run.read_thresholds().get(checkpoint, {}).get(name, DEFAULT_THRESHOLD)
                       for name in info.class_names] if multi else []
@@ -80,7 +90,9 @@ def predict_files(run_path: str | Path | None, paths: list[Path], top_k: int = 3
     results.sort(key=lambda r: position[r["file"]])
 
     views = f", averaged over {' and '.join(experiment.evaluate.tta)} views" if experiment.evaluate.tta else ""
-    if output:
+    if output and info.label_mode == "regression":
+        _write_numbers(results, output, info.class_names)
+    elif output:
         _write_csv(results, output, top_k, info.label_mode == "multi_label")
     return Predictions(f"predictions ({checkpoint}.keras of {run.path}{views})", results, output)
 
@@ -107,4 +119,15 @@ def _write_csv(results: list[dict], output: Path, top_k: int, multi: bool = Fals
         for i, (name, p) in enumerate(r.get("top", []), start=1):
             row[f"class_{i}"], row[f"probability_{i}"] = name, f"{p:.6f}"
         writer.writerow(row)
+    atomic_write_text(output, text.getvalue())
+
+
+def _write_numbers(results: list[dict], output: Path, names: list[str]) -> None:
+    """A regression run's CSV: `file`, `error`, then one column a target (its number, in the targets' units)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["file", "error", *names], lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow({"file": r["file"], "error": r.get("error", ""),
+                         **{name: repr(value) for name, value in r.get("numbers", [])}})
     atomic_write_text(output, text.getvalue())

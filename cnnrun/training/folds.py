@@ -92,13 +92,15 @@ def train_folds(experiment: Experiment, count: int, output_dir: str | None = Non
             runs.append(resume_run(earlier.path, say=say) or earlier)
         else:
             runs.append(train_experiment(folded, output_dir=output_dir, name=run_name, say=say))
-    return folds_summary(experiment.name, count, runs, experiment.dataset.label_mode != "multi_label")
+    unstratified = {"multi_label": "several labels a picture", "regression": "numbers, not classes"}
+    return folds_summary(experiment.name, count, runs, unstratified.get(experiment.dataset.label_mode))
 
 
-def folds_summary(name: str, count: int, runs: list[Run], stratified: bool = True) -> SeedsSummary:
+def folds_summary(name: str, count: int, runs: list[Run], not_stratified: str | None = None) -> SeedsSummary:
     """The table of `train --folds`: each fold's best validation score and the test metrics, mean ± std; the
-    folds of several labels a picture are dealt in one seeded order, not `stratified`."""
-    how = "stratified" if stratified else "one seeded deal, not stratified: several labels a picture"
+    folds of several labels a picture, or of numbers, are dealt in one seeded order, not stratified
+    (`not_stratified` says why)."""
+    how = f"one seeded deal, not stratified: {not_stratified}" if not_stratified else "stratified"
     rows = [("folds", f"{count} ({how}; validation: fold i of run i)")]
     validation = [{"best": _validation_at_best(run)} for run in runs]
     for metric, (mean, spread, values) in summarise(validation).get("best", {}).items():

@@ -66,7 +66,8 @@ def header_rows(trainer) -> Rows:
     rows = {
         "experiment": experiment.name + (f" — {experiment.description}" if experiment.description else ""),
         "dataset": f"{experiment.dataset.name}: {sizes}",
-        "classes": f"{info.num_classes}: {classes}",
+        **({"targets": f"{classes} (mean {_numbers(info.target_mean)}, std {_numbers(info.target_std)} of train)"}
+           if info.label_mode == "regression" else {"classes": f"{info.num_classes}: {classes}"}),
         "model": f"{len(model.layers)} layers, {model.count_params():,} parameters, input "
                  f"{tuple(info.input_shape)}",
         **init_row(trainer.meta, resumed),
@@ -112,3 +113,8 @@ def results_rows(trainer, state, scores: dict) -> Rows:
     rows.append(("training time", f"{state.fit_seconds:.1f} s"))
     rows.append(("run folder", str(trainer.run.path)))
     return Rows(f"{trainer.experiment.name}: results", tuple(rows))
+
+
+def _numbers(values: list[float] | None) -> str:
+    """A target normalisation's figures, 4 significant digits each (`0.4312, 12.5`)."""
+    return ", ".join(f"{v:.4g}" for v in values or [])

@@ -205,6 +205,19 @@ def _analysis(run: Run, which: str, probabilities: np.ndarray, labels: np.ndarra
             + "<h3>Top losses</h3>" + top_losses_table(probabilities, labels, names) + shown)
 
 
+def regression_part(run: Run) -> str:
+    """A regression run's test split: each checkpoint's scatter of predicted against true and its residuals, as
+    `cnnrun evaluate` drew them (`eval/<checkpoint>_test_scatter.png`, `_residuals.png`), or how to draw them."""
+    parts = []
+    for which in files.CHECKPOINT_NAMES:
+        drawn = [run.path / files.EVAL / f"{which}_test_{name}.png" for name in ("scatter", "residuals")]
+        body = "".join(image(file_uri(path), f"{which}.keras: {path.stem}") for path in drawn if path.exists()) \
+            or missing(f"`cnnrun evaluate {run.path} --checkpoint {which}` draws the test split's predicted "
+                       f"against true numbers and their residuals.")
+        parts.append(f"<h3>{which}.keras on the test split</h3>{body}")
+    return "".join(parts)
+
+
 def data_part(run: Run, read: Reader, config: dict[str, Any] | None, info) -> str:
     """The dataset: its name, input, normalisation, pictures per split and class, and the training samples."""
     if info is None:
@@ -265,7 +278,8 @@ def run_sections(run: Run) -> tuple[str, list[str], list[tuple[str, str, str]], 
     names = info.class_names if info is not None else None
     sections = [("scores", "Test scores", scores_part(scores)),
                 ("curves", "Learning curves", curves_part(run, history, damage, state)),
-                ("analysis", "On the test split", analysis_part(run, read, names)),
+                ("analysis", "On the test split", regression_part(run) if info is not None and
+                 info.label_mode == "regression" else analysis_part(run, read, names)),
                 ("data", "Data", data_part(run, read, config, info)),
                 ("setup", "Config, model and machine", setup_part(run, read, meta))]
     lacking = [what for what, present in ((files.STATE, state), (files.META, meta)) if present is None]
