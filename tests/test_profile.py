@@ -2,8 +2,10 @@
 on a tiny experiment, the machine's description, and bad input."""
 
 import math
+import re
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -141,6 +143,40 @@ def test_cnnrun_profile_prints_the_rows(write_config, tmp_path):
         assert row in result.stdout
     assert "19.5 kFLOP" in result.stdout  # the convolution's 19,456
     assert "no trace written: tensorboard-plugin-profile is not installed" in result.stdout  # not in the venv
+
+
+def test_compare_jit_times_the_other_way_and_says_which_is_faster(write_config):
+    import dataclasses
+
+    from cnnrun.tasks.profile import StepTimes
+
+    result = run_here("profile", write_config(tiny_config()), "--steps", "2", "--warmup", "1", "--compare-jit")
+    assert result.returncode == 0, result.stderr
+    row = re.search(r"with XLA ([\d.]+ m?s), without ([\d.]+ m?s) \(medians\): with(out)? XLA, ([\d.]+)× faster: "
+                    r"set compile.jit_compile: (true|false)", result.stdout)
+    assert row, result.stdout
+    assert (row[3] is None) == (row[5] == "true")  # the setting named is the way that was faster
+    profile = profile_experiment(validate_experiment(tiny_config(), "tiny.yaml"), steps=2, warmup=1, layer_repeats=1,
+                                 compare_jit=True)
+    assert profile.jit_compile is False and len(profile.other_jit.total) == 2  # auto on a CPU: no XLA; then XLA
+    from cnnrun.tasks.profile import other_jit_steps
+
+    model, seen = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), []
+    model.compile(optimizer="sgd", loss="mse", jit_compile=False)
+
+    def batches():  # notes the model's setting as each step asks for its batch
+        while True:
+            seen.append((model.jit_compile, model.train_function is None))
+            yield np.ones((4, 3), "float32"), np.ones((4, 2), "float32")
+
+    other_jit_steps(model, batches(), warmup=1, steps=2)
+    assert seen == [(True, True), (True, False), (True, False)]  # compiled again, with XLA, for all three steps
+    assert model.jit_compile is False and model.train_function is None  # left as it came, compiled again next time
+    # the verdict from the two medians, by hand: 2 s without XLA, 0.5 s with it
+    timed = dataclasses.replace(profile, steps=StepTimes((2.0,), (0.0,)), other_jit=StepTimes((0.5,), (0.0,)))
+    assert timed.jit_verdict() == "with XLA, 4.00× faster: set compile.jit_compile: true"
+    timed = dataclasses.replace(profile, steps=StepTimes((1.0,), (0.0,)), other_jit=StepTimes((3.0,), (0.0,)))
+    assert timed.jit_verdict() == "without XLA, 3.00× faster: set compile.jit_compile: false"
 
 
 @pytest.mark.parametrize("args, line", [

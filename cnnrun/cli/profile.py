@@ -19,12 +19,14 @@ def profile(
     trace: Annotated[Path | None, typer.Option("--trace", help="Also write a profiler trace of a few more steps "
                                                "into this folder (needs tensorboard-plugin-profile).",
                                                show_default=False)] = None,
+    compare_jit: Annotated[bool, typer.Option("--compare-jit", help="Also time the steps with compile.jit_compile "
+                                              "the other way (XLA on or off) and say which is faster here.")] = False,
 ) -> None:
     """Time CONFIG's training step: its wait for input, each layer's share and FLOPs, and the machine's ceiling.
 
     The model and the data are made as `train` makes them; no run folder is written.
 
-    Example: cnnrun profile configs/cifar10_fast.yaml --steps 5
+    Example: cnnrun profile configs/cifar10_fast.yaml --steps 5 --compare-jit
     """
     if steps < 1:
         raise UserError(f"must be at least 1, got {steps}", where="--steps", fix="time 1 step or more")
@@ -39,4 +41,4 @@ def profile(
     from cnnrun.cli.render_profile import show_profile
     from cnnrun.tasks.profile import profile_experiment
 
-    show_profile(profile_experiment(experiment, steps, warmup, trace))
+    show_profile(profile_experiment(experiment, steps, warmup, trace, compare_jit=compare_jit))

@@ -20,6 +20,12 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
+def _jit_row(profile) -> str:
+    """`with XLA 5.9 s, without 4.81 s (medians): without XLA, 1.23× faster: set compile.jit_compile: false`."""
+    times = {profile.jit_compile: profile.steps.median, not profile.jit_compile: profile.other_jit.median}
+    return f"with XLA {_ms(times[True])}, without {_ms(times[False])} (medians): {profile.jit_verdict()}"
+
+
 def show_profile(profile) -> None:
     """`cnnrun profile`: the step's time and its wait for input, a row per layer, then the machine."""
     show_warnings(profile.warnings)
@@ -35,6 +41,7 @@ def show_profile(profile) -> None:
         ("achieved", f"{profile.step_gflops:.3g} GFLOP/s ({profile.step_gflops / ceiling.gflops:.1%} of the "
                      f"ceiling), step without its wait for input"),
         ("precision", f"{profile.policy}, jit_compile {str(profile.jit_compile).lower()}"),
+        *([("XLA or not", _jit_row(profile))] if profile.other_jit is not None else []),
     ])
     table = Table(title=f"per layer: forward+backward on a batch of {profile.batch_size}, each layer timed alone",
                   title_justify="left")
