@@ -145,7 +145,20 @@ def test_cnnrun_profile_prints_the_rows(write_config, tmp_path):
     assert "no trace written: tensorboard-plugin-profile is not installed" in result.stdout  # not in the venv
 
 
-def test_compare_jit_times_the_other_way_and_says_which_is_faster(write_config):
+@pytest.fixture
+def no_op_determinism():
+    """TensorFlow's op determinism off for the test (Keras keeps XLA off under it; a deterministic run earlier in
+    this process turned it on for good), then as it was."""
+    from tensorflow.python.framework import config
+
+    was = config.is_op_determinism_enabled()
+    config.disable_op_determinism()
+    yield
+    if was:
+        config.enable_op_determinism()
+
+
+def test_compare_jit_times_the_other_way_and_says_which_is_faster(write_config, no_op_determinism):
     import dataclasses
 
     from cnnrun.tasks.profile import StepTimes
@@ -177,6 +190,14 @@ def test_compare_jit_times_the_other_way_and_says_which_is_faster(write_config):
     assert timed.jit_verdict() == "with XLA, 4.00× faster: set compile.jit_compile: true"
     timed = dataclasses.replace(profile, steps=StepTimes((1.0,), (0.0,)), other_jit=StepTimes((3.0,), (0.0,)))
     assert timed.jit_verdict() == "without XLA, 3.00× faster: set compile.jit_compile: false"
+
+
+def test_compare_jit_where_keras_will_not_use_xla_is_one_line(write_config):
+    deterministic = tiny_config(train={"epochs": 1, "batch_size": 16, "deterministic": True})
+    result = run_here("profile", write_config(deterministic), "--steps", "1", "--warmup", "0", "--compare-jit")
+    assert result.returncode == 2
+    assert "--compare-jit: Keras will not compile this model with XLA" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, line", [

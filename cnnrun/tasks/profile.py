@@ -249,6 +249,9 @@ def other_jit_steps(model, batches: Iterator, warmup: int, steps: int) -> StepTi
     `steps` timed; the model is left as it came (the weights it trained on go on training, as profile's do)."""
     was = bool(model.jit_compile)
     model.jit_compile = not was
+    if bool(model.jit_compile) == was:  # Keras keeps XLA off for a layer without it, or under op determinism
+        raise UserError("--compare-jit: Keras will not compile this model with XLA (a layer that XLA cannot compile, "
+                        "or train.deterministic: true); there is nothing to compare")
     model.train_function = None  # the next step is compiled again, the other way
     try:
         time_steps(model, batches, warmup)
