@@ -1,4 +1,5 @@
-"""The CPU a benchmark ran on, as one line every bench script prints beside its figures.
+"""The CPU a benchmark ran on, as one line every bench script prints beside its figures; and `cnnrun(...)`, a
+cnnrun command run as its own process from the project root, timed.
 
 `cpu_line()` reads /proc/cpuinfo: the model name, the logical cores (and how many this process may use), and the
 flags that change what TensorFlow's kernels can do (AVX2, AVX-512, AVX-512 BF16, AMX). Elsewhere (no
@@ -9,7 +10,12 @@ flags that change what TensorFlow's kernels can do (AVX2, AVX-512, AVX-512 BF16,
 
 import os
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 NOTABLE_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
@@ -28,6 +34,19 @@ def cpu_line(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     flags = set(next((value.split() for key, _, value in fields if key.strip() in ("flags", "Features")), []))
     notable = [flag for flag in NOTABLE_FLAGS if flag in flags]
     return f"CPU: {model}, {cores} logical cores ({usable} usable), flags: {' '.join(notable) or 'none of note'}"
+
+
+
+def cnnrun(*args: str) -> float:
+    """Run `cnnrun ARGS` in a new process from the project root, its command printed first; the wall seconds (exit
+    with its code on failure)."""
+    command = [sys.executable, "-m", "cnnrun", *args]
+    print("$ " + " ".join(command[1:]), flush=True)
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=PROJECT)
+    if result.returncode != 0:
+        raise SystemExit(result.returncode)
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

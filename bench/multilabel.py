@@ -25,15 +25,11 @@ Tiny mode (what tests/test_bench.py runs): `--data-dir` a tree of a few pictures
 import argparse
 import csv
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import yaml
-from machine import cpu_line
+from machine import cnnrun, cpu_line
 
-PROJECT = Path(__file__).resolve().parents[1]
 VEHICLES = ("airplane", "automobile", "ship", "truck")
 
 
@@ -81,17 +77,6 @@ def write_table(data_dir: Path, counts: dict[str, int], table: Path) -> dict[str
         writer.writerow(["path", "label", "split"])
         writer.writerows(rows)
     return {split: sum(row[2] == split for row in rows) for split in ("train", "validation", "test")}
-
-
-def cnnrun(*args: str) -> float:
-    """Run `cnnrun ARGS` from the project root; the wall seconds (exit on failure)."""
-    command = [sys.executable, "-m", "cnnrun", *args]
-    print("$ " + " ".join(command[1:]), flush=True)
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT)
-    if result.returncode != 0:
-        raise SystemExit(result.returncode)
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -26,17 +26,13 @@ import argparse
 import csv
 import gzip
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
-from machine import cpu_line
+from machine import cnnrun, cpu_line
 from PIL import Image
 
-PROJECT = Path(__file__).resolve().parents[1]
 SEED = 42
 
 
@@ -110,17 +106,6 @@ def baseline(rows: list[tuple[str, float, str]]) -> dict[str, float]:
     residual = test - mean
     return {"mae": float(np.abs(residual).mean()), "rmse": float(np.sqrt((residual ** 2).mean())),
             "r2": float(1 - (residual ** 2).sum() / ((test - test.mean()) ** 2).sum())}
-
-
-def cnnrun(*args: str) -> float:
-    """Run `cnnrun ARGS` from the project root; the wall seconds (exit on failure)."""
-    command = [sys.executable, "-m", "cnnrun", *args]
-    print("$ " + " ".join(command[1:]), flush=True)
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT)
-    if result.returncode != 0:
-        raise SystemExit(result.returncode)
-    return time.perf_counter() - started
 
 
 def main() -> None:
