@@ -335,3 +335,17 @@ def test_a_status_this_version_does_not_know_is_shown_as_it_is(tmp_path):
     (row,) = list_runs(tmp_path)
     assert (row["run"], row["status"], row["epochs"], row["planned"], row["problem"]) == \
         ("x/20261127-100000", "pruned", 2, 4, None)
+
+
+def test_a_score_other_than_accuracy_is_named_in_the_table(tmp_path):
+    from cnnrun.tasks.runs_table import list_runs, table_text
+
+    folder = tmp_path / "angles" / "20261203-100000"
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text('{"status": "completed", "epochs_completed": 2, "epochs_planned": 2}')
+    (folder / "scores.json").write_text('{"best": {"loss": 0.1, "mae": 2.215, "rmse": 4.128, "r2": 0.9741}, '
+                                        '"last": {"loss": 0.1, "mae": 2.115, "rmse": 4.04, "r2": 0.9752}}')
+    rows = list_runs(tmp_path)
+    assert (rows[0]["test_best"], rows[0]["test_last"]) == (2.215, 2.115)  # the CSV and JSON keep the numbers
+    line = table_text(rows).splitlines()[-1]
+    assert "mae 2.215" in line and "mae 2.115" in line

@@ -28,8 +28,8 @@ COLUMNS = ("run", "name", "started", "status", "epochs", "planned", "monitor", "
            "params", "fit_seconds", "backend", "problem")
 """The columns of a row, in order: the run folder (relative to the folder listed), the run's name, its start
 (ISO time), status, epochs done and planned, the monitored value and its best, the test accuracy (the main
-metric) of best.keras and last.keras, the model's parameters, the time in Keras' fit, the Keras backend, and
-what is wrong with a damaged folder."""
+metric; a regression run's MAE, which the text table names) of best.keras and last.keras, the model's
+parameters, the time in Keras' fit, the Keras backend, and what is wrong with a damaged folder."""
 
 
 GONE = "stopped (process gone)"  # the status of a run that says `running` though no process holds it
@@ -54,11 +54,13 @@ def find_run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _test_accuracy(scores: dict[str, Any], checkpoint: str) -> float | None:
-    """The test accuracy (else the first metric that is not the loss) of `checkpoint` in scores.json."""
+def _test_metric(scores: dict[str, Any], checkpoint: str) -> tuple[str | None, float | None]:
+    """The name and value of the test accuracy (else of the first metric that is not the loss: a regression run's
+    `mae`) of `checkpoint` in scores.json; `(None, None)` when there is none."""
     metrics = scores.get(checkpoint) or {}
     names = ["accuracy"] + [k for k in metrics if k != "loss"]
-    return next((metrics[k] for k in names if k in metrics), None)
+    name = next((k for k in names if k in metrics), None)
+    return name, None if name is None else metrics[name]
 
 
 def _state(run: Run) -> dict[str, Any]:
@@ -95,7 +97,8 @@ def read_row(path: Path, root: Path) -> dict[str, Any]:
         if row["status"] == "running" and not held(path):
             row["status"] = GONE
         scores = run.read_scores()
-        row.update(test_best=_test_accuracy(scores, "best"), test_last=_test_accuracy(scores, "last"))
+        (metric, best), (_, last) = _test_metric(scores, "best"), _test_metric(scores, "last")
+        row.update(test_best=best, test_last=last, _test_metric=metric)
         row["params"] = run.parameters()
     except UserError as e:
         row.update(status="damaged", problem=str(e).replace(f"{path}{os.sep}", ""))
@@ -233,6 +236,13 @@ def _shown(value: Any, digits: int = 4) -> str:
     return json.dumps(value) if isinstance(value, list | dict | bool) else str(value)
 
 
+def _scored(row: dict[str, Any], column: str) -> str:
+    """A test score as the table shows it: the accuracy alone, another metric with its name (`mae 2.215`)."""
+    metric = row.get("_test_metric")
+    shown = _shown(row[column])
+    return shown if metric in (None, "accuracy") or row[column] is None else f"{metric} {shown}"
+
+
 def table_text(rows: list[dict[str, Any]]) -> str:
     """The rows as an aligned text table: the run, start, status, epochs done/planned, best monitored value, test
     accuracy of best.keras and last.keras, parameters, fit time, backend, then any config keys and problems.
@@ -248,7 +258,7 @@ def table_text(rows: list[dict[str, Any]]) -> str:
         cells = [row["run"], (row["started"] or "—")[:19].replace("T", " "), str(row["status"]),
                  f"{_shown(row['epochs'])}/{_shown(row['planned'])}" if row["planned"] else "—",
                  f"{row['monitor']} {_shown(row['best'])}" if row["monitor"] else "—",
-                 _shown(row["test_best"]), _shown(row["test_last"]),
+                 _scored(row, "test_best"), _scored(row, "test_last"),
                  f"{row['params']:,}" if row["params"] is not None else "—",
                  f"{row['fit_seconds']:.1f} s" if row["fit_seconds"] is not None else "—",
                  _shown(row["backend"]), *(_shown(row[key]) for key in extra)]
