@@ -27,3 +27,20 @@ def test_three_seeds_make_three_runs_and_print_their_mean_and_spread(write_confi
 def test_seeds_must_be_at_least_one(write_config):
     result = run_here("train", write_config(tiny_config()), "--seeds", "0")
     assert result.returncode == 2 and "--seeds" in result.stderr
+
+
+def test_op_determinism_follows_each_experiment_in_one_process():
+    """TensorFlow's op determinism is process-wide: a run asking for it turns it on, and the next run in the same
+    process (a sweep's trial, the next seed) that does not ask has it off again, as TensorFlow itself reports."""
+    from tensorflow.python.framework import config
+
+    from cnnrun.config import validate_experiment
+    from cnnrun.model.build import seed_everything
+
+    was = config.is_op_determinism_enabled()
+    try:
+        for deterministic in (True, False, True, False):
+            seed_everything(validate_experiment(tiny_config(train={"deterministic": deterministic}), "test"))
+            assert config.is_op_determinism_enabled() is deterministic
+    finally:
+        (config.enable_op_determinism if was else config.disable_op_determinism)()

@@ -2,11 +2,14 @@
 file or a pipe (COLUMNS unset) that is never wrapped or cut."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow
 import yaml
 
 from cnnrun.config import validate_experiment
@@ -51,10 +54,21 @@ def test_config_show_into_a_pipe_writes_the_yaml_as_it_is(write_config):
     assert yaml.safe_load(result.stdout)["model"]["layers"][0]["Conv2D"]["filters"] == 4
 
 
-def test_tables_sent_to_a_pipe_are_not_cut_at_80_columns_and_no_chatter_shows():
-    result = run_cli("inspect", PROJECT / "configs" / "cifar10.yaml", columns=None)
-    assert result.returncode == 0, result.stderr
+def test_tables_sent_to_a_pipe_are_not_cut_at_80_columns_no_chatter_shows_and_jax_stays_out():
+    """`cnnrun inspect` into a pipe, COLUMNS unset, in a process of its own: whole rows, an empty standard error,
+    and on the TensorFlow backend no JAX imported (TensorFlow's own import reaches for it: `import_keras` hides it),
+    while `import jax` still works afterwards."""
+    lite = Path(tensorflow.__file__).parent / "lite" / "python" / "util.py"
+    assert "from jax import" in lite.read_text()  # why: TensorFlow imports JAX whenever it is installed
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "KERAS_BACKEND")}
+    probe = PROBE.format(heavy=HEAVY) + "import jax; print(jax.__name__)\n"
+    result = subprocess.run([sys.executable, "-c", probe, "inspect", PROJECT / "configs" / "cifar10.yaml"],
+                            capture_output=True, text=True, cwd=PROJECT, env=env, timeout=120)
+    *printed, modules, later = result.stdout.splitlines()
+    assert json.loads(modules) == [0, ["keras", "matplotlib", "tensorflow"]], result.stderr
+    assert later == "jax"
     assert result.stderr == ""  # TensorFlow's start-up messages stay out of the terminal
+    result.stdout = "\n".join(printed)
     (row,) = [line for line in result.stdout.splitlines() if " conv2d " in line]
     assert "(32 + 2·1 − 3)/1 + 1 = 32" in row and "(None, 32, 32, 32)" in row and "(3·3·3 + 1)·32 = 896" in row
 
@@ -75,6 +89,25 @@ def test_a_table_into_a_pipe_takes_the_width_it_needs_unless_columns_is_set(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("flags, warned", [("fpu sse4_2 avx fma avx2", True), ("avx2 avx512f avx512_bf16", False),
+                                            ("avx2 amx_tile amx_bf16", False)])
+def test_bfloat16_on_a_cpu_that_only_emulates_it_is_one_warning_line(tmp_path, flags, warned):
+    from cnnrun.devices.machine import cpu_features
+    from cnnrun.model.build import emulated_bfloat16
+
+    (cpuinfo := tmp_path / "cpuinfo").write_text(f"processor\t: 0\nmodel name\t: Some CPU 3000\nflags\t\t: {flags}\n")
+    cpu = cpu_features(cpuinfo)
+    mixed = validate_experiment(tiny_config(train={"mixed_precision": True}), "test")
+    line = emulated_bfloat16(mixed, cpu)
+    if warned:
+        assert line == ("train.mixed_precision: bfloat16 is emulated on this CPU (Some CPU 3000; flags: sse4_2 avx "
+                        "fma avx2; no AVX512_BF16 or AMX-BF16), many times slower than float32; set it to false here "
+                        "(it pays on a GPU or a CPU with those)")
+    else:
+        assert line is None
+    assert emulated_bfloat16(validate_experiment(tiny_config(), "test"), cpu) is None  # float32: nothing to say
+
+
 def test_mixed_precision_and_xla_train_on_the_cpu():
     import keras
 

@@ -73,12 +73,15 @@ def quiet_imports() -> None:
     reads TF_CPP_MIN_LOG_LEVEL, so standard error is sent to a temporary file while the libraries load and find
     their devices; if that fails, what they wrote is shown. The backend must be chosen before (`use_backend`).
     """
+    from cnnrun.devices.backend import import_keras
+
     if _debug["on"]:
+        import_keras()
         return
     from cnnrun.report import c_messages_hidden
 
     with c_messages_hidden():
-        import keras  # noqa: F401  (imports the backend: TensorFlow or JAX)
+        import_keras()  # TensorFlow, then Keras with its backend (TensorFlow or JAX)
         import tensorflow as tf
 
         tf.config.list_physical_devices()

@@ -114,7 +114,9 @@ class TrainConfig(Section):
     verbose: Literal["auto", 0, 1, 2] = Field("auto", description="Keras' progress output: 1 bar, 2 a line.")
     mixed_precision: bool = Field(
         False, description="Compute in 16-bit floats, keep weights in float32: Keras' `mixed_float16` policy on "
-        "a GPU, `mixed_bfloat16` on a CPU. The output layer stays float32 (a stable softmax)."
+        "a GPU, `mixed_bfloat16` on a CPU. The output layer stays float32 (a stable softmax). On a CPU without "
+        "native bfloat16 (no AVX512_BF16 or AMX-BF16, e.g. AVX2 alone) it is emulated and many times slower: "
+        "`train` and `profile` say so in one warning line before any data loads."
     )
     distribution: Literal["auto", "none", "mirrored", "data_parallel"] = Field(
         "auto", description="How training spreads over devices and machines. `mirrored`: TensorFlow's "

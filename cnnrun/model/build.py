@@ -24,6 +24,7 @@ from cnnrun.config.graph import expand_graph, is_graph
 from cnnrun.config.imbalance import check_class_names
 from cnnrun.config.registry import REGULARIZERS, check_arguments, check_layer_name
 from cnnrun.devices.distribute import gpu_visible
+from cnnrun.devices.machine import CpuFeatures, cpu_features
 from cnnrun.errors import UserError
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.graph import connect, keras_reason, misfit
@@ -96,6 +97,30 @@ def precision_policy(experiment: Experiment) -> str:
     if not experiment.train.mixed_precision:
         return "float32"
     return "mixed_float16" if gpu_visible() else "mixed_bfloat16"
+
+
+def emulated_bfloat16(experiment: Experiment, cpu: CpuFeatures | None = None) -> str | None:
+    """A one-line warning when `train.mixed_precision` would compute in bfloat16 on a CPU that only emulates it.
+
+    Without AVX512_BF16 or AMX-BF16 (e.g. AVX2 alone) TensorFlow's bfloat16 kernels convert to float32 and back,
+    many times slower than float32 itself; the run still trains (its numbers are right), and `train` and `profile`
+    show this line before any data loads.
+
+    Args:
+        experiment: the validated experiment.
+        cpu: the CPU to judge (`cnnrun.devices.machine.CpuFeatures`). Defaults to this machine's /proc/cpuinfo.
+
+    Returns:
+        The warning, or None (float32, a GPU, or a CPU with native bfloat16).
+    """
+    if precision_policy(experiment) != "mixed_bfloat16":
+        return None
+    cpu = cpu or cpu_features()
+    if cpu.native_bf16:
+        return None
+    return (f"train.mixed_precision: bfloat16 is emulated on this CPU ({cpu.model}; flags: "
+            f"{' '.join(cpu.flags) or 'none of note'}; no AVX512_BF16 or AMX-BF16), many times slower than float32; "
+            "set it to false here (it pays on a GPU or a CPU with those)")
 
 
 def layer_specs(entries, output_dtype: str | None = None, weight_decay: float = 0.0
@@ -298,9 +323,12 @@ def naming_the_file(experiment: Experiment):
 
 
 def seed_everything(experiment: Experiment) -> None:
-    """Seed Python, NumPy and Keras from the experiment's seed (and turn on op determinism when asked)."""
+    """Seed Python, NumPy and Keras from the experiment's seed, and turn TensorFlow's op determinism on or off as
+    `train.deterministic` says: it is process-wide, so a run after a deterministic one in the same process (a
+    sweep's trials, `--seeds`, `--folds`) would otherwise stay deterministic, and slower, without asking."""
     import keras
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # its switch off is not in the public API
 
     keras.utils.set_random_seed(experiment.seed)
     if experiment.seed == 0:
@@ -310,6 +338,8 @@ def seed_everything(experiment: Experiment) -> None:
         tf.random.set_seed(2**31 - 2)
     if experiment.train.deterministic:
         tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
 
 
 def new_model(experiment: Experiment, info, augment_in_model: bool, replicas: int = 1,

@@ -36,7 +36,7 @@ from cnnrun.devices.machine import (
     thread_settings,
 )
 from cnnrun.errors import UserError
-from cnnrun.model.build import declared_info, new_model, precision_policy
+from cnnrun.model.build import declared_info, emulated_bfloat16, new_model, precision_policy
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.flops import TRAIN_FACTOR, model_flops
 from cnnrun.model.layer_timing import time_layers
@@ -304,4 +304,4 @@ def profile_experiment(experiment: Experiment, steps: int = 10, warmup: int = 2,
     shape = "×".join(str(n) for n in splits.info.input_shape)
     return Profile(f"{experiment.name}: input {shape}, batch {batch}", batch, policy, jit, warmup, timed,
                    tuple(rows), sum(r.flops for r in flops), ceiling, cpu_features(), threads, trace,
-                   tuple(splits.warnings), other)
+                   tuple(filter(None, [emulated_bfloat16(experiment), *splits.warnings])), other)

@@ -28,7 +28,7 @@ from cnnrun.data import Splits, augmentation_in_model, data_error, load_splits
 from cnnrun.data.samples import write_samples
 from cnnrun.devices.distribute import Placement, place
 from cnnrun.errors import UserError
-from cnnrun.model.build import declared_info, new_model, seed_everything
+from cnnrun.model.build import declared_info, emulated_bfloat16, new_model, seed_everything
 from cnnrun.model.compiling import compile_model
 from cnnrun.model.features import check_cacheable
 from cnnrun.model.init_from import init_record
@@ -128,6 +128,8 @@ class Trainer:
             check_phases(model, experiment)  # the layer names of `trainable: {from: X}` too
             check_cacheable(model, experiment, placement.replicas)  # cache_features: a model cut at its backbone
             schedule = experiment.compile.schedule
+            if slow := emulated_bfloat16(experiment):
+                say(Notice(slow))
 
             splits = load_splits(experiment, augment=not in_model)
             for line in splits.warnings:
