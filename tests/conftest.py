@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # and Keras' steps side by side) keeps its default: one thread there made three training tests 18 % slower.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are made: keep table rows on one line
+# `cnnrun profile --compare-jit` records its verdicts in $CNNRUN_CACHE_DIR/jit.json, which `jit_compile: auto`
+# follows: the tests (and the processes they start) read and write an empty cache of their own, never the user's
+os.environ["CNNRUN_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnrun-test-cache-")
 
 from cnnrun.devices.backend import import_keras  # noqa: E402  (after the thread settings TensorFlow reads)
 

@@ -1,6 +1,7 @@
 """`cnnrun profile`: FLOP formulas against hand counts and TensorFlow's own profiler, the step and layer timings
 on a tiny experiment, the machine's description, and bad input."""
 
+import json
 import math
 import re
 
@@ -158,20 +159,56 @@ def no_op_determinism():
         config.enable_op_determinism()
 
 
-def test_compare_jit_times_the_other_way_and_says_which_is_faster(write_config, no_op_determinism):
+def test_compare_jit_times_the_other_way_says_which_is_faster_and_auto_follows_it(write_config, no_op_determinism,
+                                                                                 tmp_path, monkeypatch):
     import dataclasses
 
     from cnnrun.tasks.profile import StepTimes
 
+    monkeypatch.setenv("CNNRUN_CACHE_DIR", str(tmp_path / "cache"))
+    assert profile_experiment(validate_experiment(tiny_config(), "tiny.yaml"), steps=1, warmup=0,
+                              layer_repeats=1).jit_compile is False  # nothing measured: Keras' auto, no XLA on a CPU
     result = run_here("profile", write_config(tiny_config()), "--steps", "2", "--warmup", "1", "--compare-jit")
     assert result.returncode == 0, result.stderr
-    row = re.search(r"with XLA ([\d.]+ m?s), without ([\d.]+ m?s) \(medians\): with(out)? XLA, ([\d.]+)× faster: "
-                    r"set compile.jit_compile: (true|false)", result.stdout)
+    row = re.search(r"with XLA ([\d.]+) (m?s), without ([\d.]+) (m?s) \(medians\): with(out)? XLA, ([\d.]+)× "
+                    r"faster: set compile.jit_compile: (true|false).*\n.*recorded +│ for jit_compile: auto on this CPU "
+                    r"\(this step\), in (\S+) ", result.stdout)
     assert row, result.stdout
-    assert (row[3] is None) == (row[5] == "true")  # the setting named is the way that was faster
+    assert (row[5] is None) == (row[7] == "true")  # the setting named is the way that was faster
+    assert row[8] == str(tmp_path / "cache" / "jit.json")
+    (machine, steps), = json.loads((tmp_path / "cache" / "jit.json").read_text()).items()
+    cpu = cpu_features()
+    assert machine == f"{cpu.model}; {cpu.cores} cores; {' '.join(cpu.flags)}"
+    (entry,) = steps.values()
+    assert entry["jit_compile"] == (row[7] == "true") and entry["config"] == "tiny"
+    for printed, unit, seconds in ((row[1], row[2], entry["with_xla"]), (row[3], row[4], entry["without"])):
+        assert float(printed) == float(f"{seconds * (1e3 if unit == 'ms' else 1):.3g}")
+    # measured once, `jit_compile: auto` follows the record on this CPU: the profile's model steps that way first
     profile = profile_experiment(validate_experiment(tiny_config(), "tiny.yaml"), steps=2, warmup=1, layer_repeats=1,
                                  compare_jit=True)
-    assert profile.jit_compile is False and len(profile.other_jit.total) == 2  # auto on a CPU: no XLA; then XLA
+    assert profile.jit_compile is entry["jit_compile"] and len(profile.other_jit.total) == 2
+    # and `train` follows it too, the way the record says (set here by hand, both ways), with a header row; not
+    # where the config says true or false, nor for another step (a layer with 5 filters instead of 4)
+    from cnnrun.training.header import header_rows
+    from cnnrun.training.trainer import Trainer
+
+    records = tmp_path / "cache" / "jit.json"
+    for forced in (True, False):
+        (machine, steps), = json.loads(records.read_text()).items()
+        (key,) = steps
+        steps[key] |= {"jit_compile": forced, "with_xla": 0.25 if forced else 1.0, "without": 0.5}
+        records.write_text(json.dumps({machine: steps}))
+        for config, jit, row in ((tiny_config(), forced, f"{'on' if forced else 'off'}: 2.00× faster with"
+                                  f"{'' if forced else 'out'} XLA here (cnnrun profile --compare-jit, "),
+                                 (tiny_config(compile={"optimizer": "adam", "jit_compile": False}), False, None),
+                                 (tiny_config(model={"layers": [{"Conv2D": {"filters": 5, "kernel_size": 3}},
+                                                                {"Flatten": {}}, {"Dense": {"units": 3}}]}), False,
+                                  None)):
+            config["output"]["dir"] = str(tmp_path / "runs")
+            with Trainer.new(validate_experiment(config, "tiny.yaml")) as trainer:
+                assert trainer.model.jit_compile is jit
+                rows = dict(header_rows(trainer).rows)
+            assert (rows["XLA"].startswith(row) if row else "XLA" not in rows), rows.get("XLA")
     from cnnrun.tasks.profile import other_jit_steps
 
     model, seen = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), []

@@ -42,6 +42,8 @@ def show_profile(profile) -> None:
                      f"ceiling), step without its wait for input"),
         ("precision", f"{profile.policy}, jit_compile {str(profile.jit_compile).lower()}"),
         *([("XLA or not", _jit_row(profile))] if profile.other_jit is not None else []),
+        *([("recorded", f"for jit_compile: auto on this CPU (this step), in {profile.recorded}")]
+          if profile.recorded else []),
     ])
     table = Table(title=f"per layer: forward+backward on a batch of {profile.batch_size}, each layer timed alone",
                   title_justify="left")

@@ -64,7 +64,10 @@ class CompileConfig(Section):
     metrics: list[str] = Field(
         default_factory=lambda: ["accuracy"], description="Keras metric names; `acc` is logged as `accuracy`."
     )
-    jit_compile: bool | Literal["auto"] = Field("auto", description="XLA compilation, as Keras' `compile`.")
+    jit_compile: bool | Literal["auto"] = Field(
+        "auto", description="XLA compilation, as Keras' `compile`. `auto` on a CPU follows this machine's "
+        "measurement of the step where `cnnrun profile --compare-jit` made one (recorded in "
+        "`~/.cache/cnnrun/jit.json`), else it is Keras' `auto`: XLA only on a GPU.")
     steps_per_execution: int = Field(1, ge=1, le=MAX_INT32, description="Batches per call into the compiled step.")
     rate_multipliers: dict[str, float] | None = Field(
         None, description="Some weights at a multiple of the learning rate: `{beta: 64}` trains every trainable "

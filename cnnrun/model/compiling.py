@@ -12,6 +12,8 @@ from typing import Any
 from cnnrun.config import Experiment
 from cnnrun.config.augmentation import trained_label_mode
 from cnnrun.config.registry import LOSSES, OPTIMIZERS, check_arguments, check_name
+from cnnrun.devices.jit_record import JitRecord, recorded, step_key
+from cnnrun.devices.machine import cpu_features
 from cnnrun.errors import UserError
 from cnnrun.model.regression import DEFAULT_LOSS as REGRESSION_LOSS
 from cnnrun.model.regression import check_loss
@@ -165,6 +167,40 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
         optimizer=optimizer,
         loss=make_loss(experiment),
         metrics=metrics,
-        jit_compile=experiment.compile.jit_compile,
+        jit_compile=measured_jit(model, experiment, optimizer)[0],
         steps_per_execution=experiment.compile.steps_per_execution,
     )
+
+
+def training_step_key(model, experiment: Experiment, optimizer=None) -> str:
+    """The step part of a jit record's key (`cnnrun.devices.jit_record.step_key`) for `model` as `experiment`
+    trains it, with `optimizer` (default: the model's own)."""
+    import keras
+
+    layers = [(type(layer).__name__, int(layer.count_params()) if layer.built else 0) for layer in model.layers]
+    return step_key(keras.backend.backend(), keras.config.dtype_policy().name, experiment.train.batch_size,
+                    experiment.compile.steps_per_execution, type(optimizer or model.optimizer).__name__,
+                    [tuple(t.shape) for t in model.inputs], layers, tuple(model.outputs[0].shape))
+
+
+def measured_jit(model, experiment: Experiment, optimizer=None) -> tuple[bool | str, JitRecord | None]:
+    """What `compile.jit_compile` becomes for `model`: the config's `true` or `false` as written; `auto` on the
+    TensorFlow backend without a GPU follows this CPU's record of the step (`cnnrun.devices.jit_record`), made by
+    `cnnrun profile --compare-jit`, and stays Keras' `auto` (XLA on a GPU only) where there is none.
+
+    Returns:
+        The value for Keras' `compile`, and the record it followed (None when it followed none).
+    """
+    import keras
+
+    from cnnrun.devices.distribute import gpu_visible
+
+    jit = experiment.compile.jit_compile
+    if jit != "auto" or keras.backend.backend() != "tensorflow" or gpu_visible():
+        return jit, None
+    try:
+        step = training_step_key(model, experiment, optimizer)
+    except (AttributeError, ValueError):  # a model not built on an input yet: nothing measured can be its step
+        return jit, None
+    record = recorded(step, cpu_features())
+    return (record.jit_compile, record) if record else ("auto", None)

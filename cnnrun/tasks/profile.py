@@ -26,6 +26,7 @@ from pathlib import Path
 from cnnrun.config import Experiment
 from cnnrun.data import augmentation_in_model, load_splits
 from cnnrun.devices.distribute import place
+from cnnrun.devices.jit_record import record_verdict
 from cnnrun.devices.machine import (
     CpuFeatures,
     MatmulProbe,
@@ -37,7 +38,7 @@ from cnnrun.devices.machine import (
 )
 from cnnrun.errors import UserError
 from cnnrun.model.build import declared_info, emulated_bfloat16, new_model, precision_policy
-from cnnrun.model.compiling import compile_model
+from cnnrun.model.compiling import compile_model, training_step_key
 from cnnrun.model.flops import TRAIN_FACTOR, model_flops
 from cnnrun.model.layer_timing import time_layers
 from cnnrun.model.phases import check_phases, start_phase
@@ -120,6 +121,7 @@ class Profile:
         trace: one line about the profiler trace (written where, or why not); "" when none was asked for.
         warnings: lines the user should see (from loading the data).
         other_jit: the same steps timed with `jit_compile` the other way (`--compare-jit`), or None.
+        recorded: the file where the faster way was recorded for `jit_compile: auto` (`--compare-jit`), or None.
     """
 
     title: str
@@ -136,6 +138,7 @@ class Profile:
     trace: str = ""
     warnings: tuple[str, ...] = ()
     other_jit: StepTimes | None = None
+    recorded: Path | None = None
 
     def jit_verdict(self) -> str:
         """Which way of `jit_compile` stepped faster here, by the medians: `without XLA, 1.23× faster: set
@@ -293,6 +296,11 @@ def profile_experiment(experiment: Experiment, steps: int = 10, warmup: int = 2,
         ceiling = matmul_ceiling(compute_dtype(policy))
         threads = thread_settings()
         jit = bool(getattr(model, "jit_compile", False))
+        recorded_in = None
+        if other is not None:  # for `jit_compile: auto` on this CPU from now on
+            with_xla, without = (timed.median, other.median) if jit else (other.median, timed.median)
+            recorded_in = record_verdict(training_step_key(model, experiment), cpu_features(), with_xla < without,
+                                         with_xla, without, experiment.name)
     total = sum(t.seconds for t in times if t.seconds is not None) or 1.0
     rows = []
     for counted, measured in zip(flops, times, strict=True):
@@ -304,4 +312,4 @@ def profile_experiment(experiment: Experiment, steps: int = 10, warmup: int = 2,
     shape = "×".join(str(n) for n in splits.info.input_shape)
     return Profile(f"{experiment.name}: input {shape}, batch {batch}", batch, policy, jit, warmup, timed,
                    tuple(rows), sum(r.flops for r in flops), ceiling, cpu_features(), threads, trace,
-                   tuple(filter(None, [emulated_bfloat16(experiment), *splits.warnings])), other)
+                   tuple(filter(None, [emulated_bfloat16(experiment), *splits.warnings])), other, recorded_in)

@@ -10,7 +10,7 @@ import numpy as np
 from cnnrun.config.imbalance import class_weight_map, describe_class_weight
 from cnnrun.data.sampling import epoch_classes
 from cnnrun.devices.distribute import fingerprint
-from cnnrun.model.compiling import learning_rate_scale
+from cnnrun.model.compiling import learning_rate_scale, measured_jit
 from cnnrun.model.init_from import init_row
 from cnnrun.model.phases import describe_phases, experiment_at
 from cnnrun.model.rates import describe_multipliers
@@ -85,6 +85,7 @@ def header_rows(trainer) -> Rows:
            if experiment.callbacks.lookahead else {}),
         **({"rate multipliers": describe_multipliers(experiment.compile.rate_multipliers, model)}
            if experiment.compile.rate_multipliers else {}),
+        **({"XLA": measured.describe()} if (measured := measured_jit(model, experiment)[1]) else {}),
         "backend": f"{placement.backend}, learning rate "
         + describe_learning_rate(model.optimizer, experiment_at(experiment, initial_epoch).compile.schedule,
                                  learning_rate_scale(experiment, placement.replicas)),

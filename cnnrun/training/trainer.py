@@ -128,7 +128,7 @@ class Trainer:
             check_phases(model, experiment)  # the layer names of `trainable: {from: X}` too
             check_cacheable(model, experiment, placement.replicas)  # cache_features: a model cut at its backbone
             schedule = experiment.compile.schedule
-            if slow := emulated_bfloat16(experiment):
+            if slow := emulated_bfloat16(experiment):  # bfloat16 on a CPU that only emulates it
                 say(Notice(slow))
 
             splits = load_splits(experiment, augment=not in_model)
@@ -216,8 +216,7 @@ class Trainer:
     @classmethod
     def _reopen(cls, run: Run, experiment: Experiment, placement: Placement, more_epochs: bool,
                 say: Say) -> "Trainer | None":
-        """Read and check everything a resumed run needs (`cnnrun.training.reopen`), then record that it runs
-        again."""
+        """Read and check everything a resumed run needs (`cnnrun.training.reopen`); record it runs again."""
         seed_everything(experiment)  # as a new run is seeded before its pipelines are made (and op determinism)
         state = run.read_state()  # again, now that this process holds the lock
         stored_info, stored_files, meta = run.dataset_info(required=False), run.read_splits(), run.read_meta()
@@ -274,8 +273,7 @@ class Trainer:
                          epochs_planned=experiment.train.epochs, best=self.recorder.best, augmentation=augmentation,
                          fit_ended=self.fit_ended, **({} if self.initial_epoch else {"callbacks": {}}))
         run.write_dataset_info(info)
-        files = self.splits.files()
-        if files is not None:
+        if (files := self.splits.files()) is not None:
             run.write_splits(files)
         if self.splits.bad_files:
             run.write_bad_files(list(self.splits.bad_files))
