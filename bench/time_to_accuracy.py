@@ -17,7 +17,26 @@ Usage (from the project root):
         --set dataset.data_dir=../shared/data/cifar10-jpeg [--targets 0.90,0.93,0.94] [--out time_to_accuracy.png] \\
         [--with cifar10_bn.csv]
 
-Tiny mode (what tests/test_bench.py runs): a small `shapes` config of two epochs, `--seeds 2`, low `--targets`.
+Ablation: `--ablate NAME SET [SET …]` (repeatable) adds a variant of the config with one piece switched off, named
+NAME, made by the overrides SET; each variant trains with the same seeds after the config as it is, and a table
+compares their final test accuracies (mean ± std over the seeds, plain and with TTA), the difference each piece
+makes and the minutes. A short proxy is the same command with fewer epochs (`--set vars.epochs=2` for
+configs/cifar10_airbench.yaml) or fewer pictures (`--set dataset.samples_per_class=1000`); the full run is without
+them. airbench94's pieces, switched off one at a time (docs/performance.md, "Ablation"):
+
+    .venv/bin/python bench/time_to_accuracy.py configs/cifar10_airbench.yaml --seeds 3 \
+        --set dataset.data_dir=../shared/data/cifar10-jpeg --set vars.epochs=2 \
+        --ablate whitening_bias model.layers.0.PatchWhitening.bias_epochs=null \
+        --ablate dirac model.vars.init=glorot_uniform \
+        --ablate alternating_flips augmentation.horizontal_flip=true \
+        --ablate bn_bias_rate compile.rate_multipliers=null \
+        --ablate lookahead callbacks.lookahead=false \
+        --ablate label_smoothing compile.loss.label_smoothing=0
+
+(Test-time augmentation needs no variant: every row reports the test accuracy with and without it.)
+
+Tiny mode (what tests/test_bench.py runs): a small `shapes` config of two epochs, `--seeds 2`, low `--targets`,
+one `--ablate`.
 """
 
 import argparse
@@ -44,7 +63,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="the curves' PNG; their rows go to the same name with .csv")
     parser.add_argument("--with", dest="others", type=Path, action="append", default=[],
                         help="a CSV this bench wrote for another config, drawn on the same plot (repeatable)")
-    return parser.parse_args(argv)
+    parser.add_argument("--ablate", nargs="+", action="append", default=[], metavar="NAME SET",
+                        help="a variant with one piece off: its name, then the config overrides that switch it off "
+                        "(repeatable); trained with the same seeds, compared in a table")
+    args = parser.parse_args(argv)
+    for name, *sets in args.ablate:
+        if not sets or "=" in name or any("=" not in one for one in sets):
+            parser.error(f"--ablate {' '.join([name, *sets])}: give a name, then overrides KEY=VALUE")
+    return args
 
 
 def test_accuracy_each_epoch(experiment, started: float):
@@ -104,20 +130,21 @@ def first_reached(rows, column: int, target: float) -> str:
                  if accs[column - 2] >= target), "not reached")
 
 
-COLUMNS = ["config", "seed", "epoch", "minutes", "test_accuracy", "test_accuracy_tta"]
+COLUMNS = ["config", "seed", "epoch", "minutes", "test_accuracy", "test_accuracy_tta", "ablated"]
+AS_CONFIGURED = ""  # the variant without --ablate: the `ablated` column is empty
 
 
-def write_rows(curves: dict[int, list], config: Path, path: Path) -> None:
+def write_rows(curves: dict[tuple[str, int], list], config: Path, path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
-        for seed, rows in curves.items():
-            writer.writerows([config.name, seed, epoch, f"{minutes:.3f}", f"{plain:.4f}", f"{tta:.4f}"]
+        for (variant, seed), rows in curves.items():
+            writer.writerows([config.name, seed, epoch, f"{minutes:.3f}", f"{plain:.4f}", f"{tta:.4f}", variant]
                              for epoch, minutes, plain, tta in rows)
 
 
-def label(config: str, seed) -> str:
-    return f"{config}, seed {seed}"
+def label(config: str, seed, variant: str = AS_CONFIGURED) -> str:
+    return f"{config}{f' without {variant}' if variant else ''}, seed {seed}"
 
 
 def read_rows(path: Path) -> dict[str, list]:
@@ -126,9 +153,33 @@ def read_rows(path: Path) -> dict[str, list]:
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             accuracies = float(row["test_accuracy"]), float(row["test_accuracy_tta"])
-            curves.setdefault(label(row["config"], row["seed"]), []).append(
+            curves.setdefault(label(row["config"], row["seed"], row.get("ablated") or AS_CONFIGURED), []).append(
                 (int(row["epoch"]), float(row["minutes"]), *accuracies))
     return curves
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def ablation_table(curves: dict[tuple[str, int], list], variants: list[str]) -> list[str]:
+    """The table of `--ablate`: per variant the final accuracies' mean ± std over the seeds, the difference from
+    the config as it is (with TTA), the mean minutes; and a `RESULT ablated=NAME …` line per variant."""
+    finals = {variant: [rows[-1] for (name, _), rows in curves.items() if name == variant] for variant in variants}
+    base = mean_spread([last[3] for last in finals[AS_CONFIGURED]])[0]
+    lines = [f"{'switched off':<24} {'seeds':>5}  {'test accuracy':<16} {'with TTA':<16} {'Δ with TTA':>10}  "
+             f"{'minutes':>7}"]
+    for variant, lasts in finals.items():
+        (plain, plain_sd), (tta, tta_sd) = (mean_spread([last[column] for last in lasts]) for column in (2, 3))
+        minutes = statistics.fmean(last[1] for last in lasts)
+        change = "—" if variant == AS_CONFIGURED else f"{tta - base:+.4f}"
+        lines.append(f"{variant or 'nothing (as configured)':<24} {len(lasts):>5}  {plain:.4f} ± {plain_sd:.4f}  "
+                     f"{tta:.4f} ± {tta_sd:.4f}  {change:>10}  {minutes:>7.1f}")
+    for variant, lasts in list(finals.items())[1:]:
+        tta = mean_spread([last[3] for last in lasts])
+        lines.append(f"RESULT ablated={variant} seeds={len(lasts)} final_tta={tta[0]:.4f}±{tta[1]:.4f} "
+                     f"change_tta={tta[0] - base:+.4f}")
+    return lines
 
 
 def draw(curves: dict[str, list], out: Path) -> None:
@@ -159,23 +210,31 @@ def main(argv: list[str]) -> int:
     others = {}  # read before training, so that a wrong --with fails now, not after an hour
     for other in args.others:
         others.update(read_rows(other))
+    variants = {AS_CONFIGURED: [], **{name: sets for name, *sets in args.ablate}}
+    for sets in variants.values():  # a wrong override fails now, not after the first variant's hour
+        load_experiment(args.config, [*args.sets, *sets])
     print(cpu_line())
     curves = {}
     with tempfile.TemporaryDirectory() as output:
-        for seed in range(base, base + args.seeds):
-            print(f"seed {seed}", flush=True)
-            curves[seed] = train_seed(args.config, args.sets, seed, output)
-    for seed, rows in curves.items():
+        for variant, sets in variants.items():
+            for seed in range(base, base + args.seeds):
+                print(f"seed {seed}" + (f", without {variant} ({' '.join(sets)})" if variant else ""), flush=True)
+                curves[variant, seed] = train_seed(args.config, [*args.sets, *sets], seed, output)
+    plain = {seed: rows for (variant, seed), rows in curves.items() if variant == AS_CONFIGURED}
+    for seed, rows in plain.items():
         for target in targets:
             print(f"seed {seed}: {target:.0%} {first_reached(rows, 2, target)}; "
                   f"with TTA {first_reached(rows, 3, target)}")
-    finals = {name: [rows[-1][column] for rows in curves.values()] for name, column in (("plain", 2), ("tta", 3))}
+    finals = {name: [rows[-1][column] for rows in plain.values()] for name, column in (("plain", 2), ("tta", 3))}
     for name, values in finals.items():
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"RESULT config={args.config} seeds={args.seeds} final_{name}={statistics.fmean(values):.4f}"
-              f"±{spread:.4f} minutes={statistics.fmean(rows[-1][1] for rows in curves.values()):.1f}")
+        mean, spread = mean_spread(values)
+        print(f"RESULT config={args.config} seeds={args.seeds} final_{name}={mean:.4f}"
+              f"±{spread:.4f} minutes={statistics.fmean(rows[-1][1] for rows in plain.values()):.1f}")
+    if args.ablate:
+        print("\n".join(ablation_table(curves, list(variants))))
     write_rows(curves, args.config, args.out.with_suffix(".csv"))
-    draw({**{label(args.config.name, seed): rows for seed, rows in curves.items()}, **others}, args.out)
+    draw({**{label(args.config.name, seed, variant): rows for (variant, seed), rows in curves.items()}, **others},
+         args.out)
     print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0
 

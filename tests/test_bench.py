@@ -127,6 +127,8 @@ def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cp
 
 def test_mistakes_stop_a_bench_before_it_trains(tmp_path):
     assert "Usage" in bench("accuracy.py", cwd=tmp_path, code=2)
+    assert "--ablate flips: give a name, then overrides KEY=VALUE" in bench(
+        "time_to_accuracy.py", "tiny.yaml", "--ablate", "flips", cwd=tmp_path, code=2)
     assert "at least 2" in bench("distribution.py", "--epochs", "1", cwd=tmp_path, code=2)
     tree = jpeg_tree(tmp_path / "tree", train=4, test=1)  # memory.py: a smaller folder than it names
     out = bench("memory.py", "--data", tree, "--sizes", "20", "50", "--test-size", "10", cwd=tmp_path, code=1)
@@ -250,24 +252,46 @@ def test_time_to_accuracy(tmp_path):
     other.write_text("config,seed,epoch,minutes,test_accuracy,test_accuracy_tta\n"
                      "other.yaml,1,1,0.500,0.2000,0.2500\nother.yaml,1,2,1.000,0.4000,0.4500\n")
     out = bench("time_to_accuracy.py", shapes_config(tmp_path), "--seeds", "2", "--targets", "0.3,0.99",
-                "--out", "curve.png", "--with", other, cwd=tmp_path)
+                "--out", "curve.png", "--with", other, "--set", "callbacks.lookahead=true",
+                "--ablate", "lookahead", "callbacks.lookahead=false", cwd=tmp_path)
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = list(csv.DictReader((tmp_path / "curve.csv").open()))
+    assert [(r["ablated"], r["seed"], r["epoch"]) for r in table] == [
+        (variant, seed, epoch) for variant in ("", "lookahead") for seed in "34" for epoch in "12"]
+    assert "seed 3, without lookahead (callbacks.lookahead=false)" in out
+    # the ablation table: per variant the final epochs' mean ± std over the two seeds, and the change with TTA
+    finals = {variant: [(float(r["test_accuracy"]), float(r["test_accuracy_tta"])) for r in table
+                        if r["ablated"] == variant and r["epoch"] == "2"] for variant in ("", "lookahead")}
+    shown = {}
+    for variant, name in (("", r"nothing \(as configured\)"), ("lookahead", "lookahead")):
+        row = re.search(rf"^{name} +2  ([\d.]+) ± ([\d.]+)  ([\d.]+) ± ([\d.]+) +(\S+) +[\d.]+$", out, re.MULTILINE)
+        assert row, out[-3000:]
+        plain, tta = ([value[column] for value in finals[variant]] for column in (0, 1))
+        assert row.groups()[:4] == (f"{statistics.fmean(plain):.4f}", f"{statistics.stdev(plain):.4f}",
+                                    f"{statistics.fmean(tta):.4f}", f"{statistics.stdev(tta):.4f}")
+        shown[variant] = row[5], statistics.fmean(tta)
+    change = shown["lookahead"][1] - shown[""][1]
+    assert shown[""][0] == "—" and shown["lookahead"][0] == f"{change:+.4f}"
+    assert results(out)[-1] == {"ablated": "lookahead", "seeds": "2", "change_tta": f"{change:+.4f}",
+                                "final_tta": f"{statistics.fmean(v[1] for v in finals['lookahead']):.4f}±"
+                                             f"{statistics.stdev(v[1] for v in finals['lookahead']):.4f}"}
     rows = [(int(r["seed"]), int(r["epoch"]), float(r["minutes"]), float(r["test_accuracy"]),
-             float(r["test_accuracy_tta"])) for r in csv.DictReader((tmp_path / "curve.csv").open())]
+             float(r["test_accuracy_tta"])) for r in table if not r["ablated"]]
     assert [(seed, epoch) for seed, epoch, *_ in rows] == [(3, 1), (3, 2), (4, 1), (4, 2)]  # seed 3 (the config's), 4
     for *_, plain, tta in rows:  # a share of the 40 test pictures
         assert round(plain * TINY_TEST, 6) % 1 == 0 and round(tta * TINY_TEST, 6) % 1 == 0
     printed = re.findall(r"epoch (\d): +([\d.]+) min, test accuracy ([\d.]+), with flip\+translate ([\d.]+)", out)
-    assert [(int(e), f"{p:.4f}", f"{t:.4f}") for _, e, _, p, t in rows] == [(int(e), p, t) for e, _, p, t in printed]
+    assert [(int(e), f"{p:.4f}", f"{t:.4f}") for _, e, _, p, t in rows] == [(int(e), p, t) for e, _, p, t in
+                                                                           printed[:4]]  # then the variant's
     # the last epoch's accuracy, judged by the bench's callback, is what cnnrun's own scoring gives last.keras
     last_keras = re.findall(r"test, last\.keras\s*│\s*accuracy ([\d.]+)", out)
-    assert last_keras == [f"{plain:.4f}" for seed, epoch, _, plain, _ in rows if epoch == 2]
+    assert last_keras[:2] == [f"{plain:.4f}" for seed, epoch, _, plain, _ in rows if epoch == 2]
     for seed, target in ((3, 0.3), (3, 0.99), (4, 0.3), (4, 0.99)):  # the first epoch at each target
         said = re.search(rf"^seed {seed}: {target:.0%} (.+); with TTA (.+)$", out, re.MULTILINE).groups()
         firsts = [next((f"(epoch {r[1]})" for r in rows if r[0] == seed and r[column] >= target), "not reached")
                   for column in (3, 4)]
         assert [text.rpartition(" min ")[2] for text in said] == firsts
-    for result, (key, column) in zip(results(out), (("final_plain", 3), ("final_tta", 4)), strict=True):
+    for result, (key, column) in zip(results(out)[:2], (("final_plain", 3), ("final_tta", 4)), strict=True):
         finals = [r[column] for r in rows if r[1] == 2]
         assert result[key] == f"{statistics.fmean(finals):.4f}±{statistics.stdev(finals):.4f}"
         assert abs(float(result["minutes"]) - statistics.fmean(r[2] for r in rows if r[1] == 2)) <= 0.0505
@@ -469,7 +493,7 @@ def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
     commands = [(found[1], shlex.split(found[2])) for line in text.splitlines() if not line.lstrip().startswith("#")
                 for found in re.finditer(r"\$PY (bench/\S+)([^|]*)", line)]
     assert sorted(script for script, _ in commands) == ["bench/accuracy.py"] * 2 + ["bench/machine.py"] + [
-        "bench/throughput.py"] * 2 + ["bench/time_to_accuracy.py"]
+        "bench/throughput.py"] * 2 + ["bench/time_to_accuracy.py"] * 2
     from cnnrun.config import load_experiment
 
     throughput, time_to_accuracy = load_bench("throughput", monkeypatch), load_bench("time_to_accuracy", monkeypatch)
@@ -494,7 +518,7 @@ def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
             assert all(a == f"dataset.path={throughput.ARRAYS}" for a in rest if a.startswith("dataset.path="))
             assert (shown := run_here("config", "show", config, *rest)).returncode == 0, shown.stderr
             checked += 1
-    assert checked == 2 * 5 + 2 + 2 + 1
+    assert checked == 2 * 5 + 2 + 2 + 2
     assert re.search(r"^install:", (PROJECT / "Makefile").read_text(), re.MULTILINE)  # its set-up: make install,
     assert "gpu = [" in (PROJECT / "pyproject.toml").read_text()  # and the gpu extra
 
