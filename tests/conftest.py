@@ -28,9 +28,6 @@ os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are 
 # follows: the tests (and the processes they start) read and write an empty cache of their own, never the user's
 os.environ["CNNRUN_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnrun-test-cache-")
 
-from cnnrun.devices.backend import import_keras  # noqa: E402  (after the thread settings TensorFlow reads)
-
-import_keras()  # as the CLI imports them: TensorFlow without JAX (0.9 s less in each test process)
 
 TINY_LAYERS = [
     {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
@@ -38,6 +35,15 @@ TINY_LAYERS = [
     {"Flatten": {}},
     {"Dense": {"units": "${num_classes}", "activation": "softmax"}},
 ]
+
+
+def pytest_configure(config):
+    """Import TensorFlow and Keras as the CLI does, without JAX (0.9 s of CPU less), in each process that runs
+    tests: every process without xdist, its workers with it (the controller runs no test, so it imports neither)."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        from cnnrun.devices.backend import import_keras
+
+        import_keras()
 
 
 def tiny_config(**sections) -> dict:
