@@ -85,7 +85,8 @@ def header_rows(trainer) -> Rows:
            if experiment.callbacks.lookahead else {}),
         **({"rate multipliers": describe_multipliers(experiment.compile.rate_multipliers, model)}
            if experiment.compile.rate_multipliers else {}),
-        **({"XLA": measured.describe()} if (measured := measured_jit(model, experiment)[1]) else {}),
+        **({"XLA": measured.describe()} if (measured := measured_jit(model, experiment)[1])
+           and bool(model.jit_compile) == measured.jit_compile else {}),  # (Keras keeps XLA off where it cannot)
         "backend": f"{placement.backend}, learning rate "
         + describe_learning_rate(model.optimizer, experiment_at(experiment, initial_epoch).compile.schedule,
                                  learning_rate_scale(experiment, placement.replicas)),
