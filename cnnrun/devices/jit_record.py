@@ -15,6 +15,7 @@ optimizer, the model's input and output shapes and each layer's class and parame
 one layer more is another step, measured anew. Nothing here imports Keras.
 
 Example:
+>>> cpu = cpu_features()  # cnnrun.devices.machine
 >>> step = step_key("tensorflow", "float32", 128, 1, "Adam", [(None, 32, 32, 3)], [("Conv2D", 896)], (None, 10))
 >>> record_verdict(step, cpu, jit_compile=False, with_xla=5.9, without=4.8, config="cifar10_fast")
 >>> recorded(step, cpu).jit_compile
@@ -28,6 +29,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cnnrun.atomic import atomic_write_text
 from cnnrun.devices.machine import CpuFeatures
 
 
@@ -104,14 +106,12 @@ def record_verdict(step: str, cpu: CpuFeatures, jit_compile: bool, with_xla: flo
                    config: str) -> Path:
     """Record which way `step` was faster on `cpu` (replacing an earlier record of it); the file's path.
 
-    Written whole to a temporary file and renamed, so a reader never sees half a file.
+    Written whole (`cnnrun.atomic`), so a reader never sees half a file.
     """
     path = record_file()
     records = _read(path)
     entry = JitRecord(jit_compile, with_xla, without, datetime.date.today().isoformat(), config)
     records.setdefault(cpu_key(cpu), {})[step] = asdict(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    atomic_write_text(path, json.dumps(records, indent=1, sort_keys=True) + "\n")
     return path
