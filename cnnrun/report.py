@@ -67,6 +67,9 @@ def main_metric(history: list[dict[str, Any]]) -> str | None:
     return None
 
 
+LEFT, RIGHT, GAP = 1.0, 0.15, 1.0  # inches: the history plot's margins (tick labels and the metric's name)
+
+
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     """Write loss and the main metric per epoch, training against validation, as a PNG."""
     import matplotlib
@@ -76,7 +79,12 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
 
     metric = main_metric(history)
     keys = ["loss"] + ([metric] if metric else [])
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    width = 5.5 * len(keys)
+    fig, axes = plt.subplots(1, len(keys), figsize=(width, 4), squeeze=False)
+    # margins in inches, set once: matplotlib's tight_layout measured every label first and took half the time
+    axes_width = (width - LEFT - RIGHT - GAP * (len(keys) - 1)) / len(keys)
+    fig.subplots_adjust(left=LEFT / width, right=1 - RIGHT / width, bottom=0.5 / 4, top=1 - 0.32 / 4,
+                        wspace=GAP / axes_width)
     epochs = [row["epoch"] for row in history]
     for ax, key in zip(axes[0], keys, strict=True):
         ax.plot(epochs, [row.get(key) for row in history], "o-", label="training")
@@ -85,7 +93,6 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.set(xlabel="epoch", ylabel=key, title=key)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
     atomic_write_figure(fig, path, dpi=100)
 
 

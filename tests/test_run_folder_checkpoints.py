@@ -154,8 +154,9 @@ def test_both_checkpoints_damaged_and_one_missing_are_said_as_such(tmp_path):
 
 @pytest.mark.parametrize("stop_early", [False, True])
 def test_history_png_waits_between_fast_epochs_and_always_shows_the_last(tmp_path, monkeypatch, stop_early):
-    """Epochs of a fraction of a second are drawn at most every PLOT_EVERY seconds (the first is), and the fit's
-    last epoch always, also when early stopping ends the fit before its planned end."""
+    """Epochs of a fraction of a second are drawn at most every PLOT_EVERY seconds, counted from the fit's start,
+    and the fit's last epoch always, also when early stopping ends the fit before its planned end; epochs that take
+    PLOT_EVERY or longer (here 0 s) are each drawn as they end."""
     from cnnrun.config import CheckpointConfig
     from cnnrun.training import callbacks
 
@@ -169,8 +170,13 @@ def test_history_png_waits_between_fast_epochs_and_always_shows_the_last(tmp_pat
     x, y = rng.normal(size=(16, 4)).astype("float32"), rng.integers(0, 3, 16)
     stopper = [keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=100.0)] if stop_early else []
     small_model().fit(x, y, epochs=5, verbose=0, callbacks=[recorder, *stopper])
-    assert drawn == ([1, 2] if stop_early else [1, 5])
+    assert drawn == ([2] if stop_early else [5])
     assert run.history_plot.stat().st_size > 0
+    drawn.clear()
+    monkeypatch.setattr(callbacks, "PLOT_EVERY", 0.0)
+    recorder = callbacks.RunRecorder(run, "loss", CheckpointConfig())
+    small_model().fit(x, y, epochs=3, verbose=0, callbacks=[recorder])
+    assert drawn == [1, 2, 3]
 
 
 def head_in_whole() -> tuple[keras.Model, keras.Model]:

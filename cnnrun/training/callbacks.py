@@ -89,9 +89,10 @@ class RunRecorder(keras.callbacks.Callback):
 
     After each epoch it writes, in this order: `checkpoints/best.keras` when the monitored value improved,
     `history.csv`, `state.json` (epoch count, best value, the other callbacks' state), `checkpoints/last.keras` and
-    `history.png`, each replaced whole. `history.png` (about 0.2 s to draw) waits when it was drawn less than
-    `PLOT_EVERY` seconds before, as a cached phase's epochs of a second or less would otherwise spend a fifth of
-    their time drawing; it is always drawn after a fit's last epoch. Each checkpoint carries its own record
+    `history.png`, each replaced whole. `history.png` (about 0.1 s to draw) waits while it was drawn, or the first
+    fit began, less than `PLOT_EVERY` seconds before, as a cached phase's epochs of a second or less would
+    otherwise spend a fifth of their time drawing (an epoch of 5 s or more is drawn as it ends); it is always drawn
+    after a fit's last epoch. Each checkpoint carries its own record
     (monitor, value, epoch; with phases, the phase) inside the `.keras` file, so what it holds is known from the
     file itself at every instant, even when the process dies between two writes. `last.keras` is the truth about how
     far training got: its record says how many epochs it holds (checked against its optimizer's iteration count),
@@ -133,7 +134,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.stateful, self.restored = stateful or {}, restored or {}
         self.phases = list(phases)
         self.whole = None  # the model the checkpoints hold when fit trains a part of it (a cached phase's head)
-        self.drawn_at: float | None = None  # time.monotonic() when history.png was last drawn
+        self.drawn_at: float | None = None  # time.monotonic() when history.png was last drawn (or fit began)
         self.saved_at: float | None = None  # time.monotonic() when last.keras was last written
         self.held = None  # (values, record) of a best epoch not yet written while the checkpoints wait
         self.undrawn = False  # epochs are done that history.png does not show
@@ -146,6 +147,8 @@ class RunRecorder(keras.callbacks.Callback):
                     if attr in CALLBACK_STATE[name]:
                         setattr(self.stateful[name], attr, value)
         self.restored = {}
+        if self.drawn_at is None:  # the first draw waits PLOT_EVERY seconds from the start too
+            self.drawn_at = time.monotonic()
 
     @property
     def saved(self):
@@ -189,7 +192,7 @@ class RunRecorder(keras.callbacks.Callback):
                 atomic_save_model(self.saved, last, info=info)
             self.saved_at = time.monotonic()
         self.undrawn = True
-        if self.drawn_at is None or time.monotonic() - self.drawn_at >= PLOT_EVERY:
+        if time.monotonic() - self.drawn_at >= PLOT_EVERY:
             self.draw()
 
     def waits(self, epoch: int) -> bool:
