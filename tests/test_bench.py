@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import statistics
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +25,9 @@ import yaml
 
 from tests.browser import CHROMIUM
 from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
+from tests.files import CIFAR10, fashion_files, jpeg_tree
 
 BENCH = PROJECT / "bench"
-CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # tiny_config's network on 16×16 grey pictures of 3 classes: Conv2D 3×3×1×4 + 4, then Dense (8·8·4)·3 + 3
 TINY_PARAMS = (3 * 3 * 1 * 4 + 4) + (8 * 8 * 4 * 3 + 3)
 TINY_TEST = 40  # tiny_config's test pictures
@@ -71,32 +70,6 @@ def rounded_ratio(numerator: float, denominator: float, digits: int) -> tuple[fl
     """The range of `a / b` for the a and b that print as `numerator` and `denominator` with `digits` decimals."""
     half = 0.5 * 10 ** -digits
     return (numerator - half) / (denominator + half), (numerator + half) / (denominator - half)
-
-
-def jpeg_tree(root: Path, train: int, test: int) -> Path:
-    """CIFAR-10's layout (`train/<class>/`, `test/<class>/`) with `train` and `test` random 32×32 JPEGs a class."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("test", test)):
-        for name in CIFAR10:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
-    return root
-
-
-def fashion_files(root: Path, train: int, test: int) -> Path:
-    """Fashion-MNIST's four idx .gz files (the layout Keras caches) holding random 28×28 pictures."""
-    rng = np.random.default_rng(0)
-    root.mkdir()
-    for prefix, count in (("train", train), ("t10k", test)):
-        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">IIII", 2051, count, 28, 28) + rng.integers(0, 256, count * 784, np.uint8).tobytes())
-        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">II", 2049, count) + rng.integers(0, 10, count, np.uint8).tobytes())
-    return root
 
 
 def shapes_config(folder: Path) -> Path:

@@ -24,7 +24,8 @@ def profile(
 ) -> None:
     """Time CONFIG's training step: its wait for input, each layer's share and FLOPs, and the machine's ceiling.
 
-    The model and the data are made as `train` makes them; no run folder is written.
+    The model and the data are made as `train` makes them; no run folder is written. A sweep file: the experiment
+    every trial starts from.
 
     Example: cnnrun profile configs/cifar10_fast.yaml --steps 5 --compare-jit
     """
@@ -35,10 +36,14 @@ def profile(
     from cnnrun.config.sweep import load_experiment_or_sweep
     from cnnrun.devices.backend import prepare
 
-    experiment, _ = load_experiment_or_sweep(config, set_, sweeps=False)
+    experiment, sweep = load_experiment_or_sweep(config, set_)
     prepare(experiment)
     quiet_imports()
     from cnnrun.cli.render_profile import show_profile
     from cnnrun.tasks.profile import profile_experiment
 
     show_profile(profile_experiment(experiment, steps, warmup, trace, compare_jit=compare_jit))
+    if sweep is not None:
+        from cnnrun.cli.render import say
+
+        say(sweep.describe())

@@ -13,6 +13,7 @@ True
 True
 """
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -120,9 +121,11 @@ def compute_dtype(policy: str) -> str:
     return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, policy)
 
 
+@functools.cache
 def matmul_ceiling(dtype: str = "float32", size: int = 2048, repeats: int = 3) -> MatmulProbe:
     """Time `repeats` products of two random `size`×`size` matrices in `dtype` through the Keras backend (after one
-    product to warm up) and return the fastest as GFLOP/s: the most a training step on these cores can reach."""
+    product to warm up) and return the fastest as GFLOP/s: the most a training step on these cores can reach.
+    Measured once a process for each set of arguments (the cores and threads do not change; about 1 s each)."""
     import keras
     import numpy as np
 
