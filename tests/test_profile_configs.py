@@ -4,8 +4,9 @@ same network, optimizer, precision and pipeline, a batch of 4 and one timed step
 What changes from the shipped config, and only that: the data (a CIFAR-10 JPEG tree of random pictures,
 Fashion-MNIST idx files of random pictures, class folders of flat pictures, fewer shapes), the held-out counts
 that would not fit them, ImageNet weights Keras would download (no network in tests: `weights: null`, the same
-layers) and a pretrained run folder that does not exist here (`init_from: null`, so no head to replace). The FLOP
-formulas and the timings themselves are checked against hand counts in tests/test_profile.py.
+layers; so too a weights file in ../shared/weights where that folder is absent) and a pretrained run folder that
+does not exist here (`init_from: null`, so no head to replace). The FLOP formulas and the timings themselves are
+checked against hand counts in tests/test_profile.py.
 """
 
 import re
@@ -48,8 +49,9 @@ def tiny_data(path, data) -> list[str]:
     if dataset.get("samples_per_class"):
         sets.append("dataset.samples_per_class=1")
     for i, layer in enumerate(doc["model"].get("layers") or []):
-        if isinstance(layer, dict) and (layer.get("backbone") or {}).get("weights") == "imagenet":
-            sets.append(f"model.layers.{i}.backbone.weights=null")
+        weights = (layer.get("backbone") or {}).get("weights") if isinstance(layer, dict) else None
+        if weights == "imagenet" or (weights and weights.endswith(".h5") and not (PROJECT / weights).exists()):
+            sets.append(f"model.layers.{i}.backbone.weights=null")  # a download, or ../shared/weights absent
     if doc["model"].get("init_from"):
         sets += ["model.init_from=null", "model.replace_head=false"]
     return sets
