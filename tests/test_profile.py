@@ -300,3 +300,24 @@ def test_the_thread_settings_name_the_backend_and_the_variables_set(monkeypatch)
     assert threads.intra_op == tf.config.threading.get_intra_op_parallelism_threads()
     assert threads.inter_op == tf.config.threading.get_inter_op_parallelism_threads()
     assert threads.environment["OMP_NUM_THREADS"] == "2" and "KMP_BLOCKTIME" not in threads.environment
+
+
+def test_twin_layers_are_timed_once_and_share_the_time(monkeypatch):
+    """Two convolutions of the same settings on the same input shape run the same work: one is timed, the other
+    gets its time; a convolution with another filter count, or the same one on the data itself (no gradient to
+    its input), is timed on its own."""
+    from cnnrun.model import layer_timing
+
+    inputs = keras.Input((8, 8, 4))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)  # from the data: no gradient to its input
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+    c = keras.layers.Conv2D(4, 3, padding="same", name="c")(b)  # b's twin
+    d = keras.layers.Conv2D(5, 3, padding="same", name="d")(c)
+    model = keras.Model(inputs, d)
+    timed, time_layer = [], layer_timing.time_layer
+    monkeypatch.setattr(layer_timing, "time_layer", lambda layer, *args: (timed.append(layer.name),
+                                                                          time_layer(layer, *args))[1])
+    rows = layer_timing.time_layers(model, batch=2, repeats=1)
+    assert timed == ["a", "b", "d"]
+    assert [r.name for r in rows] == ["a", "b", "c", "d"]
+    assert rows[2].seconds == rows[1].seconds > 0

@@ -13,9 +13,14 @@ to its trainable weights and, unless its input is the model's input (nothing bef
 input. The outputs and gradients are returned, so that neither TensorFlow's graph pruning nor XLA can drop any of
 the work (a gradient of `sum(outputs)` would let them skip the forward pass of a linear layer). The first call
 compiles; the median of `repeats` calls after it is the layer's time.
+
+Twins are timed once: a layer of the same class and settings (its config but its name), input shapes, dtype policy
+and gradient as one already timed runs the same work, so it gets that time (a ResNet-56 has 196 layers and about
+a dozen kinds; each timing compiles a function).
 """
 
 import inspect
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -134,10 +139,27 @@ def time_layers(model: Any, batch: int, repeats: int = 3) -> list[LayerTime]:
 
     model_inputs = {id(t) for t in keras.tree.flatten(model.inputs)}
     jit = bool(getattr(model, "jit_compile", False))
-    timed = []
+    timed, twins = [], {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         from_data = all(id(t) in model_inputs for t in keras.tree.flatten(layer.input))
-        timed.append(time_layer(layer, batch, not from_data, jit, repeats))
+        key = twin_key(layer, not from_data)
+        if key not in twins:
+            twins[key] = time_layer(layer, batch, not from_data, jit, repeats)
+        timed.append(LayerTime(layer.name, twins[key].seconds, twins[key].note))
     return timed
+
+
+def twin_key(layer: Any, input_gradient: bool) -> str:
+    """What makes two layers' timings the same work: class, config without the name, input shapes and dtypes,
+    dtype policy, whether the gradient goes back to the input. A layer whose config cannot be read has its own."""
+    import keras
+
+    try:
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+    except Exception:  # a custom layer without get_config: never a twin
+        return f"id {id(layer)}"
+    inputs = [(tuple(t.shape), str(t.dtype)) for t in keras.tree.flatten(layer.input)]
+    return json.dumps([type(layer).__qualname__, config, inputs, str(layer.dtype_policy), input_gradient],
+                      sort_keys=True, default=str)
