@@ -15,8 +15,8 @@ the work (a gradient of `sum(outputs)` would let them skip the forward pass of a
 compiles; the median of `repeats` calls after it is the layer's time.
 
 Twins are timed once: a layer of the same class and settings (its config but its name), input shapes, dtype policy
-and gradient as one already timed runs the same work, so it gets that time (a ResNet-56 has 196 layers and about
-a dozen kinds; each timing compiles a function).
+and gradient as one already timed runs the same work, so it gets that time (a ResNet-56's 196 layers repeat a
+few kinds many times, and each timing compiles a function).
 """
 
 import inspect
