@@ -42,6 +42,7 @@ from cnnrun.model.compiling import compile_model, training_step_key
 from cnnrun.model.flops import TRAIN_FACTOR, model_flops
 from cnnrun.model.layer_timing import time_layers
 from cnnrun.model.phases import check_phases, start_phase
+from cnnrun.model.state import build_state
 from cnnrun.model.whitening import adapt_whitening
 
 
@@ -286,6 +287,7 @@ def profile_experiment(experiment: Experiment, steps: int = 10, warmup: int = 2,
         # a training set smaller than a batch: one batch of all of it
         batch = min(experiment.train.batch_size, splits.info.sizes.get("train", experiment.train.batch_size))
         batches = _batches(splits.train, batch)
+        build_state(model, splits.train.element_spec)  # as `train` does: the step traced once
         time_steps(model, batches, warmup)
         timed = time_steps(model, batches, steps)
         other = other_jit_steps(model, batches, warmup, steps) if compare_jit else None

@@ -34,6 +34,7 @@ from cnnrun.model.features import check_cacheable
 from cnnrun.model.init_from import init_record
 from cnnrun.model.phases import announce_phase, check_phases, start_phase, summary_text
 from cnnrun.model.scoring import score_checkpoints
+from cnnrun.model.state import build_state
 from cnnrun.model.whitening import adapt_whitening
 from cnnrun.report import Notice, Say, silent
 from cnnrun.run_folder.files import CHECKPOINTS
@@ -314,6 +315,7 @@ class Trainer:
                     model, data, validation = self.model, train, splits.validation
                     if cached := cache_for(self, first):  # the head alone, on the backbone's features
                         model, data, validation = cached.head, cached.train, cached.validation
+                    build_state(model, data.element_spec)  # its step traced once, not twice (model/state.py)
                     try:
                         model.fit(data, validation_data=validation, epochs=end, initial_epoch=first,
                                   steps_per_epoch=splits.steps_per_epoch, validation_steps=validation_steps,
