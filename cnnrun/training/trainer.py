@@ -315,8 +315,8 @@ class Trainer:
                     model, data, validation = self.model, train, splits.validation
                     if cached := cache_for(self, first):  # the head alone, on the backbone's features
                         model, data, validation = cached.head, cached.train, cached.validation
-                    build_state(model, data.element_spec)  # its step traced once, not twice (model/state.py)
                     try:
+                        build_state(model, data.element_spec)  # its step traced once, not twice (model/state.py)
                         model.fit(data, validation_data=validation, epochs=end, initial_epoch=first,
                                   steps_per_epoch=splits.steps_per_epoch, validation_steps=validation_steps,
                                   class_weight=fit_class_weight(experiment, splits.info), shuffle=False,  # tf.data's
@@ -324,9 +324,8 @@ class Trainer:
                                   verbose=keras_verbosity(experiment.train.verbose))
                     finally:
                         cached and cached.remove_files()  # a cached phase's files of features, if any
-                    stopped = model.stop_training or any(getattr(c, "stopped_epoch", 0)
-                                                         for c in self.configured.callbacks)
-                    if stopped:  # early stopping ends the run, in any phase
+                    stops = (getattr(c, "stopped_epoch", 0) for c in self.configured.callbacks)
+                    if stopped := model.stop_training or any(stops):  # early stopping ends the run, in any phase
                         break
         except KeyboardInterrupt:
             self._interrupted(started)
@@ -394,8 +393,7 @@ def train_experiment(experiment: Experiment, output_dir: str | None = None, name
 
 def resume_run(run_path: str | Path | None, epochs: int | None = None, say: Say = silent) -> Run | None:
     """Continue a run where it stopped (see `Trainer.from_run`); None when there was nothing left to do."""
-    trainer = Trainer.from_run(run_path, epochs, say)
-    if trainer is None:
+    if (trainer := Trainer.from_run(run_path, epochs, say)) is None:
         return None
     with trainer:
         trainer.fit()
