@@ -211,12 +211,19 @@ def test_report_screenshots_are_whole_pages_1200_pixels_wide(tiny_run, tmp_path)
 
 
 @pytest.mark.slow
-def test_step_speed(tmp_path):
+def test_step_speed(tmp_path, monkeypatch, capsys):
     out = bench("step_speed.py", shapes_config(tmp_path), "--steps", "2", "--warmup", "1", cwd=tmp_path)
     (result,) = results(out)
     assert (result["batch"], result["params"], result["steps"]) == ("16", str(TINY_PARAMS), "2")
     low, high = rounded_ratio(16, float(result["seconds_per_step"]), 4)
     assert low - 0.5 <= int(result["images_per_second"]) <= high + 0.5
+    # the state built ahead as `cnnrun train` builds it: one trace; left to Keras: two (in this process, as the
+    # script's main; the same script, a second TensorFlow start saved)
+    assert (result["state"], result["traces"]) == ("ahead", "1") and float(result["first_step_seconds"]) > 0
+    step_speed = load_bench("step_speed", monkeypatch)
+    assert step_speed.main([str(tmp_path / "tiny.yaml"), "--steps", "1", "--warmup", "1", "--deferred-state"]) == 0
+    (result,) = results(capsys.readouterr().out)
+    assert (result["state"], result["traces"], result["steps"]) == ("deferred", "2", "1")
 
 
 @pytest.mark.slow
