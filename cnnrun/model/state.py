@@ -30,6 +30,4 @@ def build_state(model, batch_spec: Any) -> None:
 
     if keras.backend.backend() != "tensorflow" or getattr(model, "_distribute_strategy", None) is not None:
         return  # JAX builds ahead in every fit; under a strategy the TensorFlow trainer does too
-    if getattr(model, "optimizer", None) is None:
-        return  # not compiled: nothing to build
     model._symbolic_build(data_batch=batch_spec)
