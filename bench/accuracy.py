@@ -11,13 +11,11 @@ Tiny mode (what tests/test_bench.py runs): a small `shapes` config of two epochs
 """
 
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from machine import cpu_line
+from machine import cnnrun, cpu_line
 
 
 def output_dir(args: list[str]) -> str | None:
@@ -34,11 +32,7 @@ def output_dir(args: list[str]) -> str | None:
 def train(args: list[str], output: str, kept: bool) -> int:
     """Run `cnnrun train ARGS` into `output` and print the figures of the run folder it made (and its path if kept)."""
     before = set(Path(output).glob("*/*/"))
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "cnnrun", "train", *args, "--output-dir", output])
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        return result.returncode
+    wall = cnnrun("train", *args, "--output-dir", output, cwd=Path.cwd())
     made = set(Path(output).glob("*/*/")) - before
     if len(made) != 1:
         raise SystemExit(f"cnnrun train made {len(made)} run folders; this bench reads one (no --seeds)")

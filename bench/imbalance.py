@@ -28,14 +28,11 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
-from machine import cpu_line
+from machine import cnnrun, cpu_line
 
 PROJECT = Path(__file__).resolve().parents[1]
 ROWS = {  # row: (its runs' folder, its --set items)
@@ -102,16 +99,9 @@ def write_table(data_dir: Path, counts: dict[str, int], table: Path) -> dict[str
 
 def train(config: Path, output: Path, name: str, seeds: int, sets: list[str]) -> tuple[list[Path], float]:
     """`cnnrun train CONFIG --seeds N` into `output/name/`; the run folders (oldest first) and the wall seconds."""
-    command = [sys.executable, "-m", "cnnrun", "train", str(config), "--output-dir", str(output), "--name", name,
-               "--seeds", str(seeds)]
-    for item in sets:
-        command += ["--set", item]
-    print("$ " + " ".join(command[1:]), flush=True)
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT)
-    if result.returncode != 0:
-        raise SystemExit(result.returncode)
-    return sorted((output / name).iterdir())[-seeds:], time.perf_counter() - started
+    wall = cnnrun("train", config, "--output-dir", output, "--name", name, "--seeds", seeds,
+                  *(arg for item in sets for arg in ("--set", item)))
+    return sorted((output / name).iterdir())[-seeds:], wall
 
 
 def recalls(run: Path, classes: int) -> np.ndarray:

@@ -1,6 +1,12 @@
 """The CPU a benchmark ran on, as one line every bench script prints beside its figures; and `cnnrun(...)`, a
 cnnrun command run as its own process from the project root, timed.
 
+Every figure is measured with `cnnrun(...)` starting a new process, as a user's command does. Where the variable
+`CNNRUN_BENCH_IN_PROCESS=1` is set (tests/test_bench.py sets it for the tiny modes), the command goes through the
+same entry point in this process instead: the same code and the same run folders, without the 5–7 s TensorFlow
+takes to start in every new process. Wall seconds measured that way leave that start out; the tests check what
+the scripts print, not how long it took.
+
 `cpu_line()` reads /proc/cpuinfo: the model name, the logical cores (and how many this process may use), and the
 flags that change what TensorFlow's kernels can do (AVX2, AVX-512, AVX-512 BF16, AMX). Elsewhere (no
 /proc/cpuinfo) it names what `platform` knows. Run it alone to see the line:
@@ -8,6 +14,7 @@ flags that change what TensorFlow's kernels can do (AVX2, AVX-512, AVX-512 BF16,
     .venv/bin/python bench/machine.py
 """
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -37,16 +44,38 @@ def cpu_line(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 
 
-def cnnrun(*args: str) -> float:
-    """Run `cnnrun ARGS` in a new process from the project root, its command printed first; the wall seconds (exit
-    with its code on failure)."""
-    command = [sys.executable, "-m", "cnnrun", *args]
+def cnnrun(*args: str, cwd: Path = PROJECT) -> float:
+    """Run `cnnrun ARGS` in a new process from `cwd` (the project root unless given), its command printed first;
+    the wall seconds (exit with its code on failure). In this process where CNNRUN_BENCH_IN_PROCESS=1."""
+    command = [sys.executable, "-m", "cnnrun", *map(str, args)]
     print("$ " + " ".join(command[1:]), flush=True)
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT)
-    if result.returncode != 0:
-        raise SystemExit(result.returncode)
+    if os.environ.get("CNNRUN_BENCH_IN_PROCESS") == "1":
+        code = in_this_process(command[3:], cwd)
+    else:
+        code = subprocess.run(command, cwd=cwd).returncode
+    if code != 0:
+        raise SystemExit(code)
     return time.perf_counter() - started
+
+
+def in_this_process(args: list[str], cwd: Path) -> int:
+    """`cnnrun ARGS` through its entry point (`cnnrun.cli.main`) in this process, from `cwd`; its exit code."""
+    sys.path.insert(0, str(PROJECT))
+    from cnnrun import cli
+
+    argv, sys.argv = sys.argv, ["cnnrun", *args]
+    try:
+        with contextlib.chdir(cwd):
+            cli.main()
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+        return stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        sys.argv = argv
+        sys.path.remove(str(PROJECT))
+    return 0
 
 
 if __name__ == "__main__":

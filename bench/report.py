@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_line
+from machine import cnnrun, cpu_line
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -51,9 +51,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def train(config: Path, sets: list[str], output: Path) -> Path:
     """`cnnrun train CONFIG --set …` into `output` (its output shown); the run folder it made."""
     overrides = [arg for value in sets for arg in ("--set", value)]
-    command = [sys.executable, "-m", "cnnrun", "train", str(config), *overrides, "--output-dir", str(output)]
-    if subprocess.run(command).returncode != 0:
-        raise SystemExit(f"cnnrun train {config} failed (its output is above)")
+    cnnrun("train", config, *overrides, "--output-dir", output, cwd=Path.cwd())
     (run,) = [path for path in output.glob("*/*") if path.is_dir()]
     return run
 

@@ -42,12 +42,10 @@ train.phases=…` two short phases and `--speed-epochs 2`.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from machine import cpu_line
+from machine import cnnrun, cpu_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnrun.config import resolve_config  # noqa: E402  (the project's own, from its root)
@@ -63,15 +61,8 @@ SPEED = {True: "phase 1, features cached", False: "phase 1, backbone every batch
 
 def train(config: Path, output: Path, name: str, sets: list[str]) -> tuple[Path, float]:
     """Run `cnnrun train` into `output/name/<time>/`; return the run folder and the command's wall seconds."""
-    command = [sys.executable, "-m", "cnnrun", "train", str(config), "--output-dir", str(output), "--name", name]
-    for item in sets:
-        command += ["--set", item]
-    print("$ " + " ".join(command[1:]), flush=True)
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(result.returncode)
+    wall = cnnrun("train", config, "--output-dir", output, "--name", name,
+                  *(arg for item in sets for arg in ("--set", item)))
     return max((output / name).iterdir()), wall
 
 

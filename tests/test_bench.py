@@ -6,13 +6,16 @@ an accuracy from a saved model or a CSV, a ratio of printed figures) must be tha
 the others: every command it runs must exist and take its flags and config overrides.
 """
 
+import contextlib
 import csv
 import gzip
 import importlib.util
+import io
 import json
 import math
 import os
 import re
+import runpy
 import shlex
 import statistics
 import subprocess
@@ -28,6 +31,7 @@ from tests.conftest import PROJECT, history, only_run, run_here, tiny_config
 from tests.files import CIFAR10, fashion_files, jpeg_tree
 
 BENCH = PROJECT / "bench"
+IN_PROCESS = "CNNRUN_BENCH_IN_PROCESS"  # bench/machine.py's `cnnrun(...)` runs here
 # tiny_config's network on 16×16 grey pictures of 3 classes: Conv2D 3×3×1×4 + 4, then Dense (8·8·4)·3 + 3
 TINY_PARAMS = (3 * 3 * 1 * 4 + 4) + (8 * 8 * 4 * 3 + 3)
 TINY_TEST = 40  # tiny_config's test pictures
@@ -47,17 +51,47 @@ def cpu_by_hand() -> str:
             f"flags: {' '.join(notable) or 'none of note'}")
 
 
-def bench(script: str, *args, cwd: Path, code: int = 0) -> str:
-    """Run `python bench/SCRIPT ARGS` in `cwd` with this tree's cnnrun; check its exit code and CPU line."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == code, f"{script}: exit {result.returncode}\n{result.stdout[-4000:]}\n" \
-                                      f"{result.stderr[-4000:]}"
+def bench(script: str, *args, cwd: Path, code: int = 0, process: bool = False) -> str:
+    """Run `python bench/SCRIPT ARGS` in `cwd` with this tree's cnnrun; check its exit code and CPU line.
+
+    The script runs as `__main__` in this process, with CNNRUN_BENCH_IN_PROCESS=1 so that the cnnrun commands it
+    starts through `machine.cnnrun` run here too (bench/machine.py): the same code, without TensorFlow's 5–7 s start
+    in each new process. `process=True` runs it as its own process, as a user does.
+    """
+    if process:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        result = subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], cwd=cwd, env=env,
+                                capture_output=True, text=True, timeout=600)
+        returncode, stdout, stderr = result.returncode, result.stdout, result.stderr
+    else:
+        returncode, stdout, stderr = in_this_process(BENCH / script, [str(a) for a in args], cwd)
+    assert returncode == code, f"{script}: exit {returncode}\n{stdout[-4000:]}\n{stderr[-4000:]}"
     if code == 0:
-        assert cpu_by_hand() in result.stdout.splitlines(), result.stdout[:2000]
-    return result.stdout + result.stderr if code else result.stdout
+        assert cpu_by_hand() in stdout.splitlines(), stdout[:2000]
+    return stdout + stderr if code else stdout
+
+
+def in_this_process(script: Path, args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """`python SCRIPT ARGS` from `cwd` as `__main__` in this process: its exit code, stdout and stderr."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved = sys.argv, list(sys.path), os.environ.get(IN_PROCESS)
+    sys.argv, os.environ[IN_PROCESS] = [str(script), *args], "1"
+    sys.path.insert(0, str(script.parent))
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            err.write(stop.code + "\n")
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        sys.argv, sys.path[:] = saved[0], saved[1]
+        if saved[2] is None:
+            os.environ.pop(IN_PROCESS)
+        else:
+            os.environ[IN_PROCESS] = saved[2]
+    return code, out.getvalue(), err.getvalue()
 
 
 def results(out: str) -> list[dict[str, str]]:
@@ -95,7 +129,7 @@ def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cp
     assert {p.stem for p in BENCH.glob("*.py")} == TESTED
     for path in BENCH.glob("*.py"):
         assert path.stem == "machine" or "Tiny mode (what tests/test_bench.py runs)" in path.read_text(), path.name
-    assert bench("machine.py", cwd=tmp_path).splitlines() == [cpu_by_hand()]
+    assert bench("machine.py", cwd=tmp_path, process=True).splitlines() == [cpu_by_hand()]
 
 
 def test_mistakes_stop_a_bench_before_it_trains(tmp_path):
@@ -108,6 +142,27 @@ def test_mistakes_stop_a_bench_before_it_trains(tmp_path):
     assert "holds 4 pictures; 5 are needed" in out
     out = bench("memory.py", "--data", tree, "--sizes", "25", "40", "--test-size", "10", cwd=tmp_path, code=1)
     assert "train: 25 pictures do not share evenly among 10 classes" in out
+
+
+def test_machine_runs_cnnrun_as_a_new_process_from_the_folder_given_and_here_where_told(tmp_path, monkeypatch,
+                                                                                         capfd):
+    machine = load_bench("machine", monkeypatch)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
+    monkeypatch.delenv(IN_PROCESS, raising=False)
+    monkeypatch.setattr(sys, "argv", ["pytest"])  # were it run here, Typer would show "pytest" for cnnrun
+    assert machine.cnnrun("config", "show", "a.yaml", cwd=tmp_path) > 0  # a.yaml: found from cwd
+    out = capfd.readouterr().out  # the child writes to the file descriptor it inherits, not to sys.stdout
+    assert out.startswith(f"$ -m cnnrun config show a.yaml\n") and "name: tiny" in out
+    with pytest.raises(SystemExit) as stop:
+        machine.cnnrun("config", "show", "missing.yaml", cwd=tmp_path)
+    assert stop.value.code == 2 and "missing.yaml" in capfd.readouterr().err
+    monkeypatch.setenv(IN_PROCESS, "1")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))  # a new process could not start
+    assert machine.cnnrun("config", "show", "a.yaml", cwd=tmp_path) > 0
+    assert "name: tiny" in capfd.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        machine.cnnrun("config", "show", "missing.yaml", cwd=tmp_path)
+    assert stop.value.code == 2 and sys.argv == ["pytest"] and Path.cwd() != tmp_path
 
 
 def test_cli(tmp_path):
@@ -199,7 +254,8 @@ def test_report_screenshots_are_whole_pages_1200_pixels_wide(tiny_run, tmp_path)
     from PIL import Image
 
     run = tiny_run[1]
-    out = bench("report_screenshots.py", run, "--runs", run.parent.parent, "--out", "pictures", cwd=tmp_path)
+    out = bench("report_screenshots.py", run, "--runs", run.parent.parent, "--out", "pictures", cwd=tmp_path,
+                process=True)  # its own process: Playwright's sync API, beside tests/browser.py's in this one
     for name in ("report_run", "report_runs"):
         with Image.open(tmp_path / "pictures" / f"{name}.png") as picture:
             assert picture.format == "PNG"
