@@ -56,7 +56,8 @@ def tiny_config(**sections) -> dict:
         "model": {"layers": copy.deepcopy(TINY_LAYERS)},  # tests change their copy in place
         "compile": {"optimizer": "adam"},
         "train": {"epochs": 2, "batch_size": 16},
-        "output": {"plots": True, "report": False},  # the page (0.3 s a run): tests about it turn it on
+        # plots and the page (0.3 s a run each): off here, on in the tests about them
+        "output": {"plots": False, "report": False},
     }
     config.update(sections)
     # TensorBoard (on by default) adds about a second to a run this small: tests not about it leave it off

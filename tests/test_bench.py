@@ -152,7 +152,7 @@ def test_machine_runs_cnnrun_as_a_new_process_from_the_folder_given_and_here_whe
     monkeypatch.setattr(sys, "argv", ["pytest"])  # were it run here, Typer would show "pytest" for cnnrun
     assert machine.cnnrun("config", "show", "a.yaml", cwd=tmp_path) > 0  # a.yaml: found from cwd
     out = capfd.readouterr().out  # the child writes to the file descriptor it inherits, not to sys.stdout
-    assert out.startswith(f"$ -m cnnrun config show a.yaml\n") and "name: tiny" in out
+    assert out.startswith("$ -m cnnrun config show a.yaml\n") and "name: tiny" in out
     with pytest.raises(SystemExit) as stop:
         machine.cnnrun("config", "show", "missing.yaml", cwd=tmp_path)
     assert stop.value.code == 2 and "missing.yaml" in capfd.readouterr().err

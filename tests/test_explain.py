@@ -28,7 +28,8 @@ def trained(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("explain")
     config = folder / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(model={"layers": LAYERS}, train={"epochs": 1, "batch_size": 16})))
+    config.write_text(yaml.safe_dump(tiny_config(model={"layers": LAYERS}, train={"epochs": 1, "batch_size": 16},
+                                             output={"plots": True, "report": False})))
     result = run_here("train", config, "--output-dir", folder / "outputs")
     assert result.returncode == 0, result.stderr
     (run,) = (folder / "outputs").glob("*/*")

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 def test_train_writes_the_whole_run_folder(write_config, tmp_path):
     config = tiny_config(callbacks={"checkpoint": {"monitor": "val_acc"},
-                                    "reduce_lr_on_plateau": {"patience": 1, "factor": 0.5}})
+                                    "reduce_lr_on_plateau": {"patience": 1, "factor": 0.5}},
+                         output={"plots": True, "report": False})  # cnnrun's default: plots on
     result = run_cli("train", write_config(config), "--output-dir", tmp_path / "runs", "--set", "train.epochs=3",
                      columns=None)  # a pipe without COLUMNS: Keras would fit its summary to 80 columns
     assert result.returncode == 0, result.stderr[-3000:]
