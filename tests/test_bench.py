@@ -120,8 +120,8 @@ def load_bench(name: str, monkeypatch):
     return module
 
 
-TESTED = {"machine", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline", "memory",
-          "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance",
+TESTED = {"machine", "backends", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline",
+          "memory", "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance",
           "multilabel", "regression"}
 
 
@@ -280,6 +280,29 @@ def test_step_speed(tmp_path, monkeypatch, capsys):
     assert step_speed.main([str(tmp_path / "tiny.yaml"), "--steps", "1", "--warmup", "1", "--deferred-state"]) == 0
     (result,) = results(capsys.readouterr().out)
     assert (result["state"], result["traces"], result["steps"]) == ("deferred", "2", "1")
+
+
+@pytest.mark.slow
+def test_backends_times_the_configs_model_on_each_backend_and_skips_one_not_installed(tmp_path):
+    # this environment has TensorFlow and JAX, not PyTorch: its line says so and the others are measured
+    out = bench("backends.py", shapes_config(tmp_path), "--steps", "2", "--warmup", "1", cwd=tmp_path)
+    assert (f"tiny.yaml: {TINY_PARAMS:,} parameters, batch 16 of 16×16×1, 2 steps timed after 2, XLA off on "
+            f"TensorFlow") in out
+    assert re.search(r"^torch: skipped: not installed for .+ \(No module named 'torch'\)$", out, re.MULTILINE), out
+    shown = {r["backend"]: r for r in results(out)}
+    assert list(shown) == ["tensorflow", "jax"]
+    for backend, result in shown.items():
+        line = re.search(rf"^{backend} [\d.]+ \(Keras [\d.]+\): ([\d.]+) images/s, ([\d.]+) ms a step, first step "
+                         rf"([\d.]+) s$", out, re.MULTILINE)
+        assert line.groups() == (result["images_per_s"], result["step_ms"], result["first_step_s"])
+        low, high = rounded_ratio(16 * 1000, float(result["step_ms"]), 1)  # 16 pictures a step
+        assert low - 0.05 <= float(result["images_per_s"]) <= high + 0.05
+    low, high = rounded_ratio(float(shown["jax"]["images_per_s"]), float(shown["tensorflow"]["images_per_s"]), 1)
+    ratio = float(re.search(r"^against TensorFlow: tensorflow 1\.00×, jax ([\d.]+)×$", out, re.MULTILINE)[1])
+    assert low - 0.005 <= ratio <= high + 0.005
+    for wrong, said in ((["--backends", "tensorflow,theano"], "--backends: unknown theano"),
+                        (["--python", "torch"], "--python torch: give BACKEND=PATH")):
+        assert said in bench("backends.py", "tiny.yaml", *wrong, cwd=tmp_path, code=2)
 
 
 @pytest.mark.slow
