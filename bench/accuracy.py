@@ -32,7 +32,7 @@ def output_dir(args: list[str]) -> str | None:
 def train(args: list[str], output: str, kept: bool) -> int:
     """Run `cnnrun train ARGS` into `output` and print the figures of the run folder it made (and its path if kept)."""
     before = set(Path(output).glob("*/*/"))
-    wall = cnnrun("train", *args, "--output-dir", output, cwd=Path.cwd())
+    wall = cnnrun("train", *args, *([] if kept else ["--output-dir", output]), cwd=Path.cwd())  # kept: in args
     made = set(Path(output).glob("*/*/")) - before
     if len(made) != 1:
         raise SystemExit(f"cnnrun train made {len(made)} run folders; this bench reads one (no --seeds)")
