@@ -39,6 +39,7 @@ from pathlib import Path
 from machine import cpu_line
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))  # this tree's cnnrun, in the driver and in each backend's process
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -73,9 +74,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def write_spec(config: Path, sets: list[str], batch_file: Path) -> dict:
+def write_spec(config: Path, sets: list[str], spec_file: Path) -> dict:
     """Build and compile CONFIG's model as `cnnrun train` does; write what every backend loads; return its facts."""
-    sys.path.insert(0, str(PROJECT))
     from cnnrun.config import load_experiment
     from cnnrun.devices.backend import prepare
 
@@ -92,7 +92,7 @@ def write_spec(config: Path, sets: list[str], batch_file: Path) -> dict:
             "batch": experiment.train.batch_size, "shape": list(info.input_shape), "classes": info.num_classes,
             "one_hot": experiment.dataset.label_mode == "categorical", "params": model.count_params(),
             "jit_compile": bool(getattr(model, "jit_compile", False))}
-    batch_file.write_text(json.dumps(spec))
+    spec_file.write_text(json.dumps(spec))
     return spec
 
 
@@ -104,7 +104,6 @@ def worker(backend: str, spec_file: Path, steps: int, warmup: int) -> dict:
 
     if keras.backend.backend() != backend:
         raise SystemExit(f"Keras started with {keras.backend.backend()}, not {backend}")
-    sys.path.insert(0, str(PROJECT))
     try:  # cnnrun's own layers (PatchWhitening, …) register themselves with Keras when imported
         import cnnrun.model.custom_objects  # noqa: F401
     except ImportError:  # a Python without cnnrun's dependencies: a model of Keras' own layers still loads
@@ -112,7 +111,7 @@ def worker(backend: str, spec_file: Path, steps: int, warmup: int) -> dict:
     spec = json.loads(spec_file.read_text())
     keras.utils.set_random_seed(0)
     model = keras.models.model_from_json(spec["model"])
-    loss = keras.losses.deserialize(spec["loss"]) if isinstance(spec["loss"], dict) else spec["loss"]
+    loss = keras.losses.get(spec["loss"])  # a name or a serialized Loss
     # XLA as cnnrun chose it on TensorFlow; JAX always compiles its step, PyTorch runs it eagerly (Keras' "auto")
     jit = spec["jit_compile"] if backend == "tensorflow" else "auto"
     model.compile(optimizer=keras.optimizers.deserialize(spec["optimizer"]), loss=loss, metrics=["accuracy"],

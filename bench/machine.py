@@ -1,5 +1,5 @@
 """The CPU a benchmark ran on, as one line every bench script prints beside its figures; and `cnnrun(...)`, a
-cnnrun command run as its own process from the project root, timed.
+cnnrun command run as its own process (from the project root unless told another folder), timed.
 
 Every figure is measured with `cnnrun(...)` starting a new process, as a user's command does. Where the variable
 `CNNRUN_BENCH_IN_PROCESS=1` is set (tests/test_bench.py sets it for the tiny modes), the command goes through the
