@@ -39,11 +39,18 @@ TINY_LAYERS = [
 
 def pytest_configure(config):
     """Import TensorFlow and Keras as the CLI does, without JAX (0.9 s of CPU less), in each process that runs
-    tests: every process without xdist, its workers with it (the controller runs no test, so it imports neither)."""
+    tests: every process without xdist, its workers with it (the controller runs no test, so it imports neither).
+
+    The processor is shown to TensorFlow as two logical CPU devices there, as `train.devices: [/cpu:0, /cpu:1]`
+    does at a command's start, so that a test can train under MirroredStrategy in its own process (one device,
+    /cpu:0, is what every other run uses). Splitting it at a command's start, in a new process, is
+    tests/test_distribution.py's."""
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
         from cnnrun.devices.backend import import_keras
+        from cnnrun.devices.distribute import _split_processor
 
         import_keras()
+        _split_processor(2)
 
 
 def tiny_config(**sections) -> dict:

@@ -15,11 +15,13 @@ from tests.conftest import run_cli, run_here, tiny_config
 
 
 def _train(folder, config) -> object:
+    """Train `config` in this process (`train`'s silence on a terminal is tests/test_train.py's, in a process of its
+    own); the run folder."""
     path = folder / "experiment.yaml"
     path.write_text(json.dumps(config))
-    result = run_cli("train", path, "--output-dir", folder / "runs")
+    result = run_here("train", path, "--output-dir", folder / "runs")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stderr == ""  # no start-up chatter or library warnings on the terminal
+    assert result.stderr == ""  # no library warnings
     (run,) = (folder / "runs").glob("*/*")
     return run
 

@@ -6,7 +6,7 @@ import json
 import keras
 import pytest
 
-from tests.conftest import run_cli, run_here, tiny_config
+from tests.conftest import run_here, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -52,9 +52,11 @@ def test_a_graph_trains_resumes_and_evaluates(write_config, tmp_path):
 def test_a_graph_trains_under_mirrored_strategy_on_two_cpu_devices(write_config, tmp_path):
     config = tiny_config(model=RESIDUAL_NET, train={"epochs": 1, "batch_size": 16, "distribution": "mirrored",
                                                     "devices": ["/cpu:0", "/cpu:1"]})
-    trained = run_cli("train", write_config(config), "--output-dir", tmp_path / "runs")  # devices: a new process
+    trained = run_here("train", write_config(config), "--output-dir", tmp_path / "runs")  # (conftest: two CPUs)
     assert trained.returncode == 0, trained.stderr[-2000:]
     (run,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
     assert json.loads((run / "state.json").read_text())["status"] == "completed"
+    assert json.loads((run / "meta.json").read_text())["distribution"] == {
+        "backend": "tensorflow", "strategy": "mirrored", "replicas": 2, "processes": 1, "devices": ["/cpu:0", "/cpu:1"]}
     model = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True)
     assert "res2_body" in {layer.name for layer in model.layers}

@@ -20,6 +20,7 @@ def test_train_writes_the_whole_run_folder(write_config, tmp_path):
     result = run_cli("train", write_config(config), "--output-dir", tmp_path / "runs", "--set", "train.epochs=3",
                      columns=None)  # a pipe without COLUMNS: Keras would fit its summary to 80 columns
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""  # no start-up chatter or library warnings on the terminal
     (run,) = (tmp_path / "runs" / "tiny").iterdir()
     assert str(run) in result.stdout.replace("\n", "")
 
