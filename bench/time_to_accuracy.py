@@ -41,8 +41,8 @@ epoch of the proxy trains on 10,000. airbench94's pieces, switched off one at a 
 
 (Test-time augmentation needs no variant: every row reports the test accuracy with and without it.)
 
-Tiny mode (what tests/test_bench.py runs): a small `shapes` config of four epochs, `--seeds 2`, low `--targets`,
-`--judge-every 2`, one `--ablate` (which also stops early, after the third epoch).
+Tiny mode (what tests/test_bench.py runs): a small `shapes` config of three epochs, `--seeds 2`, low `--targets`,
+`--judge-every 2`, one `--ablate` (which also stops early, after the second epoch).
 """
 
 import argparse

@@ -307,8 +307,8 @@ def test_backends_times_the_configs_model_on_each_backend_and_skips_one_not_inst
         assert said in bench("backends.py", "tiny.yaml", *wrong, cwd=tmp_path, code=2)
 
 
-# early stopping that ends the 3rd epoch whatever the losses: no change of the training loss counts as an improvement
-STOP_AFTER_3 = "callbacks.early_stopping={monitor: loss, min_delta: 1.0e+9, patience: 2}"
+# early stopping that ends the 2nd epoch whatever the losses: no change of the training loss counts as an improvement
+STOP_AFTER_2 = "callbacks.early_stopping={monitor: loss, min_delta: 1.0e+9, patience: 1}"
 
 
 @pytest.mark.slow
@@ -317,17 +317,17 @@ def test_time_to_accuracy(tmp_path):
     other.write_text("config,seed,epoch,minutes,test_accuracy,test_accuracy_tta\n"
                      "other.yaml,1,1,0.500,0.2000,0.2500\nother.yaml,1,2,1.000,0.4000,0.4500\n")
     out = bench("time_to_accuracy.py", shapes_config(tmp_path), "--seeds", "2", "--targets", "0.3,0.99",
-                "--out", "curve.png", "--with", other, "--set", "callbacks.lookahead=true", "--set", "train.epochs=4",
-                "--judge-every", "2", "--ablate", "lookahead", "callbacks.lookahead=false", STOP_AFTER_3, cwd=tmp_path)
+                "--out", "curve.png", "--with", other, "--set", "callbacks.lookahead=true", "--set", "train.epochs=3",
+                "--judge-every", "2", "--ablate", "lookahead", "callbacks.lookahead=false", STOP_AFTER_2, cwd=tmp_path)
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = list(csv.DictReader((tmp_path / "curve.csv").open()))
     assert [(r["ablated"], r["seed"], r["epoch"]) for r in table] == [
-        (variant, seed, epoch) for variant, epochs in (("", "24"), ("lookahead", "23")) for seed in "34"
-        for epoch in epochs]  # every 2nd epoch (the 4th once), and the 3rd where early stopping ended the fit
-    assert f"seed 3, without lookahead (callbacks.lookahead=false {STOP_AFTER_3})" in out
+        (variant, seed, epoch) for variant, epochs in (("", "23"), ("lookahead", "2")) for seed in "34"
+        for epoch in epochs]  # every 2nd epoch and the last: the 3rd, or the 2nd (once) where early stopping ended it
+    assert f"seed 3, without lookahead (callbacks.lookahead=false {STOP_AFTER_2})" in out
     # the ablation table: per variant the final epochs' mean ± std over the two seeds, and the change with TTA
     finals = {variant: [(float(r["test_accuracy"]), float(r["test_accuracy_tta"])) for r in table
-                        if r["ablated"] == variant and r["epoch"] == {"": "4", "lookahead": "3"}[variant]]
+                        if r["ablated"] == variant and r["epoch"] == {"": "3", "lookahead": "2"}[variant]]
               for variant in ("", "lookahead")}
     shown = {}
     for variant, name in (("", r"nothing \(as configured\)"), ("lookahead", "lookahead")):
@@ -344,7 +344,7 @@ def test_time_to_accuracy(tmp_path):
                                              f"{statistics.stdev(v[1] for v in finals['lookahead']):.4f}"}
     rows = [(int(r["seed"]), int(r["epoch"]), float(r["minutes"]), float(r["test_accuracy"]),
              float(r["test_accuracy_tta"])) for r in table if not r["ablated"]]
-    assert [(seed, epoch) for seed, epoch, *_ in rows] == [(3, 2), (3, 4), (4, 2), (4, 4)]  # seed 3 (the config's), 4
+    assert [(seed, epoch) for seed, epoch, *_ in rows] == [(3, 2), (3, 3), (4, 2), (4, 3)]  # seed 3 (the config's), 4
     for *_, plain, tta in rows:  # a share of the 40 test pictures
         assert round(plain * TINY_TEST, 6) % 1 == 0 and round(tta * TINY_TEST, 6) % 1 == 0
     printed = re.findall(r"epoch (\d): +([\d.]+) min, test accuracy ([\d.]+), with flip\+translate ([\d.]+)", out)
@@ -352,16 +352,16 @@ def test_time_to_accuracy(tmp_path):
                                                                            printed[:4]]  # then the variant's
     # the last epoch's accuracy, judged by the bench's callback, is what cnnrun's own scoring gives last.keras
     last_keras = re.findall(r"test, last\.keras\s*│\s*accuracy ([\d.]+)", out)
-    assert last_keras[:2] == [f"{plain:.4f}" for seed, epoch, _, plain, _ in rows if epoch == 4]
+    assert last_keras[:2] == [f"{plain:.4f}" for seed, epoch, _, plain, _ in rows if epoch == 3]
     for seed, target in ((3, 0.3), (3, 0.99), (4, 0.3), (4, 0.99)):  # the first epoch at each target
         said = re.search(rf"^seed {seed}: {target:.0%} (.+); with TTA (.+)$", out, re.MULTILINE).groups()
         firsts = [next((f"(epoch {r[1]})" for r in rows if r[0] == seed and r[column] >= target), "not reached")
                   for column in (3, 4)]
         assert [text.rpartition(" min ")[2] for text in said] == firsts
     for result, (key, column) in zip(results(out)[:2], (("final_plain", 3), ("final_tta", 4)), strict=True):
-        finals = [r[column] for r in rows if r[1] == 4]
+        finals = [r[column] for r in rows if r[1] == 3]
         assert result[key] == f"{statistics.fmean(finals):.4f}±{statistics.stdev(finals):.4f}"
-        assert abs(float(result["minutes"]) - statistics.fmean(r[2] for r in rows if r[1] == 4)) <= 0.0505
+        assert abs(float(result["minutes"]) - statistics.fmean(r[2] for r in rows if r[1] == 3)) <= 0.0505
 
 
 @pytest.mark.slow
