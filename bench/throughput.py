@@ -19,8 +19,8 @@ Usage (from any folder):
         [--fashion-mnist DIR] [--cifar10 DIR] [--arrays FILE.npz] [--set KEY=VALUE]...
 
 `--arrays` is the npz that `cifar10_bn_arrays` reads, written from `--cifar10`'s tree when it does not exist yet
-(bench/gpu.sh's full run reads the default one too); `--set` goes to every config. Without tf_keras the course's
-setting is skipped, and says so. Each line gives the timed epoch's seconds and batch beside images/s.
+(`--write-arrays` only writes it, for bench/gpu.sh's other runs); `--set` goes to every config. Without tf_keras
+the course's setting is skipped, and says so. Each line gives the timed epoch's seconds and batch beside images/s.
 
 Tiny mode (what tests/test_bench.py runs): `--cifar10` a tree of a few pictures per class, `--arrays` a file in a
 temporary folder, `--steps 2`, `--set dataset.holdout_first=N --set train.batch_size=B` to fit the tree and
@@ -73,7 +73,7 @@ def measure(args: argparse.Namespace, config: str, setting: str) -> dict:
     _quiet_imports()
     import keras
 
-    from cnnrun.data import load_splits
+    from cnnrun.data import augmentation_in_model, load_splits
     from cnnrun.model.build import new_model
 
     steps, data = args.steps, sources(args)
@@ -81,8 +81,9 @@ def measure(args: argparse.Namespace, config: str, setting: str) -> dict:
         write_arrays(load_experiment(data["cifar10_bn"][0], [*data["cifar10_bn"][1], *args.sets]), args.arrays)
     path, sets = data[config]
     experiment = load_experiment(path, [*sets, *args.sets, *SETTINGS[setting]])
-    splits = load_splits(experiment)  # augmented in the pipeline, as on a CPU (placement: auto)
-    model = new_model(experiment, splits.info, augment_in_model=False)
+    in_model = augmentation_in_model(experiment)  # as `cnnrun train` places it: in the pipeline on a CPU with
+    splits = load_splits(experiment, augment=not in_model)  # TensorFlow, in the model on a GPU or on JAX
+    model = new_model(experiment, splits.info, augment_in_model=in_model)
     data = course_stream(splits, experiment) if setting == "course" else splits.train
     times: list[float] = []
 
@@ -147,6 +148,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cifar10", type=Path, default=SHARED / "cifar10-jpeg", help="the CIFAR-10 JPEG tree")
     parser.add_argument("--arrays", type=Path, default=ARRAYS, help=f"cifar10_bn_arrays' npz (default {ARRAYS})")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="a config override, repeatable")
+    parser.add_argument("--write-arrays", action="store_true",
+                        help="only write --arrays from --cifar10's tree (when it is missing), then stop")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.fashion_mnist, args.cifar10, args.arrays = (p.resolve() for p in (args.fashion_mnist, args.cifar10,
@@ -160,6 +163,14 @@ def main(argv: list[str]) -> int:
         print(json.dumps(measure(args, *args.worker)))
         return 0
     print(cpu_line())
+    if args.write_arrays:
+        if not args.arrays.exists():
+            from cnnrun.config import load_experiment
+
+            path, sets = sources(args)["cifar10_bn"]
+            write_arrays(load_experiment(path, [*sets, *args.sets]), args.arrays)
+        print(f"arrays: {args.arrays}")
+        return 0
     passed = ["--steps", str(args.steps), "--fashion-mnist", str(args.fashion_mnist), "--cifar10", str(args.cifar10),
               "--arrays", str(args.arrays), *(a for s in args.sets for a in ("--set", s))]
     failed = 0

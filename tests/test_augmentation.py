@@ -6,11 +6,11 @@ import pytest
 from keras.src.legacy.preprocessing.image import apply_affine_transform
 from PIL import Image
 
-from cnnrun.config import AugmentationConfig
+from cnnrun.config import AugmentationConfig, validate_experiment
 from cnnrun.data import build_augmenter
 from cnnrun.data.shapes import make_shapes
 from cnnrun.errors import UserError
-from tests.conftest import run_cli, tiny_config
+from tests.conftest import run_cli, run_here, tiny_config
 
 
 def _augment(x: np.ndarray, **words) -> np.ndarray:
@@ -154,3 +154,15 @@ def test_augment_preview_with_a_config_is_seeded_and_flips(tmp_path, write_confi
         assert np.array_equal(_pixels(one), original) or np.array_equal(_pixels(one), original[::-1])
         flipped += np.array_equal(_pixels(one), original[::-1])
     assert 0 < flipped < 6
+
+
+def test_the_pipeline_placement_needs_the_tensorflow_backend(write_config):
+    # cnnrun's layers run on the backend's ops, which tf.data's graph cannot take on JAX
+    augmentation = {"horizontal_flip": True, "placement": "pipeline"}
+    result = run_here("train", write_config(tiny_config(backend="jax", augmentation=augmentation)))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "augmentation.placement: pipeline" in result.stderr and "backend: jax" in result.stderr
+    for backend, placement in ("tensorflow", "pipeline"), ("jax", "model"), ("jax", "auto"):
+        experiment = validate_experiment(tiny_config(backend=backend, augmentation={**augmentation,
+                                                                                  "placement": placement}), "t.yaml")
+        assert experiment.augmentation.placement == placement

@@ -424,6 +424,8 @@ def test_throughput(tmp_path):
 
     tree = jpeg_tree(tmp_path / "tree", train=8, test=2)
     arrays = tmp_path / "arrays.npz"
+    written = bench("throughput.py", "--write-arrays", "--cifar10", tree, "--arrays", arrays, cwd=tmp_path)
+    assert written.strip().splitlines()[-1] == f"arrays: {arrays}" and arrays.is_file()  # and nothing measured
     out = bench("throughput.py", "--configs", "cifar10_bn_arrays", "--settings", "bf16", "course", "--steps", "2",
                 "--cifar10", tree, "--arrays", arrays, "--set", "dataset.holdout_first=20", "--set",
                 "train.batch_size=8", *SMALL_NETWORK, cwd=tmp_path)
@@ -555,20 +557,26 @@ def test_transfer(tmp_path):
 def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
     assert subprocess.run(["bash", "-n", str(BENCH / "gpu.sh")]).returncode == 0
     text = (BENCH / "gpu.sh").read_text().replace("\\\n", " ")  # its commands as bash runs them, by default
-    for name, value in ('"$STEPS"', "200"), ("${TMPDIR:-/tmp}", os.environ.get("TMPDIR", "/tmp")), ("${OUT:-.}", "."):
+    throughput, time_to_accuracy = load_bench("throughput", monkeypatch), load_bench("time_to_accuracy", monkeypatch)
+    for name, value in (('"$STEPS"', "200"), ('"$NPZ"', str(throughput.ARRAYS)), ("$NPZ", str(throughput.ARRAYS)),
+                        ('"$JPEG"', "../shared/data/cifar10-jpeg"), ("$OUTDIR", ".")):
         text = text.replace(name, value)
     commands = [(found[1], shlex.split(found[2])) for line in text.splitlines() if not line.lstrip().startswith("#")
                 for found in re.finditer(r"\$PY (bench/\S+)([^|]*)", line)]
     assert sorted(script for script, _ in commands) == ["bench/accuracy.py"] * 2 + ["bench/machine.py"] + [
         "bench/throughput.py"] * 2 + ["bench/time_to_accuracy.py"] * 2
+    assert all("$" not in arg for _, args in commands for arg in args), commands  # every variable stood in for
     from cnnrun.config import load_experiment
 
-    throughput, time_to_accuracy = load_bench("throughput", monkeypatch), load_bench("time_to_accuracy", monkeypatch)
     checked = 0
     for script, args in commands:
         assert (PROJECT / script).is_file()
         if script == "bench/throughput.py":
             parsed = throughput.parse(args)
+            assert parsed.arrays == throughput.ARRAYS
+            if parsed.write_arrays:  # the npz the others read, before them
+                assert parsed.cifar10 == (PROJECT / "../shared/data/cifar10-jpeg").resolve()
+                continue
             for config in parsed.configs:
                 path, sets = throughput.sources(parsed)[config]
                 for setting in parsed.settings:
@@ -576,16 +584,17 @@ def test_gpu_sh_runs_scripts_that_take_its_flags_and_overrides(monkeypatch):
                     checked += 1
         elif script == "bench/time_to_accuracy.py":
             parsed = time_to_accuracy.parse(args)
-            load_experiment(PROJECT / parsed.config, parsed.sets)
+            experiment = load_experiment(PROJECT / parsed.config, parsed.sets)
+            assert (experiment.dataset.name, str(experiment.dataset.path)) == ("npz", str(throughput.ARRAYS))
             checked += 1
         elif script == "bench/accuracy.py":  # cnnrun train's arguments: a config and its overrides
             config, *rest = args
             assert rest[::2] == ["--set"] * (len(rest) // 2) and len(rest) % 2 == 0
-            # the full run reads the npz that throughput.py writes by default
-            assert all(a == f"dataset.path={throughput.ARRAYS}" for a in rest if a.startswith("dataset.path="))
+            # the full runs read the npz that throughput.py writes
+            assert f"dataset.path={throughput.ARRAYS}" in rest
             assert (shown := run_here("config", "show", config, *rest)).returncode == 0, shown.stderr
             checked += 1
-    assert checked == 2 * 5 + 2 + 2 + 2
+    assert checked == 2 + 2 + 2
     assert re.search(r"^install:", (PROJECT / "Makefile").read_text(), re.MULTILINE)  # its set-up: make install,
     assert "gpu = [" in (PROJECT / "pyproject.toml").read_text()  # and the gpu extra
 

@@ -50,3 +50,27 @@ def test_bias_epochs_without_a_bias_is_refused():
     with pytest.raises(ValueError, match="bias_epochs"):
         PatchWhitening(use_bias=False, bias_epochs=3)
     assert PatchWhitening(bias_epochs=3).get_config()["bias_epochs"] == 3
+
+
+JAX_SCRIPT = """
+import pathlib, sys
+import keras
+assert keras.backend.backend() == "jax"
+from tests.test_whitening_bias import test_the_bias_trains_its_epochs_then_stays_and_a_resume_keeps_it as test
+test(pathlib.Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+def test_the_same_on_the_jax_backend(tmp_path):
+    # JAX's optimizer keeps a state per variable it was built with: the bias cannot leave the trainable ones mid-run
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT)}
+    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, tmp_path], env=env, cwd=PROJECT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]

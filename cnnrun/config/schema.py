@@ -305,6 +305,13 @@ class Experiment(Section):
         return self
 
     @model_validator(mode="after")
+    def _pipeline_on_tensorflow(self) -> "Experiment":
+        if self.backend != "tensorflow" and self.augmentation is not None and self.augmentation.placement == "pipeline":
+            raise UserError("augmentation.placement: pipeline runs the layers inside tf.data, which only the "
+                            "tensorflow backend can; give placement: model (or auto) with backend: jax")
+        return self
+
+    @model_validator(mode="after")
     def _metrics_of_mixed_labels(self) -> "Experiment":
         """Sparse labels are trained one-hot under mixup or cutmix: a metric for class numbers would fail."""
         if trained_label_mode(self.dataset.label_mode, self.augmentation) != self.dataset.label_mode:

@@ -146,6 +146,7 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
 
     from cnnrun.model.muon import check_muon_fits
     from cnnrun.model.rates import with_rate_multipliers
+    from cnnrun.model.whitening import freezes_whitening_bias
 
     for metric in experiment.compile.metrics:
         if metric not in ("accuracy", "crossentropy"):
@@ -156,7 +157,7 @@ def compile_model(model, experiment: Experiment, steps_per_epoch: int | None = N
     if optimizer is None:
         check_muon_fits(model, experiment.compile.optimizer)
         optimizer = with_rate_multipliers(make_optimizer(experiment, steps_per_epoch, replicas), model,
-                                          experiment.compile.rate_multipliers)
+                                          experiment.compile.rate_multipliers, freezing=freezes_whitening_bias(model))
     metrics: list[Any] = list(experiment.compile.metrics)
     if experiment.dataset.label_mode == "multi_label":  # Keras would take `accuracy` of 3 outputs as categorical
         metrics = [keras.metrics.BinaryAccuracy(name=m) if m in ("accuracy", "acc") else m for m in metrics]

@@ -13,7 +13,10 @@ multiplied with it.
 
 Each of cnnrun's optimizers (`cnnrun.config.registry.OPTIMIZERS`) has a subclass that does this, registered with
 Keras as `cnnrun>SGDWithRates` and so on: a checkpoint keeps the multipliers in its optimizer's config, and
-`resume` goes on with them.
+`resume` goes on with them. The same subclass can also freeze a variable in the middle of training (`freeze`):
+its update is skipped, momentum and weight decay included, as PyTorch skips a parameter without a gradient. That
+is how the whitening layer's bias stops training after `bias_epochs` (`cnnrun.model.whitening`) on every backend:
+JAX's optimizer keeps one state per variable it was built with, so the list of trainable variables cannot shrink.
 
 Example:
 >>> optimizer = with_rate_multipliers(keras.optimizers.SGD(0.1), model, {"beta": 64.0})
@@ -57,16 +60,30 @@ class _WithRates:
         super().__init__(*args, **kwargs)
         self.rate_multipliers = {str(k): float(v) for k, v in (rate_multipliers or {}).items()}
         self._multipliers: list[float] = []
+        self.frozen: set = set()  # the keys (Keras' `_var_key`) of the variables whose updates are skipped
+
+    def freeze(self, variables: list) -> None:
+        """Skip the updates of `variables` (momentum and weight decay too) in every step traced from now on: the
+        caller builds the train step again (`model.make_train_function(force=True)`)."""
+        self.frozen |= {self._var_key(variable) for variable in variables}
+
+    def is_frozen(self, variable) -> bool:
+        return self._var_key(variable) in self.frozen
 
     def build(self, variables: list) -> None:
         super().build(variables)
         self._multipliers = [multiplier_for(variable.path, self.rate_multipliers) for variable in variables]
 
     def update_step(self, gradient, variable, learning_rate):
+        if self._var_key(variable) in self.frozen:
+            return None
         multiplier = self._multipliers[self._get_variable_index(variable)]
         if multiplier != 1.0:
             learning_rate = learning_rate * multiplier
         return super().update_step(gradient, variable, learning_rate)
+
+    def _apply_weight_decay(self, variables):
+        return super()._apply_weight_decay([v for v in variables if self._var_key(v) not in self.frozen])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate_multipliers": dict(self.rate_multipliers)}
@@ -83,18 +100,18 @@ RATED: dict[str, type] = {name: _rated(optimizer_class(name)) for name in OPTIMI
 """Keras' optimizer class name → its subclass with per-variable rates, registered as `cnnrun>NameWithRates`."""
 
 
-def with_rate_multipliers(optimizer, model, multipliers: dict[str, float] | None):
+def with_rate_multipliers(optimizer, model, multipliers: dict[str, float] | None, freezing: bool = False):
     """`optimizer` again, as its subclass with per-variable rates (`RATED`); itself when there are no multipliers
-    or it already has them.
+    (and no variable will be frozen: `freezing`) or it already has them.
 
     Raises:
         UserError: a pattern that matches none of `model`'s variables, trainable now or not (a phase may train
             them later; some of the paths it has are named), or an optimizer without such a subclass.
     """
-    if not multipliers or isinstance(optimizer, _WithRates):
+    if not (multipliers or freezing) or isinstance(optimizer, _WithRates):
         return optimizer
     paths = [variable.path for variable in model.weights]
-    for pattern in multipliers:
+    for pattern in multipliers or {}:
         if not any(re.search(pattern, path) for path in paths):
             shown = ", ".join(paths[:6]) + (", …" if len(paths) > 6 else "")
             raise UserError(f"{WHERE}: '{pattern}' matches none of the model's variables ({shown})")
@@ -102,7 +119,7 @@ def with_rate_multipliers(optimizer, model, multipliers: dict[str, float] | None
     if rated is None:
         raise UserError(f"{WHERE}: not for {type(optimizer).__name__}; use one of "
                         f"{', '.join(sorted(OPTIMIZERS))}")
-    return rated.from_config({**optimizer.get_config(), "rate_multipliers": multipliers})
+    return rated.from_config({**optimizer.get_config(), "rate_multipliers": multipliers or {}})
 
 
 def rates_of(optimizer, model) -> dict[str, float]:

@@ -123,15 +123,31 @@ def whitening_layers(model) -> list[PatchWhitening]:
 class FreezeWhiteningBias(keras.callbacks.Callback):
     """Freeze the bias of every `PatchWhitening` layer with `bias_epochs: N` when epoch N + 1 begins.
 
-    The bias stops being a trainable variable and Keras' train step is built again without it, so the rest of the
-    model trains on while the bias keeps the value of its N-th epoch. A resumed run past epoch N freezes it when
-    its first epoch begins. The Trainer gives it to the fits of a model whose config sets `bias_epochs`.
+    The optimizer skips the bias from then on (`cnnrun.model.rates`, `freeze`: no update, no momentum, no weight
+    decay, as airbench's `requires_grad = False`) and Keras' train step is built again, so the rest of the model
+    trains on while the bias keeps the value of its N-th epoch. An optimizer without per-variable rates (a checkpoint
+    of an older cnnrun) has the bias made non-trainable instead, which only the TensorFlow backend takes mid-run.
+    A resumed run past epoch N freezes it when its first epoch begins. The Trainer gives it to the fits of a model
+    whose config sets `bias_epochs`.
     """
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        from cnnrun.model.rates import _WithRates
+
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # under loss scaling
+        skips = isinstance(optimizer, _WithRates)
         due = [layer for layer in whitening_layers(self.model)
-               if layer.bias_epochs is not None and epoch >= layer.bias_epochs and layer.bias.trainable]
-        for layer in due:
-            layer.bias.trainable = False
+               if layer.bias_epochs is not None and epoch >= layer.bias_epochs and layer.bias.trainable
+               and not (skips and optimizer.is_frozen(layer.bias))]
+        if skips:
+            optimizer.freeze([layer.bias for layer in due])
+        else:
+            for layer in due:
+                layer.bias.trainable = False
         if due:
             self.model.make_train_function(force=True)
+
+
+def freezes_whitening_bias(model) -> bool:
+    """Whether a `PatchWhitening` layer of `model` has `bias_epochs` (its optimizer must be able to `freeze`)."""
+    return any(layer.bias_epochs is not None for layer in whitening_layers(model))

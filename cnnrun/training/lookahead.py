@@ -57,7 +57,7 @@ class Lookahead(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.variables = [v for v in self.model.weights if "float" in str(v.dtype)]
-        self.slow = [np.array(v.numpy()) for v in self.variables]  # a resumed run: the checkpoint's weights
+        self.slow = [keras.ops.convert_to_numpy(v) for v in self.variables]  # resumed: the checkpoint's weights
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch
@@ -72,9 +72,14 @@ class Lookahead(keras.callbacks.Callback):
             self.updated_at = done
 
     def update(self, decay: float) -> None:
-        """`slow ← decay · slow + (1 − decay) · fast`, then `fast ← slow`."""
+        """`slow ← decay · slow + (1 − decay) · fast`, then `fast ← slow`.
+
+        On the JAX backend the state a step leaves stays outside the variables until something asks for the model:
+        reading `self.model` (Keras' `Callback.model`) puts it back, and the next step starts from what is assigned.
+        """
+        self.model  # noqa: B018 (the JAX backend's state into the variables)
         for index, variable in enumerate(self.variables):
-            slow = decay * self.slow[index] + (1.0 - decay) * np.asarray(variable.numpy())
+            slow = decay * self.slow[index] + (1.0 - decay) * keras.ops.convert_to_numpy(variable)
             self.slow[index] = slow.astype(self.slow[index].dtype)
             variable.assign(self.slow[index])
 
