@@ -165,38 +165,24 @@ def test_a_model_with_crop_and_cutout_saves_and_loads_in_safe_mode(tmp_path):
     assert {"cnnrun>RandomPaddedCrop", "cnnrun>RandomCutout"} <= set(custom_objects())
 
 
-JAX_SCRIPT = """
-import sys
-import keras
-import numpy as np
-from cnnrun.data.layers import RandomCutout, RandomPaddedCrop
-assert keras.backend.backend() == "jax"
-x = np.load(sys.argv[1])
-crop = np.asarray(RandomPaddedCrop(3, "reflect", seed=1)(x, training=True))
-cut = np.asarray(RandomCutout(4, seed=1)(x, training=True))
-model = keras.Sequential([keras.Input(x.shape[1:]), RandomPaddedCrop(3, "constant", seed=1), RandomCutout(4, seed=1),
-                          keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
-model.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
-model.fit(x, np.arange(len(x)) % 2, batch_size=8, epochs=1, verbose=0)  # a compiled training step draws them
-np.savez(sys.argv[2], crop=crop, cut=cut)
-"""
+def crop_and_cutout_here(x_path, out_path) -> None:
+    """In a JAX process (tests/test_on_jax.py): crop and cutout of the pictures at `x_path`, drawn eagerly and in a
+    compiled training step, written to `out_path`."""
+    import keras
+
+    x = np.load(x_path)
+    crop = np.asarray(RandomPaddedCrop(3, "reflect", seed=1)(x, training=True))
+    cut = np.asarray(RandomCutout(4, seed=1)(x, training=True))
+    model = keras.Sequential([keras.Input(x.shape[1:]), RandomPaddedCrop(3, "constant", seed=1),
+                              RandomCutout(4, seed=1), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(x, np.arange(len(x)) % 2, batch_size=8, epochs=1, verbose=0)  # a compiled training step draws them
+    np.savez(out_path, crop=crop, cut=cut)
 
 
-@pytest.mark.slow
-def test_crop_and_cutout_are_exact_on_the_jax_backend_and_train_compiled(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import PROJECT
-
-    images = pictures(16)
-    np.save(tmp_path / "x.npy", images)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT)}
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, tmp_path / "x.npy", tmp_path / "out.npz"], env=env,
-                            cwd=PROJECT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = np.load(tmp_path / "out.npz")
+def check_crop_and_cutout(images: np.ndarray, out) -> None:
+    """Each cropped picture is its picture at one offset, each cut one at one centre, and they vary."""
     offsets = crop_offsets(images, out["crop"], 3, "reflect")
     assert all(len(found) == 1 for found in offsets) and len({found[0] for found in offsets}) > 4
     centres = cutout_centres(images, out["cut"], 4)

@@ -108,26 +108,3 @@ def test_mistakes_are_one_line(write_config):
                                         compile={"optimizer": {"name": "adam", "use_ema": True}}), "t.yaml")
     assert validate_experiment(tiny_config(callbacks={"lookahead": True}), "t.yaml").callbacks.lookahead.every == 5
 
-
-JAX_SCRIPT = """
-import keras
-assert keras.backend.backend() == "jax"
-import tests.test_lookahead as t
-t.test_every_four_steps_and_at_each_epoch_end_with_the_decay_growing_over_the_run()
-t.test_with_steps_per_execution_the_update_comes_at_the_end_of_the_execution_that_reaches_a_multiple()
-"""
-
-
-@pytest.mark.slow
-def test_the_same_updates_on_the_jax_backend():
-    # JAX keeps a step's state outside the variables until the model is asked for: the callback must fetch it
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import PROJECT
-
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT)}
-    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, cwd=PROJECT, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,38 @@
+"""What the JAX backend alone can show, in one JAX process (each costs seconds to start): cnnrun's crop and cutout
+layers exact eagerly and in a compiled step (tests/test_crop.py's references), lookahead's updates against the loop
+written by hand (tests/test_lookahead.py), and the whitening bias frozen after its epochs while the rest trains on
+(tests/test_whitening_bias.py). The last two failed on JAX before: a callback must ask for the model before it
+reads the weights mid-epoch, and JAX's optimizer keeps one state per variable it was built with, so a variable
+cannot stop being trainable in the middle of a run."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import PROJECT
+from tests.test_crop import check_crop_and_cutout, pictures
+
+SCRIPT = """
+import pathlib, sys
+import keras
+assert keras.backend.backend() == "jax"
+from tests import test_crop, test_lookahead, test_whitening_bias
+test_crop.crop_and_cutout_here(sys.argv[1], sys.argv[2])
+test_lookahead.test_every_four_steps_and_at_each_epoch_end_with_the_decay_growing_over_the_run()
+test_lookahead.test_with_steps_per_execution_the_update_comes_at_the_end_of_the_execution_that_reaches_a_multiple()
+test_whitening_bias.bias_trains_then_stays(pathlib.Path(sys.argv[3]), epochs=3, resume=False)
+"""
+
+
+@pytest.mark.slow
+def test_crop_cutout_lookahead_and_the_whitening_bias_on_the_jax_backend(tmp_path):
+    images = pictures(16)
+    np.save(tmp_path / "x.npy", images)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT)}
+    result = subprocess.run([sys.executable, "-c", SCRIPT, tmp_path / "x.npy", tmp_path / "out.npz", tmp_path],
+                            env=env, cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_crop_and_cutout(images, np.load(tmp_path / "out.npz"))
