@@ -60,9 +60,9 @@ def main(argv: list[str]) -> int:
         y = np.eye(info.num_classes, dtype="float32")[y]
     traces, step = [0], model.train_step
 
-    def counted(data):  # Python, run only while TensorFlow traces the step: its calls are the traces
-        traces[0] += 1
-        return step(data)
+    def counted(*args):  # Python, run only while the step is traced: its calls are the traces (JAX's step takes
+        traces[0] += 1  # the state before the data)
+        return step(*args)
 
     model.train_step = counted
     started = time.perf_counter()

@@ -1,9 +1,10 @@
 """What the JAX backend alone can show, in one JAX process (each costs seconds to start): cnnrun's crop and cutout
 layers exact eagerly and in a compiled step (tests/test_crop.py's references), lookahead's updates against the loop
-written by hand (tests/test_lookahead.py), and the whitening bias frozen after its epochs while the rest trains on
-(tests/test_whitening_bias.py). The last two failed on JAX before: a callback must ask for the model before it
-reads the weights mid-epoch, and JAX's optimizer keeps one state per variable it was built with, so a variable
-cannot stop being trainable in the middle of a run."""
+written by hand (tests/test_lookahead.py), the whitening bias frozen after its epochs while the rest trains on
+(tests/test_whitening_bias.py), and the compiled steps kept on disk for the next process. Lookahead and the bias
+failed on JAX before: a callback must ask for the model before it reads the weights mid-epoch, and JAX's optimizer
+keeps one state per variable it was built with, so a variable cannot stop being trainable in the middle of a
+run."""
 
 import os
 import subprocess
@@ -17,6 +18,8 @@ from tests.test_crop import check_crop_and_cutout, pictures
 
 SCRIPT = """
 import pathlib, sys
+from cnnrun.devices.backend import import_keras
+import_keras()  # as cnnrun's commands import it
 import keras
 assert keras.backend.backend() == "jax"
 from tests import test_crop, test_lookahead, test_whitening_bias
@@ -31,8 +34,13 @@ test_whitening_bias.bias_trains_then_stays(pathlib.Path(sys.argv[3]), epochs=3, 
 def test_crop_cutout_lookahead_and_the_whitening_bias_on_the_jax_backend(tmp_path):
     images = pictures(16)
     np.save(tmp_path / "x.npy", images)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT)}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT),
+           "CNNRUN_CACHE_DIR": str(tmp_path / "cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # keep every compiled step, however quick
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     result = subprocess.run([sys.executable, "-c", SCRIPT, tmp_path / "x.npy", tmp_path / "out.npz", tmp_path],
                             env=env, cwd=PROJECT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     check_crop_and_cutout(images, np.load(tmp_path / "out.npz"))
+    # JAX's compiled steps were kept for the next process, beside the jit records
+    assert len(list((tmp_path / "cache" / "jax").iterdir())) > 5

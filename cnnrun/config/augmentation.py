@@ -183,9 +183,9 @@ class AugmentationConfig(Section):
     )
     placement: Literal["auto", "pipeline", "model"] = Field(
         "auto", description="Where augmentation runs. `pipeline`: in the `tf.data` input pipeline on the CPU, "
-        "overlapping training; TensorFlow's backend only. `model`: as the model's first layers, on the GPU when there is one (they pass "
-        "images through unchanged at inference). `auto`: `model` when a GPU is visible or the backend is not "
-        "TensorFlow, else `pipeline`."
+        "overlapping training; TensorFlow's backend only. `model`: as the model's first layers, on the GPU when "
+        "there is one (they pass images through unchanged at inference). `auto`: `model` when a GPU is visible or "
+        "the backend is not TensorFlow, else `pipeline`."
     )
 
     @field_validator("zoom_range")
