@@ -27,6 +27,7 @@ test_crop.crop_and_cutout_here(sys.argv[1], sys.argv[2])
 test_lookahead.test_every_four_steps_and_at_each_epoch_end_with_the_decay_growing_over_the_run()
 test_lookahead.test_with_steps_per_execution_the_update_comes_at_the_end_of_the_execution_that_reaches_a_multiple()
 test_whitening_bias.bias_trains_then_stays(pathlib.Path(sys.argv[3]), epochs=3, resume=False)
+test_whitening_bias.frozen_under_loss_scaling()
 """
 
 

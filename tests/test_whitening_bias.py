@@ -51,6 +51,39 @@ def test_the_bias_trains_its_epochs_then_stays_and_a_resume_keeps_it(tmp_path):
     bias_trains_then_stays(tmp_path)
 
 
+def frozen_under_loss_scaling() -> None:
+    """mixed_float16, where Keras wraps the optimizer in a LossScaleOptimizer (a GPU's policy; the one the first GPU
+    run stopped in): bias_epochs 1 of 3, the bias moves in epoch 1 only. tests/test_on_jax.py runs it on JAX."""
+    from cnnrun.model.rates import with_rate_multipliers
+    from cnnrun.model.whitening import FreezeWhiteningBias, PatchWhitening
+
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(3)
+        x = np.random.default_rng(3).normal(size=(32, 6, 6, 3)).astype("float32")
+        whitening = PatchWhitening(patch_size=2, bias_epochs=1)
+        model = keras.Sequential([keras.Input((6, 6, 3)), whitening, keras.layers.Flatten(),
+                                  keras.layers.Dense(2, dtype="float32")])
+        whitening.adapt(x)
+        optimizer = with_rate_multipliers(keras.optimizers.SGD(0.1, momentum=0.9), model, None, freezing=True)
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        start = np.array(whitening.bias)
+        biases = []
+        model.fit(x, np.arange(32) % 2, batch_size=8, epochs=3, verbose=0, callbacks=[
+            FreezeWhiteningBias(), keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: biases.append(np.array(whitening.bias)))])
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert not np.array_equal(biases[0], start)
+    np.testing.assert_array_equal(biases[1], biases[0])
+    np.testing.assert_array_equal(biases[2], biases[0])
+
+
+def test_the_bias_stays_frozen_under_loss_scaling():
+    frozen_under_loss_scaling()
+
+
 def test_bias_epochs_without_a_bias_is_refused():
     from cnnrun.model.whitening import PatchWhitening
 
