@@ -132,10 +132,8 @@ class FreezeWhiteningBias(keras.callbacks.Callback):
     """
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        from cnnrun.model.rates import _WithRates
-
         optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # under loss scaling
-        skips = isinstance(optimizer, _WithRates)
+        skips = hasattr(optimizer, "freeze")  # cnnrun's optimizers with per-variable rates
         due = [layer for layer in whitening_layers(self.model)
                if layer.bias_epochs is not None and epoch >= layer.bias_epochs and layer.bias.trainable
                and not (skips and optimizer.is_frozen(layer.bias))]
