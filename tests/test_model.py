@@ -179,3 +179,42 @@ def test_cifar10_fast_is_airbench94_written_by_hand():
     ours = build_model(experiment, shape, len(classes))
     assert ours.count_params() == hand.count_params() == 1_975_096 - 2 * 64 - 4 * 256
     assert [layer.output.shape for layer in ours.layers[-4:]] == [layer.output.shape for layer in hand.layers[-4:]]
+
+
+def test_cifar10_airbench_keeps_airbenchs_statistics_decay_schedule_and_initialisation():
+    # legacy/airbench94.py, read line by line: `BatchNorm(momentum=0.6)` passes PyTorch `momentum=1 - 0.6`, so a
+    # batch moves the running mean by 0.4 of the way; BatchNorm biases decay by lr × wd like every weight (their
+    # group's weight_decay is wd / lr_biases); get_lr: 0.2 → 1 over int(0.23 × steps), then → 0.07; PyTorch's
+    # default init draws a Linear's and a Conv's weights from U(±1/√fan_in).
+    import numpy as np
+
+    experiment = load_experiment(PROJECT / "configs" / "cifar10_airbench.yaml")
+    shape, classes = describe(experiment.dataset)
+    keras.utils.set_random_seed(0)
+    model = build_model(experiment, shape, len(classes))
+    steps_per_epoch = 49  # 50,000 pictures in batches of 1,024, the last one partial
+    compile_model(model, experiment, steps_per_epoch=steps_per_epoch)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 6
+    x = np.random.default_rng(0).normal(3.0, 1.0, size=(16, 4, 4, norms[0].moving_mean.shape[0])).astype("float32")
+    norms[0](x, training=True)
+    np.testing.assert_allclose(norms[0].moving_mean.numpy(), 0.4 * x.mean(axis=(0, 1, 2)), rtol=1e-5)
+    for norm in norms:  # wd = 0.00133 on the mean loss at 1×; the rate multiplier 64 scales L2's gradient 2·l2·β
+        assert 2 * norm.beta_regularizer.l2 * 64 == pytest.approx(0.00133)
+    dense, convs = model.layers[-2], [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert np.abs(dense.kernel.numpy()).max() <= 1 / 16 < 1.2 * np.abs(dense.kernel.numpy()).max()
+    first = convs[0].kernel.numpy()  # 24 → 64: the first 24 filters Dirac's, the other 40 drawn
+    assert first.shape == (3, 3, 24, 64)
+    bound = 1 / (3 * 3 * 24) ** 0.5
+    assert np.abs(first[..., 24:]).max() <= bound < 1.05 * np.abs(first[..., 24:]).max()
+    total = 10 * steps_per_epoch
+    warmup = 0.23 * total
+
+    def airbench(step: int) -> float:  # get_lr × 1.5, cnnrun's peak on the mean loss
+        if step < warmup:
+            return 1.5 * (0.2 + 0.8 * step / warmup)
+        return 1.5 * (1.0 - 0.93 * (step - warmup) / (total - warmup))
+
+    schedule = model.optimizer._learning_rate
+    for step in (0, 50, 112, 113, 200, 400, 489):
+        assert float(schedule(step)) == pytest.approx(airbench(step), rel=1e-5), step

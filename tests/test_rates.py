@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 
 from cnnrun.config import validate_experiment
+from cnnrun.model.build import build_model
+from cnnrun.model.compiling import compile_model
 from cnnrun.model.rates import rates_of, with_rate_multipliers
 from tests.conftest import history, run_here, tiny_config
 
@@ -70,6 +72,34 @@ def test_weight_decay_stays_at_the_plain_rate():
         multiplier = 3.0 if path.endswith("kernel") else 1.0
         expected = weights - RATE * decay * weights - RATE * multiplier * gradients[path]
         np.testing.assert_allclose(after[path], expected, rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def test_a_batchnorm_bias_at_64_times_the_rate_decays_as_airbench_decays_it(write_config):
+    # airbench94's BatchNorm biases: rate lr × 64, PyTorch weight decay wd / (lr × 64), so each SGD step takes
+    # lr × wd × β off them, as off every other weight. In a config: `beta_regularizer: {l2: wd / 2 / 64}` beside
+    # `rate_multipliers: {beta: 64}` (Keras' L2 gradient is 2 × l2 × β, and the multiplier scales it too).
+    lr, wd = 0.05, 0.3
+    norm = {"scale": False, "beta_initializer": {"class_name": "RandomUniform",
+                                                        "config": {"minval": 0.5, "maxval": 1.5, "seed": 5}}}
+    steps = {}
+    for decayed in (False, True):
+        layers = [{"Flatten": {}}, {"BatchNormalization": norm | ({"beta_regularizer": {"l2": wd / 2 / 64}}
+                                                                  if decayed else {})},
+                  {"Dense": {"units": "${num_classes}", "activation": "softmax", "use_bias": False}}]
+        config = tiny_config(model={"layers": layers}, compile={"optimizer": {"name": "sgd", "learning_rate": lr},
+                                                                "rate_multipliers": {"beta": 64}})
+        experiment = validate_experiment(config, "decay.yaml")
+        keras.utils.set_random_seed(2)
+        model = build_model(experiment, (2, 2, 1), 3)
+        compile_model(model, experiment)
+        beta = model.layers[1].beta
+        before = np.array(beta.numpy())
+        x = np.random.default_rng(1).normal(size=(8, 2, 2, 1)).astype("float32")
+        y = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]]
+        model.train_on_batch(x, y)
+        steps[decayed] = np.asarray(beta.numpy()) - before
+    assert np.abs(before).min() > 0.01
+    np.testing.assert_allclose(steps[True] - steps[False], -lr * wd * before, rtol=1e-4, atol=1e-7)
 
 
 def _experiment(tmp_path, name: str, **compile_section):

@@ -74,8 +74,8 @@ def _layer_arguments(cls: type, args: Any, where: str, weight_decay: float = 0.0
         first = next(p for p in inspect.signature(cls.__init__).parameters if p != "self")
         kwargs = {first: args}
     check_arguments(cls, kwargs, where)
-    for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                "depthwise_regularizer", "pointwise_regularizer"):
+    for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "depthwise_regularizer",
+                "pointwise_regularizer", "beta_regularizer", "gamma_regularizer"):  # the last two: BatchNorm's
         if key in kwargs:
             kwargs[key] = _regularizer(kwargs[key], f"{where}.{key}")
     for key in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
