@@ -29,8 +29,9 @@ Usage (from the project root):
     /path/to/torch/python bench/airbench_reference.py --data-dir ../shared/data/cifar10-jpeg [--epochs 9.9] \\
         [--threads 2] [--seed 0]
 
-Tiny mode (what tests/test_bench.py runs where PyTorch is installed): `--train-limit 96 --test-limit 32 --epochs 1
---batch-size 32`.
+Tiny mode (what tests/test_bench.py runs): on a tree of random JPEGs, `--epochs 1 --batch-size 8`, where the
+test's Python has PyTorch; where it has not (cnnrun's own environment and CI), the one-line refusal, and the
+reading of the tree either way.
 """
 
 import argparse
@@ -40,6 +41,7 @@ from math import ceil
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_line
 from PIL import Image
 
 START = time.perf_counter()
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     from airbench94_cpu import run
 
+    print(cpu_line(), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -122,13 +122,14 @@ def load_bench(name: str, monkeypatch):
 
 TESTED = {"machine", "backends", "cli", "accuracy", "runs_listing", "step_speed", "time_to_accuracy", "pipeline",
           "memory", "overhead", "throughput", "distribution", "transfer", "report", "report_screenshots", "imbalance",
-          "multilabel", "regression"}
+          "multilabel", "regression", "airbench_reference", "airbench94_cpu"}
 
 
 def test_every_bench_script_has_a_tiny_mode_tested_here_and_machine_names_the_cpu(tmp_path):
     assert {p.stem for p in BENCH.glob("*.py")} == TESTED
     for path in BENCH.glob("*.py"):
-        assert path.stem == "machine" or "Tiny mode (what tests/test_bench.py runs)" in path.read_text(), path.name
+        helper = path.stem in ("machine", "airbench94_cpu")  # modules the scripts import
+        assert helper or "Tiny mode (what tests/test_bench.py runs)" in path.read_text(), path.name
     assert bench("machine.py", cwd=tmp_path, process=True).splitlines() == [cpu_by_hand()]
 
 
@@ -687,3 +688,22 @@ def test_regression(tmp_path):
     assert float(result["baseline_mae"]) == pytest.approx(np.abs(test - train.mean()).mean(), abs=1e-3)
     r2 = 1 - ((test - train.mean()) ** 2).sum() / ((test - test.mean()) ** 2).sum()
     assert float(result["baseline_r2"]) == pytest.approx(r2, abs=1e-4)
+
+
+def test_airbench_reference_reads_the_tree_as_cifar10_and_runs_airbench_where_pytorch_is(tmp_path, monkeypatch):
+    from PIL import Image
+
+    tree = jpeg_tree(tmp_path / "cifar10", train=2, test=1)
+    module = load_bench("airbench_reference", monkeypatch)
+    images, labels = module.read_split(tree, "train", None)
+    assert images.shape == (20, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [k for k in range(10) for _ in range(2)]  # CIFAR-10's class numbers
+    np.testing.assert_array_equal(images[5], np.asarray(Image.open(tree / "train" / "bird" / "0001.jpg")))
+    assert module.read_split(tree, "train", 12)[1].tolist() == [*range(10), 0, 1]  # a class each in turn
+    if importlib.util.find_spec("torch") is None:  # cnnrun does not depend on PyTorch
+        said = bench("airbench_reference.py", "--data-dir", tree, cwd=tmp_path, code=2)
+        assert said.strip() == "bench/airbench_reference.py needs PyTorch: run it with a Python that has torch"
+        return
+    out = bench("airbench_reference.py", "--data-dir", tree, "--epochs", "1", "--batch-size", "8", cwd=tmp_path)
+    result = results(out)[0]
+    assert result["steps"] == "2" and 0 <= float(result["val_acc"]) <= 1 and 0 <= float(result["tta_val_acc"]) <= 1
