@@ -248,6 +248,18 @@ def _prepared(ds, info: DatasetInfo, augmenter=None, mixer=None):
     return (mixer(ds) if mixer is not None else ds).prefetch(tf.data.AUTOTUNE)
 
 
+def allow_tensor_seeds() -> None:
+    """Make TensorFlow's global seed one with which an op seed can be a tensor (the training stream's per-epoch
+    shuffle): TensorFlow's check for the seed pair (0, 0) asks that tensor for its truth value and fails when the
+    global seed is 0 (`keras.utils.set_random_seed(0)`, a config's `seed: 0`). A global 0 becomes 2³¹ − 2; any other
+    would do but 2³¹ − 1, which TensorFlow reduces to 0 too. Nothing else changes."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context  # the global seed's value is not in the public API
+
+    if context.global_seed() == 0:
+        tf.random.set_seed(2**31 - 2)
+
+
 def training_stream(examples: Examples, info: DatasetInfo, experiment: Experiment, initial_epoch: int = 0,
                     augment: bool = True):
     """Every remaining epoch's training batches in one stream, each epoch shuffled with its own seed.
@@ -268,6 +280,7 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
     """
     import tensorflow as tf
 
+    allow_tensor_seeds()
     train = experiment.train
     zero = info.mean if info.normalize == "standardize" else 0.0  # the raw value normalisation turns into 0
     augmenter = build_augmenter(experiment.augmentation, experiment.seed, zero=zero) \

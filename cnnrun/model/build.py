@@ -330,12 +330,10 @@ def seed_everything(experiment: Experiment) -> None:
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config  # its switch off is not in the public API
 
+    from cnnrun.data import allow_tensor_seeds
+
     keras.utils.set_random_seed(experiment.seed)
-    if experiment.seed == 0:
-        # TensorFlow cannot take a global seed of 0 with an op seed that is a tensor (the training stream's
-        # per-epoch shuffle): its check for the seed pair (0, 0) asks a tensor for its truth value and fails.
-        # Any other global seed will do but 2³¹ − 1, which TensorFlow reduces to 0 too.
-        tf.random.set_seed(2**31 - 2)
+    allow_tensor_seeds()  # `seed: 0` is Keras' 0 and TensorFlow's 2³¹ − 2 (see there)
     if experiment.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     elif tf_config.is_op_determinism_enabled():
