@@ -91,3 +91,25 @@ def test_bias_epochs_without_a_bias_is_refused():
         PatchWhitening(use_bias=False, bias_epochs=3)
     assert PatchWhitening(bias_epochs=3).get_config()["bias_epochs"] == 3
 
+
+
+def test_an_optimizer_that_cannot_freeze_has_the_bias_made_non_trainable():
+    # a plain Keras optimizer (a checkpoint of an older cnnrun compiled without per-variable rates): the callback
+    # falls back to `trainable = False`, which TensorFlow takes mid-run; the bias moves in epoch 1 only
+    from cnnrun.model.whitening import FreezeWhiteningBias, PatchWhitening
+
+    keras.utils.set_random_seed(3)
+    x = np.random.default_rng(3).normal(size=(32, 6, 6, 3)).astype("float32")
+    whitening = PatchWhitening(patch_size=2, bias_epochs=1)
+    model = keras.Sequential([keras.Input((6, 6, 3)), whitening, keras.layers.Flatten(), keras.layers.Dense(2)])
+    whitening.adapt(x)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert not hasattr(model.optimizer, "freeze")
+    start, biases, kernels = np.array(whitening.bias), [], []
+    model.fit(x, np.arange(32) % 2, batch_size=8, epochs=3, verbose=0, callbacks=[
+        FreezeWhiteningBias(), keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (
+            biases.append(np.array(whitening.bias)), kernels.append(np.array(model.layers[-1].kernel))))])
+    assert not np.array_equal(biases[0], start) and not whitening.bias.trainable
+    np.testing.assert_array_equal(biases[1], biases[0])
+    np.testing.assert_array_equal(biases[2], biases[0])
+    assert not np.array_equal(kernels[2], kernels[1])  # the rest trains on
