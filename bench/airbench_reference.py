@@ -37,7 +37,6 @@ reading of the tree either way.
 import argparse
 import sys
 import time
-from math import ceil
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(train[0])} training and "
           f"{len(test[0])} test pictures read in {load_seconds:.1f} s", flush=True)
     result = run(train, test, epochs=args.epochs, batch_size=args.batch_size, start=START)
-    steps = ceil(len(train[0]) // args.batch_size * args.epochs)
     print(f"RESULT val_acc={result['val_acc']:.4f} tta_val_acc={result['tta_val_acc']:.4f} "
-          f"seconds={time.perf_counter() - START:.1f} load_seconds={load_seconds:.1f} steps={steps}")
+          f"seconds={time.perf_counter() - START:.1f} load_seconds={load_seconds:.1f} steps={result['steps']}")
 
 
 if __name__ == "__main__":

@@ -179,4 +179,3 @@ def test_cifar10_fast_is_airbench94_written_by_hand():
     ours = build_model(experiment, shape, len(classes))
     assert ours.count_params() == hand.count_params() == 1_975_096 - 2 * 64 - 4 * 256
     assert [layer.output.shape for layer in ours.layers[-4:]] == [layer.output.shape for layer in hand.layers[-4:]]
-
