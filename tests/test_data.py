@@ -140,3 +140,30 @@ def test_the_training_stream_is_built_after_keras_was_seeded_with_0():
     splits = load_splits(validate_experiment(tiny_config(), "tiny.yaml"))
     x, _ = next(iter(splits.train))
     assert x.shape[0] == 16 and context.global_seed() == 2**31 - 2
+
+
+def test_autograph_rewrites_none_of_the_pipelines_functions(tmp_path):
+    """The pipeline's functions go to tf.data as written (`cnnrun.data.traced`): after a training batch of
+    decoded, flipped, augmented and mixed pictures and a validation batch, AutoGraph's cache of converted
+    functions holds no code of cnnrun's (it holds each function it rewrote, keyed by its code object)."""
+    import tensorflow as tf
+    from PIL import Image
+    from tensorflow.python.autograph.impl import api
+
+    x, y, names = make_shapes(12, image_size=16, channels=3, num_classes=2, seed=4)
+    for i in range(12):
+        folder = tmp_path / "pics" / ("train" if i < 8 else "validation") / names[y[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i]).save(folder / f"{i}.png")
+    augmentation = {"horizontal_flip": "alternate", "rotation_range": 10, "mixup": {"alpha": 0.2},
+                    "cutmix": {"alpha": 1.0}}
+    config = tiny_config(dataset={"name": "image_folder", "path": str(tmp_path / "pics"), "image_size": 16},
+                         augmentation=augmentation, train={"epochs": 2, "batch_size": 4})
+    splits = load_splits(validate_experiment(config, "test"))
+    images, labels = next(iter(splits.train))
+    assert images.shape == (4, 16, 16, 3) and labels.shape == (4, 2)
+    assert next(iter(splits.validation))[0].shape == (4, 16, 16, 3)
+    tf.data.Dataset.range(2).map(lambda v: v + 1)  # a function as tf.data gets it by default: rewritten
+    converted = [code.co_filename for code in list(api._TRANSPILER._cache._cache)]
+    assert __file__ in converted  # the cache is where this test looks
+    assert not [name for name in converted if "/cnnrun/" in name], converted

@@ -40,6 +40,7 @@ from cnnrun.data.sampling import balanced_epoch, class_parts, class_seed
 from cnnrun.data.sources import describe, load_raw, naming_the_config
 from cnnrun.data.split import held_out_words, split_examples
 from cnnrun.data.subsets import per_class_sample
+from cnnrun.data.traced import as_written
 from cnnrun.devices.distribute import gpu_visible
 from cnnrun.errors import UserError
 
@@ -244,7 +245,7 @@ def _prepared(ds, info: DatasetInfo, augmenter=None, mixer=None):
             images = augmenter(images, training=True)
         return preprocess(images, info), _encode_labels(labels, info)
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(as_written(prepare), num_parallel_calls=tf.data.AUTOTUNE)
     return (mixer(ds) if mixer is not None else ds).prefetch(tf.data.AUTOTUNE)
 
 
@@ -304,7 +305,8 @@ def training_stream(examples: Examples, info: DatasetInfo, experiment: Experimen
         return pictures.batch(train.batch_size)
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
-    return _prepared(epochs.flat_map(one_epoch), info, augmenter, batch_mixer(experiment.augmentation, experiment.seed))
+    mixer = batch_mixer(experiment.augmentation, experiment.seed)
+    return _prepared(epochs.flat_map(as_written(one_epoch)), info, augmenter, mixer)
 
 
 def load_splits(experiment: Experiment, *, stored: DatasetInfo | None = None,

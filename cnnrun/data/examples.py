@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnrun.data.traced import as_written
+
 DISK_SHUFFLE_BUFFER = 10_000  # images held for shuffling when the decoded images are cached on disk
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")  # how JPEG, PNG, GIF and BMP files begin
 NOT_A_PICTURE = "cnnrun: no longer a picture:"  # the decoder's assertion names the file after these words
@@ -126,7 +128,7 @@ class FileExamples:
         import tensorflow as tf
 
         decode = decoder(self.size, self.channels, self.converted)
-        return files.map(lambda path, label: (decode(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+        return files.map(as_written(lambda path, label: (decode(path), label)), num_parallel_calls=tf.data.AUTOTUNE)
 
     def source(self):
         """The examples as stored, for `ordered`: file names (no cache), or the decoded `(uint8 image, label)`

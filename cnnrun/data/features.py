@@ -20,6 +20,7 @@ from cnnrun.config import Experiment
 from cnnrun.data import DatasetInfo, _encode_labels, _prepared, build_augmenter
 from cnnrun.data.examples import Examples
 from cnnrun.data.sampling import balanced_places
+from cnnrun.data.traced import as_written
 
 VIEW_SEED = 7919  # view v's augmentation is seeded experiment.seed + VIEW_SEED·(v + 1): each view draws its own
 
@@ -55,7 +56,7 @@ def _batches(features: Any, labels: np.ndarray, info: DatasetInfo, indices, view
         found = tf.ensure_shape(gather(index, view), (None, *shape))
         return found, _encode_labels(tf.gather(label_tensor, index), info)
 
-    return indices.map(pair)
+    return indices.map(as_written(pair))
 
 
 def feature_stream(features: Any, labels: np.ndarray, examples: Examples, info: DatasetInfo, experiment: Experiment,
@@ -83,7 +84,7 @@ def feature_stream(features: Any, labels: np.ndarray, examples: Examples, info: 
         return _batches(features, labels, info, order, tf.cast(epoch % views, tf.int64))
 
     epochs = tf.data.Dataset.range(initial_epoch, max(train.epochs, initial_epoch + 1))
-    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    return epochs.flat_map(as_written(one_epoch)).prefetch(tf.data.AUTOTUNE)
 
 
 def feature_pass(features: Any, labels: np.ndarray, info: DatasetInfo, batch_size: int):

@@ -14,6 +14,8 @@ Example:
 >>> pictures = alternately_flipped(examples, examples.ordered(source, seed), seed, epoch, experiment_seed=42)
 """
 
+from cnnrun.data.traced import as_written
+
 FLIP_STREAM = 104_729  # keeps the pictures' first-epoch bits apart from every other use of the experiment's seed
 
 
@@ -46,4 +48,4 @@ def alternately_flipped(examples, pictures, order_seed, epoch, experiment_seed: 
         flip = tf.not_equal(flipped_first(index, experiment_seed), odd)
         return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image), label
 
-    return tf.data.Dataset.zip((pictures, places)).map(mirror, num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.zip((pictures, places)).map(as_written(mirror), num_parallel_calls=tf.data.AUTOTUNE)

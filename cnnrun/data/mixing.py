@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cnnrun.config import AugmentationConfig
+from cnnrun.data.traced import as_written
 
 MIX_STREAM = 7919  # keeps the mix's random numbers apart from the per-picture layers' (seeded seed + 1 … 8)
 
@@ -56,7 +57,7 @@ def batch_mixer(config: AugmentationConfig | None, seed: int) -> Callable[[Any],
                 layer.transform_labels(labels, {**change, "mix_weight": kept}, training=True))
 
     if len(layers) == 1:
-        return lambda batches: batches.map(lambda images, labels: mixed(layers[0], images, labels))
+        return lambda batches: batches.map(as_written(lambda images, labels: mixed(layers[0], images, labels)))
 
     def either(number, batch):
         images, labels = batch
@@ -64,4 +65,4 @@ def batch_mixer(config: AugmentationConfig | None, seed: int) -> Callable[[Any],
         return tf.cond(draw < 0.5, lambda: mixed(layers[0], images, labels),
                        lambda: mixed(layers[1], images, labels))
 
-    return lambda batches: batches.enumerate().map(either)
+    return lambda batches: batches.enumerate().map(as_written(either))

@@ -126,7 +126,7 @@ def _full_batches(dataset, batch_size: int):
         index = tf.range(batch_size) % tf.shape(tensors[0])[0]
         return tuple(tf.ensure_shape(tf.gather(t, index), [batch_size, *t.shape[1:]]) for t in tensors)
 
-    return dataset.map(fill)
+    return dataset.map(tf.autograph.experimental.do_not_convert(fill))  # as written: see cnnrun.data.traced
 
 
 def place(experiment: Experiment) -> Placement:

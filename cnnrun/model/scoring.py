@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnrun.atomic import checkpoint_info
+from cnnrun.data.traced import as_written
 from cnnrun.model.multilabel import DEFAULT_THRESHOLD, choose_thresholds, multilabel_scores, thresholds_record
 from cnnrun.model.regression_scoring import score_regression_checkpoints
 
@@ -69,6 +70,13 @@ def transform(images: Any, name: str) -> Any:
     return images
 
 
+def view_of(data, name: str):
+    """`data`'s batches with their pictures in view `name` (`transform`); `data` itself for `identity`."""
+    if name == "identity":
+        return data
+    return data.map(as_written(lambda x, *rest: (transform(x, name), *rest)))
+
+
 def tta_probabilities(model, data, experiment, callbacks=()) -> np.ndarray:
     """The class probabilities of every picture of `data`, averaged over the views of `evaluate.tta`, weighted.
 
@@ -81,7 +89,7 @@ def tta_probabilities(model, data, experiment, callbacks=()) -> np.ndarray:
     """
     total = None
     for name, weight in views(experiment.evaluate.tta):
-        moved = data if name == "identity" else data.map(lambda x, *rest, name=name: (transform(x, name), *rest))
+        moved = view_of(data, name)
         outputs = model.predict(moved, verbose=0, callbacks=list(callbacks))
         total = weight * probabilities(outputs, experiment) + (0 if total is None else total)
     return total
@@ -150,7 +158,7 @@ def scored_probabilities(model, data, experiment, callbacks=()) -> tuple[dict[st
         The metrics, as `model.evaluate(data, return_dict=True)` gives them, with `balanced_accuracy` (of the
         plain view, as Keras' metrics), and the probabilities.
     """
-    targets = np.concatenate([np.asarray(y) for y in data.map(lambda x, y, *rest: y)])
+    targets = np.concatenate([np.asarray(y) for y in data.map(as_written(lambda x, y, *rest: y))])
     if _adds_losses(model):
         metrics = model.evaluate(data, verbose=0, return_dict=True, callbacks=list(callbacks))
         total = tta_probabilities(model, data, experiment, callbacks)
@@ -161,7 +169,7 @@ def scored_probabilities(model, data, experiment, callbacks=()) -> tuple[dict[st
         return {k: float(v) for k, v in metrics.items()} | balanced, total
     total, metrics = None, {}
     for name, weight in views(experiment.evaluate.tta):
-        moved = data if name == "identity" else data.map(lambda x, *rest, name=name: (transform(x, name), *rest))
+        moved = view_of(data, name)
         outputs = model.predict(moved, verbose=0, callbacks=list(callbacks))
         if name == "identity":
             metrics = metrics_of_outputs(model, outputs, targets)

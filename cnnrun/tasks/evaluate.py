@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnrun.atomic import atomic_write_csv, atomic_write_figure, atomic_write_json
+from cnnrun.figures import overlay_grid
 from cnnrun.model.calibration import reliability
 from cnnrun.model.checkpoints import load_run_model
 from cnnrun.model.multilabel import DEFAULT_THRESHOLD, label_table, multilabel_scores
@@ -66,24 +67,11 @@ def confusion_figure(matrix: np.ndarray, names: list[str], title: str):
 
 def misclassified_figure(pixels, truth: np.ndarray, predicted: np.ndarray, names: list[str]):
     """A grid of up to 25 misclassified images titled `true → predicted`; `pixels(indices)` gives their images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     wrong = np.flatnonzero(truth != predicted)[:25]
-    cols = 5
-    rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i, image in zip(axes.flat, wrong, pixels(wrong), strict=False):
-        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image.astype(np.uint8), cmap="gray")
-        ax.set_title(f"{names[truth[i]]} → {names[predicted[i]]}", fontsize=8, color="firebrick")
-    if not len(wrong):
-        axes[0, 0].set_title("no misclassified examples")
-    fig.tight_layout()
-    return fig
+    images = pixels(wrong) if len(wrong) else []
+    titles = [f"{names[truth[i]]} → {names[predicted[i]]}" for i in wrong]
+    title = "misclassified pictures" if len(wrong) else "no misclassified examples"
+    return overlay_grid(np.asarray(images), [None] * len(wrong), titles, ["firebrick"] * len(wrong), title)
 
 
 def _multilabel_evaluation(run: Run, title: str, checkpoint: str, split: str, metrics: dict[str, float],
