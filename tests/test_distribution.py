@@ -17,11 +17,13 @@ from tests.conftest import PROJECT, history, only_run, run_cli, run_here, tiny_c
 
 TIMEOUT = 120  # seconds any process started here may take
 QUICKSTART = PROJECT / "configs" / "quickstart.yaml"
-# one epoch of the quick start on 800 of its pictures (20 steps of 32 after its validation split of 0.2), without
+# one epoch of the quick start on 320 of its pictures (8 steps of 32 after its validation split of 0.2), without
 # its Dropout (random masks cannot be the same on two replicas) and without its test split (only the training
 # history is compared)
 NO_DROPOUT = ["--set", "train.epochs=1", "--set", "model.layers.3.Dropout=0.0", "--set", "dataset.test_samples=0",
-              "--set", "dataset.num_samples=800"]
+              "--set", "dataset.num_samples=320"]
+# what these tests do not look at: no plots, page or TensorBoard logs (tested elsewhere; a second a process)
+QUIET = ["--set", "output.plots=false", "--set", "output.report=false", "--set", "callbacks.tensorboard=false"]
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -64,11 +66,11 @@ def test_quickstart_mirrored_on_two_cpus_and_on_jax(tmp_path):
     # Three quick starts at once (the machine has 2 cores): MirroredStrategy over two logical CPU devices with the
     # same global batch of 32 and the JAX backend, each in a process of its own (both are chosen before TensorFlow
     # or Keras starts), and one device, in this process while they run.
-    scored = ["--set", "dataset.test_samples=200"]
+    scored = ["--set", "dataset.test_samples=64", *QUIET]
     two = start("train", QUICKSTART, *NO_DROPOUT, *scored, "--set", "train.devices=[/cpu:0, /cpu:1]",
                 "--output-dir", tmp_path / "two")
-    jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "dataset.num_samples=600", "--set",
-                "dataset.test_samples=100", "--set", "backend=jax", "--set",
+    jax = start("train", QUICKSTART, "--set", "train.epochs=1", "--set", "dataset.num_samples=200", "--set",
+                "dataset.test_samples=40", "--set", "backend=jax", *QUIET, "--set",
                 "augmentation={rotation_range: 10, horizontal_flip: true, brightness_range: [0.8, 1.2]}",
                 "--output-dir", tmp_path / "jax")
     try:
