@@ -76,7 +76,7 @@ def _tensorflow_pass(layer: Any, inputs: Any, output_gradients: list[Any], input
 
     flat_inputs = keras.tree.flatten(inputs)
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+    @tf.function(jit_compile=jit, reduce_retracing=True, autograph=False)  # as written: see cnnrun.data.traced
     def forward_backward(flat, gradients):
         sources = [t for t in flat if t.dtype.is_floating] if input_gradient else []
         with tf.GradientTape() as tape:
