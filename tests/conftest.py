@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # and Keras' steps side by side) keeps its default: one thread there made three training tests 18 % slower.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 # Python's bytecode cache, on as on a user's machine: an environment with PYTHONDONTWRITEBYTECODE set (CI's and
-# this project's containers) compiles cnnrun's 130 modules and the tests from source in every process, 0.5–1 s of
+# this project's containers) compiles cnnrun's 134 modules and the tests from source in every process, 0.5–1 s of
 # CPU in each TensorFlow process a test starts. The .pyc files go to __pycache__/ folders, which git ignores.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
