@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # start, which inherit it), instead of each worker's ops contending for both cores. The inter-op pool (tf.data's
 # and Keras' steps side by side) keeps its default: one thread there made three training tests 18 % slower.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-# Python's bytecode cache, on as on a user's machine: an environment with PYTHONDONTWRITEBYTECODE set (CI's and
-# this project's containers) compiles cnnrun's 134 modules and the tests from source in every process, 0.5–1 s of
-# CPU in each TensorFlow process a test starts. The .pyc files go to __pycache__/ folders, which git ignores.
+# Python's bytecode cache, on as on a user's machine: an environment with PYTHONDONTWRITEBYTECODE set (as in
+# this project's containers) compiles cnnrun and the tests from source in every process (all 134 of cnnrun's modules
+# take 1–2 s of CPU to compile; a command imports part of them). The .pyc files go to __pycache__/, which git ignores.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are made: keep table rows on one line
