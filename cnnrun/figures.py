@@ -127,8 +127,8 @@ def canvas_grid(tiles: list[np.ndarray], titles: list[str], colors: list[str], t
     return fig
 
 
-def overlay_grid(images: np.ndarray, heats, titles: list[str], colors: list[str], title: str,
-                 columns: int = 5):
+def overlay_grid(images: np.ndarray, heats: np.ndarray | list[np.ndarray | None], titles: list[str], colors: list[str],
+                 title: str, columns: int = 5):
     """Every picture with its heat map (or None) over it, half transparent, titled (e.g. `circle 0.97 · true
     square`), in a grid (`canvas_grid`)."""
     heat_colours = pyplot().get_cmap(HEAT)
