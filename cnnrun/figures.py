@@ -111,8 +111,8 @@ def canvas_grid(tiles: list[np.ndarray], titles: list[str], colors: list[str], t
     band = int(fontsize * DPI / 72 * 1.6) + 2  # a title's line above each tile
     top = int(9 * DPI / 72 * (1 + title.count("\n")) * 1.5) + 8  # the grid's title
     margin = 6
-    canvas = np.ones((top + rows * (band + height) + (rows - 1) * gap + margin,
-                      2 * margin + columns * width + (columns - 1) * gap, 3), np.float32)
+    across = 2 * margin + columns * width + (columns - 1) * gap if tiles else 400  # none: room for the title
+    canvas = np.ones((top + rows * (band + height) + (rows - 1) * gap + margin, across, 3), np.float32)
     fig = plt.figure(figsize=(canvas.shape[1] / DPI, canvas.shape[0] / DPI), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")

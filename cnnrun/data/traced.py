@@ -3,8 +3,8 @@
 `Dataset.map` and `flat_map` hand every function to AutoGraph, which reads its source and rewrites each `if` and
 `for` on a tensor into graph ops before tracing it. cnnrun's pipeline functions branch only on Python values (a
 config's switch, an augmenter or none) and write `tf.cond` where a tensor decides, so the rewrite would change
-nothing in the graph; it only costs time at every run's start (about 0.2 s of a tiny run's 2 s on our 2-core CPU,
-measured with py-spy over the test suite: AutoGraph's parsing and rewriting were 2 % of all its CPU time).
+nothing in the graph; it only costs time at every run's start (py-spy over the test suite, 2026-12-04: AutoGraph's
+parsing and rewriting were 2 % of all its CPU time).
 A pipeline function that needs a Python `if` on a tensor must write `tf.cond` instead: tracing it fails loudly.
 """
 
