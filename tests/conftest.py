@@ -32,6 +32,9 @@ os.environ["COLUMNS"] = "200"  # rich reads it once, when cnnrun's consoles are 
 # `cnnrun profile --compare-jit` records its verdicts in $CNNRUN_CACHE_DIR/jit.json, which `jit_compile: auto`
 # follows: the tests (and the processes they start) read and write an empty cache of their own, never the user's
 os.environ["CNNRUN_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnrun-test-cache-")
+# Keras' cache (datasets, ImageNet weights; Keras reads KERAS_HOME once, when it is imported) is an empty folder of
+# the tests' own, never the user's ~/.keras: a download that fails finds nothing there (see `offline`)
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="cnnrun-test-keras-")
 
 
 TINY_LAYERS = [
@@ -101,6 +104,24 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def offline(monkeypatch) -> Path:
+    """No network in this process, as on a laptop on a train: every download goes to a proxy on a closed local
+    port and fails at once. Returns Keras' cache folder (empty: see KERAS_HOME above).
+
+    urllib builds its opener, proxies and all, at the first download of a process and keeps it: a new one is
+    installed that reads these proxies, and dropped afterwards (the next download builds another)."""
+    import urllib.request
+
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    urllib.request.install_opener(urllib.request.build_opener())
+    yield Path(os.environ["KERAS_HOME"])
+    urllib.request.install_opener(None)
 
 
 def run_cli(*args: str, cwd: Path | None = None, columns: str | None = "200") -> subprocess.CompletedProcess:

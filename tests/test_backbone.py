@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnnrun.config import validate_experiment
-from tests.conftest import run_cli, run_here, tiny_config
+from tests.conftest import run_here, tiny_config
 from tests.test_errors import assert_user_error
 
 BACKBONE = {"name": "MobileNetV2", "weights": None, "alpha": 0.35, "pooling": "avg"}
@@ -144,17 +144,11 @@ def test_a_weights_file_of_another_network_is_one_line(write_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_imagenet_weights_without_network_name_the_file_and_the_folder(write_config, tmp_path, monkeypatch):
-    home = tmp_path / "keras_home"  # an empty cache; every download goes to a proxy that refuses at once
-    for key in ("KERAS_HOME", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+def test_imagenet_weights_without_network_name_the_file_and_the_folder(write_config, tmp_path, offline):
     config = backbone_config({"weights": "imagenet"}, dataset={**DATA, "image_size": 96})
-    result = run_cli("train", write_config(config), "--output-dir", tmp_path / "o")
+    result = run_here("train", write_config(config), "--output-dir", tmp_path / "o")
     assert_user_error(result, "weights: imagenet needs mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_"
-                      "no_top.h5", f"put it in {home / 'models'}")
+                      "no_top.h5", f"put it in {offline / 'models'}")
     assert not (tmp_path / "o").exists()
 
 

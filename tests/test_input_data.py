@@ -3,8 +3,6 @@ folder that are no files, a download that cannot happen, an npz too small for it
 that mean what they say."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from cnnrun.config import AugmentationConfig, validate_experiment
 from cnnrun.data import build_augmenter, load_splits
 from cnnrun.data.check import check_image_folder
 from cnnrun.errors import UserError
-from tests.conftest import PROJECT, run_here, tiny_config
+from tests.conftest import run_here, tiny_config
 from tests.test_errors import assert_user_error
 
 
@@ -91,16 +89,13 @@ def test_data_check_lists_them(tmp_path):
 # ---------------------------------------------------------------- a download without network
 
 
-def test_a_keras_dataset_that_cannot_be_downloaded_is_one_line_with_nothing_before_it(write_config, tmp_path):
+def test_a_keras_dataset_that_cannot_be_downloaded_is_one_line_with_nothing_before_it(write_config, tmp_path,
+                                                                                        offline):
     """An empty Keras cache and a proxy that refuses every connection: offline, as a new user's laptop on a train."""
     config = tiny_config(dataset={"name": "cifar10"}, model={"layers": ["Flatten", {"Dense": {
         "units": "${num_classes}", "activation": "softmax"}}]})
     path = write_config(config)
-    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:1",
-           "HTTPS_PROXY": "http://127.0.0.1:1", "http_proxy": "http://127.0.0.1:1", "HTTP_PROXY": "http://127.0.0.1:1",
-           "no_proxy": "", "NO_PROXY": ""}
-    result = subprocess.run([sys.executable, "-m", "cnnrun", "train", str(path), "--output-dir", str(tmp_path / "out")],
-                            capture_output=True, text=True, cwd=PROJECT, env=env, timeout=300)
+    result = run_here("train", path, "--output-dir", tmp_path / "out")
     assert result.stdout == "", result.stdout  # Keras' "Downloading data from …" was printed here
     assert_user_error(result, f"{path}: could not download cifar10", "set dataset.data_dir to it")
     assert not (tmp_path / "out").exists()
