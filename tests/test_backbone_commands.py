@@ -12,27 +12,30 @@ from tests.conftest import run_here
 from tests.test_backbone import DATA, backbone_config
 
 slow = pytest.mark.slow
-SIZE = 48  # MobileNetV2 divides by 32: its last feature map is 2×2 here (1×1 at 32, a constant Grad-CAM map)
+SIZE = 64  # MobileNet divides by 32: its last feature map is 2×2 here (1×1 at 48, a constant Grad-CAM map)
+# MobileNet (v1) at alpha 0.25: 86 layers where MobileNetV2 has 154, so the run and each command that loads it
+# build, trace and save in about half the time; what the commands do with a nested backbone is the same
+NETWORK = {"name": "MobileNet", "alpha": 0.25}
 
 
 @pytest.fixture(scope="module")
 def backbone_run(tmp_path_factory):
-    """One tiny run on a frozen MobileNetV2 (alpha 0.35, a random weights file, average pooling) at 48×48, 1 epoch, and
+    """One tiny run on a frozen MobileNet (alpha 0.25, a random weights file, average pooling) at 64×64, 1 epoch, and
     four colour shapes pictures written as PNG files."""
     from cnnrun.data.shapes import make_shapes
 
     folder = tmp_path_factory.mktemp("backbone_commands")
-    # Random weights with BatchNormalization's moving variance 1 let the signal die out over MobileNetV2's depth
+    # Random weights with BatchNormalization's moving variance 1 let the signal die out over MobileNet's depth
     # (every picture gives the same features, export's check would pass whatever the input); 0.01 blows it up
     # until a rounding error changes the class. Variance 0.1, as statistics learnt on such small activations
     # would be, keeps the features different from picture to picture and steady under float32 rounding.
     keras.utils.set_random_seed(0)
-    network = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(SIZE, SIZE, 3))
+    network = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(SIZE, SIZE, 3))
     for layer in network.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_variance.assign(np.full(layer.moving_variance.shape, 0.1, "float32"))
     network.save_weights(folder / "backbone.weights.h5")
-    config = backbone_config({"trainable": False, "weights": str(folder / "backbone.weights.h5")},
+    config = backbone_config({**NETWORK, "trainable": False, "weights": str(folder / "backbone.weights.h5")},
                              output={"plots": False, "report": False},
                              dataset={**DATA, "image_size": SIZE, "num_samples": 32, "validation_split": None})
     (folder / "backbone.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -46,8 +49,8 @@ def backbone_run(tmp_path_factory):
 
 
 @slow
-def test_grad_cam_on_a_backbone_weighs_its_last_feature_map_out_relu(backbone_run, tmp_path):
-    """`--layer auto` is MobileNetV2's `out_relu` (its last convolutional feature map, as Keras names it), not the
+def test_grad_cam_on_a_backbone_weighs_its_last_feature_map(backbone_run, tmp_path):
+    """`--layer auto` is MobileNet's `conv_pw_13_relu` (its last convolutional feature map), not the
     input-level preprocessing layer before the backbone; the maps vary inside each picture and between pictures.
     A layer inside the backbone is found by its own name too."""
     from cnnrun.explain.network import find_layer
@@ -55,10 +58,10 @@ def test_grad_cam_on_a_backbone_weighs_its_last_feature_map_out_relu(backbone_ru
 
     run, pictures = backbone_run
     model = load_checkpoint(run / "checkpoints" / "best.keras")
-    assert find_layer(model, "block_13_expand_relu").name == "backbone/block_13_expand_relu"
+    assert find_layer(model, "conv_dw_12_relu").name == "backbone/conv_dw_12_relu"
     result = run_here("explain", run, pictures, "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Grad-CAM at backbone/out_relu" in result.stdout
+    assert "Grad-CAM at backbone/conv_pw_13_relu" in result.stdout
     maps = np.load(tmp_path / "gradcam_heat_maps.npz")["maps"]
     assert maps.shape == (4, SIZE, SIZE)
     assert maps.reshape(4, -1).std(axis=1).min() > 0  # no map is constant
@@ -69,20 +72,20 @@ def test_grad_cam_on_a_backbone_weighs_its_last_feature_map_out_relu(backbone_ru
 
 @slow
 def test_filters_and_activations_reach_inside_the_backbone(backbone_run, tmp_path):
-    """filters' default is the backbone's first convolution (`Conv1`, drawn in colour); activations takes layers
+    """filters' default is the backbone's first convolution (`conv1`, drawn in colour); activations takes layers
     inside the backbone by name and draws each at its output shape."""
     run, pictures = backbone_run
     result = run_here("filters", run, "--out", tmp_path / "first.png")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "backbone/Conv1 (Conv2D): 16 kernels of 3×3×3, drawn in colour" in result.stdout  # 32 × alpha 0.35 → 16
+    assert "backbone/conv1 (Conv2D): 8 kernels of 3×3×3, drawn in colour" in result.stdout  # 32 × alpha 0.25 → 8
     assert (tmp_path / "first.png").is_file()
 
-    result = run_here("activations", run, pictures / "p0.png", "--layers", "block_1_project,out_relu",
+    result = run_here("activations", run, pictures / "p0.png", "--layers", "conv_pw_1,conv_pw_13_relu",
                       "--out", tmp_path / "maps")
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
-        "p0_backbone_block_1_project.png", "p0_backbone_out_relu.png"]
-    assert "(None, 2, 2, 1280)" in result.stdout  # out_relu at 48×48: 48 / 32 rounded up; 1280 channels at any alpha
+        "p0_backbone_conv_pw_1.png", "p0_backbone_conv_pw_13_relu.png"]
+    assert "(None, 2, 2, 256)" in result.stdout  # conv_pw_13_relu at 64×64: 64 / 32; 1024 × alpha 0.25 channels
 
 
 @slow
