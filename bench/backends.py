@@ -24,7 +24,8 @@ Usage (from the project root):
     .venv/bin/python bench/backends.py configs/cifar10_bn.yaml [--backends tensorflow,jax,torch] \\
         [--python torch=/tmp/torchvenv/bin/python] [--steps 10] [--warmup 2] [--set KEY=VALUE]...
 
-Tiny mode (what tests/test_bench.py runs): a small `shapes` config, `--steps 2 --warmup 1`.
+Tiny mode (what tests/test_bench.py runs): a small `shapes` config, `--steps 2 --warmup 1`; there TensorFlow's
+worker runs in the test's process (CNNRUN_BENCH_IN_PROCESS=1, as bench/machine.py's commands), JAX's in its own.
 """
 
 import argparse
@@ -98,7 +99,6 @@ def write_spec(config: Path, sets: list[str], spec_file: Path) -> dict:
 
 def worker(backend: str, spec_file: Path, steps: int, warmup: int) -> dict:
     """In the backend's own process: load the model, time its steps; what was measured."""
-    os.environ["KERAS_BACKEND"] = backend
     import keras
     import numpy as np
 
@@ -136,7 +136,13 @@ def worker(backend: str, spec_file: Path, steps: int, warmup: int) -> dict:
 
 
 def measure(backend: str, python: str, spec_file: Path, steps: int, warmup: int) -> tuple[dict | None, str]:
-    """Run the backend's process; its figures, or None and why not."""
+    """Run the backend's process; its figures, or None and why not.
+
+    Where CNNRUN_BENCH_IN_PROCESS=1 (the tests' tiny mode, bench/machine.py), the backend this process already
+    runs Keras on is measured here instead: the same worker, without a second TensorFlow start."""
+    if os.environ.get("CNNRUN_BENCH_IN_PROCESS") == "1" and python == sys.executable and \
+            "keras" in sys.modules and sys.modules["keras"].backend.backend() == backend:
+        return worker(backend, spec_file, steps, warmup), ""
     command = [python, __file__, "--worker", backend, str(spec_file), "--steps", str(steps), "--warmup", str(warmup)]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
@@ -155,6 +161,7 @@ def measure(backend: str, python: str, spec_file: Path, steps: int, warmup: int)
 def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.worker:
+        os.environ["KERAS_BACKEND"] = args.worker[0]  # before Keras is imported
         print(json.dumps(worker(args.worker[0], Path(args.worker[1]), args.steps, args.warmup)))
         return 0
     print(cpu_line())
