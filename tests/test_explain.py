@@ -21,12 +21,18 @@ VERTICAL = np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], np.float32)  # kernel-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny run (16×16 shapes, 1 epoch) and a folder of its kind of pictures, one per class folder."""
+    """`tiny_run`, once for this module."""
+    return tiny_run(tmp_path_factory.mktemp("explain"))
+
+
+def tiny_run(folder):
+    """One tiny run (16×16 shapes, 1 epoch) in `folder`, and a folder of its kind of pictures, one per class
+    folder: (run, pictures, config)."""
     import yaml
 
     from cnnrun.data.shapes import make_shapes
 
-    folder = tmp_path_factory.mktemp("explain")
+    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config(model={"layers": LAYERS}, train={"epochs": 1, "batch_size": 16},
                                              output={"plots": True, "report": False})))
@@ -150,20 +156,3 @@ def test_a_run_shows_what_it_saw_and_data_show_draws_the_same(trained, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["class_counts.png", "samples.png"]
     counts = re.search(r"│ all\s+│\s+(\d+)\s+│\s+(\d+)\s+│\s+(\d+)", result.stdout).groups()
     assert tuple(map(int, counts)) == (90, 30, 40)  # 120 · 0.75, 120 · 0.25, the test samples
-
-
-@pytest.mark.slow
-def test_the_jax_backend_gives_the_same_maps_as_tensorflow(trained, tmp_path):
-    from tests.conftest import run_cli
-
-    run, pictures, _ = trained
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    config = copy / "config.yaml"
-    config.write_text(config.read_text().replace("backend: tensorflow", "backend: jax"))
-    assert "backend: jax" in config.read_text()
-    on_jax = run_cli("explain", copy, pictures, "--out", tmp_path / "jax")
-    assert on_jax.returncode == 0, on_jax.stderr
-    assert run_here("explain", run, pictures, "--out", tmp_path / "tf").returncode == 0
-    jax_maps, tf_maps = (np.load(tmp_path / kind / "gradcam_heat_maps.npz")["maps"] for kind in ("jax", "tf"))
-    assert np.allclose(jax_maps, tf_maps, atol=1e-4)
