@@ -16,10 +16,14 @@ one step-time line per epoch: a changed Keras progress line must not turn into a
 
 Tiny mode (what tests/test_bench.py runs): `--epochs 2 --samples 64` (two steps an epoch), `--setups 2` (two
 replicas in one process; two processes on JAX take half a minute to compile even this small, and
-tests/test_distribution.py trains them); the test checks every setup's overrides against the config schema.
+tests/test_distribution.py trains them); the test checks every setup's overrides against the config schema. There
+(CNNRUN_BENCH_IN_PROCESS=1, as bench/machine.py's commands) a one-process setup on the test's own backend trains
+in the test's process, whose processor is already shown to TensorFlow as two devices.
 """
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -30,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from machine import cpu_line
+from machine import cpu_line, in_this_process
 
 PROJECT = Path(__file__).resolve().parents[1]
 # name: (--set values, processes, replicas)
@@ -53,26 +57,51 @@ STEP = re.compile(r"^\s*\d+/\d+ - (\d+)s - (\d+)(s|ms|us)/step", re.MULTILINE)
 UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
+def here(sets: list[str], processes: int) -> bool:
+    """Whether a setup trains in this process: in the tests' tiny mode (CNNRUN_BENCH_IN_PROCESS=1, as
+    bench/machine.py's commands), one process on the backend this process already runs Keras on."""
+    keras = sys.modules.get("keras")
+    return os.environ.get("CNNRUN_BENCH_IN_PROCESS") == "1" and processes == 1 and keras is not None and \
+        f"backend={keras.backend.backend()}" in sets
+
+
+def printed_here(args: list[str]) -> str:
+    """What `cnnrun ARGS` prints, run in this process (see `here`)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = in_this_process(args, PROJECT)
+    if code != 0:
+        raise SystemExit(f"cnnrun {' '.join(args)} failed (exit {code})")
+    return printed.getvalue()
+
+
+def printed_by_processes(command: list[str], processes: int) -> list[str]:
+    """Run `command` in `processes` processes (a cluster on 127.0.0.1 when more than one); what each printed."""
+    port = free_port()
+    children = []
+    for process_id in range(processes):
+        cluster = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+                   "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
+                   "KERAS_DISTRIBUTION_PROCESS_ID": str(process_id),
+                   "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"} if processes > 1 else {}
+        children.append(subprocess.Popen(command, cwd=PROJECT, env={**os.environ, **cluster},
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=1200)
+        if child.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
+        outputs.append(out)
+    return outputs
+
+
 def train(sets: list[str], processes: int, epochs: int) -> tuple[list[float], list[int], float]:
     """Train once (in `processes` processes): process 0's seconds per step and per epoch, and its `fit_seconds`."""
-    port = free_port()
     with tempfile.TemporaryDirectory() as output:
-        command = [sys.executable, "-m", "cnnrun", "train", str(PROJECT / "configs" / "quickstart.yaml"),
-                   "--output-dir", output, *(a for s in sets for a in ("--set", s))]
-        children = []
-        for process_id in range(processes):
-            cluster = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
-                       "KERAS_DISTRIBUTION_NUM_PROCESSES": str(processes),
-                       "KERAS_DISTRIBUTION_PROCESS_ID": str(process_id),
-                       "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"} if processes > 1 else {}
-            children.append(subprocess.Popen(command, cwd=PROJECT, env={**os.environ, **cluster},
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outputs = []
-        for child in children:
-            out, err = child.communicate(timeout=1200)
-            if child.returncode != 0:
-                raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
-            outputs.append(out)
+        args = ["train", str(PROJECT / "configs" / "quickstart.yaml"), "--output-dir", output,
+                *(a for s in sets for a in ("--set", s))]
+        command = [sys.executable, "-m", "cnnrun", *args]
+        outputs = [printed_here(args)] if here(sets, processes) else printed_by_processes(command, processes)
         state = json.loads(next(Path(output).glob("*/*/state.json")).read_text())
     found = STEP.findall(outputs[0])
     if len(found) != epochs:
