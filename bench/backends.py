@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_line
+from machine import cpu_line, here_on
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))  # this tree's cnnrun, in the driver and in each backend's process
@@ -140,8 +140,7 @@ def measure(backend: str, python: str, spec_file: Path, steps: int, warmup: int)
 
     Where CNNRUN_BENCH_IN_PROCESS=1 (the tests' tiny mode, bench/machine.py), the backend this process already
     runs Keras on is measured here instead: the same worker, without a second TensorFlow start."""
-    if os.environ.get("CNNRUN_BENCH_IN_PROCESS") == "1" and python == sys.executable and \
-            "keras" in sys.modules and sys.modules["keras"].backend.backend() == backend:
+    if python == sys.executable and here_on(backend):
         return worker(backend, spec_file, steps, warmup), ""
     command = [python, __file__, "--worker", backend, str(spec_file), "--steps", str(steps), "--warmup", str(warmup)]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from machine import cpu_line, in_this_process
+from machine import cpu_line, here_on, in_this_process
 
 PROJECT = Path(__file__).resolve().parents[1]
 # name: (--set values, processes, replicas)
@@ -57,16 +57,8 @@ STEP = re.compile(r"^\s*\d+/\d+ - (\d+)s - (\d+)(s|ms|us)/step", re.MULTILINE)
 UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
-def here(sets: list[str], processes: int) -> bool:
-    """Whether a setup trains in this process: in the tests' tiny mode (CNNRUN_BENCH_IN_PROCESS=1, as
-    bench/machine.py's commands), one process on the backend this process already runs Keras on."""
-    keras = sys.modules.get("keras")
-    return os.environ.get("CNNRUN_BENCH_IN_PROCESS") == "1" and processes == 1 and keras is not None and \
-        f"backend={keras.backend.backend()}" in sets
-
-
 def printed_here(args: list[str]) -> str:
-    """What `cnnrun ARGS` prints, run in this process (see `here`)."""
+    """What `cnnrun ARGS` prints, run in this process."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = in_this_process(args, PROJECT)
@@ -101,7 +93,9 @@ def train(sets: list[str], processes: int, epochs: int) -> tuple[list[float], li
         args = ["train", str(PROJECT / "configs" / "quickstart.yaml"), "--output-dir", output,
                 *(a for s in sets for a in ("--set", s))]
         command = [sys.executable, "-m", "cnnrun", *args]
-        outputs = [printed_here(args)] if here(sets, processes) else printed_by_processes(command, processes)
+        backend = next(s.removeprefix("backend=") for s in sets if s.startswith("backend="))
+        in_process = processes == 1 and here_on(backend)  # the tests' tiny mode (bench/machine.py)
+        outputs = [printed_here(args)] if in_process else printed_by_processes(command, processes)
         state = json.loads(next(Path(output).glob("*/*/state.json")).read_text())
     found = STEP.findall(outputs[0])
     if len(found) != epochs:

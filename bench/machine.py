@@ -5,7 +5,9 @@ Every figure is measured with `cnnrun(...)` starting a new process, as a user's 
 `CNNRUN_BENCH_IN_PROCESS=1` is set (tests/test_bench.py sets it for the tiny modes), the command goes through the
 same entry point in this process instead: the same code and the same run folders, without the 5–7 s TensorFlow
 takes to start in every new process. Wall seconds measured that way leave that start out; the tests check what
-the scripts print, not how long it took.
+the scripts print, not how long it took. `here_on(backend)` says the same to scripts with workers of their own
+(bench/backends.py's, bench/distribution.py's one-process setups): with the variable set, work on the backend this
+process already runs goes here too.
 
 `cpu_line()` reads /proc/cpuinfo: the model name, the logical cores (and how many this process may use), and the
 flags that change what TensorFlow's kernels can do (AVX2, AVX-512, AVX-512 BF16, AMX). Elsewhere (no
@@ -57,6 +59,14 @@ def cnnrun(*args: str, cwd: Path = PROJECT) -> float:
     if code != 0:
         raise SystemExit(code)
     return time.perf_counter() - started
+
+
+def here_on(backend: str) -> bool:
+    """Whether work on Keras' `backend` (a worker's, a setup's) runs in this process rather than a new one: where
+    CNNRUN_BENCH_IN_PROCESS=1 and this process already runs Keras on that backend."""
+    keras = sys.modules.get("keras")
+    return os.environ.get("CNNRUN_BENCH_IN_PROCESS") == "1" and keras is not None and \
+        keras.backend.backend() == backend
 
 
 def in_this_process(args: list[str], cwd: Path) -> int:
