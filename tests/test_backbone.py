@@ -33,6 +33,16 @@ def built(config: dict, shape=(32, 32, 3), classes=3):
     return build_model(validate_experiment(config, "test.yaml"), shape, classes)
 
 
+# MobileNet (v1) at alpha 0.25: 86 layers where MobileNetV2 has 154, so a run on it builds, traces and saves in
+# about half the time; for the tests about what cnnrun does with any nested backbone
+SMALL = {"name": "MobileNet", "alpha": 0.25}
+
+
+def mobilenet_small(shape=(32, 32, 3)):
+    """SMALL written with Keras alone: no top, random weights."""
+    return keras.applications.MobileNet(include_top=False, weights=None, alpha=SMALL["alpha"], input_shape=shape)
+
+
 def mobilenet_v2(shape=(32, 32, 3)):
     """The backbone written with Keras alone: MobileNetV2, alpha 0.35, no top, random weights."""
     return keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=shape)
@@ -160,11 +170,11 @@ def test_a_backbone_fine_tuned_in_phases_trains_from_the_named_layer_keeps_its_s
     layer keeps the file's weights, the named block's change, no BatchNormalization weight moves, history.csv
     numbers the phases; the checkpoint loads in safe mode and evaluate and predict see the model written by hand.
 
-    On MobileNet (v1) at alpha 0.25: 86 layers where MobileNetV2 has 154, so its five builds, traces and saves
-    take about half the time; its preprocessing is MobileNetV2's (both scale to [-1, 1]), so `by_hand` holds."""
+    On SMALL (MobileNet v1), whose five builds, traces and saves take half MobileNetV2's time; its preprocessing
+    is MobileNetV2's (both scale to [-1, 1]), so `by_hand` holds."""
     from cnnrun.model.checkpoints import load_checkpoint
 
-    network = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(32, 32, 3))
+    network = mobilenet_small()
     rng = np.random.default_rng(3)
     for layer in network.layers:  # "pretrained" statistics, which training must keep
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -172,7 +182,7 @@ def test_a_backbone_fine_tuned_in_phases_trains_from_the_named_layer_keeps_its_s
             layer.moving_variance.assign(rng.uniform(0.5, 2, size=layer.moving_variance.shape))
     network.save_weights(tmp_path / "pretrained.weights.h5")
     phases = [{"epochs": 1, "trainable": "none"}, {"epochs": 1, "trainable": {"from": "conv_dw_13"}}]
-    config = backbone_config({"name": "MobileNet", "alpha": 0.25, "weights": str(tmp_path / "pretrained.weights.h5")},
+    config = backbone_config({**SMALL, "weights": str(tmp_path / "pretrained.weights.h5")},
                              dataset={**DATA, "validation_split": None},  # no validation: one trace less
                              output={"plots": False, "report": False},  # no page: this test is not about it
                              # best.keras every epoch, so it is last.keras and the test split is scored once

@@ -9,13 +9,10 @@ import yaml
 from PIL import Image
 
 from tests.conftest import run_here
-from tests.test_backbone import DATA, backbone_config
+from tests.test_backbone import DATA, SMALL, backbone_config, mobilenet_small
 
 slow = pytest.mark.slow
 SIZE = 64  # MobileNet divides by 32: its last feature map is 2×2 here (1×1 at 48, a constant Grad-CAM map)
-# MobileNet (v1) at alpha 0.25: 86 layers where MobileNetV2 has 154, so the run and each command that loads it
-# build, trace and save in about half the time; what the commands do with a nested backbone is the same
-NETWORK = {"name": "MobileNet", "alpha": 0.25}
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +27,12 @@ def backbone_run(tmp_path_factory):
     # until a rounding error changes the class. Variance 0.1, as statistics learnt on such small activations
     # would be, keeps the features different from picture to picture and steady under float32 rounding.
     keras.utils.set_random_seed(0)
-    network = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(SIZE, SIZE, 3))
+    network = mobilenet_small((SIZE, SIZE, 3))
     for layer in network.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_variance.assign(np.full(layer.moving_variance.shape, 0.1, "float32"))
     network.save_weights(folder / "backbone.weights.h5")
-    config = backbone_config({**NETWORK, "trainable": False, "weights": str(folder / "backbone.weights.h5")},
+    config = backbone_config({**SMALL, "trainable": False, "weights": str(folder / "backbone.weights.h5")},
                              output={"plots": False, "report": False},
                              dataset={**DATA, "image_size": SIZE, "num_samples": 32, "validation_split": None})
     (folder / "backbone.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

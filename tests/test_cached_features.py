@@ -12,12 +12,12 @@ from cnnrun.atomic import checkpoint_info
 from cnnrun.config import validate_experiment
 from cnnrun.errors import UserError
 from tests.conftest import history, run_here
-from tests.test_backbone import BACKBONE, DATA, HEAD, backbone_config
+from tests.test_backbone import BACKBONE, DATA, HEAD, SMALL, backbone_config
 
 slow = pytest.mark.slow
-# MobileNet (v1) at alpha 0.25: 28 layers where MobileNetV2 has 150, so the three runs of the slow test build,
-# trace and save in about half the time; the cache does not depend on which network it cuts
-SMALL_BACKBONE = {"name": "MobileNet", "weights": None, "alpha": 0.25, "pooling": "avg", "trainable": False}
+# SMALL (MobileNet v1 at alpha 0.25), so the three runs of the slow test build, trace and save in about half
+# MobileNetV2's time; the cache does not depend on which network it cuts
+SMALL_BACKBONE = {**SMALL, "weights": None, "pooling": "avg", "trainable": False}
 LAYERS = [{"backbone": SMALL_BACKBONE}, {"Dropout": {"rate": 0.3}}, HEAD]
 
 
