@@ -8,6 +8,7 @@ from cnnrun.config import experiment_to_yaml, load_saved_experiment, validate_ex
 from cnnrun.errors import UserError
 from cnnrun.model.multilabel import (
     average_precision,
+    best_threshold,
     choose_thresholds,
     label_table,
     labels_above,
@@ -77,6 +78,12 @@ def test_each_label_gets_the_threshold_of_its_best_f1_halfway_between_two_scores
     assert choose_thresholds(TRUTH, SCORES) == pytest.approx([0.25, 0.45, 0.15])
     # no positive on validation: 0.5
     assert choose_thresholds(np.zeros((2, 1)), np.array([[0.9], [0.1]])) == [0.5]
+
+
+def test_on_a_tie_of_f1_the_higher_threshold_wins():
+    # scores .9 .8 .7 .1, truth 1 0 0 1: F1 at >= .9: 2/3, >= .8: 1/2, >= .7: 2/5, >= .1: 2/3 (all four). The top
+    # one alone ties with all four: the smaller set, (.9 + .8) / 2, not .1 / 2
+    assert best_threshold(np.array([1, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.1])) == pytest.approx(0.85)
 
 
 def test_predict_lists_every_label_at_or_above_its_own_threshold():

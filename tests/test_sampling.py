@@ -86,6 +86,14 @@ def test_cached_features_are_read_by_balanced_places():
     assert Counter(int(i >= 7) for i in three) == {0: 5, 1: 5}
 
 
+def test_each_class_walks_its_pictures_in_an_order_of_its_own():
+    # two classes of 12 pictures each, 0-11 and 12-23: a class's order is its pictures' ranks among its own. Seeded
+    # alike, both would walk the same ranks (a chance of 1 in 12! apart from that)
+    labels = np.repeat([0, 1], 12)
+    places = [int(i) for i in balanced_places(labels, 2, 3)]
+    assert [i for i in places if i < 12] != [i - 12 for i in places if i >= 12]
+
+
 def test_the_header_says_how_an_epoch_is_drawn():
     from cnnrun.data import DatasetInfo
 
