@@ -10,6 +10,8 @@ from cnnrun.config import validate_experiment
 from cnnrun.data import load_splits
 from cnnrun.data.folds import fold_rows
 from cnnrun.errors import UserError
+from cnnrun.run_folder.folder import Run
+from cnnrun.training.folds import folds_summary
 from tests.conftest import history, run_here, tiny_config
 
 
@@ -92,3 +94,27 @@ def test_train_folds_keeps_finished_folds_and_goes_on_with_the_others(tmp_path, 
     assert f"fold 1 of 2: finished before, kept: {fold1}" in again.stdout
     assert f"fold 2 of 2: finished before, kept: {fold2}" in again.stdout
     assert len(list((out / "tiny-fold2of2").iterdir())) == 1
+    # a fold that stopped early is finished whatever train.epochs says now: kept, not resumed
+    for fold in (fold1, fold2):
+        state = json.loads((fold / "state.json").read_text())
+        (fold / "state.json").write_text(json.dumps({**state, "status": "stopped_early"}))
+    longer = run_here("train", path, "--folds", "2", "--set", "train.epochs=3")
+    assert longer.returncode == 0, longer.stderr
+    assert f"fold 2 of 2: finished before, kept: {fold2}" in longer.stdout and len(history(fold2)) == 2
+
+
+def test_the_summary_shows_each_folds_validation_at_its_best_epoch_not_its_last(tmp_path):
+    runs = []
+    for index, (at_best, at_last) in enumerate(((0.75, 0.5), (0.625, 0.25)), start=1):
+        folder = tmp_path / f"fold{index}"
+        folder.mkdir()
+        (folder / "history.csv").write_text(f"epoch,loss,val_loss,val_accuracy\n1,1.0,0.9,{at_best}\n"
+                                            f"2,0.8,1.2,{at_last}\n")
+        (folder / "state.json").write_text(json.dumps({"status": "completed", "epochs_completed": 2,
+                                                       "epochs_planned": 2, "best": {"monitor": "val_accuracy",
+                                                                                     "value": at_best, "epoch": 1}}))
+        runs.append(Run(folder))
+    rows = dict(folds_summary("tiny", 2, runs).rows)
+    # (0.75 + 0.625) / 2, and the sample standard deviation of two values: |0.75 − 0.625| / √2
+    assert rows["validation accuracy, best epoch"] == "0.6875 ± 0.0884  (0.7500, 0.6250)"
+    assert rows["validation loss, best epoch"] == "0.9000 ± 0.0000  (0.9000, 0.9000)"

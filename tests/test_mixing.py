@@ -121,6 +121,11 @@ def test_keras_layers_take_the_config_s_arguments():
     jitter = build_augmenter(AugmentationConfig(color_jitter={"hue": 0.2}, aug_mix=True), seed)
     assert [type(layer).__name__ for layer in jitter.layers] == ["RandomColorJitter", "AugMix"]
     np.testing.assert_array_equal(jitter(batch, training=False), batch)
+    aug_mix = {"num_chains": 2, "chain_depth": 2, "factor": 0.5, "alpha": 0.3}
+    mixed = build_augmenter(AugmentationConfig(aug_mix=aug_mix), seed)
+    keras_mixed = keras.layers.AugMix(value_range=(0, 255), seed=seed + 7, **aug_mix)
+    # Keras' AugMix draws differently each call whatever its seed: its arguments are compared, not its pictures
+    assert {**mixed.layers[0].get_config(), "name": "aug_mix"} == {**keras_mixed.get_config(), "name": "aug_mix"}
 
 
 @pytest.mark.parametrize("change, words", [

@@ -10,6 +10,7 @@ import pytest
 
 from cnnrun.config import validate_experiment
 from cnnrun.data import load_splits
+from cnnrun.data.regression import target_moments
 from cnnrun.errors import UserError
 from cnnrun.model.regression import denormalized, per_target, regression_scores
 from tests.conftest import run_here, tiny_config
@@ -45,6 +46,13 @@ def test_a_target_whose_true_numbers_are_all_equal_has_no_r2_and_is_left_out_of_
     predicted = np.array([[3, 7], [4, 6], [5, 7], [8, 7]], float)
     assert np.isnan(per_target(truth, predicted)["r2"][1])
     assert regression_scores(truth, predicted)["r2"] == pytest.approx(.9)
+
+
+def test_a_target_whose_training_numbers_are_all_equal_is_standardised_by_std_1_not_0():
+    # column 0: 1 and 3, mean 2, population std 1; column 1: 5 and 5, std 0, which would divide by zero: 1 instead
+    assert target_moments(np.array([[1.0, 5.0], [3.0, 5.0]]), "standardize") == {
+        "target_mean": [2.0, 5.0], "target_std": [1.0, 1.0]}
+    assert target_moments(np.array([[1.0], [4.0]]), "standardize")["target_std"] == [1.5]  # ddof 0, not 1
 
 
 def test_denormalized_is_output_times_std_plus_mean_column_by_column():
