@@ -87,7 +87,8 @@ def test_a_table_gives_each_picture_its_own_label_and_split(tmp_path):
 
 
 def test_a_table_without_split_column_is_training_data_split_by_the_fractions_of_each_class(tmp_path):
-    table = write_table(tmp_path / "t.csv", labelled(tmp_path, {"cat": 30, "dog": 10}), ("path", "label"))
+    rows = labelled(tmp_path, {"cat": 30, "dog": 10})
+    table = write_table(tmp_path / "t.csv", rows, ("path", "label"))
     assert not csv_experiment(table).has_validation
     splits = load_splits(csv_experiment(table, test_split=0.2, validation_split=0.25))
     # test: 8 of 40, a fifth of each class; validation: 10 of 40, a quarter of each class (7.5 and 2.5: the tie
@@ -96,6 +97,10 @@ def test_a_table_without_split_column_is_training_data_split_by_the_fractions_of
     unstratified = load_splits(csv_experiment(table, test_split=0.2, validation_split=0.25, stratify=False))
     assert unstratified.info.sizes == splits.info.sizes == {"train": 22, "validation": 10, "test": 8}
     whole = load_splits(csv_experiment(table)).examples["train"].paths  # the seeded order, nothing held out
+    listed = [str(tmp_path / path) for path, _ in rows]  # the table's own order: the cats, then the dogs
+    # a seeded draw, not the table's order (which the last of each class would then be): 1 in 40! to be it
+    assert sorted(whole) == sorted(listed) and whole != listed
+    assert load_splits(csv_experiment(table)).examples["train"].paths == whole  # the same seed, the same draw
     assert unstratified.examples["test"].paths == whole[-8:]  # without stratify: the last part, as before
     assert unstratified.examples["validation"].paths == whole[-18:-8]
     sampled = load_splits(csv_experiment(table, validation_split=0.25, samples_per_class=5))

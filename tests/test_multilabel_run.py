@@ -179,6 +179,23 @@ def test_a_run_chooses_thresholds_on_validation_and_evaluate_and_predict_use_the
     hot = np.array([[name in truth[p] for name in names] for p in paths])
     assert scores["accuracy"] == pytest.approx(np.mean((predicted >= 0.5) == hot), abs=1e-6)
 
+    def f1(said, has):  # 2·TP / (predicted + actual), 0 where neither has any
+        return 2 * np.sum(said & has) / (np.sum(said) + np.sum(has)) if np.sum(said) + np.sum(has) else 0.0
+
+    # each label's threshold is one of the validation split's best: no cut of its scores there gives a higher F1,
+    # and it lies halfway between two neighbouring scores (half the lowest below them all)
+    valid = [str(tmp_path / p) for p in recorded["validation"]]
+    shown = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in valid]).astype(np.float32) / 255
+    scored = np.asarray(model.predict(shown, verbose=0))
+    for j, name in enumerate(names):
+        has, cut = np.array([name in truth[p] for p in valid]), thresholds["best"][name]
+        assert all(f1(scored[:, j] >= cut, has) >= f1(scored[:, j] >= other, has) for other in scored[:, j])
+        distinct = np.unique(scored[:, j])
+        assert np.isclose(cut, np.r_[distinct[:1] / 2, (distinct[1:] + distinct[:-1]) / 2], atol=1e-6).any()
+    # the test F1 of scores.json is at those thresholds, counted here
+    macro = np.mean([f1(predicted[:, j] >= thresholds["best"][name], hot[:, j]) for j, name in enumerate(names)])
+    assert scores["macro_f1"] == pytest.approx(macro, abs=1e-6)
+
     result = run_here("evaluate", run)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run / "eval" / "best_test_metrics.json").read_text())
