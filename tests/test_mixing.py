@@ -120,6 +120,8 @@ def test_keras_layers_take_the_config_s_arguments():
     np.testing.assert_array_equal(kept, batch)
     jitter = build_augmenter(AugmentationConfig(color_jitter={"hue": 0.2}, aug_mix=True), seed)
     assert [type(layer).__name__ for layer in jitter.layers] == ["RandomColorJitter", "AugMix"]
+    keras_jitter = keras.layers.RandomColorJitter(value_range=(0, 255), hue_factor=0.2, seed=seed + 5)
+    assert {**jitter.layers[0].get_config(), "name": "j"} == {**keras_jitter.get_config(), "name": "j"}
     np.testing.assert_array_equal(jitter(batch, training=False), batch)
     aug_mix = {"num_chains": 2, "chain_depth": 2, "factor": 0.5, "alpha": 0.3}
     mixed = build_augmenter(AugmentationConfig(aug_mix=aug_mix), seed)
