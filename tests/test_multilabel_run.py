@@ -1,6 +1,7 @@
 """`label_mode: multi_label` through the data, the model and the commands: a table of `red;green` labels read into
 multi-hot rows and recorded in splits.json; bad tables and heads one line, exit 2; `cnnrun data check` listing every
-problem; a tiny run whose thresholds, scores, evaluate and predict are checked against figures recomputed here."""
+problem; a tiny run whose thresholds, scores, evaluate and predict are checked against figures recomputed here;
+a model set by hand whose test scores.json is counted at its validation thresholds."""
 
 import csv
 import json
@@ -254,3 +255,33 @@ def test_folds_of_a_multi_label_table_split_its_training_pictures_and_say_how(tm
     first, second = (set(split["validation"]) for split in validation)
     assert not first & second and first | second == {row[0] for row in rows if row[2] != "test"}
     assert abs(len(first) - len(second)) <= 1
+
+
+def test_scores_json_counts_the_test_pictures_at_the_thresholds_chosen_on_validation(tmp_path):
+    """A model set by hand scores each label sigmoid(4·m + 1), m the picture's mean of that colour in 0–1: 0.731
+    without the colour, 0.988 with it (220/255). At 0.5 every label is said of every picture; at the thresholds
+    chosen on validation (between 0.731 and 0.988) each label is said of exactly the pictures that have it."""
+    import keras
+
+    from cnnrun.model.scoring import score_multilabel_checkpoints
+    from cnnrun.run_folder.folder import Run
+
+    table, truth = colour_table(tmp_path, 60)
+    experiment = validate_experiment(config_for(table, dataset={"normalize": "rescale"}), "x.yaml")
+    splits = load_splits(experiment)
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([np.array([[0, 4], [4, 0], [0, 0]], np.float32), np.ones(2, np.float32)])  # green, red
+    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    model.save(tmp_path / "run" / "checkpoints" / "best.keras")
+
+    scores = score_multilabel_checkpoints(Run(tmp_path / "run"), splits, experiment)["best"]
+    thresholds = json.loads((tmp_path / "run" / "thresholds.json").read_text())["best"]
+    assert all(0.731 < thresholds[name] < 0.988 for name in ("green", "red")), thresholds
+    assert scores["macro_f1"] == scores["micro_f1"] == scores["exact_match"] == 1.0
+    # at 0.5 instead: every label said of every test picture, so F1 = 2·has / (pictures + has), below 1
+    hot = np.array([[name in truth[p] for name in ("green", "red")] for p in splits.examples["test"].paths])
+    at_half = [2 * hot[:, j].sum() / (len(hot) + hot[:, j].sum()) for j in range(2)]
+    assert max(at_half) < 1
