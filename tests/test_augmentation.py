@@ -102,6 +102,16 @@ def test_brightness_zoom_and_contrast_mean_what_they_mean_in_image_data_generato
     np.testing.assert_allclose(contrast[0], np.clip(mean + 2 * (x[0] - mean), 0, 255), atol=1e-3)
 
 
+def test_brightness_scales_from_the_black_end_of_a_normalised_value_range():
+    from cnnrun.data.layers import RandomBrightnessScale
+
+    # black −1, white 1 (pixels normalised to [−1, 1]): factor 0.5 halves the distance from black
+    layer = RandomBrightnessScale((0.5, 0.5), value_range=(-1.0, 1.0), seed=0)
+    x = np.array([-1.0, 0.0, 1.0], np.float32).reshape(1, 1, 3, 1)
+    # −1 + (−1 + 1)·0.5 = −1;  −1 + (0 + 1)·0.5 = −0.5;  −1 + (1 + 1)·0.5 = 0
+    np.testing.assert_allclose(np.asarray(layer(x, training=True)).ravel(), [-1.0, -0.5, 0.0], atol=1e-6)
+
+
 def test_augmentation_keeps_shapes_and_is_identity_at_inference():
     from cnnrun.teach.augment import COURSE_AUGMENTATION
 

@@ -168,3 +168,34 @@ def test_autograph_rewrites_none_of_the_pipelines_functions(tmp_path):
     converted = [code.co_filename for code in list(api._TRANSPILER._cache._cache)]
     assert __file__ in converted  # the cache is where this test looks
     assert not [name for name in converted if "/cnnrun/" in name], converted
+
+
+def test_an_npz_of_rgba_pictures_keeps_its_four_channels(tmp_path):
+    from cnnrun.data import describe
+
+    x = np.random.default_rng(0).integers(0, 256, (6, 5, 5, 4), dtype=np.uint8)
+    np.savez(tmp_path / "rgba.npz", x_train=x, y_train=np.array([0, 1, 2, 0, 1, 2]))
+    experiment = validate_experiment(tiny_config(dataset={"name": "npz", "path": str(tmp_path / "rgba.npz")}), "test")
+    assert describe(experiment.dataset) == ((5, 5, 4), ["0", "1", "2"])
+    assert np.array_equal(load_raw(experiment.dataset, seed=0).train.images, x)
+
+
+def test_cifar10_python_batches_in_a_local_copy_read_as_height_width_channels(tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pictures = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        x = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+        pictures[name] = x
+        # CIFAR's layout: a row of 3072 bytes per picture, the red plane, then green, then blue, each row by row
+        rows = np.stack([np.concatenate([x[n, :, :, c].ravel() for c in range(3)]) for n in range(2)])
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rows, b"labels": [1, 7]}, f)
+    experiment = validate_experiment(tiny_config(dataset={"name": "cifar10", "data_dir": str(tmp_path)}), "test")
+    raw = load_raw(experiment.dataset, seed=0)
+    expected = np.concatenate([pictures[f"data_batch_{i}"] for i in range(1, 6)])
+    assert np.array_equal(raw.train.images, expected) and raw.train.labels.tolist() == [1, 7] * 5
+    assert np.array_equal(raw.test.images, pictures["test_batch"]) and raw.class_names[7] == "horse"

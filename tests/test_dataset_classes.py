@@ -215,3 +215,54 @@ def test_cifar10_cats_and_dogs_from_the_jpeg_tree_give_1000_training_and_2000_te
         folders = [Path(p).parent.name for p in part.paths]
         assert folders.count("cat") == each and folders.count("dog") == each
         assert part.labels.tolist() == [["cat", "dog"].index(folder) for folder in folders]
+
+
+def test_a_class_with_exactly_samples_per_class_pictures_gives_all_of_them():
+    from cnnrun.data.examples import ArrayExamples
+    from cnnrun.data.subsets import per_class_sample
+
+    labels = np.array([0, 1, 0, 0, 1, 0, 1, 0])  # class 0: 5 pictures, class 1: exactly 3 (rows 1, 4, 6)
+    train = ArrayExamples(np.arange(8, dtype=np.uint8).reshape(8, 1, 1, 1), labels)
+    picked = per_class_sample(train, 3, seed=3, class_names=["a", "b"])
+    assert np.bincount(picked.labels).tolist() == [3, 3]
+    assert picked.images.ravel()[picked.labels == 1].tolist() == [1, 4, 6]
+
+
+def test_the_subset_of_arrays_is_drawn_from_a_stream_of_its_own_so_a_resumed_run_recomputes_it():
+    from cnnrun.data.examples import ArrayExamples
+    from cnnrun.data.subsets import per_class_sample
+
+    labels = np.arange(20) % 2
+    train = ArrayExamples(np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1), labels)
+    picked = per_class_sample(train, 3, seed=3, class_names=["a", "b"]).images.ravel().tolist()
+    # the recorded draw: NumPy's generator seeded [seed, 14] (14: the subset's own stream), class by class, sorted
+    rng = np.random.default_rng([3, 14])
+    expected = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), 3, replace=False) for c in (0, 1)]))
+    assert picked == expected.tolist()
+    # not the draw of the plain seed, which the seed's other uses share
+    plain = np.random.default_rng(3)
+    assert picked != np.sort(np.concatenate([plain.choice(np.flatnonzero(labels == c), 3, replace=False)
+                                             for c in (0, 1)])).tolist()
+
+
+def test_test_labels_past_the_training_classes_are_dropped_when_classes_are_chosen():
+    from cnnrun.data.examples import ArrayExamples, RawData
+    from cnnrun.data.subsets import only_classes
+
+    def filled(count: int) -> np.ndarray:  # picture i filled with i
+        return np.arange(count, dtype=np.uint8).reshape(count, 1, 1, 1)
+
+    # three training classes; the test split also has label 3, a class the training data lacks
+    raw = RawData(ArrayExamples(filled(6), np.array([0, 1, 2, 0, 1, 2])),
+                  ArrayExamples(filled(5), np.array([0, 3, 2, 3, 1])), ["a", "b", "c"])
+    chosen = only_classes(raw, ["c", "a"])
+    assert chosen.test.images.ravel().tolist() == [0, 2] and chosen.test.labels.tolist() == [1, 0]  # a → 1, c → 0
+    assert chosen.train.images.ravel().tolist() == [0, 2, 3, 5] and chosen.train.labels.tolist() == [1, 0, 1, 0]
+
+
+def test_an_image_folder_with_exactly_samples_per_class_pictures_loads(tmp_path):
+    from cnnrun.data.image_folder import read_folder_tree
+
+    write_folder(tmp_path / "pics", {"cat": 2, "dog": 2})
+    raw = read_folder_tree(tmp_path / "pics", (8, 8), "RGB", "skip", "dataset.path", seed=0, samples_per_class=2)
+    assert np.bincount(raw.train.labels).tolist() == [2, 2]

@@ -197,3 +197,33 @@ def test_converted_files_decode_as_pillow_reads_them(tmp_path):
         np.testing.assert_array_equal(pixels, np.asarray(to_mode(image, "RGB")))
     Image.fromarray(picture).save(tmp_path / "plain.png")
     assert check_file(tmp_path / "plain.png", "RGB").converted is None  # read by TensorFlow as it is
+
+
+def test_the_moments_of_files_are_the_mean_and_standard_deviation_of_their_pixels(tmp_path):
+    from cnnrun.data.examples import FileExamples
+
+    for name, value in (("dark.png", 10), ("light.png", 30)):
+        Image.fromarray(np.full((4, 4), value, np.uint8)).save(tmp_path / name)
+    examples = FileExamples([str(tmp_path / "dark.png"), str(tmp_path / "light.png")], np.array([0, 1]), (4, 4), 1)
+    # half the pixels 10, half 30: mean 20, every pixel 10 away from it
+    assert examples.moments() == pytest.approx((20.0, 10.0))
+
+
+def test_a_picture_shrunk_to_one_pixel_is_the_antialiased_mean_rounded(tmp_path):
+    from cnnrun.data.examples import FileExamples
+
+    picture = np.full((4, 4), 200, np.uint8)
+    picture[1:3, 1:3] = 0  # a 200 ring around a black 2×2 centre
+    Image.fromarray(picture).save(tmp_path / "ring.png")
+    examples = FileExamples([str(tmp_path / "ring.png")], np.array([0]), (1, 1), 1)
+    # antialiased bilinear 4 → 1: a triangle 4 pixels wide on each axis, weights 1 − |d|/4 at d = 1.5, .5, .5, 1.5:
+    # (5, 7, 7, 5)/24; the centre weighs (14/24)² = 196/576, so 200·(1 − 196/576) = 131.94…, rounded 132
+    # (without antialiasing the pixel would come from the black centre alone: 0)
+    assert examples.pixels(np.array([0])).ravel().tolist() == [132]
+
+
+def test_a_warning_names_three_files_and_marks_only_more_with_an_ellipsis():
+    from cnnrun.data.image_folder import first_few
+
+    assert first_few(["a", "b", "c"]) == "a; b; c"
+    assert first_few(["a", "b", "c", "d"]) == "a; b; c; …"

@@ -109,6 +109,39 @@ def test_an_experiments_folder_of_runs_means_its_latest_finished_run(run_a, tmp_
     assert plan_init(build_model(experiment, (16, 16, 1), 4), experiment).run == str(newer)
 
 
+def test_a_run_stopped_early_is_finished_and_can_be_the_latest(run_a, tmp_path):
+    from cnnrun.model.init_from import latest_finished
+
+    runs = tmp_path / "a"
+    older, newer = runs / "20260101-000000", runs / "20260102-000000"
+    for copy in (older, newer):
+        shutil.copytree(run_a, copy)
+    state = json.loads((newer / "state.json").read_text())
+    (newer / "state.json").write_text(json.dumps({**state, "status": "stopped_early"}))
+    assert latest_finished(runs) == newer
+
+
+def test_replace_head_leaves_the_last_dense_fresh_and_loads_an_earlier_one():
+    import keras
+
+    from cnnrun.model.init_from import Source, match_layers
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="out")])
+    source = Source("run", "best.keras", {"hidden": [np.zeros((4, 3)), np.zeros(3)],
+                                          "out": [np.zeros((3, 2)), np.zeros(2)]})
+    matching = match_layers(model, source, replace_head=True)
+    assert matching.loaded == ["hidden"] and matching.new == {"out": "the head (replace_head)"}
+
+
+def test_a_lock_of_this_very_process_is_no_live_holder(tmp_path):
+    from cnnrun.model.init_from import live_holder
+    from cnnrun.run_folder.lock import LOCK_NAME, Holder
+
+    (tmp_path / LOCK_NAME).write_bytes(Holder.me().to_bytes())
+    assert live_holder(tmp_path) is None
+
+
 def test_last_takes_the_weights_of_last_keras(run_a, tmp_path):
     import keras
 

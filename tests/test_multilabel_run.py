@@ -285,3 +285,12 @@ def test_scores_json_counts_the_test_pictures_at_the_thresholds_chosen_on_valida
     hot = np.array([[name in truth[p] for name in ("green", "red")] for p in splits.examples["test"].paths])
     at_half = [2 * hot[:, j].sum() / (len(hot) + hot[:, j].sum()) for j in range(2)]
     assert max(at_half) < 1
+
+
+def test_the_pictures_shown_for_a_label_are_those_having_it():
+    from cnnrun.data.samples import sample_indices
+
+    # multi-hot: picture 0 green, 1 red, 2 both, 3 neither
+    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    green, red = sample_indices(labels, 2, per_class=10, seed=0)
+    assert sorted(green.tolist()) == [0, 2] and sorted(red.tolist()) == [1, 2]

@@ -51,6 +51,39 @@ def test_depthwise_and_separable_convolutions_are_counted_by_hand():
     assert layer_flops(batch_norm) == 160
 
 
+def test_grouped_transposed_and_multiplied_convolutions_are_counted_by_hand():
+    grouped = keras.layers.Conv2D(4, 3, groups=2)
+    keras.Sequential([keras.Input((6, 6, 4)), grouped])
+    # 3×3 valid, 6×6×4 → 4×4×4 in 2 groups: each of the 64 outputs sees 3·3·(4/2) = 18 inputs (36 FLOPs): 2,304 + 64
+    assert layer_flops(grouped) == 2_368
+    separable = keras.layers.SeparableConv2D(5, 3, depth_multiplier=2)
+    keras.Sequential([keras.Input((6, 6, 3)), separable])
+    # depthwise 4·4·(3·2) = 96 outputs × 18 = 1,728; pointwise 4·4·5 = 80 outputs of 3·2 = 6 multiply-adds: 960;
+    # bias 80 → 2,768
+    assert layer_flops(separable) == 2_768
+    transposed = keras.layers.Conv2DTranspose(2, 3, strides=2)
+    keras.Sequential([keras.Input((4, 4, 3)), transposed])
+    # each of the 4·4 input positions spreads 3·3·3·2 = 54 multiply-adds: 2·54·16 = 1,728; output (4−1)·2 + 3 = 9:
+    # bias 9·9·2 = 162 → 1,890
+    assert layer_flops(transposed) == 1_890
+
+
+def test_a_dense_layer_on_a_sequence_counts_every_position_and_its_bias():
+    dense = keras.layers.Dense(3)
+    keras.Sequential([keras.Input((4, 5)), dense])
+    # 4 positions of 5 → 3: 2·5·3·4 = 120 multiply-add FLOPs, + 3 biases at each of the 4 positions: 12
+    assert layer_flops(dense) == 132
+
+
+def test_patch_whitening_counts_as_its_convolution():
+    from cnnrun.model.whitening import PatchWhitening
+
+    whitening = PatchWhitening(patch_size=3)
+    keras.Sequential([keras.Input((6, 6, 3)), whitening])
+    # 3×3 valid, 6×6×3 → 4×4×(2·9·3 = 54): 864 outputs of 9·3 = 27 multiply-adds (54 FLOPs): 46,656, + 864 biases
+    assert layer_flops(whitening) == 47_520
+
+
 def tensorflow_profiler_flops(model, shape) -> dict[str, int]:
     """The FLOPs TensorFlow's own profiler counts for each convolution op of the model's inference graph, by the
     Keras layer that made it (the op's scope `…/<layer>_1/convolution` or `…/depthwise`)."""
