@@ -119,6 +119,7 @@ def test_predictions_file_round_trip_absent_and_damaged(tmp_path):
     for arrays, words in [({"probabilities": PROBABILITIES, "labels": LABELS[:5]}, "labels are int64 of shape"),
                           ({"probabilities": PROBABILITIES[0], "labels": LABELS}, "probabilities are"),
                           ({"probabilities": PROBABILITIES, "labels": LABELS + 1}, "labels run from 1 to 3"),
+                          ({"probabilities": PROBABILITIES, "labels": LABELS - 1}, "labels run from -1 to 1"),
                           ({"probabilities": PROBABILITIES}, "no labels array")]:
         with path.open("wb") as f:
             np.savez(f, **arrays)

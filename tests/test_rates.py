@@ -65,6 +65,25 @@ def test_adams_first_step_is_its_multiple_of_the_rate_in_the_gradients_direction
                                    rtol=1e-4, atol=1e-6, err_msg=path)
 
 
+def test_the_first_pattern_found_in_a_path_decides_and_a_fraction_slows_the_variable_down():
+    model, (x, y) = _model(), _batch()
+    before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
+    gradients = {v.path: np.asarray(g) for v, g in
+                 zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)}
+    # beta's path holds both patterns: "beta" comes first, so ×64; gamma's holds only "batch_norm": ×0.5
+    multipliers = {"beta": 64.0, "batch_norm": 0.5}
+    model.compile(optimizer=with_rate_multipliers(keras.optimizers.SGD(RATE), model, multipliers), loss="mse")
+    model.train_on_batch(x, y)
+    by_hand = {path: 64.0 if path.endswith("/beta") else 0.5 if path.endswith("/gamma") else 1.0
+               for path in before}  # the dense layers' kernels and bias: no pattern, ×1
+    assert rates_of(model.optimizer, model) == by_hand
+    for v in model.trainable_variables:  # SGD: w − rate × multiplier × g
+        np.testing.assert_allclose(v.numpy(), before[v.path] - RATE * by_hand[v.path] * gradients[v.path],
+                                   rtol=1e-5, atol=1e-6, err_msg=v.path)
+
+
 def test_weight_decay_stays_at_the_plain_rate():
     decay = 0.1
     before, after, gradients = _one_step(keras.optimizers.SGD(RATE, weight_decay=decay), {"kernel": 3.0})
@@ -72,6 +91,26 @@ def test_weight_decay_stays_at_the_plain_rate():
         multiplier = 3.0 if path.endswith("kernel") else 1.0
         expected = weights - RATE * decay * weights - RATE * multiplier * gradients[path]
         np.testing.assert_allclose(after[path], expected, rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def test_a_frozen_variable_keeps_its_value_weight_decay_included_while_the_others_decay():
+    decay = 0.1
+    model, (x, y) = _model(), _batch()
+    before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
+    gradients = {v.path: np.asarray(g) for v, g in
+                 zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)}
+    optimizer = with_rate_multipliers(keras.optimizers.SGD(RATE, weight_decay=decay), model, None, freezing=True)
+    model.compile(optimizer=optimizer, loss="mse")
+    beta = model.layers[1].beta
+    optimizer.freeze([beta])
+    model.train_on_batch(x, y)
+    np.testing.assert_array_equal(beta.numpy(), before[beta.path])  # no step and no decay: ones, as initialised
+    for v in model.trainable_variables:
+        if v is not beta:  # SGD's decoupled decay, then the step: w − rate × decay × w − rate × g
+            expected = before[v.path] - RATE * decay * before[v.path] - RATE * gradients[v.path]
+            np.testing.assert_allclose(v.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=v.path)
 
 
 def test_a_batchnorm_bias_at_64_times_the_rate_decays_as_airbench_decays_it(write_config):

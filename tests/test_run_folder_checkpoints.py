@@ -260,3 +260,61 @@ def test_a_best_epoch_held_while_the_checkpoints_wait_is_written_with_its_own_va
     for got, expected in zip([*model.weights, *model.optimizer.variables], after[6], strict=True):
         np.testing.assert_array_equal(np.array(got), expected)  # put back after the held values were saved
     assert json.loads((run.path / "state.json").read_text())["best"]["epoch"] == 2
+
+
+class Scores(keras.callbacks.Callback):
+    """Before the recorder: puts each epoch's value of `name` in the logs it reads."""
+
+    def __init__(self, name: str, values: list[float]):
+        super().__init__()
+        self.name, self.values = name, iter(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.name] = next(self.values)
+
+
+def best_epoch(tmp_path, monitor: str, values: list[float], mode: str = "auto") -> int:
+    """The epoch best.keras records after a fit whose monitored value is `values`, one an epoch."""
+    from cnnrun.config import CheckpointConfig
+    from cnnrun.training.callbacks import RunRecorder
+
+    run = Run(tmp_path / "run")
+    run.update_state(status="running", epochs_completed=0, epochs_planned=len(values))
+    recorder = RunRecorder(run, monitor, CheckpointConfig(mode=mode), plots=False)
+    x, y = np.zeros((4, 4), "float32"), np.zeros(4, "int64")
+    small_model().fit(x, y, epochs=len(values), verbose=0, callbacks=[Scores(monitor, values), recorder])
+    return checkpoint_info(run.checkpoints / "best.keras")["epoch"]
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_an_epoch_that_only_equals_the_best_value_does_not_replace_best_keras(tmp_path, mode):
+    # min: 5, 3, 3, 4 improves at epoch 2 only; max: the negatives, likewise
+    values = [5.0, 3.0, 3.0, 4.0] if mode == "min" else [-5.0, -3.0, -3.0, -4.0]
+    assert best_epoch(tmp_path, "score", values, mode) == 2
+
+
+@pytest.mark.parametrize("monitor", ["val_accuracy", "val_auc", "val_precision", "val_recall", "val_f1_score",
+                                     "val_loss"])
+def test_in_auto_mode_an_accuracy_like_monitor_keeps_its_largest_value_and_a_loss_its_smallest(tmp_path, monitor):
+    values = [0.6, 0.2, 0.4] if monitor == "val_loss" else [0.2, 0.6, 0.4]
+    assert best_epoch(tmp_path, monitor, values) == 2  # 0.2 the smallest loss, 0.6 the largest of the others
+
+
+def test_a_restored_plateau_cooldown_goes_on_counting_and_is_saved_again(tmp_path):
+    from cnnrun.config import CheckpointConfig
+    from cnnrun.training.callbacks import RunRecorder
+
+    run = Run(tmp_path / "run")
+    run.update_state(status="running", epochs_completed=2, epochs_planned=3)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1, cooldown=3, min_delta=100.0)
+    restored = {"reduce_lr_on_plateau": {"wait": 0, "best": 0.5, "cooldown_counter": 2}}
+    recorder = RunRecorder(run, "loss", CheckpointConfig(), plots=False, stateful={"reduce_lr_on_plateau": plateau},
+                           restored=restored)
+    model = small_model()
+    model.optimizer.learning_rate.assign(0.01)
+    x, y = np.zeros((4, 4), "float32"), np.zeros(4, "int64")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[plateau, recorder])
+    # in cooldown: the count goes 2 → 1, the wait stays 0 and the rate is not reduced (patience 1 would have)
+    saved = json.loads((run.path / "state.json").read_text())["callbacks"]["reduce_lr_on_plateau"]
+    assert saved["cooldown_counter"] == 1 and saved["wait"] == 0
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)

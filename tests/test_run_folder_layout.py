@@ -78,6 +78,7 @@ def f(run, which):
     ("epoch,loss\n2,0.5\n", "line 2 is epoch 2, not 1"),
     ("loss,epoch\n0.5,1\n", "its header line is 'loss,epoch'"),
     ("epoch,loss\n1.5,0.5\n", "line 2, epoch: '1.5' is not a whole number"),
+    ("epoch,phase,loss\n1,1.5,0.5\n", "line 2, phase: '1.5' is not a whole number"),
 ])
 def test_a_damaged_history_is_one_line_naming_the_file_and_the_line(tmp_path, text, says):
     (tmp_path / files.HISTORY).write_text(text)
@@ -92,6 +93,9 @@ def test_a_history_reads_back_as_written_with_missing_keys_left_out(tmp_path):
     Run(tmp_path).write_history(rows)
     assert (tmp_path / files.HISTORY).read_text() == "epoch,phase,loss,val_loss\n1,1,0.5,\n2,2,0.25,0.75\n"
     assert Run(tmp_path).read_history() == rows
+    # read and written again, as resume does: the same file (a phase stays a whole number, `1`, not `1.0`)
+    Run(tmp_path).write_history(Run(tmp_path).read_history())
+    assert (tmp_path / files.HISTORY).read_text() == "epoch,phase,loss,val_loss\n1,1,0.5,\n2,2,0.25,0.75\n"
     assert Run(tmp_path / "none").read_history() == []
 
 
@@ -129,6 +133,19 @@ def test_scores_splits_and_meta_are_checked_against_their_schemas(tmp_path):
                                           '"normalize": "rescale"}')
     with pytest.raises(UserError, match=r"dataset\.json: .* is not a cnnrun dataset description \(input_shape: "):
         run.dataset_info()
+
+
+def test_meta_json_holds_every_key_even_when_empty_and_the_optional_records_only_when_there_are_some(tmp_path):
+    run = Run(tmp_path)
+    run.write_meta({"command": ["cnnrun", "train", "tiny.yaml"], "seed": 3, "started": "2026-11-26T10:15:00+00:00"})
+    # the keys the previous release wrote, empty or null as they are, and no init_from, config or cached_features
+    assert json.loads((tmp_path / files.META).read_text()) == {
+        "command": ["cnnrun", "train", "tiny.yaml"], "seed": 3, "git_commit": None, "versions": {}, "devices": [],
+        "distribution": {}, "platform": None, "started": "2026-11-26T10:15:00+00:00", "ended": None, "resumed": []}
+    run.write_meta({"seed": 3, "init_from": {"run": "outputs/base/1"}, "config": {"name": "tiny"}})
+    written = json.loads((tmp_path / files.META).read_text())
+    assert written["init_from"] == {"run": "outputs/base/1"} and written["config"] == {"name": "tiny"}
+    assert "cached_features" not in written and written["command"] == []
 
 
 # ---------------------------------------------------------------- a run folder of the previous release

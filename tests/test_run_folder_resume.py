@@ -103,6 +103,31 @@ def test_a_changed_callback_is_said_and_kept(run):
     assert state_of(run)["status"] == "completed" and resumed_at(run) == 1
 
 
+def test_a_changed_description_verbosity_or_tracking_is_kept_and_a_changed_batch_size_refused(tmp_path):
+    from cnnrun.config import validate_experiment
+    from cnnrun.errors import UserError
+    from cnnrun.run_folder.files import Meta
+    from cnnrun.run_folder.folder import Run
+    from cnnrun.training.reopen import check_config
+
+    run = Run(tmp_path)
+    began = Meta(config=validate_experiment(tiny_config(), "tiny.yaml").model_dump(mode="json"))
+    described = validate_experiment(tiny_config(description="the first try"), "tiny.yaml")
+    assert check_config(run, described, began) == (
+        f"note: {run.config_file} changed since the run began: description null → the first try; resume goes on "
+        f"with the changes")
+    quiet = validate_experiment(tiny_config(train={"epochs": 2, "batch_size": 16, "verbose": 0}), "tiny.yaml")
+    assert "train.verbose auto → 0; resume goes on with the changes" in check_config(run, quiet, began)
+    tracked = validate_experiment(tiny_config(tracking={"mlflow": {"uri": "file:mlruns", "experiment": "tiny"}}),
+                                  "tiny.yaml")
+    assert check_config(run, tracked, began).endswith(
+        "tracking.mlflow.experiment (absent) → tiny; resume goes on with the changes")
+    halved = validate_experiment(tiny_config(train={"epochs": 2, "batch_size": 8}), "tiny.yaml")
+    with pytest.raises(UserError, match=r"changed since the run began: train\.batch_size 16 → 8; resume goes on "
+                                        r"with the run as it began"):
+        check_config(run, halved, began)
+
+
 # ---------------------------------------------------------------- B.3: a checkpoint that could not be written
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import datetime
 
 import pytest
 from pydantic import ValidationError
@@ -41,6 +42,15 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     first, second = create_run(tmp_path, "exp"), create_run(tmp_path, "exp")
     assert first.path != second.path and first.path.parent == second.path.parent
     assert (first.path / "checkpoints").is_dir()
+
+
+def test_a_run_folder_is_named_by_the_second_it_was_made(tmp_path):
+    before = datetime.now().replace(microsecond=0)
+    run = create_run(tmp_path, "exp")
+    after = datetime.now()
+    # <output_dir>/<name>/<YYYYMMDD-HHMMSS>: parses back to a time within the call, to the second
+    assert run.path.parent == tmp_path / "exp"
+    assert before <= datetime.strptime(run.path.name, "%Y%m%d-%H%M%S") <= after
 
 
 def test_latest_run_is_by_recorded_start_not_folder_date(tmp_path):

@@ -107,6 +107,15 @@ def test_the_header_describes_a_schedule_and_its_rate_now():
     assert describe_learning_rate(keras.optimizers.SGD(learning_rate=0.05), None) == "0.05"
 
 
+def test_the_header_describes_a_scaled_schedule_with_its_scaled_rates():
+    value = {"schedule": "piecewise_constant", "boundaries": [91, 136], "values": [0.1, 0.01, 0.001],
+             "unit": "epochs"}
+    optimizer = keras.optimizers.SGD(learning_rate=make_learning_rate(value, 10, scale=4))
+    # 4 × 0.1 = 0.4, 4 × 0.01 = 0.04, 4 × 0.001 = 0.004: the rates training uses, not the config's
+    assert describe_learning_rate(optimizer, parse_schedule(value), scale=4) == \
+        "0.4, 0.04 after 91 epochs, 0.004 after 136 epochs (now 0.4, step 0)"
+
+
 @pytest.mark.parametrize("rate, fragments", [
     ({"schedule": "cosin", "initial_learning_rate": 0.1, "decay_steps": 10},
      ["compile.optimizer.learning_rate.schedule", "'cosin' is unknown", "did you mean 'cosine'"]),

@@ -234,3 +234,20 @@ def test_a_second_process_cannot_write_a_run_folder_that_is_being_trained(write_
     finally:
         process.kill()
         process.wait()
+
+
+def test_verbose_auto_is_a_progress_bar_in_a_terminal_and_one_line_an_epoch_in_a_pipe():
+    from cnnrun.training.callbacks import keras_verbosity
+
+    main, side = os.openpty()  # a real terminal
+    read, write = os.pipe()
+    try:
+        with os.fdopen(side, "w") as terminal, os.fdopen(write, "w") as pipe, pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sys, "stdout", terminal)
+            assert keras_verbosity("auto") == 1  # Keras' fit: a progress bar
+            patch.setattr(sys, "stdout", pipe)
+            assert keras_verbosity("auto") == 2  # Keras' fit: one line an epoch
+    finally:
+        os.close(main)
+        os.close(read)
+    assert keras_verbosity(0) == 0 and keras_verbosity("2") == 2
