@@ -122,3 +122,28 @@ def test_a_name_set_on_the_command_line_must_be_one_folder_name(write_config):
 
 def test_an_ordinary_name_with_dots_and_accents_is_kept(write_config):
     assert load_experiment(write_config(tiny_config(name="réseau_v1.2"))).name == "réseau_v1.2"
+
+
+def test_a_negative_exponent_beyond_ten_thousand_is_refused_too(write_config):
+    # 2 ** -20000 would underflow to 0.0: the bound holds on both sides of 0
+    error = user_error(write_config(with_units("${2 ** -20000}")))
+    assert "exponents stay within ±10000" in error
+
+
+@pytest.mark.parametrize("lists, refused", [(62, False), (63, True)])
+def test_nesting_is_refused_from_the_sixty_fifth_level(write_config, lists, refused):
+    # levels: the document 1, `vars` 2, then the lists 3 … 2 + lists: 64 with 62 lists, 65 with 63
+    path = write_config("model: {layers: [Flatten]}\nvars: {deep: " + "[" * lists + "]" * lists + "}\n")
+    if refused:
+        assert f"{path}: nested more than 64 levels deep" in user_error(path)
+    else:
+        expected: list = []
+        for _ in range(lists - 1):
+            expected = [expected]
+        assert load_experiment(path).vars["deep"] == expected
+
+
+def test_a_set_index_one_past_the_end_of_a_list_is_one_line(write_config):
+    path = write_config(with_units(3))  # two layers: indexes 0 and 1
+    assert "--set model.layers.2.Dense.units: 'model.layers' is a list of 2; '2' is not an index in it" in \
+        user_error(path, ["model.layers.2.Dense.units=4"])

@@ -199,6 +199,28 @@ def test_converted_files_decode_as_pillow_reads_them(tmp_path):
     assert check_file(tmp_path / "plain.png", "RGB").converted is None  # read by TensorFlow as it is
 
 
+def test_a_16_bit_picture_is_scaled_to_8_bits_by_dividing_by_257(tmp_path):
+    import io
+
+    from cnnrun.data.check import check_file
+
+    # 65535 / 257 = 255 exactly: 0, 257·100, 257·200 and 65535 become 0, 100, 200, 255 (÷ 256 would give 201 for 51400)
+    Image.fromarray(np.array([[0, 25700, 51400, 65535]], np.uint16)).save(tmp_path / "deep.png")
+    size, reason, png, _ = check_file(tmp_path / "deep.png", "L")
+    assert (size, reason) == ((1, 4), None)
+    with Image.open(io.BytesIO(png)) as converted:
+        assert converted.mode == "L" and np.asarray(converted).tolist() == [[0, 100, 200, 255]]
+
+
+def test_the_size_summary_gives_the_median_between_the_least_and_the_largest():
+    from cnnrun.data.check import size_summary
+
+    # heights 10 10 40: median 10 (the mean would be 20); widths 20 30 100: median 30 (mean 50)
+    assert size_summary([(10, 20), (10, 30), (40, 100)]) == "h 10/10/40, w 20/30/100"
+    assert size_summary([(8, 6), (8, 6)]) == "8×6"
+    assert size_summary([]) == "—"
+
+
 def test_the_moments_of_files_are_the_mean_and_standard_deviation_of_their_pixels(tmp_path):
     from cnnrun.data.examples import FileExamples
 

@@ -280,6 +280,13 @@ def test_a_name_alone_and_a_mapping_with_a_name_compare_as_one_key():
                                        "compile.optimizer.learning_rate": [MISSING, 0.01]}
 
 
+def test_an_empty_mapping_or_list_differs_from_a_key_left_out():
+    from cnnrun.tasks.compare import MISSING, differing_keys
+
+    configs = [{"train": {"epochs": 3, "class_weight": {}}, "tags": []}, {"train": {"epochs": 3}}]
+    assert differing_keys(configs) == {"train.class_weight": [{}, MISSING], "tags": [[], MISSING]}
+
+
 def test_a_mixed_precision_model_is_exported_computing_in_float32(tmp_path):
     import keras
     import onnxruntime

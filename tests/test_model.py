@@ -142,6 +142,12 @@ def test_bad_regularizer_and_shape_mismatch_are_user_errors():
         _build([{"Flatten": {}}, {"Conv2D": {"filters": 2, "kernel_size": 3}}])
 
 
+def test_an_output_of_one_value_per_class_at_every_pixel_is_refused():
+    # Conv2D of 3 filters, kernel 3, on 16×16: (None, 14, 14, 3), a last axis of 3 for 3 classes, but not 2-D
+    with pytest.raises(UserError, match=r"the model's output has shape \(None, 14, 14, 3\)"):
+        _build([{"Conv2D": {"filters": 3, "kernel_size": 3, "activation": "softmax"}}])
+
+
 def test_loss_must_fit_label_mode():
     experiment = validate_experiment(
         tiny_config(dataset={"name": "shapes", "label_mode": "sparse"},

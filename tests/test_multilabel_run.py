@@ -294,3 +294,36 @@ def test_the_pictures_shown_for_a_label_are_those_having_it():
     labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
     green, red = sample_indices(labels, 2, per_class=10, seed=0)
     assert sorted(green.tolist()) == [0, 2] and sorted(red.tolist()) == [1, 2]
+
+
+def test_predict_with_the_last_checkpoint_uses_the_last_checkpoints_thresholds(tmp_path):
+    """A run folder set by hand (no training): the model of `test_scores_json_counts_...` scores every label between
+    0.731 and 0.988, so a threshold of 0 lists the label and one of 1.5 never does."""
+    import keras
+
+    from cnnrun.config.load import experiment_to_yaml
+    from cnnrun.data import DatasetInfo
+    from cnnrun.run_folder.folder import Run
+    from cnnrun.tasks.predict import predict_files
+
+    table, _ = colour_table(tmp_path / "data", 10)
+    experiment = validate_experiment(config_for(table, dataset={"normalize": "rescale"}), "x.yaml")
+    run = Run(tmp_path / "run")
+    (run.path / "checkpoints").mkdir(parents=True)
+    run.write_config(experiment_to_yaml(experiment))
+    run.update_state(status="completed", epochs_planned=1, epochs_completed=1)
+    run.write_dataset_info(DatasetInfo(class_names=["green", "red"], input_shape=[8, 8, 3], label_mode="multi_label",
+                                       normalize="rescale"))
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([np.array([[0, 4], [4, 0], [0, 0]], np.float32), np.ones(2, np.float32)])
+    for name in ("best", "last"):
+        model.save(run.checkpoint(name))
+    run.write_thresholds({"chosen_on": "validation", "best": {"green": 0.0, "red": 1.5},
+                          "last": {"green": 1.5, "red": 0.0}})
+
+    picture = tmp_path / "data" / "p0.png"
+    for checkpoint, listed in (("best", ["green"]), ("last", ["red"])):
+        (result,) = predict_files(run.path, [picture], checkpoint=checkpoint).results
+        assert [name for name, _ in result["labels"]] == listed, checkpoint

@@ -304,3 +304,17 @@ def test_inspect_shows_the_phases(write_config):
 def test_resume_epochs_that_leave_the_last_phase_no_epoch_is_one_line(straight):
     assert_user_error(run_here("resume", straight[0], "--epochs", "2"),
                       "--epochs 2: the run's phases before the last take 2 epochs")
+
+
+def test_a_checkpoint_without_an_epoch_record_starts_at_its_phases_first_epoch(tmp_path):
+    from cnnrun.atomic import atomic_save_model
+    from cnnrun.model.phases import phase_start_in_checkpoint
+
+    experiment = experiment_of(phased_config())  # phases of 2 and 2 epochs: phase 1 from 0 done, phase 2 from 2
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    for phase, start in ((1, 0), (2, 2)):
+        atomic_save_model(model, tmp_path / f"phase{phase}.keras", {"phase": phase})
+        assert phase_start_in_checkpoint(tmp_path / f"phase{phase}.keras", experiment) == start
+    atomic_save_model(model, tmp_path / "phase3.keras", {"phase": 3})
+    with pytest.raises(UserError, match="records phase 3, but the run's config.yaml has phases 1 to 2"):
+        phase_start_in_checkpoint(tmp_path / "phase3.keras", experiment)

@@ -237,3 +237,19 @@ def test_the_numpy_modules_examples_hold(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_a_regression_run_reports_mae_and_rmse_whatever_class_metrics_the_config_names(tmp_path):
+    from cnnrun.model.build import build_model
+    from cnnrun.model.compiling import compile_model
+
+    experiment = validate_experiment(config_for(tmp_path / "t.csv", compile={"metrics": ["accuracy", "crossentropy"]}),
+                                     "x.yaml")
+    model = build_model(experiment, (8, 8, 1), 2)
+    compile_model(model, experiment)
+    for layer in model.layers:  # outputs 0 whatever the picture
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    # targets (1, 2) and (3, 4) against outputs 0: errors 1 2 3 4 → MAE 10/4 = 2.5, MSE 30/4 = 7.5, RMSE √7.5
+    logs = model.evaluate(np.zeros((2, 8, 8, 1), np.float32), np.array([[1, 2], [3, 4]], np.float32), verbose=0,
+                          return_dict=True)
+    assert logs == pytest.approx({"loss": 7.5, "mae": 2.5, "rmse": 7.5 ** 0.5})

@@ -37,6 +37,15 @@ def test_the_whitening_layer_makes_the_patches_it_was_fitted_on_uncorrelated_wit
     np.testing.assert_allclose(covariance_of_outputs(layer, images), np.eye(12), atol=2e-3)
 
 
+def test_a_one_pixel_kernel_is_one_over_the_root_of_the_mean_square_plus_epsilon():
+    # patch_size 1, one channel: the covariance is the mean of x², here (1 + 1 + 9 + 9) / 4 = 5 over the 4 pixels;
+    # with epsilon 4 the kernel is ±1 / √(5 + 4) = ±1/3
+    layer = PatchWhitening(patch_size=1, epsilon=4.0)
+    layer.adapt(np.array([[[1.0], [1.0]], [[3.0], [3.0]]])[None])
+    assert layer.kernel.shape == (1, 1, 1, 2)
+    np.testing.assert_allclose(sorted(keras.ops.convert_to_numpy(layer.kernel).ravel()), [-1 / 3, 1 / 3], rtol=1e-6)
+
+
 def test_a_run_fills_the_whitening_layer_from_its_training_split_and_keeps_it_frozen(write_config, tmp_path):
     images = correlated_images(160, seed=1).clip(0, 255).astype(np.uint8)
     labels = np.arange(160) % 2
