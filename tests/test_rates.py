@@ -28,14 +28,20 @@ def _batch():
     return rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
 
 
-def _one_step(optimizer, multipliers: dict[str, float]) -> tuple[dict, dict, dict]:
-    """Weights before and after one `train_on_batch`, and the gradients at the weights before, by path."""
+def _at_start():
+    """The model and its batch, with its weights and the loss's gradients at them, by path."""
     model, (x, y) = _model(), _batch()
     before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
     with tf.GradientTape() as tape:
         loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
     gradients = {v.path: np.asarray(g) for v, g in
                  zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)}
+    return model, x, y, before, gradients
+
+
+def _one_step(optimizer, multipliers: dict[str, float]) -> tuple[dict, dict, dict]:
+    """Weights before and after one `train_on_batch`, and the gradients at the weights before, by path."""
+    model, x, y, before, gradients = _at_start()
     for v in model.trainable_variables:  # the tape's forward pass moved nothing trainable; put it back anyway
         v.assign(before[v.path])
     model.compile(optimizer=with_rate_multipliers(optimizer, model, multipliers), loss="mse")
@@ -66,12 +72,7 @@ def test_adams_first_step_is_its_multiple_of_the_rate_in_the_gradients_direction
 
 
 def test_the_first_pattern_found_in_a_path_decides_and_a_fraction_slows_the_variable_down():
-    model, (x, y) = _model(), _batch()
-    before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
-    with tf.GradientTape() as tape:
-        loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
-    gradients = {v.path: np.asarray(g) for v, g in
-                 zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)}
+    model, x, y, before, gradients = _at_start()
     # beta's path holds both patterns: "beta" comes first, so ×64; gamma's holds only "batch_norm": ×0.5
     multipliers = {"beta": 64.0, "batch_norm": 0.5}
     model.compile(optimizer=with_rate_multipliers(keras.optimizers.SGD(RATE), model, multipliers), loss="mse")
@@ -95,12 +96,7 @@ def test_weight_decay_stays_at_the_plain_rate():
 
 def test_a_frozen_variable_keeps_its_value_weight_decay_included_while_the_others_decay():
     decay = 0.1
-    model, (x, y) = _model(), _batch()
-    before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
-    with tf.GradientTape() as tape:
-        loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
-    gradients = {v.path: np.asarray(g) for v, g in
-                 zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)}
+    model, x, y, before, gradients = _at_start()
     optimizer = with_rate_multipliers(keras.optimizers.SGD(RATE, weight_decay=decay), model, None, freezing=True)
     model.compile(optimizer=optimizer, loss="mse")
     beta = model.layers[1].beta
