@@ -234,3 +234,64 @@ def test_the_shipped_sweep_runs_its_first_two_grid_points(tmp_path):
         with (Path(row["run_folder"]) / "history.csv").open() as f:
             assert len(list(csv.DictReader(f))) == 1
     assert "planned 2" in result.stdout
+
+
+# ---------------------------------------------------------------- spaces, plan and study, without training
+
+
+@pytest.mark.parametrize("space, values", [
+    ({"int": [1, 3]}, [1, 2, 3]),  # both ends included
+    ({"int": [2, 6], "step": 2}, [2, 4, 6]),
+    ({"int": [3, 3]}, [3]),  # an int range of one value
+    ({"float": [0.1, 0.3], "step": 0.1}, [0.1, 0.2, 0.3]),  # (0.3 - 0.1) / 0.1 is 1.999…96 in floats: hi kept
+])
+def test_a_grid_takes_every_step_of_a_range_both_ends_included(space, values):
+    config = SweepConfig.model_validate({"params": {"p": space}, "method": "grid"})
+    assert config.params["p"].grid() == values
+
+
+def test_a_storage_url_with_a_driver_is_accepted():
+    config = SweepConfig.model_validate({"params": {"p": {"choice": [1]}}, "method": "grid",
+                                         "storage": "postgresql+psycopg2://user@host/db"})
+    assert config.storage == "postgresql+psycopg2://user@host/db"
+
+
+def test_a_grid_with_fewer_trials_than_points_queues_only_the_first_points(tmp_path):
+    from cnnrun.training.sweep import open_study, prepare_study, with_objective
+
+    sweep = with_objective(load_sweep(write(tmp_path, sweep_config(tmp_path, pruner="none", trials=2))))
+    assert sweep.planned == 2 and "a grid of 4 points, 2 trials" in sweep.describe()
+    study = open_study(sweep)
+    prepare_study(sweep, study)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    # the grid in order: learning rates [0.01, 1e-9] × filters [2, 4], the first two points
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{LR: 0.01, FILTERS: 2}, {LR: 0.01, FILTERS: 4}]
+
+
+def test_trial_n_trains_with_the_experiments_seed_plus_n(tmp_path):
+    from cnnrun.training.sweep import trial_seed
+
+    sweep = load_sweep(write(tmp_path, sweep_config(tmp_path)))
+    assert [trial_seed(sweep, n) for n in (0, 1, 5)] == [3, 4, 8]  # the tiny experiment's seed 3, plus n
+
+
+def test_a_max_objective_makes_a_maximizing_study(tmp_path):
+    from cnnrun.training.sweep import open_study, with_objective
+
+    config = sweep_config(tmp_path, name="maxed", objective={"metric": "val_accuracy", "mode": "max"})
+    sweep = with_objective(load_sweep(write(tmp_path, config)))
+    assert open_study(sweep).direction == optuna.study.StudyDirection.MAXIMIZE
+    sweep_dir = tmp_path / "outputs" / "maxed"
+    assert journal_study(sweep_dir, "maxed").direction == optuna.study.StudyDirection.MAXIMIZE  # as stored
+
+
+def test_a_trial_that_recorded_no_run_folder_is_given_the_newest_under_its_folder(tmp_path):
+    from cnnrun.training.sweep import open_study, trial_run_folder, with_objective
+
+    sweep = with_objective(load_sweep(write(tmp_path, sweep_config(tmp_path, name="unrecorded"))))
+    study = open_study(sweep)
+    study.ask()  # trial 0, killed before it recorded its run folder
+    for name in ("20260101-090000", "20260102-090000", "20251231-090000"):
+        (tmp_path / "outputs" / "unrecorded" / "trial-000" / name).mkdir(parents=True)
+    (trial,) = study.get_trials()
+    assert trial_run_folder(sweep, trial) == str(tmp_path / "outputs" / "unrecorded" / "trial-000" / "20260102-090000")

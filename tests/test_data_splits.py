@@ -72,6 +72,28 @@ def test_the_distribution_fills_batches_into_new_splits_not_in_place():
     assert [len(images) for images, _ in splits.train.take(splits.steps_per_epoch)][-1] == 90 % 16
 
 
+def test_the_distribution_fills_the_validation_batches_too():
+    from cnnrun.devices.distribute import Placement
+
+    splits = shapes_splits()  # 30 validation examples: batches of 16 and 14
+    placement = Placement("jax", "data_parallel", ["cpu:0", "cpu:1"], engine=object())
+    fed = placement.feed(splits, 16)
+    assert [len(images) for images, _ in splits.validation] == [16, 14]
+    filled = list(fed.validation)
+    assert [len(images) for images, _ in filled] == [16, 16]
+    last = list(splits.validation)[1][0].numpy()
+    # the 14 examples, then the first 2 again: index i % 14
+    np.testing.assert_array_equal(filled[1][0].numpy(), last[np.arange(16) % 14])
+
+
+def test_the_header_line_gives_each_replica_its_share_of_the_global_batch():
+    from cnnrun.devices.distribute import Placement
+
+    placement = Placement("tensorflow", "mirrored", ["/cpu:0", "/cpu:1"], engine=object())
+    assert placement.describe(64) == ("MirroredStrategy: 2 replicas (/cpu:0, /cpu:1), 32 examples per replica of "
+                                      "the global batch 64")  # 64 / 2 replicas
+
+
 def test_augment_false_leaves_augmentation_to_the_caller():
     augmented = tiny_config(augmentation={"vertical_flip": True, "brightness_range": [0.5, 0.6]})
     plain = load_splits(validate_experiment(tiny_config(), "test"))

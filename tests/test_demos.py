@@ -161,6 +161,13 @@ def test_kernel_demo_prints_keras_shapes_for_padding_and_stride(photo, tmp_path)
     assert "-> (24, 32, 3)" in text  # 2×2 max pooling
 
 
+def test_a_pooling_asked_for_twice_is_shown_once(photo, tmp_path):
+    lines = kernel_demo(photo, kernels=["vertical"], pools=["max", "max"], out=tmp_path / "k.png").lines
+    assert [line for line in lines if line.startswith("Max pooling")] == [
+        "Max pooling 2×2, stride 2, valid: rows (48 + 2·0 − 2)/2 + 1 = 24, columns (64 + 2·0 − 2)/2 + 1 = 32 -> "
+        "(24, 32, 3)"]  # ⌊46/2⌋ + 1 = 24, ⌊62/2⌋ + 1 = 32
+
+
 def test_kernel_demo_default_image_is_bundled(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     lesson = kernel_demo()

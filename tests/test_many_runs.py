@@ -251,6 +251,25 @@ def test_a_wrong_export_format_or_file_name_is_one_line(outputs, args, fragments
         assert result.returncode == 2 and "Traceback" not in result.stderr and "pdf" in result.stderr
 
 
+def test_an_export_file_name_may_end_in_an_upper_case_suffix(tmp_path):
+    from cnnrun.tasks.export import export_path
+
+    for format_, name in (("onnx", "model.ONNX"), ("litert", "model.TFLite")):
+        assert export_path(None, format_, "best", tmp_path / name) == tmp_path / name  # --out given: no run read
+
+
+def test_the_export_names_probabilities_unless_the_loss_says_logits():
+    from cnnrun.tasks.export import _output_text
+
+    names = ["cat", "dog", "fox"]
+    assert _output_text(3, names, "categorical_crossentropy") == "3 probabilities per image: cat, dog, fox"
+    assert _output_text(3, names, {"name": "categorical_crossentropy"}) == "3 probabilities per image: cat, dog, fox"
+    assert _output_text(3, names, {"name": "categorical_crossentropy", "from_logits": True}) == \
+        "3 logits per image: cat, dog, fox"
+    assert _output_text(1, names[:2], {"name": "binary_crossentropy"}) == \
+        "1 value per image: the probability of dog (against cat)"
+
+
 def test_a_graph_model_is_served_without_its_augmentation_and_with_its_normalisation():
     from cnnrun.config import validate_experiment
     from cnnrun.data import DatasetInfo, model_augmenter

@@ -354,3 +354,33 @@ def test_twin_layers_are_timed_once_and_share_the_time(monkeypatch):
     assert timed == ["a", "b", "d"]
     assert [r.name for r in rows] == ["a", "b", "c", "d"]
     assert rows[2].seconds == rows[1].seconds > 0
+
+
+def test_the_compute_median_leaves_out_each_steps_wait_for_input():
+    from cnnrun.tasks.profile import StepTimes
+
+    steps = StepTimes((1.0, 2.0, 4.0), (0.5, 0.5, 3.5))
+    assert steps.median == 2.0 and steps.spread == (1.0, 4.0)
+    assert steps.compute_median == 0.5  # the median of 1 − 0.5, 2 − 0.5, 4 − 3.5 = 0.5, 1.5, 0.5
+    assert steps.input_share == 4.5 / 7.0  # (0.5 + 0.5 + 3.5) / (1 + 2 + 4)
+
+
+def test_the_jit_records_live_in_the_cache_folder_under_cnnrun(tmp_path, monkeypatch):
+    from cnnrun.devices.jit_record import record_file
+
+    monkeypatch.delenv("CNNRUN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert record_file() == tmp_path / "xdg" / "cnnrun" / "jit.json"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert record_file() == tmp_path / "home" / ".cache" / "cnnrun" / "jit.json"
+    monkeypatch.setenv("CNNRUN_CACHE_DIR", str(tmp_path / "cache"))
+    assert record_file() == tmp_path / "cache" / "jit.json"
+
+
+def test_a_jit_record_says_how_many_times_faster_the_faster_way_was():
+    from cnnrun.devices.jit_record import JitRecord
+
+    assert JitRecord(True, 0.25, 0.5, "2026-12-03", "tiny").describe() == \
+        "on: 2.00× faster with XLA here (cnnrun profile --compare-jit, 2026-12-03)"  # 0.5 / 0.25
+    assert JitRecord(False, 0.6, 0.4, "2026-12-03", "tiny").ratio == 0.6 / 0.4  # without XLA: 1.5× faster

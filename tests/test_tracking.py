@@ -120,3 +120,26 @@ def test_mlflow_missing_when_asked_for_names_the_extra_before_any_data(write_con
     result = run_here("train", write_config(config), "--output-dir", tmp_path / "outputs")
     assert_user_error(result, "tracking.mlflow", "pip install 'cnnrun[tracking]'")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_configs_mlflow_uri_wins_over_the_environments(write_config, monkeypatch):
+    from cnnrun.training.tracking import tracking_uri
+
+    experiment = load_experiment(write_config(tiny_config(tracking={"mlflow": {"uri": "sqlite:///mine.db"}})))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert tracking_uri(experiment) == "sqlite:///mine.db"
+
+
+def test_a_sqlite_stores_artifacts_go_beside_its_database_file(tmp_path, monkeypatch):
+    from cnnrun.training.tracking import _artifact_location
+
+    assert _artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db") == (tmp_path / "db" / "mlruns").as_uri()
+    monkeypatch.chdir(tmp_path)  # a relative database path: beside it, from the current folder
+    assert _artifact_location("sqlite:///mlflow.db") == (tmp_path / "mlruns").as_uri()
+    assert _artifact_location("http://host:5000") is None
+
+
+def test_a_windows_drive_path_is_a_local_store_not_an_unknown_scheme():
+    from cnnrun.training.tracking import check_store
+
+    check_store("C:/experiments/mlruns")  # one letter before the colon: a drive, which MLflow makes when used
