@@ -111,6 +111,40 @@ def test_filters_draw_a_hand_set_vertical_edge_kernel_as_that_kernel(trained, tm
     assert_user_error(run_here("filters", copy, "--layer", "flat"), "--layer flat", "no convolution kernel")
 
 
+def test_filters_without_a_layer_draw_the_first_convolution_of_several():
+    import keras
+
+    from cnnrun.explain.filters import conv_layer
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="first"),
+                              keras.layers.Conv2D(3, 3, name="second")])
+    path, kernel = conv_layer(model, None)
+    assert path.name == "first"
+    np.testing.assert_array_equal(kernel, model.get_layer("first").get_weights()[0])
+
+
+def test_a_deeper_kernel_is_drawn_as_its_mean_over_the_input_channels():
+    from cnnrun.explain.filters import kernel_tiles
+
+    kernel = np.zeros((3, 3, 2, 1), np.float32)
+    kernel[:, :, 0, 0], kernel[:, :, 1, 0] = VERTICAL, 3 * VERTICAL.clip(max=0) + VERTICAL.clip(min=0)
+    tiles, labels, how = kernel_tiles(kernel)
+    # mean of [-1, 0, 1] and [-3, 0, 1] is [-2, 0, 1]; scaled by 2·2 and shifted by 0.5: [0, 0.5, 0.75]
+    assert how == "averaged over the 2 input channels" and labels == ["#0"]
+    np.testing.assert_allclose(tiles[0], [[0, 0.5, 0.75]] * 3)
+
+
+def test_per_channel_draws_each_input_channel_of_a_kernel_upright():
+    from cnnrun.explain.filters import kernel_tiles
+
+    kernel = np.zeros((3, 3, 2, 1), np.float32)
+    kernel[:, :, 0, 0], kernel[:, :, 1, 0] = VERTICAL, -VERTICAL.T  # a vertical edge, then a horizontal one
+    tiles, labels, _ = kernel_tiles(kernel, per_channel=True)
+    assert labels == ["#0 in 0", "#0 in 1"]
+    np.testing.assert_array_equal(tiles[0], [[0, 0.5, 1]] * 3)  # black, gray, white columns
+    np.testing.assert_array_equal(tiles[1], [[1] * 3, [0.5] * 3, [0] * 3])  # white, gray, black rows
+
+
 def test_activations_have_the_shapes_inspect_prints(trained, tmp_path):
     run, pictures, config = trained
     result = run_here("activations", run, next(pictures.glob("*/*.png")), "--out", tmp_path)
@@ -133,6 +167,12 @@ def test_evaluate_draws_the_top_losses_unless_told_explain_0(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     with Image.open(copy / "eval" / "best_test_explained.png") as image:
         assert image.size[1] > 3 * 200  # 12 pictures, 5 a row: 3 rows
+
+
+def test_the_top_losses_show_p_true_with_two_decimals_and_a_power_of_ten_below_0_005():
+    from cnnrun.explain.mistakes import _probability
+
+    assert [_probability(p) for p in (0.9, 0.03, 0.005, 0.004, 3e-5)] == ["0.90", "0.03", "0.01", "4e-03", "3e-05"]
 
 
 @pytest.mark.slow

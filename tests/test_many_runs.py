@@ -375,3 +375,54 @@ def test_a_score_other_than_accuracy_is_named_in_the_table(tmp_path):
     assert (rows[0]["test_best"], rows[0]["test_last"]) == (2.215, 2.115)  # the CSV and JSON keep the numbers
     line = table_text(rows).splitlines()[-1]
     assert "mae 2.215" in line and "mae 2.115" in line
+
+
+def _hand_run(root, name: str, files: dict[str, str]):
+    """A run folder `root/name` holding `files` (name → text), written by hand."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    for file, text in files.items():
+        (folder / file).write_text(text)
+    return folder
+
+
+STATE = '{"status": "completed", "epochs_completed": 2, "epochs_planned": 2}'
+
+
+def test_a_true_or_false_config_key_matches_where_written_as_in_yaml(tmp_path):
+    from cnnrun.tasks.runs_table import list_runs, select
+
+    for name, flip in (("x/20261127-100000", "true"), ("x/20261127-110000", "false")):
+        _hand_run(tmp_path, name, {"state.json": STATE, "config.yaml": f"augmentation: {{horizontal_flip: {flip}}}\n"})
+    for flip, run in (("true", "x/20261127-100000"), ("false", "x/20261127-110000")):
+        rows = select(list_runs(tmp_path), where=[f"augmentation.horizontal_flip={flip}"])
+        assert [row["run"] for row in rows] == [run]
+
+
+def test_the_table_shows_the_start_to_the_second(tmp_path):
+    from cnnrun.tasks.runs_table import list_runs, table_text
+
+    _hand_run(tmp_path, "x/20261127-101542", {"state.json": STATE,
+                                               "meta.json": '{"started": "2026-11-27T10:15:42+00:00"}'})
+    assert "2026-11-27 10:15:42" in table_text(list_runs(tmp_path)).splitlines()[-1]
+
+
+def test_compare_shows_each_runs_best_and_last_test_scores_side_by_side(tmp_path):
+    from cnnrun.run_folder.folder import Run
+    from cnnrun.tasks.compare import score_rows
+
+    runs = [Run(_hand_run(tmp_path, f"x/2026112{i}-100000", {
+        "state.json": STATE, "scores.json": json.dumps({"best": {"loss": 0.5, "accuracy": best},
+                                                       "last": {"loss": 0.6, "accuracy": last}})}))
+        for i, (best, last) in enumerate([(0.8, 0.75), (0.9, 0.625)])]
+    rows = dict(score_rows(runs))
+    assert rows["test accuracy (best.keras)"] == ["0.8000", "0.9000"]
+    assert rows["test accuracy (last.keras)"] == ["0.7500", "0.6250"]
+    assert rows["epochs"] == ["2/2", "2/2"]
+
+
+@slow
+def test_compare_labels_each_run_by_its_name_and_time(outputs, tmp_path):
+    _, runs = outputs
+    comparison = compare_runs([runs["a"], runs["b"]], tmp_path / "c.png")
+    assert comparison.labels == [f"tiny/{runs['a'].name}", f"tiny/{runs['b'].name}"]

@@ -296,15 +296,15 @@ def test_the_pictures_shown_for_a_label_are_those_having_it():
     assert sorted(green.tolist()) == [0, 2] and sorted(red.tolist()) == [1, 2]
 
 
-def test_predict_with_the_last_checkpoint_uses_the_last_checkpoints_thresholds(tmp_path):
+def hand_set_run(tmp_path: Path):
     """A run folder set by hand (no training): the model of `test_scores_json_counts_...` scores every label between
-    0.731 and 0.988, so a threshold of 0 lists the label and one of 1.5 never does."""
+    0.731 and 0.988, so a threshold of 0 lists the label and one of 1.5 never does; best.keras and last.keras hold it,
+    with thresholds green 0, red 1.5 for best and green 1.5, red 0 for last. The colour table is in tmp_path/data."""
     import keras
 
     from cnnrun.config.load import experiment_to_yaml
     from cnnrun.data import DatasetInfo
     from cnnrun.run_folder.folder import Run
-    from cnnrun.tasks.predict import predict_files
 
     table, _ = colour_table(tmp_path / "data", 10)
     experiment = validate_experiment(config_for(table, dataset={"normalize": "rescale"}), "x.yaml")
@@ -318,12 +318,31 @@ def test_predict_with_the_last_checkpoint_uses_the_last_checkpoints_thresholds(t
     outputs = keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
     model = keras.Model(inputs, outputs)
     model.layers[-1].set_weights([np.array([[0, 4], [4, 0], [0, 0]], np.float32), np.ones(2, np.float32)])
+    model.compile(loss="binary_crossentropy", metrics=["accuracy"])  # evaluate reports its loss
     for name in ("best", "last"):
         model.save(run.checkpoint(name))
     run.write_thresholds({"chosen_on": "validation", "best": {"green": 0.0, "red": 1.5},
                           "last": {"green": 1.5, "red": 0.0}})
+    return run
 
+
+def test_predict_with_the_last_checkpoint_uses_the_last_checkpoints_thresholds(tmp_path):
+    from cnnrun.tasks.predict import predict_files
+
+    run = hand_set_run(tmp_path)
     picture = tmp_path / "data" / "p0.png"
     for checkpoint, listed in (("best", ["green"]), ("last", ["red"])):
         (result,) = predict_files(run.path, [picture], checkpoint=checkpoint).results
         assert [name for name, _ in result["labels"]] == listed, checkpoint
+
+
+def test_evaluate_of_the_last_checkpoint_uses_the_last_checkpoints_thresholds(tmp_path):
+    from cnnrun.tasks.evaluate import evaluate_run
+
+    run = hand_set_run(tmp_path)
+    evaluation = evaluate_run(run.path, "last")
+    metrics = json.loads((run.path / "eval" / "last_test_metrics.json").read_text())
+    assert metrics["thresholds"] == {"green": 1.5, "red": 0.0}
+    # green at 1.5 is never said (recall 0), red at 0 always (recall 1)
+    assert [(row["label"], row["threshold"], row["recall"]) for row in evaluation.per_class] == [
+        ("green", 1.5, 0.0), ("red", 0.0, 1.0)]

@@ -244,3 +244,22 @@ def test_evaluate_with_tta_writes_the_averaged_probabilities(trained, tmp_path):
     probabilities, _ = Run(copy).read_predictions("best", "test")
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert not np.allclose(probabilities, model.predict(pixels, verbose=0), atol=1e-5)  # the flip counted
+
+
+@pytest.mark.slow
+def test_evaluate_counts_each_class_precision_and_recall_from_its_predictions(trained, tmp_path):
+    from cnnrun.tasks.evaluate import evaluate_run
+
+    run, _ = trained
+    copy = shutil.copytree(run, tmp_path / "run")
+    evaluation = evaluate_run(copy, "best", "test", explain=0)
+    probabilities, labels = Run(copy).read_predictions("best", "test")
+    predicted = probabilities.argmax(axis=1)
+    # some class is said more or less often than it is there, so its precision and recall differ
+    classes = len(evaluation.per_class)
+    assert (np.bincount(predicted, minlength=classes) != np.bincount(labels, minlength=classes)).any()
+    for k, row in enumerate(evaluation.per_class):  # recall: right among the class, precision: among those said
+        right = ((predicted == k) & (labels == k)).sum()
+        assert row["support"] == (labels == k).sum()
+        assert row["recall"] == round(right / max((labels == k).sum(), 1), 4)
+        assert row["precision"] == round(right / max((predicted == k).sum(), 1), 4)

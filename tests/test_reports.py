@@ -143,6 +143,17 @@ def test_inspect_returns_the_layers_and_counts_and_prints_nothing(write_config, 
     assert not inspection.graph and inspection.init_from is None and inspection.drawn is None
 
 
+def test_inspect_counts_batch_normalization_moving_statistics_as_non_trainable(write_config):
+    from cnnrun.config import load_experiment
+    from cnnrun.tasks.inspect import inspect_experiment
+
+    layers = [{"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same"}}, {"BatchNormalization": {}},
+              {"Flatten": {}}, {"Dense": {"units": "${num_classes}", "activation": "softmax"}}]
+    inspection = inspect_experiment(load_experiment(write_config(tiny_config(model={"layers": layers}))))
+    # Conv2D 40 + BatchNormalization 4 γ + 4 β + Dense (16·16·4 + 1)·3 = 3,075 trained; 4 means + 4 variances not
+    assert (inspection.total, inspection.trainable, inspection.non_trainable) == (3131, 3123, 8)
+
+
 def test_explain_lists_unreadable_pictures_as_one_error(tmp_path):
     from cnnrun.explain.pictures import ExplainedPicture, Explanation
 

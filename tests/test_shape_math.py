@@ -66,6 +66,18 @@ def test_formulas_show_the_numbers():
     assert (same.out, same.pad_before, same.pad_after) == (683, 0, 1)
 
 
+def test_a_valid_window_as_wide_as_the_input_fits_and_gives_one_value():
+    # (3 − 3)/1 + 1 = 1, as Keras gives
+    assert shape_math.conv_size(3, 3, 1, "valid").out == 1
+    model = _built((3, 3, 1), keras.layers.Conv2D(2, 3))
+    assert tuple(model.layers[-1].output.shape)[1:] == shape_math.conv_layer((3, 3, 1), 3, 3, 2).output_shape
+
+
+def test_same_padding_that_divides_exactly_is_written_without_floor_brackets():
+    # out = ceil(28 / 2) = 14; Keras pads (14 − 1)·2 + 3 − 28 = 1: 0 before, 1 after; (28 + 1 − 3)/2 = 13 exactly
+    assert shape_math.conv_size(28, 3, 2, "same").formula() == "(28 + (0+1) − 3)/2 + 1 = 14"
+
+
 def test_bad_sizes_are_user_errors():
     with pytest.raises(UserError, match="does not fit"):
         shape_math.conv_size(4, 7, 1, "valid")
@@ -90,6 +102,14 @@ def test_parse_shape_and_steps():
     for bad in ("28", "28x28x1x1", "axbxc", "0x28x1"):
         with pytest.raises(UserError, match="--input"):
             shape_math.parse_shape(bad)
+
+
+def test_a_pool_step_pools_with_valid_padding_whatever_the_padding_default():
+    assert shape_math.parse_step("pool:2", "same")["padding"] == "valid"
+    # 7×7 through a same 1×1 Conv2D stays 7×7; 2×2 pooling, valid: ⌊(7 − 2)/2⌋ + 1 = 3 (same would give 4)
+    layers = shape_math.conv_chain("7x7", "1", 1, "same", 1, ["pool:2"])
+    model = _built((7, 7, 1), keras.layers.MaxPooling2D(2))
+    assert layers[1].output_shape == tuple(model.layers[-1].output.shape)[1:] == (3, 3, 1)
 
 
 def test_chain_matches_a_keras_model():
@@ -136,6 +156,24 @@ def test_inspect_arithmetic_column():
     assert rows[2] == ("⌊(14 + 2·0 − 3)/2⌋ + 1 = 6", "3·3·16·1 + 16·1·8 + 8 = 280")
     assert rows[3] == ("", "")
     assert rows[4] == ("", "(288 + 1)·10 = 2,890")
+
+
+def test_inspect_arithmetic_works_out_rows_and_columns_of_a_non_square_kernel_apart():
+    from cnnrun.tasks.inspect import layer_arithmetic
+
+    model = _built((28, 28, 1), keras.layers.Conv2D(2, (3, 5)))
+    assert tuple(model.layers[-1].output.shape)[1:3] == (26, 24)
+    # rows: 28 − 3 + 1 = 26; columns: 28 − 5 + 1 = 24
+    assert layer_arithmetic(model.layers[-1])[0] == "rows: (28 + 2·0 − 3)/1 + 1 = 26; cols: (28 + 2·0 − 5)/1 + 1 = 24"
+
+
+def test_inspect_gives_no_parameter_formula_for_a_grouped_convolution():
+    from cnnrun.tasks.inspect import layer_arithmetic
+
+    layer = _built((8, 8, 4), keras.layers.Conv2D(8, 3, groups=2)).layers[-1]
+    # two groups: each kernel sees 4 / 2 = 2 channels, 3·3·2·8 + 8 = 152, not (3·3·4 + 1)·8 = 296
+    assert layer.count_params() == 152
+    assert layer_arithmetic(layer) == ("(8 + 2·0 − 3)/1 + 1 = 6", "")
 
 
 def _cli(*args):
