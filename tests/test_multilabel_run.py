@@ -257,23 +257,29 @@ def test_folds_of_a_multi_label_table_split_its_training_pictures_and_say_how(tm
     assert abs(len(first) - len(second)) <= 1
 
 
-def test_scores_json_counts_the_test_pictures_at_the_thresholds_chosen_on_validation(tmp_path):
-    """A model set by hand scores each label sigmoid(4·m + 1), m the picture's mean of that colour in 0–1: 0.731
-    without the colour, 0.988 with it (220/255). At 0.5 every label is said of every picture; at the thresholds
-    chosen on validation (between 0.731 and 0.988) each label is said of exactly the pictures that have it."""
+def colour_scorer():
+    """A compiled model set by hand: each label's score is sigmoid(4·m + 1), m the picture's mean of that colour in
+    0–1 (green from the green channel, red from the red): 0.731 without the colour, 0.988 with it (220/255)."""
     import keras
 
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([np.array([[0, 4], [4, 0], [0, 0]], np.float32), np.ones(2, np.float32)])
+    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_scores_json_counts_the_test_pictures_at_the_thresholds_chosen_on_validation(tmp_path):
+    """`colour_scorer` scores every label above 0.5: at 0.5 every label is said of every picture; at the thresholds
+    chosen on validation (between 0.731 and 0.988) each label is said of exactly the pictures that have it."""
     from cnnrun.model.scoring import score_multilabel_checkpoints
     from cnnrun.run_folder.folder import Run
 
     table, truth = colour_table(tmp_path, 60)
     experiment = validate_experiment(config_for(table, dataset={"normalize": "rescale"}), "x.yaml")
     splits = load_splits(experiment)
-    inputs = keras.Input((8, 8, 3))
-    outputs = keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
-    model = keras.Model(inputs, outputs)
-    model.layers[-1].set_weights([np.array([[0, 4], [4, 0], [0, 0]], np.float32), np.ones(2, np.float32)])  # green, red
-    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    model = colour_scorer()
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     model.save(tmp_path / "run" / "checkpoints" / "best.keras")
 
@@ -297,11 +303,9 @@ def test_the_pictures_shown_for_a_label_are_those_having_it():
 
 
 def hand_set_run(tmp_path: Path):
-    """A run folder set by hand (no training): the model of `test_scores_json_counts_...` scores every label between
-    0.731 and 0.988, so a threshold of 0 lists the label and one of 1.5 never does; best.keras and last.keras hold it,
-    with thresholds green 0, red 1.5 for best and green 1.5, red 0 for last. The colour table is in tmp_path/data."""
-    import keras
-
+    """A run folder set by hand (no training): `colour_scorer` scores every label between 0.731 and 0.988, so a
+    threshold of 0 lists the label and one of 1.5 never does; best.keras and last.keras hold it, with thresholds
+    green 0, red 1.5 for best and green 1.5, red 0 for last. The colour table is in tmp_path/data."""
     from cnnrun.config.load import experiment_to_yaml
     from cnnrun.data import DatasetInfo
     from cnnrun.run_folder.folder import Run
@@ -314,11 +318,7 @@ def hand_set_run(tmp_path: Path):
     run.update_state(status="completed", epochs_planned=1, epochs_completed=1)
     run.write_dataset_info(DatasetInfo(class_names=["green", "red"], input_shape=[8, 8, 3], label_mode="multi_label",
                                        normalize="rescale"))
-    inputs = keras.Input((8, 8, 3))
-    outputs = keras.layers.Dense(2, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
-    model = keras.Model(inputs, outputs)
-    model.layers[-1].set_weights([np.array([[0, 4], [4, 0], [0, 0]], np.float32), np.ones(2, np.float32)])
-    model.compile(loss="binary_crossentropy", metrics=["accuracy"])  # evaluate reports its loss
+    model = colour_scorer()
     for name in ("best", "last"):
         model.save(run.checkpoint(name))
     run.write_thresholds({"chosen_on": "validation", "best": {"green": 0.0, "red": 1.5},
