@@ -176,3 +176,23 @@ def test_the_pipeline_placement_needs_the_tensorflow_backend(write_config):
         experiment = validate_experiment(tiny_config(backend=backend, augmentation={**augmentation,
                                                                                   "placement": placement}), "t.yaml")
         assert experiment.augmentation.placement == placement
+
+
+def test_a_16_bit_picture_is_augmented_after_dividing_it_by_257():
+    from cnnrun.teach.augment import augment_images
+
+    picture = np.full((8, 8), 51_400, np.uint16)  # 51,400 / 257 = 200 exactly (/ 256 would round to 201)
+    versions = augment_images(picture, AugmentationConfig(horizontal_flip=True), count=2)
+    assert versions.dtype == np.uint8 and versions.shape == (2, 8, 8, 1)
+    assert np.all(versions == 200)
+
+
+def test_the_preview_grid_has_five_panels_a_row(tmp_path):
+    from cnnrun.teach.augment import augment_preview
+
+    picture = tmp_path / "flat.png"
+    Image.fromarray(np.full((12, 12, 3), 90, np.uint8)).save(picture)
+    grid = augment_preview(picture, count=5, out=tmp_path / "out").figure
+    # the original and 5 versions: 2 rows of 5 panels, 3 inches each at 80 dpi: 15 × 80 = 1200 by 6 × 80 = 480
+    with Image.open(grid) as drawn:
+        assert drawn.size == (1200, 480)

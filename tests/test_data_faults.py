@@ -273,3 +273,25 @@ def test_train_ends_failed_in_one_line_when_pictures_vanish_mid_training(tmp_pat
     state = json.loads((run / "state.json").read_text())
     assert state["status"] == "failed" and state["epochs_completed"] >= 1
     assert (run / "checkpoints" / "last.keras").is_file()
+
+
+def test_the_file_named_is_what_follows_the_last_colon_of_tensorflows_line():
+    import tensorflow as tf
+
+    from cnnrun.data import data_error
+
+    text = ("Graph execution error:\n\n  (0) NOT_FOUND: {{function_node __wrapped__IteratorGetNext}} Error in "
+            "user-defined function passed to MapDataset:0 transformation: /data/cat.png; No such file or directory")
+    error = data_error(tf.errors.NotFoundError(None, None, text))
+    assert str(error).startswith("/data/cat.png: no such file or directory (it was there when the data was checked)")
+
+
+def test_the_pictures_in_a_folder_are_collected_sorted_after_the_files_named(tmp_path):
+    from cnnrun.data.pictures import collect_images
+
+    for name in ("b.png", "a.jpg", "sub/c.png", "z.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    folder = [tmp_path / "a.jpg", tmp_path / "b.png", tmp_path / "sub" / "c.png", tmp_path / "z.png"]
+    assert collect_images([tmp_path / "z.png", tmp_path]) == [tmp_path / "z.png", *folder]

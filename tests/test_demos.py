@@ -238,3 +238,37 @@ def test_cli_bad_options_are_one_line(photo, tmp_path):
         result = _cli(*args, cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_figure_name_may_end_in_an_upper_case_suffix(tmp_path):
+    from cnnrun.teach.images import figure_path
+
+    assert figure_path(tmp_path / "edges.PNG", "cat", "kernels") == tmp_path / "edges.PNG"
+    with pytest.raises(UserError, match="should end in one of"):
+        figure_path(tmp_path / "edges.gif", "cat", "kernels")
+
+
+def test_a_picture_larger_than_max_side_is_drawn_as_the_means_of_whole_blocks():
+    from cnnrun.figures import pyplot
+    from cnnrun.teach.images import show
+
+    picture = np.arange(600 * 600, dtype=np.float64).reshape(600, 600)
+    fig, ax = pyplot().subplots()
+    show(ax, picture, "big")  # 600 > 512: blocks of ⌈600 / 512⌉ = 2 × 2 pixels
+    drawn = np.asarray(ax.images[0].get_array())
+    pyplot().close(fig)
+    assert drawn.shape == (300, 300)
+    np.testing.assert_allclose(drawn, picture.reshape(300, 2, 300, 2).mean(axis=(1, 3)))
+    assert ax.images[0].get_extent() == [-0.5, 599.5, 599.5, -0.5]  # the ticks count the picture's own pixels
+
+
+def test_a_palette_picture_with_a_transparent_colour_keeps_its_alpha_only_when_asked(tmp_path):
+    rgb = np.zeros((5, 6, 3), np.uint8)
+    rgb[:, 3:] = 255
+    Image.fromarray(rgb).convert("P").save(tmp_path / "clear.png", transparency=0)
+    with Image.open(tmp_path / "clear.png") as saved:
+        assert saved.mode == "P" and "transparency" in saved.info
+    assert read_image(tmp_path / "clear.png").shape == (5, 6, 3)
+    with_alpha = read_image(tmp_path / "clear.png", keep_alpha=True)
+    assert with_alpha.shape == (5, 6, 4)
+    assert np.array_equal(with_alpha[..., 3], np.where(rgb[..., 0] == 0, 0, 255))  # palette index 0 is clear

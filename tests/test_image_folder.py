@@ -249,3 +249,13 @@ def test_a_warning_names_three_files_and_marks_only_more_with_an_ellipsis():
 
     assert first_few(["a", "b", "c"]) == "a; b; c"
     assert first_few(["a", "b", "c", "d"]) == "a; b; c; …"
+
+
+def test_data_check_lists_as_many_bad_files_as_its_limit_then_counts_the_rest(tmp_path, capsys):
+    from cnnrun.cli.render_tasks import show_folder_check
+
+    show_folder_check(check_image_folder(make_tree(tmp_path / "bad", empty_class=False)), limit=2)
+    out = capsys.readouterr().out
+    assert "3 bad file(s)" in out
+    assert sum(name in out for name in BAD) == 2  # two of the three listed
+    assert "… and 1 more" in out  # 3 − 2

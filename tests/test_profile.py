@@ -384,3 +384,15 @@ def test_a_jit_record_says_how_many_times_faster_the_faster_way_was():
     assert JitRecord(True, 0.25, 0.5, "2026-12-03", "tiny").describe() == \
         "on: 2.00× faster with XLA here (cnnrun profile --compare-jit, 2026-12-03)"  # 0.5 / 0.25
     assert JitRecord(False, 0.6, 0.4, "2026-12-03", "tiny").ratio == 0.6 / 0.4  # without XLA: 1.5× faster
+
+
+def test_flops_and_times_are_printed_in_the_unit_that_suits_them_from_its_first_whole_unit():
+    from cnnrun.cli.render_profile import _flops, _ms
+
+    assert [_flops(n) for n in (999, 1_000, 19_456, 3_520_000, 1e9)] == [
+        "999 FLOP", "1 kFLOP", "19.5 kFLOP", "3.52 MFLOP", "1 GFLOP"]
+    # 0.0123 s × 1e3 = 12.3 ms; one whole second is printed in seconds
+    assert [_ms(s) for s in (0.0123, 0.999, 1.0, 4.81)] == ["12.3 ms", "999 ms", "1 s", "4.81 s"]
+    # just under a unit, rounding to 3 figures reaches it: the next unit, not "1e+03" of this one
+    assert [_flops(n) for n in (999.7, 999_700, 999_700_000)] == ["1 kFLOP", "1 MFLOP", "1 GFLOP"]
+    assert _ms(0.9996) == "1 s"

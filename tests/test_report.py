@@ -212,3 +212,14 @@ def test_a_path_that_is_not_a_run_folder_is_one_line(tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_cnnrun_report_says_the_pages_size_in_megabytes(tmp_path, capsys):
+    from cnnrun.cli.render_tasks import show_report
+    from cnnrun.tasks.report import ReportPage
+
+    page = tmp_path / "report.html"
+    page.write_bytes(b"x" * 2_500_000)  # 2,500,000 bytes / 1e6 = 2.5 MB
+    show_report(ReportPage(page, "runs", 3, ("b: no history.csv",)))
+    assert capsys.readouterr().out == (f"wrote {page} (3 runs, 2.5 MB)\n"
+                                       "the page says what is missing: b: no history.csv\n")

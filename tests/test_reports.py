@@ -181,3 +181,18 @@ def test_the_error_line_is_the_error_with_its_place_in_bold():
         assert text.plain == f"error: {error}"
         bold = [text.plain[span.start:span.end] for span in text.spans if span.style == "bold"]
         assert bold == ([error.where] if error.where else [])
+
+
+def test_the_explain_error_counts_the_pictures_explained_not_the_unreadable_ones(tmp_path):
+    from cnnrun.explain.pictures import ExplainedPicture, Explanation
+
+    pictures = tuple(ExplainedPicture(tmp_path / f"{n}.png", "circle", 0.9, "circle", None, tmp_path / f"{n}_g.png")
+                     for n in "ab")
+    done = Explanation("saliency, best.keras", tmp_path, pictures, (), ((Path("c.txt"), "empty"),))
+    assert str(done.problem()) == f"c.txt: not a readable picture (empty); the other 2 explained into {tmp_path}"
+
+
+def test_the_file_names_spell_gradcam_plus_plus_as_gradcampp():
+    from cnnrun.explain.pictures import file_name
+
+    assert [file_name(m) for m in ("gradcam", "gradcam++", "saliency")] == ["gradcam", "gradcampp", "saliency"]

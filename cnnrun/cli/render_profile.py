@@ -9,7 +9,9 @@ from cnnrun.report import console, results_table, show_warnings
 
 
 def _flops(n: float) -> str:
-    """FLOPs in the unit that suits them: 14.1 kFLOP, 3.52 MFLOP, 1.20 GFLOP."""
+    """FLOPs in the unit that suits them: 14.1 kFLOP, 3.52 MFLOP, 1.20 GFLOP. Rounded to 3 figures before the unit
+    is chosen, so 999,700 is 1 MFLOP, not 1e+03 kFLOP."""
+    n = float(f"{n:.3g}")
     for unit, size in (("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
         if n >= size:
             return f"{n / size:.3g} {unit}"
@@ -17,6 +19,8 @@ def _flops(n: float) -> str:
 
 
 def _ms(seconds: float) -> str:
+    """12.3 ms below a second (3 figures, rounded first: 0.9996 s is 1 s), 4.81 s from it."""
+    seconds = float(f"{seconds:.3g}")
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
