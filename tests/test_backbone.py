@@ -219,3 +219,16 @@ def test_a_backbone_fine_tuned_in_phases_trains_from_the_named_layer_keeps_its_s
             np.testing.assert_allclose([got[name] for name in names], probabilities, atol=2e-6)
     np.testing.assert_allclose(model(images.astype("float32")), expected, rtol=1e-5, atol=1e-6)
     assert "backbone (Functional)" in (run / "summary.txt").read_text()
+
+
+def test_inspect_counts_the_backbones_layers_without_its_input():
+    from cnnrun.model.backbones import Backbone, describe_backbones
+
+    node = Backbone({**SMALL, "weights": None, "pooling": "avg", "trainable": False}, "model.layers[0] (backbone)")
+    model = keras.Sequential([keras.Input((32, 32, 3)), *node.layers((32, 32, 3))])
+    (line,) = describe_backbones(model)
+    # MobileNet without its top: conv1 (Conv2D, BN, ReLU) = 3, 13 depthwise blocks of 6 (depthwise conv, BN, ReLU,
+    # pointwise conv, BN, ReLU) = 78, a ZeroPadding2D before each of the 4 strided blocks, GlobalAveragePooling2D:
+    # 3 + 78 + 4 + 1 = 86 layers, 1 + 2·13 = 27 of them BatchNormalization
+    assert line.startswith("backbone 'backbone': MobileNet, 86 layers, ")
+    assert "frozen (0 trainable); its 27 BatchNormalization layers run in inference mode" in line

@@ -210,3 +210,28 @@ def test_views_are_the_backbones_outputs_on_augmented_pictures_kept_in_a_file(tm
                                atol=1e-4 * scale)
     cached.remove_files()
     assert not (tmp_path / "features").exists()
+
+
+def test_the_phase_line_says_the_views_when_there_are_several_and_where_the_features_are(tmp_path):
+    from cnnrun.training.features import CachedPhase
+
+    two = CachedPhase(None, None, None, phase=1, views=2, pictures=1200, seconds=3.25, folder=tmp_path)
+    assert two.line() == (f"phase 1: backbone features of 1,200 pictures (2 views of each training picture) "
+                          f"computed once in 3.2 s, kept in {tmp_path}; the head trains on them")
+    one = CachedPhase(None, None, None, phase=2, views=1, pictures=5, seconds=0.0)
+    assert "of 5 pictures computed" in one.line() and "kept in memory" in one.line()
+    assert one.record()["kept"] == "memory" and two.record()["kept"] == "file"
+
+
+def test_features_of_exactly_the_memory_limit_stay_in_memory(tmp_path):
+    from cnnrun.training.features import _features
+
+    inputs = keras.Input((2,))
+    front = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    batches = [(np.ones((4, 2), np.float32), None), (np.ones((1, 2), np.float32), None)]
+    size = 1 * 5 * 3 * 4  # 1 view · 5 pictures · 3 features · 4 bytes = 60
+    kept = _features(front, batches, 5, 1, 0, None, tmp_path / "train.npy", limit=size)
+    assert not isinstance(kept, np.memmap) and not (tmp_path / "train.npy").exists()
+    assert kept.shape == (1, 5, 3)
+    beyond = _features(front, batches, 5, 1, 0, None, tmp_path / "train.npy", limit=size - 1)
+    assert isinstance(beyond, np.memmap) and (tmp_path / "train.npy").is_file()

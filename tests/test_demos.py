@@ -272,3 +272,12 @@ def test_a_palette_picture_with_a_transparent_colour_keeps_its_alpha_only_when_a
     with_alpha = read_image(tmp_path / "clear.png", keep_alpha=True)
     assert with_alpha.shape == (5, 6, 4)
     assert np.array_equal(with_alpha[..., 3], np.where(rgb[..., 0] == 0, 0, 255))  # palette index 0 is clear
+
+
+def test_gray_with_alpha_is_two_named_channels_and_an_empty_crop_is_refused():
+    gray_alpha = describe_image(np.zeros((2, 3, 2), np.uint8))
+    assert gray_alpha["names"] == ("gray", "alpha") and gray_alpha["alpha"] is True
+    assert describe_image(np.zeros((2, 3, 3), np.uint8))["alpha"] is False
+    for empty in ("3:3,0:5", "0:5,7:7"):  # no rows, no columns
+        with pytest.raises(UserError, match="empty or outside"):
+            parse_crop(empty, (20, 30))

@@ -137,3 +137,26 @@ def test_devices_are_written_as_tensorflow_writes_them():
     for wrong in (["/tpu:0"], ["/gpu:0", "/gpu:0"], ["/gpu:0", "/cpu:0"]):
         with pytest.raises((ValueError, UserError)):
             TrainConfig(devices=wrong)
+
+
+def test_a_batch_that_does_not_split_suggests_the_next_multiple_up():
+    from cnnrun.devices.backend import check_batch_size
+    from cnnrun.errors import UserError
+
+    check_batch_size(12, 4)  # 12 = 3·4 splits
+    with pytest.raises(UserError) as caught:
+        check_batch_size(10, 4)
+    assert "e.g. 12" in str(caught.value)  # 10 / 4 = 2.5, rounded up to 3 · 4 = 12 (not down to 8)
+
+
+def test_a_process_id_must_be_below_the_number_of_processes(monkeypatch):
+    from cnnrun.devices.backend import read_cluster
+    from cnnrun.errors import UserError
+
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "127.0.0.1:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    assert read_cluster().process_id == 1
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "2")  # processes 0 and 1 only
+    with pytest.raises(UserError, match="2 is not one of 0 … 1"):
+        read_cluster()

@@ -83,3 +83,18 @@ def test_alternate_is_refused_where_it_cannot_be():
                          train={"epochs": 1, "phases": [{"epochs": 1, "trainable": "none", "cache_features": 2}]})
     with pytest.raises(UserError, match="horizontal_flip: alternate flips by epoch"):
         validate_experiment(config, "t.yaml")
+
+
+def test_the_first_epoch_mirrors_exactly_the_pictures_whose_seeded_bit_is_set(tmp_path):
+    import tensorflow as tf
+
+    pictures = _pictures()
+    np.savez(tmp_path / "p.npz", x_train=pictures, y_train=np.arange(COUNT) % 3)
+    experiment = _experiment({"name": "npz", "path": str(tmp_path / "p.npz")})
+    splits = load_splits(experiment)
+    seen = _seen(splits, np.asarray(splits.examples["train"].images), 2)
+    # picture i's bit (the module's docstring): a stateless uniform draw seeded (seed·104729 mod 2³¹, i) below 0.5;
+    # mirrored in even epochs when set, in odd epochs when not
+    bits = {i: bool(tf.random.stateless_uniform([], seed=tf.constant([experiment.seed * 104_729 % 2**31, i],
+                                                                      tf.int64)) < 0.5) for i in range(COUNT)}
+    assert seen[0] == bits and seen[1] == {i: not bit for i, bit in bits.items()}

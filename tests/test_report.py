@@ -223,3 +223,12 @@ def test_cnnrun_report_says_the_pages_size_in_megabytes(tmp_path, capsys):
     show_report(ReportPage(page, "runs", 3, ("b: no history.csv",)))
     assert capsys.readouterr().out == (f"wrote {page} (3 runs, 2.5 MB)\n"
                                        "the page says what is missing: b: no history.csv\n")
+
+
+def test_the_main_metric_skips_the_bookkeeping_columns_and_metrics_print_to_four_places():
+    from cnnrun.report import format_metrics, main_metric
+
+    row = {"epoch": 1, "phase": 1, "loss": 0.5, "learning_rate": 0.01, "val_loss": 0.6, "accuracy": 0.7}
+    assert main_metric([row]) == "accuracy"
+    assert main_metric([{"epoch": 1, "loss": 0.5}]) is None
+    assert format_metrics({"loss": 0.123456, "accuracy": 0.5}) == "loss 0.1235, accuracy 0.5000"
