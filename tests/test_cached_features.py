@@ -169,6 +169,22 @@ def test_a_model_that_cannot_be_cached_is_refused_before_any_data(layers, fragme
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
+def test_a_random_layer_before_the_backbone_is_refused_with_true_but_not_with_fixed_views():
+    from cnnrun.model.build import build_model
+    from cnnrun.model.features import check_cacheable
+
+    def checked(cached):
+        config = backbone_config(layers=[{"Dropout": {"rate": 0.1}}, {"backbone": SMALL_BACKBONE}, HEAD],
+                                 train={"batch_size": 16, "phases": [{"epochs": 1, "trainable": "none",
+                                                                      "cache_features": cached}]})
+        experiment = validate_experiment(config, "t.yaml")
+        check_cacheable(build_model(experiment, (32, 32, 3), 3), experiment)
+
+    checked(2)  # two views, each drawn once: an epoch reads the same features whichever view it takes
+    with pytest.raises(UserError, match="random in training, so the features differ every epoch"):
+        checked(True)  # one pass read every epoch would freeze one draw of the dropout as if it were the picture
+
+
 @slow
 def test_views_are_the_backbones_outputs_on_augmented_pictures_kept_in_a_file(tmp_path):
     """`cache_features: 2` with flips, beyond the memory limit: `features/train.npy` holds two views of every
