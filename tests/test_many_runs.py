@@ -335,48 +335,6 @@ def test_a_mixed_precision_model_is_exported_computing_in_float32(tmp_path):
     np.testing.assert_allclose(got, bfloat16, atol=0.05, rtol=0)  # the same model, less exactly computed
 
 
-@pytest.mark.parametrize("files, problem", [
-    ({"state.json": "[1, 2]"}, "state.json: [1, 2] is not a cnnrun run state"),
-    ({"state.json": '{"status": "pruned", "epochs_planned": 4}', "meta.json": '{"started": 5}'},
-     "meta.json: started: 5 is not a time"),
-    ({"meta.json": '{"started": "2026-11-27T10:00:00+00:00"}'}, "state.json: missing"),
-])
-def test_a_folder_with_files_of_the_wrong_shape_is_a_damaged_row(tmp_path, files, problem):
-    from cnnrun.tasks.runs_table import list_runs
-
-    folder = tmp_path / "outputs" / "x" / "20261127-100000"
-    (folder / "checkpoints").mkdir(parents=True)
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    (row,) = list_runs(tmp_path / "outputs")
-    assert row["status"] == "damaged" and problem in row["problem"], row
-
-
-def test_a_status_this_version_does_not_know_is_shown_as_it_is(tmp_path):
-    from cnnrun.tasks.runs_table import list_runs
-
-    folder = tmp_path / "x" / "20261127-100000"
-    folder.mkdir(parents=True)
-    (folder / "state.json").write_text('{"status": "pruned", "epochs_completed": 2, "epochs_planned": 4}')
-    (row,) = list_runs(tmp_path)
-    assert (row["run"], row["status"], row["epochs"], row["planned"], row["problem"]) == \
-        ("x/20261127-100000", "pruned", 2, 4, None)
-
-
-def test_a_score_other_than_accuracy_is_named_in_the_table(tmp_path):
-    from cnnrun.tasks.runs_table import list_runs, table_text
-
-    folder = tmp_path / "angles" / "20261203-100000"
-    folder.mkdir(parents=True)
-    (folder / "state.json").write_text('{"status": "completed", "epochs_completed": 2, "epochs_planned": 2}')
-    (folder / "scores.json").write_text('{"best": {"loss": 0.1, "mae": 2.215, "rmse": 4.128, "r2": 0.9741}, '
-                                        '"last": {"loss": 0.1, "mae": 2.115, "rmse": 4.04, "r2": 0.9752}}')
-    rows = list_runs(tmp_path)
-    assert (rows[0]["test_best"], rows[0]["test_last"]) == (2.215, 2.115)  # the CSV and JSON keep the numbers
-    line = table_text(rows).splitlines()[-1]
-    assert "mae 2.215" in line and "mae 2.115" in line
-
-
 def _hand_run(root, name: str, files: dict[str, str]):
     """A run folder `root/name` holding `files` (name → text), written by hand."""
     folder = root / name
@@ -387,6 +345,42 @@ def _hand_run(root, name: str, files: dict[str, str]):
 
 
 STATE = '{"status": "completed", "epochs_completed": 2, "epochs_planned": 2}'
+
+
+@pytest.mark.parametrize("files, problem", [
+    ({"state.json": "[1, 2]"}, "state.json: [1, 2] is not a cnnrun run state"),
+    ({"state.json": '{"status": "pruned", "epochs_planned": 4}', "meta.json": '{"started": 5}'},
+     "meta.json: started: 5 is not a time"),
+    ({"meta.json": '{"started": "2026-11-27T10:00:00+00:00"}'}, "state.json: missing"),
+])
+def test_a_folder_with_files_of_the_wrong_shape_is_a_damaged_row(tmp_path, files, problem):
+    from cnnrun.tasks.runs_table import list_runs
+
+    (_hand_run(tmp_path / "outputs", "x/20261127-100000", files) / "checkpoints").mkdir()
+    (row,) = list_runs(tmp_path / "outputs")
+    assert row["status"] == "damaged" and problem in row["problem"], row
+
+
+def test_a_status_this_version_does_not_know_is_shown_as_it_is(tmp_path):
+    from cnnrun.tasks.runs_table import list_runs
+
+    _hand_run(tmp_path, "x/20261127-100000",
+              {"state.json": '{"status": "pruned", "epochs_completed": 2, "epochs_planned": 4}'})
+    (row,) = list_runs(tmp_path)
+    assert (row["run"], row["status"], row["epochs"], row["planned"], row["problem"]) == \
+        ("x/20261127-100000", "pruned", 2, 4, None)
+
+
+def test_a_score_other_than_accuracy_is_named_in_the_table(tmp_path):
+    from cnnrun.tasks.runs_table import list_runs, table_text
+
+    _hand_run(tmp_path, "angles/20261203-100000", {
+        "state.json": STATE, "scores.json": '{"best": {"loss": 0.1, "mae": 2.215, "rmse": 4.128, "r2": 0.9741}, '
+                                            '"last": {"loss": 0.1, "mae": 2.115, "rmse": 4.04, "r2": 0.9752}}'})
+    rows = list_runs(tmp_path)
+    assert (rows[0]["test_best"], rows[0]["test_last"]) == (2.215, 2.115)  # the CSV and JSON keep the numbers
+    line = table_text(rows).splitlines()[-1]
+    assert "mae 2.215" in line and "mae 2.115" in line
 
 
 def test_a_true_or_false_config_key_matches_where_written_as_in_yaml(tmp_path):

@@ -262,7 +262,7 @@ def test_a_best_epoch_held_while_the_checkpoints_wait_is_written_with_its_own_va
     assert json.loads((run.path / "state.json").read_text())["best"]["epoch"] == 2
 
 
-class Scores(keras.callbacks.Callback):
+class LoggedValues(keras.callbacks.Callback):
     """Before the recorder: puts each epoch's value of `name` in the logs it reads."""
 
     def __init__(self, name: str, values: list[float]):
@@ -282,7 +282,7 @@ def best_epoch(tmp_path, monitor: str, values: list[float], mode: str = "auto") 
     run.update_state(status="running", epochs_completed=0, epochs_planned=len(values))
     recorder = RunRecorder(run, monitor, CheckpointConfig(mode=mode), plots=False)
     x, y = np.zeros((4, 4), "float32"), np.zeros(4, "int64")
-    small_model().fit(x, y, epochs=len(values), verbose=0, callbacks=[Scores(monitor, values), recorder])
+    small_model().fit(x, y, epochs=len(values), verbose=0, callbacks=[LoggedValues(monitor, values), recorder])
     return checkpoint_info(run.checkpoints / "best.keras")["epoch"]
 
 
